@@ -1,0 +1,197 @@
+"""PoCL round parameters: the genesis `pocl` section (DESIGN §5.2).
+
+Everything that enters state is an integer: fractions are basis points (`BPS` = 1.0) and the near-tie
+margin is in micro-units (1_000 = 1e-3 of a logit), so every node derives identical verdicts. The model
+architecture id, input shape and class count are checked against `ml.registry` so a genesis naming a
+model this build does not know fails at load time, not in the middle of a round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from ledger.params import BPS
+
+MICRO = 1_000_000  # near_tie_margin units per 1.0
+
+# Hard caps keeping one round's work and one tx bounded whatever a genesis says.
+MAX_MINERS_CAP = 256
+MAX_SHARD_SIZE = 10_000
+MAX_PHASE_BLOCKS = 1_000_000
+
+
+class PoclParamsError(ValueError):
+    """Invalid PoCL parameters; `field` names the offending key."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"pocl.{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class PoclParams:
+    # model
+    model: str = "cnn-digits"
+    input_shape: tuple[int, ...] = (8, 8, 1)
+    classes: int = 10
+    init_seed: int = 0
+    aggregation: str = "clip:2.0"  # ml.aggregate rule: robust clipping at 2x the winners' median norm
+    # schedule (heights)
+    first_round_height: int = 1  # s_1
+    round_gap_blocks: int = 0  # blocks between a round's finalising block and the next s_r
+    train_blocks: int = 15  # maximum COMMIT length
+    predict_blocks: int = 5
+    vote_blocks: int = 5
+    # participation
+    test_shard_size: int = 20
+    min_miner_stake: int = 1_000
+    max_miners: int = 64  # eligible set = top stakes (ties by address) among qualifying accounts
+    winners: int = 2  # K
+    # verification
+    verify_shards: int = 3  # shards re-run per candidate (all its shards if fewer)
+    near_tie_margin: int = 1_000  # micro-units (ppm) of the relative top-2 logit margin (ml.inference)
+    near_tie_allowance_bps: int = 100  # near-tie mismatches tolerated per verification (>= 1 sample)
+    # economics
+    round_reward: int = 1_000_000
+    voter_share_bps: int = 2_000
+    slash_withhold_bps: int = 100
+    slash_mismatch_bps: int = 1_000
+    slash_prediction_fraud_bps: int = 3_000
+    slash_vote_fraud_bps: int = 3_000
+    jail_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def near_tie_threshold(self) -> float:
+        return self.near_tie_margin / MICRO
+
+    @property
+    def winners_pool(self) -> int:
+        return self.round_reward * (BPS - self.voter_share_bps) // BPS
+
+    @property
+    def voters_pool(self) -> int:
+        return self.round_reward - self.winners_pool
+
+    @property
+    def sample_count(self) -> int:
+        """Scalars in one test sample (product of input_shape)."""
+        return math.prod(self.input_shape)
+
+    def model_spec(self) -> Any:
+        from ml.registry import get_model
+
+        return get_model(self.model)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("model", "aggregation"):
+                if not isinstance(value, str) or not value or len(value) > 64:
+                    raise PoclParamsError(f.name, "must be a non-empty string of at most 64 characters")
+                continue
+            if f.name == "input_shape":
+                if (
+                    not isinstance(value, tuple)
+                    or not 1 <= len(value) <= 4
+                    or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 4096 for d in value)
+                ):
+                    raise PoclParamsError(f.name, "must be a list of 1..4 positive integers")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PoclParamsError(f.name, "must be an integer")
+            if value < 0:
+                raise PoclParamsError(f.name, "must not be negative")
+            if value >= 2**63:
+                raise PoclParamsError(f.name, "must be below 2**63")
+        for name in ("train_blocks", "predict_blocks", "vote_blocks"):
+            if not 1 <= getattr(self, name) <= MAX_PHASE_BLOCKS:
+                raise PoclParamsError(name, f"must be between 1 and {MAX_PHASE_BLOCKS}")
+        if self.first_round_height < 1:
+            raise PoclParamsError("first_round_height", "must be at least 1")
+        if not 2 <= self.classes <= 65_535:
+            raise PoclParamsError("classes", "must be between 2 and 65535")
+        if not 1 <= self.test_shard_size <= MAX_SHARD_SIZE:
+            raise PoclParamsError("test_shard_size", f"must be between 1 and {MAX_SHARD_SIZE}")
+        if not 2 <= self.max_miners <= MAX_MINERS_CAP:
+            raise PoclParamsError("max_miners", f"must be between 2 and {MAX_MINERS_CAP}")
+        if not 1 <= self.winners <= self.max_miners:
+            raise PoclParamsError("winners", "must be between 1 and max_miners")
+        if self.verify_shards < 1:
+            raise PoclParamsError(
+                "verify_shards", "must be at least 1 (verification is what stops the k-NN attack)"
+            )
+        if self.near_tie_margin > MICRO:
+            raise PoclParamsError("near_tie_margin", f"must be at most {MICRO} (1.0)")
+        if self.min_miner_stake < 1:
+            raise PoclParamsError("min_miner_stake", "must be at least 1")
+        for name in (
+            "voter_share_bps",
+            "slash_withhold_bps",
+            "slash_mismatch_bps",
+            "slash_prediction_fraud_bps",
+            "slash_vote_fraud_bps",
+            "near_tie_allowance_bps",
+        ):
+            if getattr(self, name) > BPS:
+                raise PoclParamsError(name, f"must be at most {BPS} basis points")
+        if self.init_seed >= 2**32:
+            raise PoclParamsError("init_seed", "must be below 2**32")
+
+    def check_model(self) -> None:
+        """The architecture exists in this build and agrees with input_shape/classes."""
+        try:
+            spec = self.model_spec()
+        except KeyError as exc:
+            raise PoclParamsError("model", str(exc)) from None
+        if tuple(spec.input_shape) != self.input_shape:
+            raise PoclParamsError("input_shape", f"model {self.model} takes {list(spec.input_shape)}")
+        if spec.num_classes != self.classes:
+            raise PoclParamsError("classes", f"model {self.model} has {spec.num_classes} classes")
+        self.aggregation_rule()
+
+    def aggregation_rule(self) -> Any:
+        from ml.aggregate import AggregationError, parse_rule
+
+        try:
+            return parse_rule(self.aggregation)
+        except AggregationError as exc:
+            raise PoclParamsError("aggregation", str(exc)) from None
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None, check_model: bool = True) -> PoclParams:
+        """Build from the genesis `pocl` object; missing keys take defaults, unknown keys are errors."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise PoclParamsError("", "must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                raise PoclParamsError(str(key), "unknown parameter")
+            if key == "input_shape":
+                if not isinstance(value, list):
+                    raise PoclParamsError(key, "must be a list of positive integers")
+                value = tuple(value)
+            kwargs[key] = value
+        params = cls(**kwargs)
+        if check_model:
+            params.check_model()
+        return params

@@ -1,0 +1,237 @@
+"""PoCL transaction payloads, commitments and stateless checks (DESIGN §4, §5.2).
+
+Three kinds carry a round:
+
+    pocl.commit  = [round, model_commit, label_commit, test_x, n_train]
+    pocl.predict = [round, weights, predictions]      predictions: one label array per OTHER committer
+    pocl.vote    = [round, labels, salt, scores]      scores: bps, one per OTHER valid predictor
+
+Arrays use `ledger.arrays`' plain form `[dtype, shape, raw bytes]` (the `NdArray` struct encodes to
+exactly that). Test inputs are float32 of shape `(test_shard_size, *input_shape)`; label arrays are
+int64 of shape `(test_shard_size,)` with values in `[0, classes)` (what `ml.inference.predict` returns).
+
+Commitments, both domain-tagged:
+
+    model_commit = H_commit(chain_id, round, sender_address, weights_hash)
+    label_commit = H_label(labels_array, salt)
+
+`weights_hash` is `ml.weights.weights_hash`, i.e. the tagged hash of the canonical weight bytes; since
+those bytes are canonical (the decoder rejects anything else) we hash the revealed bytes directly.
+Binding the commitment to chain, round and sender stops a miner from replaying another miner's (or its
+own older) commitment: copying a commitment never lets the copier reveal matching weights for itself.
+
+`check_*_payload` are the stateless checks (shapes, sizes, dtypes against the params); they raise
+`PayloadError` with a stable `code`. Stateful rules (phase, eligibility, one per miner) are in
+`consensus.pocl.validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from consensus.pocl.params import PoclParams
+from ledger import codec
+from ledger.arrays import ALLOWED_DTYPES, array_from_plain, array_to_plain
+from ledger.codec import CodecError, Struct
+from ledger.hashing import HASH_LEN, TAG_WEIGHTS, tagged_hash
+from ledger.keys import ADDRESS_LEN
+
+TAG_MODEL_COMMIT = b"pocl/model-commit"
+TAG_LABEL_COMMIT = b"pocl/label-commit"
+
+KIND_POCL_COMMIT = "pocl.commit"
+KIND_POCL_PREDICT = "pocl.predict"
+KIND_POCL_VOTE = "pocl.vote"
+
+SALT_LEN = 32
+TEST_X_DTYPE = "f4"
+LABEL_DTYPE = "i8"
+MAX_N_TRAIN = 2**40
+
+# ---- stable error codes (stateless)
+E_BAD_ROUND = "pocl_bad_round"
+E_BAD_SHAPE = "pocl_bad_shape"
+E_BAD_DTYPE = "pocl_bad_dtype"
+E_BAD_LABEL = "pocl_bad_label"
+E_BAD_WEIGHTS = "pocl_bad_weights"
+E_BAD_SCORE = "pocl_bad_score"
+E_TOO_LARGE = "pocl_too_large"
+E_MALFORMED = "pocl_malformed"
+
+
+class PayloadError(ValueError):
+    """A PoCL payload that breaks a rule; `code` is stable, the message is for humans."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class NdArray(Struct):
+    """`ledger.arrays` plain form as a Struct: `[dtype, shape, raw bytes]`."""
+
+    dtype: str
+    shape: list[int]
+    data: bytes
+
+    MAX_LEN: ClassVar[dict[str, int]] = {"dtype": 4, "shape": 8}
+
+    @classmethod
+    def of(cls, arr: np.ndarray) -> NdArray:
+        name, shape, data = array_to_plain(arr)
+        return cls(name, shape, data)
+
+    def to_numpy(self, max_bytes: int) -> np.ndarray:
+        """Checked conversion (dtype allow-list, size bound before allocation, finite floats)."""
+        return array_from_plain(self.to_list(), max_bytes=max_bytes)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitPayload(Struct):
+    round: int
+    model_commit: bytes
+    label_commit: bytes
+    test_x: NdArray
+    n_train: int  # informational only: never used for weighting
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"model_commit": HASH_LEN, "label_commit": HASH_LEN}
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictPayload(Struct):
+    round: int
+    weights: bytes  # ml.weights.encode_weights(...)
+    predictions: list[NdArray]  # for each other committer, canonical (address) order
+
+    MAX_LEN: ClassVar[dict[str, int]] = {"predictions": 256}
+
+
+@dataclasses.dataclass(frozen=True)
+class VotePayload(Struct):
+    round: int
+    labels: NdArray
+    salt: bytes
+    scores: list[int]  # accuracy (bps) of each other valid predictor on my shard, canonical order
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"salt": SALT_LEN}
+    MAX_LEN: ClassVar[dict[str, int]] = {"scores": 256}
+
+
+PAYLOAD_TYPES: dict[str, type[Struct]] = {
+    KIND_POCL_COMMIT: CommitPayload,
+    KIND_POCL_PREDICT: PredictPayload,
+    KIND_POCL_VOTE: VotePayload,
+}
+
+
+# --------------------------------------------------------------------------- commitments
+
+
+def weights_digest(weights: bytes) -> bytes:
+    """H(weights): equal to `ml.weights.weights_hash(decode_weights(spec, weights))` for canonical bytes."""
+    return tagged_hash(TAG_WEIGHTS, weights)
+
+
+def model_commitment(chain_id: str, round_: int, sender: bytes, weights_hash: bytes) -> bytes:
+    if len(sender) != ADDRESS_LEN or len(weights_hash) != HASH_LEN:
+        raise ValueError("sender must be an address and weights_hash a 32-byte hash")
+    return tagged_hash(TAG_MODEL_COMMIT, codec.encode([chain_id, round_, sender, weights_hash]))
+
+
+def label_commitment(labels: NdArray, salt: bytes) -> bytes:
+    if len(salt) != SALT_LEN:
+        raise ValueError(f"salt must be {SALT_LEN} bytes")
+    return tagged_hash(TAG_LABEL_COMMIT, codec.encode([labels.to_list(), salt]))
+
+
+def labels_array(labels: Any) -> NdArray:
+    """Canonical wire form of a label vector (int64)."""
+    return NdArray.of(np.ascontiguousarray(np.asarray(labels, dtype=np.int64)))
+
+
+# --------------------------------------------------------------------------- stateless checks
+
+
+def decode_payload(kind: str, payload: Any) -> Struct:
+    """Type-check a tx payload (plain value) for a PoCL kind; CodecError → PayloadError(E_MALFORMED)."""
+    cls = PAYLOAD_TYPES.get(kind)
+    if cls is None:
+        raise PayloadError(E_MALFORMED, f"not a PoCL kind: {kind!r}")
+    try:
+        return cls.from_list(payload)
+    except CodecError as exc:
+        raise PayloadError(E_MALFORMED, str(exc)) from None
+
+
+def _check_round(round_: int) -> None:
+    if round_ < 1:
+        raise PayloadError(E_BAD_ROUND, "round numbers start at 1")
+
+
+def check_array(arr: NdArray, dtype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Dtype and exact shape first (cheap, on the declared header), then the checked conversion."""
+    if arr.dtype != dtype:
+        raise PayloadError(E_BAD_DTYPE, f"{what}: dtype must be {dtype!r}, got {arr.dtype!r}")
+    if tuple(arr.shape) != shape:
+        raise PayloadError(E_BAD_SHAPE, f"{what}: shape must be {list(shape)}, got {arr.shape}")
+    try:
+        return arr.to_numpy(max_bytes=math.prod(shape) * ALLOWED_DTYPES[dtype].itemsize)
+    except CodecError as exc:
+        raise PayloadError(E_BAD_SHAPE, f"{what}: {exc}") from None
+
+
+def check_labels(arr: NdArray, params: PoclParams, what: str) -> np.ndarray:
+    labels = check_array(arr, LABEL_DTYPE, (params.test_shard_size,), what)
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= params.classes):
+        raise PayloadError(E_BAD_LABEL, f"{what}: labels must be in [0, {params.classes})")
+    return labels
+
+
+def check_commit_payload(p: CommitPayload, params: PoclParams) -> np.ndarray:
+    """Returns the test inputs as a numpy array."""
+    _check_round(p.round)
+    if not 0 <= p.n_train <= MAX_N_TRAIN:
+        raise PayloadError(E_MALFORMED, f"n_train must be between 0 and {MAX_N_TRAIN}")
+    return check_array(p.test_x, TEST_X_DTYPE, (params.test_shard_size, *params.input_shape), "test_x")
+
+
+def weights_size_limit(params: PoclParams) -> int:
+    from ml.weights import encoded_size_limit
+
+    return encoded_size_limit(params.model_spec())
+
+
+def check_predict_payload(p: PredictPayload, params: PoclParams) -> list[np.ndarray]:
+    """Shape-checks the weights (decoded against the model spec) and every prediction vector.
+
+    The number of predictions depends on the committer set, so it is checked statefully; here every
+    vector must just be a well-formed label array. Returns the decoded weights.
+    """
+    from ml.weights import decode_weights
+
+    _check_round(p.round)
+    limit = weights_size_limit(params)
+    if len(p.weights) > limit:
+        raise PayloadError(E_TOO_LARGE, f"weights of {len(p.weights)} bytes exceed {limit}")
+    try:
+        weights = decode_weights(params.model_spec(), p.weights)
+    except CodecError as exc:
+        raise PayloadError(E_BAD_WEIGHTS, str(exc)) from None
+    for i, pred in enumerate(p.predictions):
+        check_labels(pred, params, f"predictions[{i}]")
+    return weights
+
+
+def check_vote_payload(p: VotePayload, params: PoclParams) -> np.ndarray:
+    """Returns the labels as a numpy array."""
+    _check_round(p.round)
+    for i, s in enumerate(p.scores):
+        if not 0 <= s <= 10_000:
+            raise PayloadError(E_BAD_SCORE, f"scores[{i}] must be between 0 and 10000 bps")
+    return check_labels(p.labels, params, "labels")

@@ -1,0 +1,150 @@
+"""Stateful rules for PoCL transactions: who may send what, when (DESIGN §5.2).
+
+Each `accept_*` checks a decoded payload against the open round record and returns the updated record
+plus the entry to store; it raises `PayloadError` (stable `code`) for a tx that must be rejected.
+
+Rules:
+- the payload's round is the open round, and the round is in the phase for the kind;
+- commit: sender is eligible and has not committed;
+- predict: sender committed and has not predicted; exactly one prediction per OTHER committer;
+- vote: sender revealed valid weights and has not voted; exactly one score per OTHER revealed predictor.
+
+A reveal that does not match its commitment (weights vs model_commit, labels vs label_commit) is NOT
+rejected: it is accepted, flagged in the entry (`reveal_ok` / `labels_ok`) and penalised at
+finalisation. Rejecting it would let the cheater walk away with at most a withholding penalty and
+leave no evidence on chain; accepting it records the proof in the block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from consensus.pocl.params import PoclParams
+from consensus.pocl.records import (
+    CommitEntry,
+    PredictEntry,
+    RoundRecord,
+    VoteEntry,
+    insert_sorted,
+)
+from consensus.pocl.schedule import tx_in_phase
+from consensus.pocl.txs import (
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_VOTE,
+    CommitPayload,
+    PayloadError,
+    PredictPayload,
+    VotePayload,
+    check_commit_payload,
+    check_predict_payload,
+    check_vote_payload,
+    label_commitment,
+    model_commitment,
+    weights_digest,
+)
+
+# ---- stable error codes (stateful)
+E_NO_ROUND = "pocl_no_round"  # no round is open (between rounds, or PoCL not started)
+E_WRONG_ROUND = "pocl_wrong_round"
+E_WRONG_PHASE = "pocl_wrong_phase"
+E_NOT_ELIGIBLE = "pocl_not_eligible"
+E_DUPLICATE = "pocl_duplicate"  # one tx per miner per phase
+E_NOT_COMMITTER = "pocl_not_committer"
+E_NOT_REVEALED = "pocl_not_revealed"  # only miners whose weights matched their commitment vote
+E_WRONG_COUNT = "pocl_wrong_count"  # predictions / scores list length
+
+
+def _check_round_phase(rec: RoundRecord | None, kind: str, round_: int) -> RoundRecord:
+    if rec is None:
+        raise PayloadError(E_NO_ROUND, "no PoCL round is open")
+    if round_ != rec.round:
+        raise PayloadError(E_WRONG_ROUND, f"round {round_} is not the open round {rec.round}")
+    if not tx_in_phase(rec, kind):
+        raise PayloadError(
+            E_WRONG_PHASE, f"{kind} not accepted in phase {rec.phase_name} of round {rec.round}"
+        )
+    return rec
+
+
+def _contains(sorted_list: list[bytes], item: bytes) -> bool:
+    return item in set(sorted_list)
+
+
+def accept_commit(
+    rec: RoundRecord | None,
+    sender: bytes,
+    p: CommitPayload,
+    params: PoclParams,
+    height: int,
+    tx_hash: bytes,
+) -> tuple[RoundRecord, CommitEntry]:
+    check_commit_payload(p, params)
+    rec = _check_round_phase(rec, KIND_POCL_COMMIT, p.round)
+    if not _contains(rec.eligible, sender):
+        raise PayloadError(E_NOT_ELIGIBLE, f"sender is not an eligible miner of round {rec.round}")
+    if _contains(rec.committers, sender):
+        raise PayloadError(E_DUPLICATE, "sender already committed in this round")
+    entry = CommitEntry(sender, height, tx_hash, p.model_commit, p.label_commit, p.test_x, p.n_train)
+    return dataclasses.replace(rec, committers=insert_sorted(rec.committers, sender)), entry
+
+
+def accept_predict(
+    rec: RoundRecord | None,
+    sender: bytes,
+    p: PredictPayload,
+    commit: CommitEntry | None,
+    params: PoclParams,
+    chain_id: str,
+    height: int,
+    tx_hash: bytes,
+) -> tuple[RoundRecord, PredictEntry]:
+    rec = _check_round_phase(rec, KIND_POCL_PREDICT, p.round)
+    if commit is None or not _contains(rec.committers, sender):
+        raise PayloadError(E_NOT_COMMITTER, "only miners that committed this round may predict")
+    if _contains(rec.predictors, sender):
+        raise PayloadError(E_DUPLICATE, "sender already predicted in this round")
+    expected = len(rec.committers) - 1
+    if len(p.predictions) != expected:
+        raise PayloadError(
+            E_WRONG_COUNT,
+            f"expected {expected} prediction arrays (one per other committer), got {len(p.predictions)}",
+        )
+    check_predict_payload(p, params)
+    digest = weights_digest(p.weights)
+    ok = model_commitment(chain_id, rec.round, sender, digest) == commit.model_commit
+    entry = PredictEntry(sender, height, tx_hash, p.weights, digest, ok, list(p.predictions))
+    new = dataclasses.replace(
+        rec,
+        predictors=insert_sorted(rec.predictors, sender),
+        revealed=insert_sorted(rec.revealed, sender) if ok else rec.revealed,
+    )
+    return new, entry
+
+
+def accept_vote(
+    rec: RoundRecord | None,
+    sender: bytes,
+    p: VotePayload,
+    commit: CommitEntry | None,
+    params: PoclParams,
+    height: int,
+    tx_hash: bytes,
+) -> tuple[RoundRecord, VoteEntry]:
+    check_vote_payload(p, params)
+    rec = _check_round_phase(rec, KIND_POCL_VOTE, p.round)
+    if commit is None or not _contains(rec.revealed, sender):
+        raise PayloadError(
+            E_NOT_REVEALED, "only miners whose revealed weights matched their commitment may vote"
+        )
+    if _contains(rec.voters, sender):
+        raise PayloadError(E_DUPLICATE, "sender already voted in this round")
+    expected = len(rec.revealed) - 1
+    if len(p.scores) != expected:
+        raise PayloadError(
+            E_WRONG_COUNT,
+            f"expected {expected} scores (one per other revealed predictor), got {len(p.scores)}",
+        )
+    ok = label_commitment(p.labels, p.salt) == commit.label_commit
+    entry = VoteEntry(sender, height, tx_hash, p.labels, p.salt, list(p.scores), ok)
+    return dataclasses.replace(rec, voters=insert_sorted(rec.voters, sender)), entry

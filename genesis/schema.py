@@ -1,0 +1,487 @@
+"""Genesis file: schema, validation, canonical hash (DESIGN §2, §4).
+
+`genesis.json` fixes the chain id, the chain parameters, the initial accounts/stakes and the PoCL
+settings. Every node must start from byte-for-byte the same *meaning*, so the genesis hash is taken over
+a canonical encoding (fixed-order arrays; dicts as key-sorted [key, value] pairs; accounts sorted by
+address; params with defaults filled in), not over the JSON text: whitespace and key order in the file
+do not matter, any change of content does.
+
+Validation errors name the offending field (`accounts[2].pubkey: required when stake > 0`) so an
+operator can fix the file without reading this code.
+
+JSON layout:
+
+    {
+      "chain_id": "pocl-devnet",            # 1..64 chars of [A-Za-z0-9._-], starts with a letter/digit
+      "genesis_time_ms": 1767225600000,     # unix ms, integer >= 0
+      "params": {"min_fee": 1, ...},        # ledger.params.ChainParams; missing keys take defaults
+      "accounts": [
+        {"address": "0x<40 hex>", "balance": 10, "stake": 1000, "pubkey": "<64 hex>"}  # pubkey required if stake > 0
+      ],
+      "pocl": {},                           # reserved for PoCL settings: any JSON object without floats
+      "_comment": "free text, not hashed"   # optional
+    }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger.codec import MAX_INT, encode
+from ledger.hashing import TAG_GENESIS, tagged_hash
+from ledger.keys import (
+    ADDRESS_LEN,
+    PUBKEY_LEN,
+    KeyFormatError,
+    PrivateKey,
+    address_of,
+    format_address,
+    parse_address,
+)
+from ledger.params import BPS, ChainParams, GenesisAccount
+
+GENESIS_ENCODING_VERSION = 1
+CHAIN_ID_MAX_LEN = 64
+CHAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_AMOUNT = 2**63 - 1  # total supply bound: leaves head-room below the codec's integer range
+MAX_GENESIS_BYTES = 64 * 1024 * 1024
+MAX_POCL_DEPTH = 16
+TOP_LEVEL_KEYS = ("chain_id", "genesis_time_ms", "params", "accounts", "pocl", "_comment")
+ACCOUNT_KEYS = ("address", "balance", "stake", "pubkey")
+MAP_MARKER = b"map"  # JSON has no bytes, so this can never collide with a JSON list's first element
+
+SHIPPED_DIR = Path(__file__).resolve().parent
+SHIPPED_NAMES = ("devnet",)
+DEVNET_VALIDATOR_COUNT = 4
+
+
+class GenesisError(ValueError):
+    """Invalid genesis; `field` is the JSON path of the bad value (e.g. `accounts[2].pubkey`)."""
+
+    def __init__(self, field: str, reason: str, source: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.source = source
+        prefix = f"invalid genesis {source}: " if source else ""
+        super().__init__(f"{prefix}{field}: {reason}" if field else f"{prefix}{reason}")
+
+    def with_source(self, source: str) -> GenesisError:
+        return GenesisError(self.field, self.reason, source)
+
+
+@dataclasses.dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    params: ChainParams
+    accounts: tuple[GenesisAccount, ...]  # sorted by address
+    pocl: dict[str, Any] = dataclasses.field(default_factory=dict)
+    comment: str = ""
+
+    # -- derived views -------------------------------------------------------------------------
+    @property
+    def validators(self) -> tuple[GenesisAccount, ...]:
+        """Accounts whose genesis stake qualifies them as validators."""
+        return tuple(a for a in self.accounts if a.stake >= self.params.min_validator_stake)
+
+    @property
+    def total_supply(self) -> int:
+        return sum(a.balance + a.stake for a in self.accounts)
+
+    @property
+    def total_stake(self) -> int:
+        return sum(a.stake for a in self.accounts)
+
+    def account(self, address: bytes) -> GenesisAccount | None:
+        return next((a for a in self.accounts if a.address == address), None)
+
+    # -- canonical form ------------------------------------------------------------------------
+    def canonical_list(self) -> list[Any]:
+        return [
+            GENESIS_ENCODING_VERSION,
+            self.chain_id,
+            self.genesis_time_ms,
+            [[a.address, a.balance, a.stake, a.pubkey] for a in self.accounts],
+            [[k, v] for k, v in sorted(self.params.to_json().items())],
+            _canonical_json_value(self.pocl, "pocl"),
+        ]
+
+    def canonical_bytes(self) -> bytes:
+        return encode(self.canonical_list())
+
+    @property
+    def hash(self) -> bytes:
+        return tagged_hash(TAG_GENESIS, self.canonical_bytes())
+
+    # -- JSON ----------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.comment:
+            doc["_comment"] = self.comment
+        doc["chain_id"] = self.chain_id
+        doc["genesis_time_ms"] = self.genesis_time_ms
+        doc["params"] = self.params.to_json()
+        doc["accounts"] = [_account_json(a) for a in self.accounts]
+        doc["pocl"] = self.pocl
+        return doc
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    def initial_state(self) -> Any:
+        """The ledger state at height 0 (`ledger.state.State.from_genesis`)."""
+        from ledger.state import State  # lazy: keeps genesis/ importable without the executor
+
+        return State.from_genesis(self.params, list(self.accounts), self.chain_id)
+
+
+def _account_json(a: GenesisAccount) -> dict[str, Any]:
+    return {
+        "address": format_address(a.address),
+        "balance": a.balance,
+        "stake": a.stake,
+        "pubkey": a.pubkey.hex() if a.pubkey is not None else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# validation predicates
+
+
+def is_valid_chain_id(chain_id: str) -> bool:
+    return 0 < len(chain_id) <= CHAIN_ID_MAX_LEN and CHAIN_ID_RE.fullmatch(chain_id) is not None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _amount(value: Any, field: str) -> int:
+    if not _is_int(value):
+        raise GenesisError(field, f"must be an integer amount in base units, got {json.dumps(value)}")
+    if value < 0:
+        raise GenesisError(field, f"must not be negative, got {value}")
+    if value > MAX_AMOUNT:
+        raise GenesisError(field, f"too large (max {MAX_AMOUNT})")
+    return value
+
+
+def _hex_bytes(value: Any, field: str, length: int) -> bytes:
+    if not isinstance(value, str):
+        raise GenesisError(field, f"must be a hex string, got {json.dumps(value)}")
+    body = value[2:] if value.startswith(("0x", "0X")) else value
+    try:
+        raw = bytes.fromhex(body)
+    except ValueError:
+        raise GenesisError(field, f"not valid hex: {value!r}") from None
+    if len(raw) != length:
+        raise GenesisError(field, f"must be {length} bytes ({2 * length} hex digits), got {len(raw)} bytes")
+    return raw
+
+
+def _canonical_json_value(value: Any, field: str, depth: int = 0) -> Any:
+    """A JSON value as canonical-codec data: dicts become [b"map", sorted [key, value] pairs]."""
+    if depth > MAX_POCL_DEPTH:
+        raise GenesisError(field, "nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value <= MAX_INT:
+            raise GenesisError(field, "integer out of range")
+        return value
+    if isinstance(value, float):
+        raise GenesisError(
+            field, "floats are not allowed (hashed data is integers only: use basis points or ppm)"
+        )
+    if isinstance(value, list):
+        return [_canonical_json_value(v, f"{field}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        pairs = []
+        for k in sorted(value):
+            if not isinstance(k, str):
+                raise GenesisError(field, "object keys must be strings")
+            pairs.append([k, _canonical_json_value(value[k], f"{field}.{k}", depth + 1)])
+        return [MAP_MARKER, pairs]
+    raise GenesisError(field, f"not a JSON value: {type(value).__name__}")
+
+
+def _check_keys(obj: dict[str, Any], allowed: Iterable[str], where: str) -> None:
+    allowed = set(allowed)
+    for key in obj:
+        if key not in allowed:
+            raise GenesisError(f"{where}.{key}" if where else key, "unknown field")
+
+
+def parse_params(data: Any) -> ChainParams:
+    if data is None:
+        return ChainParams()
+    if not isinstance(data, dict):
+        raise GenesisError("params", "must be a JSON object")
+    known = {f.name for f in dataclasses.fields(ChainParams)}
+    for key, value in data.items():
+        if key not in known:
+            raise GenesisError(f"params.{key}", "unknown parameter")
+        if not _is_int(value):
+            raise GenesisError(f"params.{key}", f"must be an integer, got {json.dumps(value)}")
+        if value < 0:
+            raise GenesisError(f"params.{key}", f"must not be negative, got {value}")
+        if value > MAX_INT:
+            raise GenesisError(f"params.{key}", "integer out of range")
+    try:
+        params = ChainParams.from_json(dict(data))
+    except (TypeError, ValueError) as exc:
+        raise GenesisError("params", str(exc)) from None
+    _check_params(params)
+    return params
+
+
+def _check_params(params: ChainParams) -> None:
+    """Sanity bounds that make a chain unusable when violated (only for fields that exist)."""
+    at_least_one = (
+        "max_validators",
+        "max_block_txs",
+        "max_tx_bytes",
+        "max_block_bytes",
+        "min_validator_stake",
+    )
+    for name in at_least_one:
+        if getattr(params, name, 1) < 1:
+            raise GenesisError(f"params.{name}", "must be at least 1")
+    for name, value in params.to_json().items():
+        if name.endswith("_bps") and value > BPS:
+            raise GenesisError(f"params.{name}", f"must be at most {BPS} (100%)")
+
+
+def parse_account(data: Any, index: int) -> GenesisAccount:
+    where = f"accounts[{index}]"
+    if not isinstance(data, dict):
+        raise GenesisError(where, "must be a JSON object")
+    _check_keys(data, ACCOUNT_KEYS, where)
+    if "address" not in data:
+        raise GenesisError(f"{where}.address", "required")
+    try:
+        address = parse_address(data["address"]) if isinstance(data["address"], str) else None
+    except KeyFormatError as exc:
+        raise GenesisError(f"{where}.address", str(exc)) from None
+    if address is None:
+        raise GenesisError(f"{where}.address", "must be a hex string")
+    if "balance" not in data:
+        raise GenesisError(f"{where}.balance", "required")
+    balance = _amount(data["balance"], f"{where}.balance")
+    stake = _amount(data.get("stake", 0), f"{where}.stake")
+    raw_pubkey = data.get("pubkey")
+    pubkey = None if raw_pubkey is None else _hex_bytes(raw_pubkey, f"{where}.pubkey", PUBKEY_LEN)
+    if stake > 0 and pubkey is None:
+        raise GenesisError(f"{where}.pubkey", "required when stake > 0")
+    if pubkey is not None and address_of(pubkey) != address:
+        raise GenesisError(
+            f"{where}.address",
+            f"does not match pubkey (address_of(pubkey) = {format_address(address_of(pubkey))})",
+        )
+    return GenesisAccount(address=address, balance=balance, stake=stake, pubkey=pubkey)
+
+
+def parse_genesis(doc: Any) -> Genesis:
+    """Validate a parsed genesis JSON document; raises GenesisError naming the bad field."""
+    if not isinstance(doc, dict):
+        raise GenesisError("", "genesis must be a JSON object")
+    _check_keys(doc, TOP_LEVEL_KEYS, "")
+    for required in ("chain_id", "genesis_time_ms", "accounts"):
+        if required not in doc:
+            raise GenesisError(required, "required")
+    chain_id = doc["chain_id"]
+    if not isinstance(chain_id, str):
+        raise GenesisError("chain_id", "must be a string")
+    if not is_valid_chain_id(chain_id):
+        raise GenesisError(
+            "chain_id",
+            f"must be 1..{CHAIN_ID_MAX_LEN} characters of A-Z a-z 0-9 . _ - starting with a letter or digit, "
+            f"got {chain_id!r}",
+        )
+    time_ms = doc["genesis_time_ms"]
+    if not _is_int(time_ms) or time_ms < 0 or time_ms > MAX_INT:
+        raise GenesisError(
+            "genesis_time_ms",
+            f"must be a non-negative integer (unix milliseconds), got {json.dumps(time_ms)}",
+        )
+    params = parse_params(doc.get("params"))
+    comment = doc.get("_comment", "")
+    if not isinstance(comment, str):
+        raise GenesisError("_comment", "must be a string")
+    pocl = doc.get("pocl", {})
+    if pocl is None:
+        pocl = {}
+    if not isinstance(pocl, dict):
+        raise GenesisError("pocl", "must be a JSON object")
+    _canonical_json_value(pocl, "pocl")  # validates: no floats, depth, ranges
+
+    raw_accounts = doc["accounts"]
+    if not isinstance(raw_accounts, list):
+        raise GenesisError("accounts", "must be a JSON array")
+    accounts = [parse_account(a, i) for i, a in enumerate(raw_accounts)]
+    return _finish(chain_id, time_ms, params, accounts, pocl, comment)
+
+
+def _finish(
+    chain_id: str,
+    time_ms: int,
+    params: ChainParams,
+    accounts: Sequence[GenesisAccount],
+    pocl: dict[str, Any],
+    comment: str,
+) -> Genesis:
+    seen: dict[bytes, int] = {}
+    for i, acc in enumerate(accounts):
+        if acc.address in seen:
+            raise GenesisError(
+                f"accounts[{i}].address",
+                f"duplicate of accounts[{seen[acc.address]}] ({format_address(acc.address)})",
+            )
+        seen[acc.address] = i
+    supply = sum(a.balance + a.stake for a in accounts)
+    if supply > MAX_AMOUNT:
+        raise GenesisError("accounts", f"total supply {supply} exceeds {MAX_AMOUNT}")
+    if not any(a.stake >= params.min_validator_stake for a in accounts):
+        raise GenesisError(
+            "accounts",
+            f"at least one validator with stake >= params.min_validator_stake ({params.min_validator_stake}) is required",
+        )
+    return Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=time_ms,
+        params=params,
+        accounts=tuple(sorted(accounts, key=lambda a: a.address)),
+        pocl=pocl,
+        comment=comment,
+    )
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise GenesisError(key, "duplicate key in JSON object")
+        out[key] = value
+    return out
+
+
+def parse_genesis_text(text: str | bytes, source: str | None = None) -> Genesis:
+    try:
+        doc = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except GenesisError as exc:
+        raise exc.with_source(source) if source else exc from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = (
+            f"{exc.msg}: line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else str(exc)
+        )
+        raise GenesisError("", f"not valid JSON ({detail})", source) from None
+    try:
+        return parse_genesis(doc)
+    except GenesisError as exc:
+        raise exc.with_source(source) if source else exc from None
+
+
+def load_genesis(path: Path | str) -> Genesis:
+    """Read and validate a genesis file. Missing file → FileNotFoundError; bad content → GenesisError."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_GENESIS_BYTES:
+        raise GenesisError("", f"file too large ({size} bytes)", str(path))
+    return parse_genesis_text(path.read_bytes(), str(path))
+
+
+def write_genesis(path: Path | str, genesis: Genesis) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a truncated genesis."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(genesis.to_json_text(), encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# builders
+
+
+def build_genesis(
+    chain_id: str,
+    validators: Iterable[tuple[bytes, int, int]],
+    *,
+    accounts: Iterable[tuple[bytes, int]] = (),
+    params: ChainParams | None = None,
+    genesis_time_ms: int = 0,
+    pocl: dict[str, Any] | None = None,
+    comment: str = "",
+) -> Genesis:
+    """A validated genesis from (pubkey, stake, balance) validators and (address, balance) plain accounts."""
+    params = params or ChainParams()
+    accs: list[GenesisAccount] = []
+    for pubkey, stake, balance in validators:
+        if len(pubkey) != PUBKEY_LEN:
+            raise GenesisError(f"accounts[{len(accs)}].pubkey", f"must be {PUBKEY_LEN} bytes")
+        accs.append(GenesisAccount(address=address_of(pubkey), balance=balance, stake=stake, pubkey=pubkey))
+    for address, balance in accounts:
+        if len(address) != ADDRESS_LEN:
+            raise GenesisError(f"accounts[{len(accs)}].address", f"must be {ADDRESS_LEN} bytes")
+        accs.append(GenesisAccount(address=address, balance=balance))
+    # Round-trip through the JSON validator so builders and files obey exactly the same rules.
+    doc: dict[str, Any] = {
+        "chain_id": chain_id,
+        "genesis_time_ms": genesis_time_ms,
+        "params": params.to_json(),
+        "accounts": [_account_json(a) for a in accs],
+        "pocl": pocl or {},
+    }
+    if comment:
+        doc["_comment"] = comment
+    return parse_genesis(doc)
+
+
+def shipped_genesis_path(name: str) -> Path:
+    """Path of a genesis shipped with the package (`devnet`)."""
+    if name not in SHIPPED_NAMES:
+        raise GenesisError("", f"no shipped genesis named {name!r} (known: {', '.join(SHIPPED_NAMES)})")
+    return SHIPPED_DIR / f"{name}.json"
+
+
+def devnet_validator_key(index: int) -> PrivateKey:
+    """INSECURE deterministic key of devnet validator `index` (anyone can derive it)."""
+    return PrivateKey.from_seed_text(f"devnet-validator-{index}")
+
+
+DEVNET_CHAIN_ID = "pocl-devnet"
+DEVNET_GENESIS_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DEVNET_STAKE = 1_000_000
+DEVNET_BALANCE = 1_000_000_000
+DEVNET_FAUCET_BALANCE = 1_000_000_000_000
+DEVNET_COMMENT = (
+    "INSECURE devnet: validator keys are PrivateKey.from_seed_text('devnet-validator-N') and the faucet key is "
+    "from_seed_text('devnet-faucet'); anyone can sign for them. Never use this genesis for value."
+)
+
+
+def devnet_faucet_key() -> PrivateKey:
+    return PrivateKey.from_seed_text("devnet-faucet")
+
+
+def build_devnet_genesis(validators: int = DEVNET_VALIDATOR_COUNT) -> Genesis:
+    """The shipped devnet genesis (regenerate `genesis/devnet.json` with `python -m genesis.schema`)."""
+    return build_genesis(
+        DEVNET_CHAIN_ID,
+        [(devnet_validator_key(i).pubkey, DEVNET_STAKE, DEVNET_BALANCE) for i in range(validators)],
+        accounts=[(devnet_faucet_key().address, DEVNET_FAUCET_BALANCE)],
+        genesis_time_ms=DEVNET_GENESIS_TIME_MS,
+        comment=DEVNET_COMMENT,
+    )
+
+
+if __name__ == "__main__":  # regenerate the shipped devnet genesis
+    write_genesis(shipped_genesis_path("devnet"), build_devnet_genesis())
+    print(f"wrote {shipped_genesis_path('devnet')}")

@@ -1,0 +1,90 @@
+"""Double-sign evidence: validity predicate and punishment (DESIGN §5.1).
+
+Two votes signed by one validator for the same (chain, height, round, type) but different block hashes
+prove equivocation. Anyone may submit them in an `evidence` transaction; the executor calls
+`check_evidence` (read-only) and then `punish_double_sign`.
+
+Rules (all must hold): both signatures valid; same chain id as the transaction, validator, height,
+round and vote type; different block hashes; `vote.height <= current height` and
+`current height - vote.height <= evidence_max_age_blocks`; the validator has slashable stake (bonded or
+unbonding); the same offence (validator, height, round, type) was not punished before.
+Punishment: slash `double_sign_slash_bps` of bonded stake and of each unbonding entry (burned),
+jail until `current height + double_sign_jail_blocks`, and record the offence.
+
+Public API: evidence_key(ev), check_evidence(state, ev, chain_id, height, params) -> TxError | None,
+punish_double_sign(state, ev, height, params) -> int (amount slashed).
+"""
+
+from __future__ import annotations
+
+from ledger import errors
+from ledger.block import VOTE_TYPES, DuplicateVoteEvidence
+from ledger.errors import TxError
+from ledger.params import BPS, ChainParams
+from ledger.state import State
+
+
+def evidence_key(ev: DuplicateVoteEvidence) -> bytes:
+    """Identity of the offence: one punishment per (validator, height, round, vote type)."""
+    a = ev.vote_a
+    return (
+        a.validator_address
+        + a.height.to_bytes(8, "big")
+        + a.round.to_bytes(8, "big")
+        + a.vote_type.to_bytes(1, "big")
+    )
+
+
+def _bad(message: str) -> TxError:
+    return TxError(errors.INVALID_EVIDENCE, message)
+
+
+def check_evidence(
+    state: State, ev: DuplicateVoteEvidence, chain_id: str, height: int, params: ChainParams
+) -> TxError | None:
+    """None if `ev` is punishable in the block at `height`, else the reason."""
+    a, b = ev.vote_a, ev.vote_b
+    if a.chain_id != chain_id or b.chain_id != chain_id:
+        return _bad("votes are for another chain")
+    if a.validator != b.validator:
+        return _bad("votes are from different validators")
+    if a.vote_type not in VOTE_TYPES or a.vote_type != b.vote_type:
+        return _bad("votes have different or unknown types")
+    if a.height != b.height or a.round != b.round:
+        return _bad("votes are for different heights or rounds")
+    if a.round < 0 or a.height < 1 or a.round >= 2**63 or a.height >= 2**63:
+        return _bad("vote height/round out of range")
+    if a.block_hash == b.block_hash:
+        return _bad("votes are for the same block: not a double sign")
+    if a.height > height:
+        return _bad("evidence is for a future height")
+    if height - a.height > params.evidence_max_age_blocks:
+        return TxError(
+            errors.EVIDENCE_TOO_OLD, f"evidence older than {params.evidence_max_age_blocks} blocks"
+        )
+    acct = state.account(a.validator_address)
+    if acct is None or acct.slashable <= 0:
+        return _bad("validator has no slashable stake")
+    if state.evidence_seen(evidence_key(ev)):
+        return TxError(errors.DUPLICATE_EVIDENCE, "this double sign was already punished")
+    if not a.verify_signature() or not b.verify_signature():
+        return _bad("a vote signature is invalid")
+    return None
+
+
+def punish_double_sign(state: State, ev: DuplicateVoteEvidence, height: int, params: ChainParams) -> int:
+    """Slash, jail and record. Returns the burned amount. Assumes `check_evidence` passed."""
+    addr = ev.vote_a.validator_address
+    acct = state.account_for_update(addr)
+    bps = params.double_sign_slash_bps
+    slashed = acct.stake * bps // BPS
+    acct.stake -= slashed
+    for entry in acct.unbonding:
+        cut = entry[0] * bps // BPS
+        entry[0] -= cut
+        slashed += cut
+    acct.slashed_total = min(acct.slashed_total + slashed, 2**63 - 1)
+    acct.jailed_until_height = max(acct.jailed_until_height, height + params.double_sign_jail_blocks)
+    state.update_staker_index(addr)
+    state.mark_evidence(evidence_key(ev), height)
+    return slashed

@@ -1,0 +1,259 @@
+"""Transactions: wire format, hashing, signing and builders (DESIGN §4).
+
+Wire format (canonical msgpack arrays, see `ledger.codec`):
+
+    Tx       = [version, chain_id, kind, sender_pubkey, nonce, fee, payload]
+    SignedTx = [Tx, signature]
+
+* `signature` is Ed25519 by `sender_pubkey` over `Tx.encode()` tagged with `TAG_TX_SIG`
+  (`PrivateKey.sign(TAG_TX_SIG, tx.encode())`); the chain id sits in the signed bytes, so a transaction
+  cannot be replayed on another chain, and the per-account nonce stops replays on this one.
+* `SignedTx.hash = tagged_hash(TAG_TX, SignedTx.encode())` identifies a transaction (mempool, tx index).
+* `payload` is a kind-specific array; its shape is defined by the payload `Struct` that the executor's
+  registry holds for the kind (`TransferPayload`, `StakePayload`, `UnstakePayload`,
+  `DuplicateVoteEvidence` for the core kinds). `SignedTx.decode` checks the envelope and canonical
+  encoding; the payload is type-checked by the executor (`malformed_tx` on mismatch).
+
+Public API:
+    Tx, SignedTx (SignedTx.decode(raw), .raw, .hash, .sign_bytes, .verify_signature(), .sender_address,
+    .payload_as(StructType))
+    TransferPayload, StakePayload, UnstakePayload
+    sign_tx(key, tx) -> SignedTx
+    make_transfer(key, chain_id, nonce, to, amount, fee) / make_stake / make_unstake / make_evidence
+    KIND_* constants, RESERVED_KINDS, TX_VERSION, MAX_AMOUNT
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+import nacl.bindings
+import nacl.exceptions
+
+from ledger import codec
+from ledger.block import DuplicateVoteEvidence
+from ledger.codec import CodecError, Struct
+from ledger.hashing import TAG_TX, TAG_TX_SIG, tagged_hash
+from ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, address_of
+
+TX_VERSION = 1
+MAX_AMOUNT = 2**63 - 1  # amounts, fees, nonces and balances must stay below 2**63
+MAX_CHAIN_ID_LEN = 64
+MAX_KIND_LEN = 32
+
+KIND_TRANSFER = "transfer"
+KIND_STAKE = "stake"
+KIND_UNSTAKE = "unstake"
+KIND_EVIDENCE = "evidence"
+KIND_POCL_COMMIT = "pocl.commit"
+KIND_POCL_PREDICT = "pocl.predict"
+KIND_POCL_VOTE = "pocl.vote"
+CORE_KINDS = (KIND_TRANSFER, KIND_STAKE, KIND_UNSTAKE, KIND_EVIDENCE)
+RESERVED_KINDS = (KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE)
+
+_SIG_PREFIX = bytes([len(TAG_TX_SIG)]) + TAG_TX_SIG
+_SIG_SUFFIX_LEN = 2 + SIGNATURE_LEN  # bin8 header (0xc4 0x40) + 64 signature bytes
+
+P = TypeVar("P", bound=Struct)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tx(Struct):
+    version: int
+    chain_id: str
+    kind: str
+    sender: bytes  # the sender's Ed25519 public key; the account is address_of(sender)
+    nonce: int
+    fee: int
+    payload: Any  # kind-specific array, typed by the executor's registry
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"sender": PUBKEY_LEN}
+    MAX_LEN: ClassVar[dict[str, int]] = {"chain_id": MAX_CHAIN_ID_LEN, "kind": MAX_KIND_LEN}
+
+    @property
+    def sender_address(self) -> bytes:
+        return address_of(self.sender)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedTx(Struct):
+    tx: Tx
+    signature: bytes
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"signature": SIGNATURE_LEN}
+
+    @classmethod
+    def decode(cls, data: bytes, max_size: int = codec.DEFAULT_MAX_SIZE) -> SignedTx:
+        """Decode canonical bytes; raises CodecError for anything else (maps, floats, trailing bytes...)."""
+        raw = bytes(data)
+        if len(raw) > max_size:
+            raise CodecError(f"encoding too large: {len(raw)} > {max_size} bytes")
+        try:
+            value = msgpack.unpackb(raw, **_UNPACK_OPTS, max_bin_len=max_size, max_str_len=max_size)
+        except CodecError:
+            raise
+        except msgpack.ExtraData as exc:
+            raise CodecError("trailing bytes after encoded object") from exc
+        except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as exc:
+            raise CodecError(f"malformed msgpack: {exc}") from exc
+        stx = _signed_tx_from_list(value)
+        codec._check_value(value[0][6])  # the payload: no floats anywhere (envelope typed above)
+        if msgpack.packb(value, use_bin_type=True) != raw:
+            raise CodecError("non-canonical encoding")
+        stx.__dict__["raw"] = raw  # cache: the canonical bytes are exactly the input
+        return stx
+
+    @cached_property
+    def raw(self) -> bytes:
+        """Canonical encoding (cached; equal to the decoded input)."""
+        return self.encode()
+
+    @cached_property
+    def hash(self) -> bytes:
+        return tagged_hash(TAG_TX, self.raw)
+
+    @cached_property
+    def sign_bytes(self) -> bytes:
+        """`Tx.encode()`, sliced out of `raw` (fixarray header + tx + bin8 signature) to avoid re-encoding."""
+        return self.raw[1:-_SIG_SUFFIX_LEN]
+
+    @cached_property
+    def sender_address(self) -> bytes:
+        return address_of(self.tx.sender)
+
+    def verify_signature(self) -> bool:
+        try:
+            nacl.bindings.crypto_sign_open(self.signature + _SIG_PREFIX + self.sign_bytes, self.tx.sender)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError):
+            return False
+        return True
+
+    def payload_as(self, cls: type[P]) -> P:
+        """The payload decoded as `cls` (cached per class); raises CodecError if it does not fit."""
+        cache = self.__dict__.setdefault("_payload_cache", {})
+        obj = cache.get(cls)
+        if obj is None:
+            obj = cls.from_list(self.tx.payload)
+            cache[cls] = obj
+        return obj
+
+
+def _reject_map(_pairs: Any) -> Any:
+    raise CodecError("maps are not allowed in canonical encoding")
+
+
+# Same strictness as ledger.codec.decode; inlined because decoding txs is the hottest path in the node.
+_UNPACK_OPTS: dict[str, Any] = {
+    "raw": False,
+    "use_list": True,
+    "strict_map_key": True,
+    "object_pairs_hook": _reject_map,
+    "max_map_len": 0,
+    "max_ext_len": 0,
+}
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _signed_tx_from_list(value: Any) -> SignedTx:
+    # Hand-written fast path of Struct.from_list for the hottest decode in the node (same checks).
+    if type(value) is not list or len(value) != 2:
+        raise CodecError("SignedTx: expected array of 2")
+    txl, sig = value
+    if type(sig) is not bytes or len(sig) != SIGNATURE_LEN:
+        raise CodecError("SignedTx.signature: expected 64 bytes")
+    if type(txl) is not list or len(txl) != 7:
+        raise CodecError("Tx: expected array of 7")
+    version, chain_id, kind, sender, nonce, fee, payload = txl
+    if not (_is_int(version) and _is_int(nonce) and _is_int(fee)):
+        raise CodecError("Tx: version, nonce and fee must be integers")
+    if type(chain_id) is not str or len(chain_id) > MAX_CHAIN_ID_LEN:
+        raise CodecError("Tx.chain_id: expected string of at most 64 characters")
+    if type(kind) is not str or len(kind) > MAX_KIND_LEN:
+        raise CodecError("Tx.kind: expected string of at most 32 characters")
+    if type(sender) is not bytes or len(sender) != PUBKEY_LEN:
+        raise CodecError("Tx.sender: expected 32-byte public key")
+    return SignedTx(Tx(version, chain_id, kind, sender, nonce, fee, payload), sig)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferPayload(Struct):
+    to: bytes  # recipient address
+    amount: int
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"to": ADDRESS_LEN}
+
+    @classmethod
+    def from_list(cls, value: Any) -> TransferPayload:
+        # fast path, same checks as Struct.from_list
+        if type(value) is not list or len(value) != 2:
+            raise CodecError("TransferPayload: expected array of 2")
+        to, amount = value
+        if type(to) is not bytes or len(to) != ADDRESS_LEN:
+            raise CodecError("TransferPayload.to: expected 20-byte address")
+        if type(amount) is not int:
+            raise CodecError("TransferPayload.amount: expected integer")
+        return cls(to, amount)
+
+
+@dataclasses.dataclass(frozen=True)
+class StakePayload(Struct):
+    amount: int  # moved from balance to bonded stake
+
+    @classmethod
+    def from_list(cls, value: Any) -> StakePayload:
+        return cls(_single_amount(cls.__name__, value))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnstakePayload(Struct):
+    amount: int  # moved from bonded stake to an unbonding entry
+
+    @classmethod
+    def from_list(cls, value: Any) -> UnstakePayload:
+        return cls(_single_amount(cls.__name__, value))
+
+
+def _single_amount(name: str, value: Any) -> int:
+    if type(value) is not list or len(value) != 1 or type(value[0]) is not int:
+        raise CodecError(f"{name}: expected [amount]")
+    return value[0]
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def sign_tx(key: PrivateKey, tx: Tx) -> SignedTx:
+    if tx.sender != key.pubkey:
+        raise ValueError("tx.sender is not the signing key's public key")
+    return SignedTx(tx, key.sign(TAG_TX_SIG, tx.encode()))
+
+
+def _build(key: PrivateKey, chain_id: str, kind: str, nonce: int, fee: int, payload: Any) -> SignedTx:
+    return sign_tx(key, Tx(TX_VERSION, chain_id, kind, key.pubkey, nonce, fee, payload))
+
+
+def make_transfer(key: PrivateKey, chain_id: str, nonce: int, to: bytes, amount: int, fee: int) -> SignedTx:
+    return _build(key, chain_id, KIND_TRANSFER, nonce, fee, TransferPayload(to, amount).to_list())
+
+
+def make_stake(key: PrivateKey, chain_id: str, nonce: int, amount: int, fee: int) -> SignedTx:
+    return _build(key, chain_id, KIND_STAKE, nonce, fee, StakePayload(amount).to_list())
+
+
+def make_unstake(key: PrivateKey, chain_id: str, nonce: int, amount: int, fee: int) -> SignedTx:
+    return _build(key, chain_id, KIND_UNSTAKE, nonce, fee, UnstakePayload(amount).to_list())
+
+
+def make_evidence(
+    key: PrivateKey, chain_id: str, nonce: int, evidence: DuplicateVoteEvidence, fee: int
+) -> SignedTx:
+    return _build(key, chain_id, KIND_EVIDENCE, nonce, fee, evidence.to_list())

@@ -1,0 +1,154 @@
+"""Canonical inference: the numpy float32 forward pass every miner predicts with and every node verifies
+with (DESIGN §5.2). No TensorFlow.
+
+This pass may use BLAS (matmul), so its logits can differ in the last bits between machines, thread
+counts and Keras. Consensus therefore never uses logits directly: a claimed label is judged only on
+samples whose *relative top-2 margin* (see `predict`) exceeds the chain's near-tie margin, and such a
+verdict is the same everywhere. Measured agreement with Keras lives in tests/ml/test_inference_keras.py.
+
+Convolutions are im2col + one matmul per batch chunk; "same" padding follows TensorFlow exactly
+(for stride 1: pad (k-1)//2 before and the rest after); max-pooling is "valid" with stride = pool size;
+batch-norm uses its moving statistics; dropout is the identity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.registry import BATCHNORM, BN_EPSILON, CONV2D, DENSE, DROPOUT, FLATTEN, MAXPOOL, RELU, ModelSpec
+from ml.weights import check_weights
+
+# Near-tie guard (DESIGN §5.2). `predict` reports margin = (top1 - top2) / max(1, |top1|, |top2|): the gap
+# between the two largest logits relative to the logits' own scale, because float32 round-off (and so the
+# disagreement between machines, BLAS thread counts and Keras) grows with the logits' magnitude. Measured
+# float32-vs-Keras logit differences are ~1e-6 relative; 1e-3 leaves a factor of ~1000. A sample whose
+# margin is <= the chain's near-tie margin is a near-tie: its label is never used as evidence of fraud.
+NEAR_TIE_MARGIN = 1e-3
+# The same threshold as an integer (parts per million) for genesis/chain params, which hold no floats.
+NEAR_TIE_MARGIN_PPM = 1_000
+PPM = 1_000_000
+
+# Samples per chunk: small chunks keep im2col buffers in cache (measured fastest at 32 on cnn-mnist).
+DEFAULT_BATCH = 32
+
+
+def near_tie_threshold(margin_ppm: int) -> float:
+    """The float threshold for a near-tie margin given in parts per million (a chain parameter)."""
+    if isinstance(margin_ppm, bool) or not isinstance(margin_ppm, int) or margin_ppm < 0:
+        raise ValueError("near-tie margin must be a non-negative integer (ppm)")
+    return margin_ppm / PPM
+
+
+def is_decisive(margin: np.ndarray, margin_ppm: int = NEAR_TIE_MARGIN_PPM) -> np.ndarray:
+    """Boolean mask of samples whose predicted label is machine-independent (margin above the guard)."""
+    return np.asarray(margin) > near_tie_threshold(margin_ppm)
+
+
+def _as_batch(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    h, w, c = spec.input_shape
+    if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[1:] != (h, w, c):
+        raise ValueError(f"{spec.name} expects inputs of shape (N, {h}, {w}, {c}), got {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"inputs must be numeric, got {x.dtype}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str) -> np.ndarray:
+    n, h, w, c = x.shape
+    k = kernel.shape[0]
+    if padding == "same":
+        before = (k - 1) // 2
+        after = k - 1 - before
+        x = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+        oh, ow = h, w
+    else:
+        oh, ow = h - k + 1, w - k + 1
+    # Columns ordered (ki, kj, c) to match the kernel's (kh, kw, cin, cout) layout.
+    cols = np.empty((n, oh, ow, k, k, c), dtype=np.float32)
+    for i in range(k):
+        for j in range(k):
+            cols[:, :, :, i, j, :] = x[:, i : i + oh, j : j + ow, :]
+    out = cols.reshape(n * oh * ow, k * k * c) @ kernel.reshape(k * k * c, -1)
+    out += bias
+    return out.reshape(n, oh, ow, -1)
+
+
+def _maxpool(x: np.ndarray, p: int) -> np.ndarray:
+    n, h, w, c = x.shape
+    oh, ow = h // p, w // p
+    x = x[:, : oh * p, : ow * p, :].reshape(n, oh, p, ow, p, c)
+    return x.max(axis=(2, 4))
+
+
+def _batchnorm(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray
+) -> np.ndarray:
+    # Same algebra as Keras 3 in inference mode: x * (gamma * rsqrt(var + eps)) + (beta - mean * that).
+    inv = (np.float32(1.0) / np.sqrt(var + np.float32(BN_EPSILON))) * gamma
+    return x * inv + (beta - mean * inv)
+
+
+def _forward(spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    it = iter(weights)
+    for layer in spec.layers:
+        if layer.kind == CONV2D:
+            kernel, bias = next(it), next(it)
+            x = _conv2d(x, kernel, bias, layer.padding)
+        elif layer.kind == BATCHNORM:
+            gamma, beta, mean, var = next(it), next(it), next(it), next(it)
+            x = _batchnorm(x, gamma, beta, mean, var)
+        elif layer.kind == RELU:
+            x = np.maximum(x, np.float32(0.0))
+        elif layer.kind == MAXPOOL:
+            x = _maxpool(x, layer.pool)
+        elif layer.kind == DROPOUT:
+            pass
+        elif layer.kind == FLATTEN:
+            x = x.reshape(x.shape[0], -1)
+        elif layer.kind == DENSE:
+            kernel, bias = next(it), next(it)
+            x = x @ kernel
+            x += bias
+    return x
+
+
+def logits(
+    spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, batch_size: int = DEFAULT_BATCH
+) -> np.ndarray:
+    """float32 logits of shape (N, num_classes) for inputs (N, H, W, C) (or (N, H, W) when C == 1)."""
+    check_weights(spec, weights)
+    xb = _as_batch(spec, x)
+    ws = [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
+    out = np.empty((xb.shape[0], spec.num_classes), dtype=np.float32)
+    step = max(1, batch_size)
+    # A hostile model may overflow to inf/NaN; `margins_of` turns those into near-ties, so stay quiet.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, xb.shape[0], step):
+            chunk = xb[start : start + step]
+            out[start : start + chunk.shape[0]] = _forward(spec, ws, chunk)
+    return out
+
+
+def margins_of(z: np.ndarray) -> np.ndarray:
+    """Relative top-2 margin per row: (top1 - top2) / max(1, |top1|, |top2|), float32 (inf if 1 class)."""
+    z = np.asarray(z, dtype=np.float32)
+    if z.shape[1] < 2:
+        return np.full(z.shape[0], np.inf, dtype=np.float32)
+    top2 = np.partition(z, z.shape[1] - 2, axis=1)[:, -2:]
+    second, first = top2[:, 0], top2[:, 1]
+    scale = np.maximum(np.float32(1.0), np.maximum(np.abs(first), np.abs(second)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = (first - second) / scale
+    return np.where(np.isfinite(m), m, np.float32(0.0)).astype(np.float32)
+
+
+def predict(
+    spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, batch_size: int = DEFAULT_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int64, relative top-2 margin float32) per sample; ties resolve to the lowest class index."""
+    z = logits(spec, weights, x, batch_size=batch_size)
+    labels = np.argmax(z, axis=1).astype(np.int64)
+    return labels, margins_of(z)

@@ -1,0 +1,270 @@
+"""Training in a long-lived worker process, driven from asyncio (DESIGN §8: the event loop never stalls).
+
+The worker is a `spawn`ed process that imports TensorFlow once and then serves jobs over a pipe, so a
+node pays the ~5 s import only when it starts mining and its event loop keeps running (consensus
+timeouts, gossip, RPC) while a model trains. The child runs at lower CPU priority with capped TF threads.
+
+Pipe traffic is pickled, which is acceptable here and nowhere else: both ends are this program, on one
+machine, connected by an anonymous pipe (nothing from the network is ever unpickled).
+
+Cancellation: a shared event is checked after every training batch; the worker then answers
+"cancelled" and stays usable. If it does not answer within `cancel_grace_s` (stuck inside TF) it is
+killed and restarted on the next job. A worker that dies (OOM, crash) is likewise restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import multiprocessing as mp
+import os
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from ml.registry import ModelSpec
+from ml.training import DEFAULT_OPTIMIZER, DEFAULT_THREADS, TrainingError, TrainResult
+
+_MSG_READY = "ready"
+_MSG_JOB = "job"
+_MSG_STOP = "stop"
+_MSG_RESULT = "result"
+_MSG_ERROR = "error"
+_MSG_CANCELLED = "cancelled"
+
+DEFAULT_START_TIMEOUT_S = 120.0
+DEFAULT_CANCEL_GRACE_S = 10.0
+DEFAULT_NICENESS = 5
+
+
+class TrainingCancelled(TrainingError):
+    """The job was interrupted by `TrainingWorker.cancel()`."""
+
+
+class WorkerDied(TrainingError):
+    """The worker process exited during a job; the next job starts a fresh one."""
+
+
+def _worker_main(conn: Connection, cancel: Any, threads: int, niceness: int) -> None:
+    """Child process: import TF once, then serve jobs until told to stop or the pipe closes."""
+    with contextlib.suppress(OSError):
+        os.nice(niceness)
+    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = str(threads)
+    from ml.training import Trainer, configure_threads
+
+    try:
+        configure_threads(threads)
+        import keras  # noqa: F401 - the expensive import, paid once here
+
+        trainer = Trainer()
+    except Exception:
+        conn.send((_MSG_ERROR, 0, traceback.format_exc()))
+        return
+    conn.send((_MSG_READY, os.getpid(), None))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == _MSG_STOP:
+            return
+        _, job_id, job = msg
+        if cancel.is_set():
+            conn.send((_MSG_CANCELLED, job_id, None))
+            continue
+        try:
+            result = trainer.fit(**job, should_stop=cancel.is_set)
+        except Exception as exc:
+            conn.send((_MSG_ERROR, job_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        if cancel.is_set():
+            conn.send((_MSG_CANCELLED, job_id, None))
+        else:
+            conn.send((_MSG_RESULT, job_id, result))
+
+
+class TrainingWorker:
+    """Asyncio client of one training worker process; one job at a time (others queue on a lock).
+
+    ``await worker.train(...)`` returns a `TrainResult`; cancelling the awaiting task, or calling
+    ``cancel()``, interrupts the job within one training batch. Use ``async with TrainingWorker() as w``
+    or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        threads: int = DEFAULT_THREADS,
+        niceness: int = DEFAULT_NICENESS,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S,
+    ) -> None:
+        self.threads = threads
+        self.niceness = niceness
+        self.start_timeout_s = start_timeout_s
+        self.cancel_grace_s = cancel_grace_s
+        self._ctx = mp.get_context("spawn")
+        self._cancel = self._ctx.Event()
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        # Dedicated threads for blocking pipe I/O, so the event loop only awaits futures.
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-worker-io")
+        self._closed = False
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    async def __aenter__(self) -> TrainingWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the process (if not running) and wait until TensorFlow is loaded."""
+        async with self._lock:
+            await self._ensure_started()
+
+    async def _ensure_started(self) -> None:
+        if self._closed:
+            raise TrainingError("training worker is closed")
+        if self._proc is not None and self._proc.is_alive() and self._conn is not None:
+            return
+        if self._proc is not None:
+            self.restarts += 1
+            self._discard()
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self._cancel, self.threads, self.niceness),
+            name="pocl-train-worker",
+            daemon=True,
+        )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._io, proc.start)
+        child.close()  # so recv() sees EOF if the child dies
+        self._proc, self._conn = proc, parent
+        try:
+            kind, _pid, detail = await asyncio.wait_for(
+                asyncio.shield(loop.run_in_executor(self._io, parent.recv)), self.start_timeout_s
+            )
+        except (TimeoutError, EOFError, OSError) as exc:
+            self._discard()
+            raise TrainingError(f"training worker failed to start: {exc!r}") from exc
+        except asyncio.CancelledError:
+            self._discard()
+            raise
+        if kind != _MSG_READY:
+            self._discard()
+            raise TrainingError(f"training worker failed to start:\n{detail}")
+
+    def _discard(self) -> None:
+        """Kill the process (if any) and drop the pipe; the next job starts a fresh worker."""
+        proc, conn = self._proc, self._conn
+        self._proc, self._conn = None, None
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(timeout=5)  # the child's end closes, so a blocked recv() sees EOF
+        if conn is not None:
+            conn.close()
+
+    def cancel(self) -> None:
+        """Interrupt the running job (it raises `TrainingCancelled`); queued jobs still run."""
+        if self._lock.locked():
+            self._cancel.set()
+
+    async def train(
+        self,
+        spec: ModelSpec,
+        global_weights: list[np.ndarray],
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        seed: int,
+        optimizer: str = DEFAULT_OPTIMIZER,
+        time_limit_s: float | None = None,
+    ) -> TrainResult:
+        job = {
+            "spec": spec,
+            "global_weights": [np.asarray(w) for w in global_weights],
+            "x": np.asarray(x),
+            "y": np.asarray(y),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "optimizer": optimizer,
+            "time_limit_s": time_limit_s,
+        }
+        async with self._lock:
+            await self._ensure_started()
+            self._cancel.clear()
+            return await self._run(next(self._ids), job)
+
+    async def _run(self, job_id: int, job: dict[str, Any]) -> TrainResult:
+        loop = asyncio.get_running_loop()
+        conn = self._conn
+        assert conn is not None
+        exchange = loop.run_in_executor(self._io, self._exchange, conn, job_id, job)
+        try:
+            kind, detail = await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            self._cancel.set()
+            await self._settle(exchange)
+            raise
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            self._discard()
+            raise WorkerDied(f"training worker died during job {job_id}: {exc!r}") from exc
+        if kind == _MSG_RESULT:
+            return detail
+        if kind == _MSG_CANCELLED:
+            raise TrainingCancelled(f"training job {job_id} was cancelled")
+        raise TrainingError(f"training job {job_id} failed: {detail}")
+
+    async def _settle(self, exchange: asyncio.Future[Any]) -> None:
+        """After a task cancellation: wait briefly for the worker to acknowledge, else kill it."""
+        try:
+            await asyncio.wait_for(asyncio.shield(exchange), self.cancel_grace_s)
+        except (TimeoutError, EOFError, OSError, asyncio.CancelledError):
+            self._discard()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(exchange), 5)
+
+    @staticmethod
+    def _exchange(conn: Connection, job_id: int, job: dict[str, Any]) -> tuple[str, Any]:
+        """Blocking (runs in the I/O thread): send one job, wait for its answer, skip stale answers."""
+        conn.send((_MSG_JOB, job_id, job))
+        while True:
+            kind, answered, detail = conn.recv()
+            if answered == job_id:
+                return kind, detail
+
+    async def close(self) -> None:
+        """Stop the worker (politely, then by force) and release the I/O thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel.set()
+        async with self._lock:
+            proc, conn = self._proc, self._conn
+            if proc is not None and conn is not None and proc.is_alive():
+                with contextlib.suppress(OSError, BrokenPipeError):
+                    conn.send((_MSG_STOP, 0, None))
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._io, proc.join, 5)
+            self._discard()
+        self._io.shutdown(wait=False)

@@ -1,0 +1,221 @@
+"""The node's view of the chain: store, committed state, block validity and commit (DESIGN §4, §5.1).
+
+Consensus (`valid(v)`, `Decide`) and block sync both go through `Chain`, so a block is judged and
+persisted by one piece of code whichever way it arrived:
+
+- `check_block(block)` is the paper's valid(v): header linkage, proposer is a validator, the parent's
+  commit certificate (`last_commit`) verifies against the validator set that signed the parent, and the
+  block executes on a copy of the state to the header's `state_root`. Results are cached per block hash,
+  so the block that wins is not executed twice.
+- `commit_block(block, commit)` persists block, commit and state delta in one synced batch (the store's
+  guarantee) and swaps in the new state.
+
+The validator set that signed height h is recorded in state by a begin-block hook
+(`record_signing_validators`), so `last_commit` of any block can be checked after a restart without
+replaying history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import OrderedDict
+
+from consensus.commit import CommitError, verify_commit
+from consensus.votes import ValidatorSet
+from ledger.block import Block, Commit, Header, txs_root
+from ledger.codec import CodecError, decode, encode
+from ledger.errors import BlockError
+from ledger.executor import BlockContext, BlockResult, Executor
+from ledger.keys import address_of
+from ledger.params import ChainParams
+from ledger.state import State
+from ledger.store import Store
+from ledger.tx import SignedTx
+
+log = logging.getLogger(__name__)
+
+NS_CONSENSUS = "consensus"
+KEY_SIGNING_VALIDATORS = b"signing-validators"  # validator set of the block being executed
+RESULT_CACHE_SIZE = 16
+
+
+class InvalidBlock(Exception):
+    """A block that must not be accepted; `reason` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def validator_set_of(state: State, height: int | None = None) -> ValidatorSet | None:
+    vals = state.validator_set(height)
+    if not vals:
+        return None
+    return ValidatorSet((v.pubkey, v.power) for v in vals)
+
+
+def record_signing_validators(state: State, ctx: BlockContext) -> None:
+    """Begin-block hook: remember which validators sign this height (checked in the next block)."""
+    vals = state.validator_set(ctx.height)
+    raw = encode([[v.pubkey, v.power] for v in vals])
+    if state.get_raw(NS_CONSENSUS, KEY_SIGNING_VALIDATORS) != raw:
+        state.set_raw(NS_CONSENSUS, KEY_SIGNING_VALIDATORS, raw)
+
+
+def signing_validators(state: State) -> ValidatorSet | None:
+    """The validator set that signed the block at `state.height` (None at genesis)."""
+    raw = state.get_raw(NS_CONSENSUS, KEY_SIGNING_VALIDATORS)
+    if raw is None:
+        return None
+    try:
+        items = decode(raw)
+        return ValidatorSet((bytes(pk), int(power)) for pk, power in items)
+    except (CodecError, ValueError, TypeError) as exc:  # state is ours: corruption is a bug
+        raise RuntimeError(f"corrupt signing-validator record: {exc}") from exc
+
+
+@dataclasses.dataclass
+class _Checked:
+    state: State  # the overlay after executing the block
+    result: BlockResult
+
+
+class Chain:
+    def __init__(
+        self, store: Store, state: State, executor: Executor, params: ChainParams, genesis_time_ms: int = 0
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.executor = executor
+        self.params = params
+        self.genesis_time_ms = genesis_time_ms
+        self._checked: OrderedDict[bytes, _Checked] = OrderedDict()
+        head = store.head_block()
+        self.head_hash: bytes = head.hash if head is not None else b""
+        self.head_time_ms: int = head.header.time_ms if head is not None else genesis_time_ms
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def validators(self) -> ValidatorSet | None:
+        """Validator set for the next block."""
+        return validator_set_of(self.state)
+
+    def get_block_with_commit(self, height: int) -> tuple[bytes, bytes] | None:
+        """Raw block and its commit, for serving block sync (commit from the next block or the seen one)."""
+        raw = self.store.block_raw(height)
+        commit = self.store.commit(height)
+        if raw is None or commit is None:
+            return None
+        return raw, commit.encode()
+
+    # ------------------------------------------------------------------ building (proposer)
+
+    def build_block(
+        self,
+        txs: list[SignedTx],
+        proposer: bytes,
+        time_ms: int,
+        last_commit: Commit | None,
+        verified: set[bytes] | None = None,
+    ) -> Block:
+        """Execute `txs` (dropping any that fail) on a copy of state and assemble a block."""
+        height = self.height + 1
+        time_ms = max(time_ms, self.head_time_ms + 1)
+        overlay = self.state.copy()
+        ctx = BlockContext(height, time_ms, proposer, self.state.chain_id, self.params)
+        result = self.executor.execute_block(overlay, ctx, txs, verified_sigs=verified, skip_invalid=True)
+        header = Header(
+            height=height,
+            time_ms=time_ms,
+            prev_hash=self.head_hash,
+            proposer=proposer,
+            txs_root=txs_root(result.txs),
+            state_root=result.state_root,
+            last_commit_hash=last_commit.hash if last_commit is not None else b"",
+            round_info=b"",
+        )
+        block = Block(header, result.txs, last_commit)
+        self._remember(block.hash, _Checked(overlay, result))
+        return block
+
+    # ------------------------------------------------------------------ validity (valid(v))
+
+    def check_block(self, block: Block, verified: set[bytes] | None = None) -> BlockResult:
+        """Raise InvalidBlock unless `block` is a valid next block; returns its execution result."""
+        cached = self._checked.get(block.hash)
+        if cached is not None:
+            return cached.result
+        h = block.header
+        if h.height != self.height + 1:
+            raise InvalidBlock("wrong_height", f"block {h.height} on head {self.height}")
+        if h.prev_hash != self.head_hash:
+            raise InvalidBlock("wrong_parent", "prev_hash is not our head")
+        if h.time_ms <= self.head_time_ms:
+            raise InvalidBlock("time_not_increasing", f"{h.time_ms} <= parent {self.head_time_ms}")
+        vals = self.validators()
+        if vals is None or not any(address_of(v.pubkey) == h.proposer for v in vals):
+            raise InvalidBlock("bad_proposer", "proposer is not a validator of this height")
+        self._check_last_commit(block)
+        if h.round_info != b"":
+            raise InvalidBlock("bad_round_info", "round_info must be empty")
+        overlay = self.state.copy()
+        try:
+            result = self.executor.apply_block(overlay, block, self.params, verified_sigs=verified)
+        except BlockError as exc:
+            raise InvalidBlock("bad_execution", str(exc)) from exc
+        self._remember(block.hash, _Checked(overlay, result))
+        return result
+
+    def _check_last_commit(self, block: Block) -> None:
+        h = block.header
+        if h.height == 1:
+            if block.last_commit is not None or h.last_commit_hash != b"":
+                raise InvalidBlock("bad_last_commit", "height 1 has no parent commit")
+            return
+        commit = block.last_commit
+        if commit is None:
+            raise InvalidBlock("bad_last_commit", "missing the parent's commit")
+        if commit.hash != h.last_commit_hash:
+            raise InvalidBlock("bad_last_commit", "last_commit_hash does not match last_commit")
+        signers = signing_validators(self.state)
+        if signers is None:
+            raise InvalidBlock("bad_last_commit", "no validator set recorded for the parent")
+        try:
+            verify_commit(self.state.chain_id, commit, signers, self.head_hash, self.height)
+        except CommitError as exc:
+            raise InvalidBlock("bad_last_commit", exc.reason) from exc
+
+    def verify_commit_for(self, block: Block, commit: Commit) -> None:
+        """Check a commit certificate for the next block against the current validator set (sync)."""
+        vals = self.validators()
+        if vals is None:
+            raise InvalidBlock("no_validators", "no validator set")
+        try:
+            verify_commit(self.state.chain_id, commit, vals, block.hash, block.height)
+        except CommitError as exc:
+            raise InvalidBlock("bad_commit", exc.reason) from exc
+
+    def _remember(self, block_hash: bytes, checked: _Checked) -> None:
+        self._checked[block_hash] = checked
+        while len(self._checked) > RESULT_CACHE_SIZE:
+            self._checked.popitem(last=False)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit_block(self, block: Block, commit: Commit, verified: set[bytes] | None = None) -> BlockResult:
+        """Persist a decided block (already valid or re-checked here) and advance the state."""
+        result = self.check_block(block, verified)
+        checked = self._checked.pop(block.hash)
+        delta = checked.state.delta()
+        self.store.commit_block(block, delta, seen_commit=commit, tx_hashes=result.tx_hashes)
+        self.state = checked.state.commit()
+        self.head_hash = block.hash
+        self.head_time_ms = block.header.time_ms
+        self._checked.clear()  # every other candidate was built on the old head
+        return result

@@ -1,0 +1,197 @@
+"""Mempool: admitted transactions waiting for a block (DESIGN §4, issue "BFT node" item 3).
+
+Admission runs the executor's full check against a *pending overlay*: the committed state with every
+admitted tx already applied in per-sender nonce order. That one mechanism gives nonce ordering, cumulative
+balance checks and "one signature verification per node": a tx admitted here has a verified signature,
+its hash goes into `verified`, and block execution skips re-verifying it.
+
+Block proposals take txs by fee priority across senders while keeping each sender's nonce order.
+After every committed block `update()` rebuilds the overlay from the new state and drops what no longer
+applies (committed, stale nonce, balance spent elsewhere).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from collections import OrderedDict
+
+from ledger import errors
+from ledger.errors import TxError
+from ledger.executor import NO_PROPOSER, BlockContext, Executor
+from ledger.state import State
+from ledger.tx import SignedTx
+
+MEMPOOL_FULL = "mempool_full"
+ALREADY_KNOWN = "already_known"
+
+
+@dataclasses.dataclass(frozen=True)
+class MempoolConfig:
+    max_txs: int = 20_000
+    max_bytes: int = 64 * 1024 * 1024
+    verified_cache_size: int = 200_000
+
+
+@dataclasses.dataclass(frozen=True)
+class AddResult:
+    tx_hash: bytes
+    error: TxError | None = None
+    is_new: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclasses.dataclass
+class _Entry:
+    stx: SignedTx
+    arrival: int
+
+
+class _BoundedSet:
+    """Insertion-ordered set that forgets its oldest members past `cap`."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        while len(self._items) > self._cap:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Mempool:
+    def __init__(self, executor: Executor, state: State, config: MempoolConfig | None = None) -> None:
+        self.executor = executor
+        self.config = config or MempoolConfig()
+        self.verified = _BoundedSet(self.config.verified_cache_size)
+        self._by_sender: dict[bytes, list[_Entry]] = {}  # sender address -> entries in nonce order
+        self._by_hash: dict[bytes, _Entry] = {}
+        self._bytes = 0
+        self._arrivals = 0
+        self._reset_overlay(state)
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._by_hash
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> SignedTx | None:
+        entry = self._by_hash.get(tx_hash)
+        return entry.stx if entry else None
+
+    def txs(self) -> list[SignedTx]:
+        """All pending txs in arrival order (for RPC)."""
+        return [e.stx for e in sorted(self._by_hash.values(), key=lambda e: e.arrival)]
+
+    def pending_nonce(self, sender: bytes) -> int | None:
+        """Next nonce a new tx from `sender` should use, counting pending txs (None if no account)."""
+        acct = self._overlay.account(sender)
+        return acct.nonce if acct is not None else None
+
+    # ------------------------------------------------------------------ admission
+
+    def add(self, raw: bytes | SignedTx) -> AddResult:
+        """Admit a tx if it applies on top of everything pending; never raises for bad input."""
+        params = self._state.params
+        try:
+            stx = raw if isinstance(raw, SignedTx) else self.executor.decode_tx(raw, params)
+        except TxError as err:
+            return AddResult(b"", err)
+        tx_hash = stx.hash
+        if tx_hash in self._by_hash:
+            return AddResult(tx_hash, None, is_new=False)
+        size = len(stx.raw)
+        if len(self._by_hash) >= self.config.max_txs or self._bytes + size > self.config.max_bytes:
+            return AddResult(tx_hash, TxError(MEMPOOL_FULL, "mempool is full, try again later"))
+        try:  # apply_tx validates fully before writing, so a rejected tx leaves the overlay untouched
+            self.executor.apply_tx(self._overlay, stx, self._ctx, verified=tx_hash in self.verified)
+        except TxError as err:
+            return AddResult(tx_hash, err)
+        self.verified.add(tx_hash)
+        self._insert(stx)
+        return AddResult(tx_hash, None, is_new=True)
+
+    def _insert(self, stx: SignedTx) -> None:
+        self._arrivals += 1
+        entry = _Entry(stx, self._arrivals)
+        self._by_sender.setdefault(stx.sender_address, []).append(entry)
+        self._by_hash[stx.hash] = entry
+        self._bytes += len(stx.raw)
+
+    # ------------------------------------------------------------------ block building
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[SignedTx]:
+        """Highest-fee-first across senders, nonce order within a sender, within the block caps."""
+        heap: list[tuple[int, int, bytes, int]] = []
+        for sender, entries in self._by_sender.items():
+            first = entries[0]
+            heap.append((-first.stx.tx.fee, first.arrival, sender, 0))
+        heapq.heapify(heap)
+        out: list[SignedTx] = []
+        total = 0
+        while heap and len(out) < max_txs:
+            _fee, _arr, sender, idx = heapq.heappop(heap)
+            stx = self._by_sender[sender][idx].stx
+            size = len(stx.raw)
+            if total + size > max_bytes:
+                continue  # this sender's later txs depend on this one: skip the sender entirely
+            out.append(stx)
+            total += size
+            entries = self._by_sender[sender]
+            if idx + 1 < len(entries):
+                nxt = entries[idx + 1]
+                heapq.heappush(heap, (-nxt.stx.tx.fee, nxt.arrival, sender, idx + 1))
+        return out
+
+    # ------------------------------------------------------------------ after a block
+
+    def update(self, state: State) -> list[bytes]:
+        """Re-base on the newly committed `state`; returns the hashes dropped (committed or invalid)."""
+        old = sorted(self._by_hash.values(), key=lambda e: (e.stx.sender_address, e.stx.tx.nonce))
+        self._by_sender.clear()
+        self._by_hash.clear()
+        self._bytes = 0
+        self._reset_overlay(state)
+        dropped: list[bytes] = []
+        broken: set[bytes] = set()
+        for entry in old:
+            stx = entry.stx
+            sender = stx.sender_address
+            if sender in broken:
+                dropped.append(stx.hash)
+                continue
+            try:
+                self.executor.apply_tx(self._overlay, stx, self._ctx, verified=True)
+            except TxError as err:
+                dropped.append(stx.hash)
+                if err.code != errors.NONCE_TOO_LOW:
+                    broken.add(sender)  # later nonces of this sender can no longer apply
+                continue
+            entry = _Entry(stx, entry.arrival)
+            self._by_sender.setdefault(sender, []).append(entry)
+            self._by_hash[stx.hash] = entry
+            self._bytes += len(stx.raw)
+        return dropped
+
+    def _reset_overlay(self, state: State) -> None:
+        self._state = state
+        self._overlay = state.copy()
+        self._ctx = BlockContext(state.height + 1, 0, NO_PROPOSER, state.chain_id, state.params)

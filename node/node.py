@@ -1,0 +1,333 @@
+"""The node: wires store, chain, mempool, P2P, block sync and consensus (DESIGN §2, §5.1, §6).
+
+Start-up order: open (or initialise) the store from genesis, start P2P, catch up by block sync from
+peers, then join consensus. Block sync keeps running in the background, so a node that fell behind
+(partition, restart) catches up by fetching blocks with their commits instead of replaying consensus.
+
+Listeners (`Node.subscribe`) hear `NodeEvent`s: the RPC event stream, metrics and the miner build on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from consensus.signing_state import SigningGuard
+from genesis.schema import Genesis
+from ledger.block import Block, Commit
+from ledger.codec import Struct
+from ledger.errors import TxError
+from ledger.executor import Executor
+from ledger.keys import PrivateKey
+from ledger.params import ChainParams
+from ledger.store import Store, StoreError
+from node.chain import Chain, InvalidBlock, record_signing_validators
+from node.config import Config, parse_host_port
+from node.consensus_driver import ConsensusDriver, DecidedBlock
+from node.mempool import AddResult, Mempool, MempoolConfig
+from p2p.addrbook import AddressBook
+from p2p.connection import ConnectionConfig
+from p2p.gossip import Gossip
+from p2p.host import Host, HostConfig
+from p2p.pex import PeerExchange, PexConfig
+from p2p.sync import SyncConfig, SyncService
+
+log = logging.getLogger("pocl.node")
+
+TYPE_TX = 40
+SYNC_POLL_S = 1.0
+MALICIOUS_TX_CODES = frozenset({"malformed_tx", "bad_signature", "tx_too_large", "unsupported_version"})
+
+
+class NodeError(Exception):
+    """The node cannot start (foreign database, bad configuration); the message is for the operator."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TxMessage(Struct):
+    raw: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeEvent:
+    kind: str  # "block", "tx", "round", ...
+    data: dict[str, Any]
+
+
+def effective_params(genesis: Genesis, config: Config) -> ChainParams:
+    """Consensus timeouts may be overridden locally (they are not part of block validity)."""
+    return dataclasses.replace(genesis.params, **config.consensus.timeout_overrides())
+
+
+class Node:
+    def __init__(
+        self,
+        *,
+        home: Path,
+        config: Config,
+        genesis: Genesis,
+        node_key: PrivateKey,
+        validator_key: PrivateKey | None,
+        executor: Executor | None = None,
+        double_sign: bool = False,
+    ) -> None:
+        self.home = Path(home)
+        self.config = config
+        self.genesis = genesis
+        self.node_key = node_key
+        self.validator_key = validator_key
+        self.executor = executor or Executor(begin_block_hooks=[record_signing_validators])
+        self.double_sign = double_sign
+        self.params = genesis.params
+        self.chain: Chain | None = None
+        self.mempool: Mempool | None = None
+        self.host: Host | None = None
+        self.gossip: Gossip | None = None
+        self.sync: SyncService | None = None
+        self.pex: PeerExchange | None = None
+        self.driver: ConsensusDriver | None = None
+        self.syncing = True
+        self.started_at = time.time()
+        self._listeners: list[Callable[[NodeEvent], None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._running = False
+        self._stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _open_chain(self) -> Chain:
+        db_path = self.config.resolve(self.home, self.config.storage.db_path)
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store = Store.open(db_path)
+        except StoreError as exc:
+            raise NodeError(str(exc)) from exc
+        if not store.initialized:
+            state = self.genesis.initial_state()
+            store.init_genesis(state, self.genesis.hash)
+            log.info("initialised database from genesis chain_id=%s", self.genesis.chain_id)
+        elif store.genesis_hash != self.genesis.hash or store.chain_id != self.genesis.chain_id:
+            store.close()
+            raise NodeError(f"database {db_path} belongs to another genesis (run unsafe-reset-all to wipe it)")
+        try:
+            state = store.load_state(self.params)
+        except StoreError as exc:
+            store.close()
+            raise NodeError(str(exc)) from exc
+        return Chain(store, state, self.executor, self.params, self.genesis.genesis_time_ms)
+
+    def _host_config(self) -> HostConfig:
+        p2p = self.config.p2p
+        host, port = parse_host_port(p2p.listen_addr)
+        external = parse_host_port(p2p.external_addr)[0] if p2p.external_addr else None
+        return HostConfig(
+            listen_host=host,
+            listen_port=port,
+            external_host=external,
+            max_inbound=p2p.max_inbound,
+            max_outbound=p2p.max_outbound,
+            persistent_peers=tuple(p2p.persistent_peers),
+            seeds=tuple(p2p.seeds),
+            dial_timeout=p2p.dial_timeout_s,
+            reconnect_base=0.5,
+            reconnect_max=5.0,
+            transport=ConnectionConfig(
+                handshake_timeout_s=p2p.handshake_timeout_s,
+                idle_timeout_s=p2p.idle_timeout_s,
+                ping_interval_s=p2p.ping_interval_s,
+            ),
+        )
+
+    async def start(self) -> None:
+        self.chain = chain = self._open_chain()
+        self.mempool = Mempool(
+            self.executor, chain.state,
+            MempoolConfig(max_txs=self.config.mempool.max_txs, max_bytes=self.config.mempool.max_bytes),
+        )
+        self.host = Host(
+            self.node_key,
+            chain_id=self.genesis.chain_id,
+            genesis_hash=self.genesis.hash,
+            config=self._host_config(),
+            chain_tip=lambda: (chain.height, chain.head_hash or bytes(32)),
+            addrbook=AddressBook(self.home / "data" / "addrbook.json", self_id=self.node_key.pubkey),
+        )
+        self.gossip = Gossip(self.host)
+        self.gossip.register(TYPE_TX, "tx", TxMessage, self.executor.max_any_tx_bytes(self.params) + 64,
+                             validate=self._on_gossip_tx)
+        self.sync = SyncService(self.host, status=lambda: (chain.height, chain.head_hash or bytes(32)),
+                                get_block_with_commit=chain.get_block_with_commit)
+        if self.config.p2p.pex:
+            self.pex = PeerExchange(self.host, PexConfig(interval=5.0))
+        signer = None
+        if self.validator_key is not None:
+            signer = SigningGuard(self.home / "data" / "priv_validator_state.json", self.validator_key,
+                                  self.genesis.chain_id, allow_double_sign=self.double_sign)
+        self.driver = ConsensusDriver(
+            chain=chain,
+            mempool=self.mempool,
+            host=self.host,
+            gossip=self.gossip,
+            params=effective_params(self.genesis, self.config),
+            signer=signer,
+            account_key=self.validator_key,
+            max_block_bytes=self.params.max_block_bytes,
+            on_decided=self._on_decided,
+            submit_tx=self.submit_tx,
+            double_sign=self.double_sign,
+        )
+        await self.host.start()
+        if self.pex is not None:
+            self.pex.start()
+        self._running = True
+        log.info("node started node_id=%s height=%d p2p=%s", self.node_key.pubkey.hex()[:16], chain.height,
+                 self.host.listen_addr)
+        self._tasks.append(asyncio.create_task(self._start_consensus(), name="start-consensus"))
+
+    async def _start_consensus(self) -> None:
+        """Catch up from peers first (briefly), then run consensus with sync in the background."""
+        await self._sync_once(peer_wait=2.0)
+        self.syncing = False
+        assert self.driver is not None
+        self.driver.start()
+        self._tasks.append(asyncio.create_task(self._sync_loop(), name="block-sync"))
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.driver is not None:
+            self.driver.stop()
+        if self.host is not None:
+            await self.host.stop()
+        if self.chain is not None:
+            self.chain.store.close()
+        self._stopped.set()
+        log.info("node stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # ------------------------------------------------------------------ block sync
+
+    async def _sync_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(SYNC_POLL_S)  # polling cadence, not a wait for a condition
+            with contextlib.suppress(asyncio.CancelledError):
+                applied = await self._sync_once(peer_wait=0.5)
+                if applied and self.driver is not None:
+                    self.driver.on_synced()
+
+    async def _sync_once(self, peer_wait: float) -> int:
+        assert self.sync is not None and self.chain is not None
+        chain = self.chain
+        syncer = self.sync.syncer(
+            start_height=chain.height + 1,
+            apply=self._apply_synced,
+            verify=self._verify_synced,
+            prev_hash=chain.head_hash or None,
+            config=SyncConfig(peer_wait=peer_wait, status_interval=1.0, request_timeout=5.0, cooldown=5.0),
+        )
+        try:
+            result = await syncer.run()
+        except Exception:  # sync trouble must not kill the node; retry next poll
+            log.exception("block sync failed")
+            return 0
+        if result.applied:
+            log.info("block sync applied %d blocks, height=%d", result.applied, chain.height)
+        return result.applied
+
+    def _verify_synced(self, block: Block, commit: Commit) -> bool:
+        assert self.chain is not None
+        if block.height <= self.chain.height:
+            return True  # consensus got there first; apply will skip it
+        try:
+            self.chain.verify_commit_for(block, commit)
+            self.chain.check_block(block, verified=self.mempool.verified if self.mempool else None)
+        except InvalidBlock as exc:
+            log.warning("block sync: rejecting block %d: %s", block.height, exc)
+            return False
+        return True
+
+    async def _apply_synced(self, block: Block, commit: Commit) -> None:
+        chain = self.chain
+        assert chain is not None and self.mempool is not None
+        if block.height <= chain.height:
+            existing = chain.store.block(block.height)
+            if existing is not None and existing.hash != block.hash:
+                log.critical("FORK: peer served block %d %s, ours is %s", block.height,
+                             block.hash.hex()[:12], existing.hash.hex()[:12])
+            return
+        result = chain.commit_block(block, commit, verified=self.mempool.verified)  # type: ignore[arg-type]
+        self.mempool.update(chain.state)
+        self._on_decided(DecidedBlock(block, commit, result, commit.round, 0.0), synced=True)
+
+    # ------------------------------------------------------------------ transactions
+
+    def submit_tx(self, raw: bytes) -> AddResult:
+        """Admit a locally submitted tx (RPC, evidence) and gossip it."""
+        assert self.mempool is not None and self.gossip is not None
+        res = self.mempool.add(raw)
+        if res.ok and res.is_new:
+            self.gossip.publish(TxMessage(raw))
+        return res
+
+    def _on_gossip_tx(self, msg: TxMessage, _sender: bytes) -> bool:
+        assert self.mempool is not None
+        res = self.mempool.add(msg.raw)
+        if res.error is not None:
+            # stateful failures (nonce raced a block, balance spent) are not the peer's fault
+            return res.error.code not in MALICIOUS_TX_CODES
+        return True
+
+    def check_tx_error(self, raw: bytes) -> TxError | None:
+        return self.submit_tx(raw).error
+
+    # ------------------------------------------------------------------ events
+
+    def subscribe(self, listener: Callable[[NodeEvent], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        event = NodeEvent(kind, data)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the chain
+                log.exception("event listener failed")
+
+    def _on_decided(self, decided: DecidedBlock, synced: bool = False) -> None:
+        block = decided.block
+        self.emit("block", {
+            "height": block.height,
+            "hash": block.hash.hex(),
+            "time_ms": block.header.time_ms,
+            "txs": len(block.txs),
+            "round": decided.round,
+            "interval_s": decided.interval_s,
+            "synced": synced,
+            "tx_hashes": [h.hex() for h in getattr(decided.result, "tx_hashes", [])],
+            "events": [{"kind": e.kind, "data": _jsonable(e.data)} for e in getattr(decided.result, "events", [])],
+        })
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

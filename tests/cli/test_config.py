@@ -1,0 +1,94 @@
+"""config.toml: defaults, round trip, strict errors naming section.key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.config import Config, load_config, parse_host_port, write_config
+from node.errors import ConfigError
+
+
+def test_defaults_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    write_config(path, Config())
+    assert load_config(path) == Config()
+    text = path.read_text()
+    for section in (
+        "[node]",
+        "[p2p]",
+        "[rpc]",
+        "[consensus]",
+        "[mempool]",
+        "[mining]",
+        "[storage]",
+        "[metrics]",
+    ):
+        assert section in text
+    assert 'listen_addr = "127.0.0.1:26657"' in text and 'listen_addr = "127.0.0.1:26660"' in text
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("")
+    assert load_config(path) == Config()
+
+
+def test_partial_sections_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[p2p]\nseeds = ["aa@127.0.0.1:1"]\nhandshake_timeout_s = 3\n'
+        "[consensus]\ntimeout_commit_ms = 100\n[mining]\nenabled = true\n"
+    )
+    cfg = load_config(path)
+    assert cfg.p2p.seeds == ["aa@127.0.0.1:1"] and cfg.p2p.handshake_timeout_s == 3.0
+    assert cfg.consensus.timeout_overrides() == {"timeout_commit_ms": 100}
+    assert cfg.mining.enabled and cfg.rpc == Config().rpc
+    write_config(path, cfg)
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[p2p]\nmax_inbund = 5\n", "config p2p.max_inbund: unknown key"),
+        ("[nope]\n", "unknown section [nope]"),
+        ('[p2p]\nmax_inbound = "5"\n', "config p2p.max_inbound: must be an integer"),
+        ("[rpc]\nenabled = 1\n", "config rpc.enabled: must be a boolean"),
+        ("[p2p]\nseeds = [1]\n", "config p2p.seeds: must be a list of strings"),
+        ("[mempool]\nmax_txs = -1\n", "config mempool.max_txs: must not be negative"),
+        ('[rpc]\nlisten_addr = "localhost"\n', "config rpc.listen_addr: expected host:port"),
+        ('[p2p]\npersistent_peers = ["id@host:99999"]\n', "config p2p.persistent_peers[0]: bad port"),
+        ('[node]\nlog_format = "xml"\n', "config node.log_format"),
+        ('[node]\nlog_level = "loud"\n', "config node.log_level: unknown log level"),
+        ("[consensus]\ntimeout_commit_ms = 1.5\n", "config consensus.timeout_commit_ms: must be an integer"),
+        ("p2p = 3\n", "config p2p: must be a table"),
+        ("[p2p\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "none.toml")
+
+
+def test_resolve_relative_paths(tmp_path: Path) -> None:
+    cfg = Config()
+    assert cfg.resolve(tmp_path, cfg.storage.db_path) == tmp_path / "data" / "chain.db"
+    assert cfg.resolve(tmp_path, "/abs/db") == Path("/abs/db")
+
+
+def test_parse_host_port() -> None:
+    assert parse_host_port("127.0.0.1:26656") == ("127.0.0.1", 26656)
+    assert parse_host_port("[::1]:80") == ("::1", 80)
+    with pytest.raises(ValueError):
+        parse_host_port(":80")

@@ -1,0 +1,266 @@
+"""A deterministic in-memory network of BFT state machines for tests (virtual time, no I/O).
+
+Each `SimNode` wraps a `ConsensusMachine`; `SimNetwork` delivers broadcasts FIFO to every other node
+(optionally filtered, to model partitions and Byzantine behaviour), fires timeouts in virtual time,
+serves `FetchBlock` from any node that has the block, and restarts a height after `Decide`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from consensus.bft import (
+    Action,
+    BlockReceived,
+    Broadcast,
+    ConsensusMachine,
+    Decide,
+    Event,
+    EvidenceFound,
+    FetchBlock,
+    InvalidMessage,
+    NewHeight,
+    ProposalReceived,
+    ScheduleTimeout,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.messages import Proposal, ProposalMessage, VoteMessage, make_vote
+from consensus.signing_state import SigningGuard
+from consensus.votes import ValidatorSet
+from ledger.block import Block, Header, Vote, txs_root
+from ledger.keys import PrivateKey
+from ledger.params import ChainParams
+
+CHAIN_ID = "pocl-test"
+PARAMS = ChainParams()
+
+
+class MemorySigner:
+    """Signs anything (no guard): lets tests focus on the machine."""
+
+    def __init__(self, key: PrivateKey, chain_id: str = CHAIN_ID) -> None:
+        self.key = key
+        self.chain_id = chain_id
+        self._pubkey = key.pubkey
+
+    @property
+    def pubkey(self) -> bytes:
+        return self._pubkey
+
+    def sign_vote(self, vote_type: int, height: int, round_: int, block_hash: bytes) -> Vote:
+        return make_vote(self.key, self.chain_id, vote_type, height, round_, block_hash)
+
+    def sign_proposal(self, height: int, round_: int, block_hash: bytes, pol_round: int) -> Proposal:
+        return Proposal.create(self.key, self.chain_id, height, round_, block_hash, pol_round)
+
+
+def make_block(height: int, proposer_addr: bytes, tag: str) -> Block:
+    txs = [tag.encode()]
+    header = Header(height, 1_000 * height, b"", proposer_addr, txs_root(txs), bytes(32), b"", b"")
+    return Block(header, txs, None)
+
+
+def keys(n: int, prefix: str = "val") -> list[PrivateKey]:
+    return [PrivateKey.from_seed_text(f"{prefix}-{i}") for i in range(n)]
+
+
+def validator_set(ks: list[PrivateKey], powers: list[int] | None = None) -> ValidatorSet:
+    powers = powers or [10] * len(ks)
+    return ValidatorSet([(k.pubkey, p) for k, p in zip(ks, powers)])
+
+
+@dataclasses.dataclass
+class SimNode:
+    name: str
+    key: PrivateKey | None
+    machine: ConsensusMachine
+    invalid_blocks: set[bytes]
+    decisions: dict[int, Decide] = dataclasses.field(default_factory=dict)
+    evidence: list[EvidenceFound] = dataclasses.field(default_factory=list)
+    invalid_messages: list[InvalidMessage] = dataclasses.field(default_factory=list)
+    fetches: list[FetchBlock] = dataclasses.field(default_factory=list)
+    sent: list[Action] = dataclasses.field(default_factory=list)
+    down: bool = False
+
+
+Filter = Callable[[str, str, object], bool]  # (src, dst, message) -> deliver?
+
+
+class SimNetwork:
+    def __init__(
+        self,
+        n: int = 4,
+        powers: list[int] | None = None,
+        *,
+        observers: int = 0,
+        guard_dir: Path | None = None,
+        params: ChainParams = PARAMS,
+        latency_ms: int = 10,
+        jitter_seed: int | None = None,
+    ) -> None:
+        self.keys = keys(n)
+        self.validators = validator_set(self.keys, powers)
+        self.params = params
+        self.latency_ms = latency_ms
+        self.now = 0
+        self._seq = 0
+        self.queue: deque[tuple[str, Event]] = deque()
+        self.timers: list[tuple[int, int, str, Event]] = []
+        self.nodes: dict[str, SimNode] = {}
+        self.filters: list[Filter] = []
+        self.values: dict[str, Callable[[int, int], Block | None]] = {}
+        self.guard_dir = guard_dir
+        self.fetch_blocked: set[str] = set()  # nodes whose FetchBlock is never answered
+        self.rng = random.Random(jitter_seed) if jitter_seed is not None else None
+        # (src, dst, message) -> delivery delay in ms; overrides FIFO/jitter when set
+        self.delay: Callable[[str, str, object], int] | None = None
+        for i, k in enumerate(self.keys):
+            self.add_node(f"v{i}", k)
+        for j in range(observers):
+            self.add_node(f"o{j}", None)
+
+    # -- construction
+    def _signer(self, name: str, key: PrivateKey):
+        if self.guard_dir is not None:
+            return SigningGuard(self.guard_dir / f"{name}.state", key, CHAIN_ID)
+        return MemorySigner(key)
+
+    def add_node(self, name: str, key: PrivateKey | None) -> SimNode:
+        invalid: set[bytes] = set()
+
+        def get_value(height: int, round_: int, _name: str = name) -> Block | None:
+            custom = self.values.get(_name)
+            if custom is not None:
+                return custom(height, round_)
+            assert key is not None
+            return make_block(height, key.address, f"{_name}/h{height}/r{round_}")
+
+        def valid(block: Block, _invalid: set[bytes] = invalid) -> bool:
+            return block.hash not in _invalid
+
+        machine = ConsensusMachine(
+            CHAIN_ID, self.params, signer=self._signer(name, key) if key else None,
+            get_value=get_value, valid=valid,
+        )
+        node = SimNode(name, key, machine, invalid)
+        self.nodes[name] = node
+        return node
+
+    def node_of(self, pubkey: bytes) -> SimNode:
+        return next(n for n in self.nodes.values() if n.key is not None and n.key.pubkey == pubkey)
+
+    # -- running
+    def start(self, height: int = 1) -> None:
+        for name in self.nodes:
+            self.deliver(name, NewHeight(height, self.validators))
+
+    def deliver(self, name: str, event: Event) -> None:
+        node = self.nodes[name]
+        if node.down:
+            return
+        for action in node.machine.handle(event):
+            self._apply(node, action)
+
+    def _timer(self, delay: int, name: str, event: Event) -> None:
+        self._seq += 1
+        heapq.heappush(self.timers, (self.now + delay, self._seq, name, event))
+
+    def _apply(self, node: SimNode, action: Action) -> None:
+        node.sent.append(action)
+        if isinstance(action, Broadcast):
+            msg = action.message
+            event: Event = ProposalReceived(msg) if isinstance(msg, ProposalMessage) else VoteReceived(msg.vote)
+            for other in self.nodes:
+                if other != node.name and all(f(node.name, other, msg) for f in self.filters):
+                    if self.delay is not None:
+                        self._timer(self.delay(node.name, other, msg), other, event)
+                    elif self.rng is not None:  # random latency: messages reorder
+                        self._timer(self.rng.randint(0, 3 * self.latency_ms), other, event)
+                    else:
+                        self.queue.append((other, event))
+        elif isinstance(action, ScheduleTimeout):
+            self._timer(action.duration_ms, node.name, TimeoutFired(action.kind, action.height, action.round))
+        elif isinstance(action, Decide):
+            assert action.height not in node.decisions, "decided twice"
+            node.decisions[action.height] = action
+            self._timer(self.params.timeout_commit_ms, node.name, NewHeight(action.height + 1, self.validators))
+        elif isinstance(action, FetchBlock):
+            node.fetches.append(action)
+            block = self.find_block(action.block_hash)
+            if block is not None and node.name not in self.fetch_blocked:
+                self._timer(self.latency_ms, node.name, BlockReceived(block))
+        elif isinstance(action, EvidenceFound):
+            node.evidence.append(action)
+        elif isinstance(action, InvalidMessage):
+            node.invalid_messages.append(action)
+
+    def find_block(self, block_hash: bytes) -> Block | None:
+        for n in self.nodes.values():
+            for a in n.sent:
+                if (isinstance(a, Broadcast) and isinstance(a.message, ProposalMessage)
+                        and a.message.block.hash == block_hash):
+                    return a.message.block
+        return None
+
+    def inject(self, name: str, message: ProposalMessage | VoteMessage | Vote) -> None:
+        """Queue a message (e.g. a Byzantine one) for `name`."""
+        if isinstance(message, ProposalMessage):
+            self.queue.append((name, ProposalReceived(message)))
+        else:
+            vote = message.vote if isinstance(message, VoteMessage) else message
+            self.queue.append((name, VoteReceived(vote)))
+
+    def step(self) -> bool:
+        if self.queue:
+            name, event = self.queue.popleft()
+            self.deliver(name, event)
+            return True
+        if self.timers:
+            t, _s, name, event = heapq.heappop(self.timers)
+            self.now = max(self.now, t)
+            self.deliver(name, event)
+            return True
+        return False
+
+    def run_until(self, cond: Callable[[], bool], max_steps: int = 200_000) -> None:
+        for _ in range(max_steps):
+            if cond():
+                return
+            if not self.step():
+                break
+        assert cond(), "condition not reached"
+
+    def run_until_height(self, height: int, names: list[str] | None = None, max_steps: int = 200_000) -> None:
+        names = names or [n for n, node in self.nodes.items() if not node.down]
+        self.run_until(lambda: all(height in self.nodes[n].decisions for n in names), max_steps)
+
+    def decided_hashes(self, height: int) -> set[bytes]:
+        return {n.decisions[height].block.hash for n in self.nodes.values() if height in n.decisions}
+
+
+def make_equivocator(net: SimNetwork, name: str, targets: list[str]) -> None:
+    """Make `name` Byzantine: besides its normal messages, every vote it casts is doubled by a
+    conflicting vote for another block, sent only to `targets` (before the real one can arrive)."""
+    node = net.nodes[name]
+    key = node.key
+    assert key is not None
+    honest_handle = node.machine.handle
+
+    def handle(event: Event) -> list[Action]:
+        actions = honest_handle(event)
+        for a in actions:
+            if isinstance(a, Broadcast) and isinstance(a.message, VoteMessage):
+                v = a.message.vote
+                alt = make_block(v.height, key.address, f"{name}-alt/h{v.height}/r{v.round}")
+                twin = make_vote(key, CHAIN_ID, v.vote_type, v.height, v.round, alt.hash)
+                for t in targets:
+                    net.queue.appendleft((t, VoteReceived(twin)))
+        return actions
+
+    node.machine.handle = handle  # type: ignore[method-assign]

@@ -1,0 +1,289 @@
+"""A pure, in-memory PoCL round driver for tests: miners with behaviours, blocks by height.
+
+It plays the part the ledger executor plays on chain: each block applies txs through
+`consensus.pocl.validate.accept_*`, then the end-block step of `consensus.pocl.schedule`, and finally
+`finalize_round`. Models are cnn-digits with numpy-only weights; data is scikit-learn's bundled digits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+
+import numpy as np
+
+from consensus.pocl.finalize import FinalizeResult, finalize_round
+from consensus.pocl.params import PoclParams
+from consensus.pocl.records import CommitEntry, PredictEntry, RoundData, RoundRecord, VoteEntry
+from consensus.pocl.schedule import Step, advance, end_block_step, mark_finalised
+from consensus.pocl.txs import (
+    CommitPayload,
+    NdArray,
+    PredictPayload,
+    VotePayload,
+    label_commitment,
+    labels_array,
+    model_commitment,
+)
+from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from ledger.keys import PrivateKey
+from ml.inference import predict
+from ml.registry import get_model
+from ml.weights import encode_weights, initial_weights, weights_hash
+
+CHAIN_ID = "pocl-test"
+SPEC = get_model("cnn-digits")
+
+HONEST = "honest"
+KNN = "knn"  # reveals the untrained global model, claims true labels obtained elsewhere (k-NN)
+KNN_ZERO = "knn-zero"  # reveals an all-zero model (every sample a near-tie), claims true labels
+WITHHOLD = "withhold"  # commits, never reveals
+MODEL_MISMATCH = "model-mismatch"  # reveals weights other than the committed ones
+LABEL_MISMATCH = "label-mismatch"  # reveals labels other than the committed ones
+VOTE_LIAR = "vote-liar"  # claims scores that differ from the true ones
+LABEL_LIAR = "label-liar"  # commits (and reveals) wrong labels for its own shard
+SILENT_VOTER = "silent-voter"  # reveals weights, never votes
+ABSENT = "absent"  # eligible, never commits
+
+
+def make_params(**overrides: object) -> PoclParams:
+    base = dict(
+        test_shard_size=20,
+        winners=2,
+        verify_shards=3,
+        train_blocks=4,
+        predict_blocks=3,
+        vote_blocks=3,
+        round_reward=1_000_003,
+        voter_share_bps=2_000,
+    )
+    base.update(overrides)
+    return PoclParams(**base)  # type: ignore[arg-type]
+
+
+@functools.cache
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    return x, d.target.astype(np.int64)
+
+
+def address_of_index(i: int) -> bytes:
+    return PrivateKey.from_seed_text(f"miner-{i}").address
+
+
+def perturbed(base: list[np.ndarray], seed: int, scale: float) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(w + rng.normal(0.0, scale, w.shape)).astype(np.float32) for w in base]
+
+
+@functools.cache
+def trained_weights(seed: int) -> tuple[np.ndarray, ...]:
+    """A cheaply "trained" cnn-digits model: random conv features + least-squares dense head (numpy only).
+
+    Deterministic per seed; reaches well above chance on digits, so honest miners have real, distinct
+    accuracies and confident (decisive) predictions.
+    """
+    from ml.inference import logits
+    from ml.registry import ModelSpec
+
+    w = initial_weights(SPEC, seed)
+    x, y = digits()
+    xs, ys = x[:600], y[:600]
+    # the network up to the hidden dense layer's relu, as a spec of its own: one pass gives the features
+    body = SPEC.layers[:-1]
+    hidden = w[-2].shape[0]
+    features_spec = ModelSpec("features", SPEC.input_shape, hidden, body)
+    f = logits(features_spec, w[:-2], xs).astype(np.float64)
+    target = np.eye(10)[ys] * 4.0 - 2.0
+    sol, *_ = np.linalg.lstsq(np.c_[f, np.ones(len(f))], target, rcond=None)
+    w[-2] = sol[:-1].astype(np.float32)
+    w[-1] = sol[-1].astype(np.float32)
+    return tuple(w)
+
+
+@dataclasses.dataclass
+class Miner:
+    index: int
+    behaviour: str
+    weights: list[np.ndarray]
+    shard_x: np.ndarray
+    shard_y: np.ndarray
+    predict_batch: int = 256  # honest miners may run inference with another batching ("another machine")
+
+    @property
+    def address(self) -> bytes:
+        return address_of_index(self.index)
+
+    @property
+    def salt(self) -> bytes:
+        return hashlib.sha256(b"salt" + bytes([self.index])).digest()
+
+    def committed_labels(self) -> NdArray:
+        y = self.shard_y
+        if self.behaviour == LABEL_LIAR:
+            y = (y + 1) % 10
+        return labels_array(y)
+
+    def revealed_weights(self) -> list[np.ndarray]:
+        if self.behaviour == MODEL_MISMATCH:
+            return [w * np.float32(0.5) for w in self.weights]
+        return self.weights
+
+
+@dataclasses.dataclass
+class Scenario:
+    params: PoclParams
+    miners: list[Miner]
+    global_weights: list[np.ndarray]
+    round: int = 1
+    start_height: int = 10
+    seed: bytes = b"\x42" * 32
+
+    def by_address(self) -> dict[bytes, Miner]:
+        return {m.address: m for m in self.miners}
+
+
+def make_scenario(
+    behaviours: list[str],
+    params: PoclParams | None = None,
+    trained: bool = True,
+) -> Scenario:
+    params = params or make_params()
+    x, y = digits()
+    g = initial_weights(SPEC, params.init_seed)
+    miners = []
+    n = params.test_shard_size
+    for i, b in enumerate(behaviours):
+        if b in (KNN, KNN_ZERO):
+            w = [np.zeros_like(a) for a in g] if b == KNN_ZERO else [a.copy() for a in g]
+        elif trained:
+            w = [a.copy() for a in trained_weights(100 + i)]
+        else:
+            w = perturbed(g, 100 + i, 0.05)
+        lo = 1000 + i * n
+        miners.append(Miner(i, b, w, x[lo : lo + n], y[lo : lo + n]))
+    return Scenario(params, miners, g)
+
+
+# --------------------------------------------------------------------------- txs
+
+
+def commit_payload(s: Scenario, m: Miner) -> CommitPayload:
+    mc = model_commitment(CHAIN_ID, s.round, m.address, weights_hash(m.weights))
+    return CommitPayload(
+        s.round, mc, label_commitment(m.committed_labels(), m.salt), NdArray.of(m.shard_x), 1000
+    )
+
+
+def predict_payload(s: Scenario, m: Miner, committers: list[bytes]) -> PredictPayload:
+    miners = s.by_address()
+    preds = []
+    for owner in committers:
+        if owner == m.address:
+            continue
+        other = miners[owner]
+        if m.behaviour in (KNN, KNN_ZERO):
+            labels = other.shard_y.copy()  # "k-NN": (near-)perfect answers not made by the revealed model
+        else:
+            labels, _ = predict(SPEC, m.weights, other.shard_x, batch_size=m.predict_batch)
+        preds.append(labels_array(labels))
+    return PredictPayload(s.round, encode_weights(m.revealed_weights()), preds)
+
+
+def true_scores(
+    s: Scenario, m: Miner, record: RoundRecord, predictions: dict[bytes, PredictEntry]
+) -> list[int]:
+    """What an honest voter claims: accuracy of each other revealed predictor on its committed labels."""
+    from ledger.params import BPS
+
+    committed = m.committed_labels().to_numpy(1 << 20)
+    out = []
+    for p in record.revealed:
+        if p == m.address:
+            continue
+        owners = [c for c in record.committers if c != p]
+        arr = predictions[p].predictions[owners.index(m.address)].to_numpy(1 << 20)
+        out.append(int(np.count_nonzero(arr == committed)) * BPS // len(committed))
+    return out
+
+
+def vote_payload(
+    s: Scenario, m: Miner, record: RoundRecord, predictions: dict[bytes, PredictEntry]
+) -> VotePayload:
+    scores = true_scores(s, m, record, predictions)
+    if m.behaviour == VOTE_LIAR and scores:
+        scores = [10_000 - v for v in scores]
+    labels = m.committed_labels()
+    if m.behaviour == LABEL_MISMATCH:
+        labels = labels_array((labels.to_numpy(1 << 20) + 1) % 10)
+    return VotePayload(s.round, labels, m.salt, scores)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclasses.dataclass
+class RoundRun:
+    record: RoundRecord
+    data: RoundData
+    result: FinalizeResult
+    transitions: list[tuple[int, str]]  # (height, phase entered / "finalise")
+
+
+def run_round(
+    s: Scenario, eligible: list[bytes] | None = None, acts_at: dict[str, int] | None = None
+) -> RoundRun:
+    """Drive one round block by block. Every miner acts in the first block of each phase unless
+    `acts_at[phase]` delays everyone to that block offset within the phase."""
+    acts_at = acts_at or {}
+    miners = s.miners
+    if eligible is None:
+        eligible = [m.address for m in miners]
+    rec = RoundRecord.open(s.round, s.start_height, eligible, weights_hash(s.global_weights))
+    commits: dict[bytes, CommitEntry] = {}
+    predictions: dict[bytes, PredictEntry] = {}
+    votes: dict[bytes, VoteEntry] = {}
+    transitions: list[tuple[int, str]] = []
+    h = s.start_height
+    phase_first = h
+    while True:
+        offset = h - phase_first
+        txh = hashlib.sha256(h.to_bytes(8, "big")).digest()
+        if rec.phase_name == "commit" and offset == acts_at.get("commit", 0):
+            for m in miners:
+                if m.behaviour == ABSENT:
+                    continue
+                rec, e = accept_commit(rec, m.address, commit_payload(s, m), s.params, h, txh)
+                commits[m.address] = e
+        elif rec.phase_name == "predict" and offset == acts_at.get("predict", 0):
+            for m in miners:
+                if m.address not in commits or m.behaviour == WITHHOLD:
+                    continue
+                p = predict_payload(s, m, rec.committers)
+                rec, e = accept_predict(rec, m.address, p, commits[m.address], s.params, CHAIN_ID, h, txh)
+                predictions[m.address] = e
+        elif rec.phase_name == "vote" and offset == acts_at.get("vote", 0):
+            for m in miners:
+                if m.address not in rec.revealed or m.behaviour == SILENT_VOTER:
+                    continue
+                v = vote_payload(s, m, rec, predictions)
+                rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, h, txh)
+                votes[m.address] = e
+        step = end_block_step(rec, h, s.params)
+        if step is Step.ADVANCE:
+            rec = advance(rec, h)
+            transitions.append((h + 1, rec.phase_name))
+            phase_first = h + 1
+        elif step is Step.FINALISE:
+            data = RoundData.build(rec, commits.values(), predictions.values(), votes.values())
+            result = finalize_round(data, s.global_weights, s.params, CHAIN_ID, s.seed)
+            rec = mark_finalised(rec, h, result.outcome)
+            transitions.append((h, "finalise"))
+            return RoundRun(rec, data, result, transitions)
+        h += 1
+        if h > s.start_height + 1000:
+            raise AssertionError("round never finalised")

@@ -1,0 +1,158 @@
+"""PoCL payloads: canonical round trips, stateless checks, commitments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consensus.pocl.txs import (
+    E_BAD_DTYPE,
+    E_BAD_LABEL,
+    E_BAD_ROUND,
+    E_BAD_SCORE,
+    E_BAD_SHAPE,
+    E_BAD_WEIGHTS,
+    E_MALFORMED,
+    E_TOO_LARGE,
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_VOTE,
+    CommitPayload,
+    NdArray,
+    PayloadError,
+    PredictPayload,
+    VotePayload,
+    check_commit_payload,
+    check_predict_payload,
+    check_vote_payload,
+    decode_payload,
+    label_commitment,
+    labels_array,
+    model_commitment,
+    weights_digest,
+)
+from ledger import codec
+from ledger import tx as ledger_tx
+from ml.registry import get_model
+from ml.weights import encode_weights, initial_weights, weights_hash
+from tests.consensus.pocl.scenario import make_params
+
+P = make_params()
+SPEC = get_model("cnn-digits")
+H = b"\x01" * 32
+SALT = b"\x02" * 32
+
+
+def _x(n: int = 20, shape: tuple[int, ...] = (8, 8, 1), dtype: str = "<f4") -> NdArray:
+    return NdArray.of(np.zeros((n, *shape), dtype=dtype))
+
+
+def test_kind_names_match_the_ledger() -> None:
+    assert (KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE) == ledger_tx.RESERVED_KINDS
+
+
+def test_ndarray_is_the_ledger_plain_form() -> None:
+    arr = np.arange(6, dtype=np.int64).reshape(2, 3)
+    from ledger.arrays import array_to_plain
+
+    assert NdArray.of(arr).to_list() == array_to_plain(arr)
+    assert np.array_equal(NdArray.of(arr).to_numpy(1024), arr)
+
+
+def test_payload_round_trips() -> None:
+    w = encode_weights(initial_weights(SPEC, 1))
+    payloads = {
+        KIND_POCL_COMMIT: CommitPayload(3, H, H, _x(), 500),
+        KIND_POCL_PREDICT: PredictPayload(3, w, [labels_array(np.zeros(20)), labels_array(np.ones(20))]),
+        KIND_POCL_VOTE: VotePayload(3, labels_array(np.arange(20) % 10), SALT, [10_000, 0, 5_000]),
+    }
+    for kind, p in payloads.items():
+        raw = p.encode()
+        back = decode_payload(kind, codec.decode(raw))
+        assert back == p and back.encode() == raw
+
+
+@pytest.mark.parametrize(
+    ("kind", "plain"),
+    [
+        (KIND_POCL_COMMIT, [1, H, H, ["f4", [20, 8, 8, 1], b""]]),  # missing field
+        (KIND_POCL_COMMIT, [1, H[:31], H, ["f4", [1], b"\0" * 4], 0]),  # short hash
+        (KIND_POCL_VOTE, [1, ["i8", [1], b"\0" * 8], b"short", []]),  # short salt
+        (KIND_POCL_VOTE, [1, ["i8", [1], b"\0" * 8], SALT, ["x"]]),  # non-int score
+        (KIND_POCL_PREDICT, [1, "weights-as-text", []]),
+        ("transfer", [1]),
+    ],
+)
+def test_decode_rejects_malformed(kind: str, plain: list) -> None:
+    with pytest.raises(PayloadError) as exc:
+        decode_payload(kind, plain)
+    assert exc.value.code == E_MALFORMED
+
+
+def test_commit_checks_shape_and_dtype() -> None:
+    assert check_commit_payload(CommitPayload(1, H, H, _x(), 0), P).shape == (20, 8, 8, 1)
+    bad = [
+        (CommitPayload(0, H, H, _x(), 0), E_BAD_ROUND),
+        (CommitPayload(1, H, H, _x(n=19), 0), E_BAD_SHAPE),
+        (CommitPayload(1, H, H, _x(shape=(28, 28, 1)), 0), E_BAD_SHAPE),
+        (CommitPayload(1, H, H, _x(dtype="<f8"), 0), E_BAD_DTYPE),
+        (CommitPayload(1, H, H, NdArray("f4", [20, 8, 8, 1], b"\0" * 7), 0), E_BAD_SHAPE),  # lying header
+        (CommitPayload(1, H, H, NdArray.of(np.full((20, 8, 8, 1), np.nan, "<f4")), 0), E_BAD_SHAPE),
+        (CommitPayload(1, H, H, _x(), -1), E_MALFORMED),
+    ]
+    for payload, code in bad:
+        with pytest.raises(PayloadError) as exc:
+            check_commit_payload(payload, P)
+        assert exc.value.code == code, payload
+
+
+def test_predict_checks_weights_and_labels() -> None:
+    w = encode_weights(initial_weights(SPEC, 1))
+    ok = PredictPayload(1, w, [labels_array(np.zeros(20))])
+    assert len(check_predict_payload(ok, P)) == len(SPEC.params())
+    other_model = encode_weights(initial_weights(get_model("cnn-mnist"), 1))
+    bad = [
+        (PredictPayload(1, b"\x90", []), E_BAD_WEIGHTS),
+        (PredictPayload(1, other_model, []), E_TOO_LARGE),
+        (PredictPayload(1, w, [labels_array(np.zeros(19))]), E_BAD_SHAPE),
+        (PredictPayload(1, w, [labels_array(np.full(20, 10))]), E_BAD_LABEL),
+        (PredictPayload(1, w, [labels_array(np.full(20, -1))]), E_BAD_LABEL),
+        (PredictPayload(1, w, [NdArray.of(np.zeros(20, dtype="<i4"))]), E_BAD_DTYPE),
+    ]
+    for payload, code in bad:
+        with pytest.raises(PayloadError) as exc:
+            check_predict_payload(payload, P)
+        assert exc.value.code == code
+
+
+def test_vote_checks_scores_and_labels() -> None:
+    labels = labels_array(np.arange(20) % 10)
+    check_vote_payload(VotePayload(1, labels, SALT, [0, 10_000]), P)
+    for payload, code in [
+        (VotePayload(1, labels, SALT, [10_001]), E_BAD_SCORE),
+        (VotePayload(1, labels, SALT, [-1]), E_BAD_SCORE),
+        (VotePayload(1, labels_array(np.zeros((20, 1))), SALT, []), E_BAD_SHAPE),
+    ]:
+        with pytest.raises(PayloadError) as exc:
+            check_vote_payload(payload, P)
+        assert exc.value.code == code
+
+
+def test_model_commitment_binds_chain_round_sender_and_weights() -> None:
+    a, b = b"\xaa" * 20, b"\xbb" * 20
+    base = model_commitment("c", 1, a, H)
+    assert base != model_commitment("d", 1, a, H)
+    assert base != model_commitment("c", 2, a, H)
+    assert base != model_commitment("c", 1, b, H)
+    assert base != model_commitment("c", 1, a, b"\x03" * 32)
+    w = initial_weights(SPEC, 1)
+    assert weights_digest(encode_weights(w)) == weights_hash(w)
+
+
+def test_label_commitment_binds_labels_and_salt() -> None:
+    labels = labels_array(np.arange(20) % 10)
+    base = label_commitment(labels, SALT)
+    assert base != label_commitment(labels, b"\x03" * 32)
+    assert base != label_commitment(labels_array((np.arange(20) + 1) % 10), SALT)
+    with pytest.raises(ValueError):
+        label_commitment(labels, b"short")

@@ -1,0 +1,160 @@
+"""Stateful tx rules: round, phase, eligibility, one per miner, counts; mismatched reveals are recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from consensus.pocl.records import CommitEntry, RoundRecord
+from consensus.pocl.schedule import advance
+from consensus.pocl.txs import PayloadError, PredictPayload, VotePayload, labels_array
+from consensus.pocl.validate import (
+    E_DUPLICATE,
+    E_NO_ROUND,
+    E_NOT_COMMITTER,
+    E_NOT_ELIGIBLE,
+    E_NOT_REVEALED,
+    E_WRONG_COUNT,
+    E_WRONG_PHASE,
+    E_WRONG_ROUND,
+    accept_commit,
+    accept_predict,
+    accept_vote,
+)
+from ml.weights import encode_weights, weights_hash
+from tests.consensus.pocl.scenario import (
+    CHAIN_ID,
+    HONEST,
+    address_of_index,
+    commit_payload,
+    make_scenario,
+    predict_payload,
+    vote_payload,
+)
+
+TX = b"\x07" * 32
+
+
+def code_of(fn, *args) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(PayloadError) as exc:
+        fn(*args)
+    return exc.value.code
+
+
+@pytest.fixture(scope="module")
+def setup():  # type: ignore[no-untyped-def]
+    s = make_scenario([HONEST, HONEST, HONEST], trained=False)
+    outsider = address_of_index(99)
+    rec = RoundRecord.open(1, 10, [m.address for m in s.miners], weights_hash(s.global_weights))
+    return s, outsider, rec
+
+
+def test_commit_rules(setup) -> None:  # type: ignore[no-untyped-def]
+    s, outsider, rec = setup
+    a, b = s.miners[0], s.miners[1]
+    pa = commit_payload(s, a)
+    assert code_of(accept_commit, None, a.address, pa, s.params, 10, TX) == E_NO_ROUND
+    assert code_of(accept_commit, rec, outsider, pa, s.params, 10, TX) == E_NOT_ELIGIBLE
+    wrong_round = dataclasses.replace(pa, round=2)
+    assert code_of(accept_commit, rec, a.address, wrong_round, s.params, 10, TX) == E_WRONG_ROUND
+    rec2, entry = accept_commit(rec, a.address, pa, s.params, 10, TX)
+    assert isinstance(entry, CommitEntry) and entry.miner == a.address and rec2.committers == [a.address]
+    assert code_of(accept_commit, rec2, a.address, pa, s.params, 10, TX) == E_DUPLICATE
+    rec3, _ = accept_commit(rec2, b.address, commit_payload(s, b), s.params, 10, TX)
+    assert rec3.committers == sorted([a.address, b.address])
+    assert (
+        code_of(
+            accept_commit,
+            advance(rec3, 10),
+            s.miners[2].address,
+            commit_payload(s, s.miners[2]),
+            s.params,
+            11,
+            TX,
+        )
+        == E_WRONG_PHASE
+    )
+
+
+def _committed(s, rec):  # type: ignore[no-untyped-def]
+    commits = {}
+    for m in s.miners:
+        rec, commits[m.address] = accept_commit(rec, m.address, commit_payload(s, m), s.params, 10, TX)
+    return advance(rec, 10), commits
+
+
+def test_predict_rules_and_mismatch_is_recorded(setup) -> None:  # type: ignore[no-untyped-def]
+    s, outsider, rec = setup
+    rec, commits = _committed(s, rec)
+    a, b = s.miners[0], s.miners[1]
+    pa = predict_payload(s, a, rec.committers)
+    assert code_of(accept_predict, rec, outsider, pa, None, s.params, CHAIN_ID, 11, TX) == E_NOT_COMMITTER
+    short = dataclasses.replace(pa, predictions=pa.predictions[:1])
+    assert (
+        code_of(accept_predict, rec, a.address, short, commits[a.address], s.params, CHAIN_ID, 11, TX)
+        == E_WRONG_COUNT
+    )
+    rec2, entry = accept_predict(rec, a.address, pa, commits[a.address], s.params, CHAIN_ID, 11, TX)
+    assert entry.reveal_ok and rec2.revealed == [a.address] and rec2.predictors == [a.address]
+    assert (
+        code_of(accept_predict, rec2, a.address, pa, commits[a.address], s.params, CHAIN_ID, 11, TX)
+        == E_DUPLICATE
+    )
+    # b reveals weights that do not match its commitment: accepted, flagged, not "revealed"
+    other = PredictPayload(
+        1,
+        encode_weights([w * np.float32(2) for w in b.weights]),
+        predict_payload(s, b, rec.committers).predictions,
+    )
+    rec3, eb = accept_predict(rec2, b.address, other, commits[b.address], s.params, CHAIN_ID, 11, TX)
+    assert not eb.reveal_ok
+    assert b.address in rec3.predictors and b.address not in rec3.revealed
+    # a reveal is bound to the chain id: the same weights on another chain do not match
+    _, ea = accept_predict(rec, a.address, pa, commits[a.address], s.params, "other-chain", 11, TX)
+    assert not ea.reveal_ok
+    # wrong phase: predictions are not accepted during COMMIT
+    fresh = RoundRecord.open(1, 10, rec.eligible, rec.prev_model_hash)
+    assert (
+        code_of(accept_predict, fresh, a.address, pa, commits[a.address], s.params, CHAIN_ID, 10, TX)
+        == E_WRONG_PHASE
+    )
+
+
+def test_vote_rules_and_label_mismatch_is_recorded(setup) -> None:  # type: ignore[no-untyped-def]
+    s, _outsider, rec = setup
+    rec, commits = _committed(s, rec)
+    preds = {}
+    a, b, c = s.miners
+    for m in (a, b):
+        rec, preds[m.address] = accept_predict(
+            rec,
+            m.address,
+            predict_payload(s, m, rec.committers),
+            commits[m.address],
+            s.params,
+            CHAIN_ID,
+            11,
+            TX,
+        )
+    rec = advance(rec, 11)  # c withheld its weights
+    va = vote_payload(s, a, rec, preds)
+    assert len(va.scores) == 1
+    assert (
+        code_of(
+            accept_vote, rec, c.address, vote_payload(s, c, rec, preds), commits[c.address], s.params, 12, TX
+        )
+        == E_NOT_REVEALED
+    )
+    bad_count = dataclasses.replace(va, scores=[1, 2])
+    assert (
+        code_of(accept_vote, rec, a.address, bad_count, commits[a.address], s.params, 12, TX) == E_WRONG_COUNT
+    )
+    rec2, entry = accept_vote(rec, a.address, va, commits[a.address], s.params, 12, TX)
+    assert entry.labels_ok and rec2.voters == [a.address]
+    assert code_of(accept_vote, rec2, a.address, va, commits[a.address], s.params, 12, TX) == E_DUPLICATE
+    vb = vote_payload(s, b, rec, preds)
+    lying = VotePayload(1, labels_array((vb.labels.to_numpy(1 << 20) + 1) % 10), vb.salt, vb.scores)
+    rec3, eb = accept_vote(rec2, b.address, lying, commits[b.address], s.params, 12, TX)
+    assert not eb.labels_ok and b.address in rec3.voters

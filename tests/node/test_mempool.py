@@ -1,0 +1,122 @@
+"""Mempool admission, ordering and re-checking after blocks (unit tests on a real State)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger import errors
+from ledger.block import Block, Header, txs_root
+from ledger.executor import BlockContext, Executor
+from ledger.keys import PrivateKey
+from ledger.params import ChainParams, GenesisAccount
+from ledger.state import State
+from ledger.tx import make_transfer
+from node.mempool import MEMPOOL_FULL, Mempool, MempoolConfig
+
+CHAIN = "mempool-test"
+ALICE = PrivateKey.from_seed_text("alice")
+BOB = PrivateKey.from_seed_text("bob")
+CAROL = PrivateKey.from_seed_text("carol")
+
+
+def genesis_state() -> State:
+    params = ChainParams(min_fee=1)
+    accounts = [
+        GenesisAccount(ALICE.address, 1_000, 1_000, ALICE.pubkey),
+        GenesisAccount(BOB.address, 100),
+    ]
+    return State.from_genesis(params, accounts, CHAIN)
+
+
+def transfer(key: PrivateKey, nonce: int, amount: int = 10, fee: int = 1, to: bytes | None = None):
+    return make_transfer(key, CHAIN, nonce, to or CAROL.address, amount, fee)
+
+
+def commit_block(executor: Executor, state: State, txs) -> State:
+    nxt = state.copy()
+    ctx = BlockContext(state.height + 1, 0, ALICE.address, CHAIN, state.params)
+    result = executor.execute_block(nxt, ctx, [t.raw for t in txs])
+    header = Header(ctx.height, 0, b"", ALICE.address, txs_root(result.txs), result.state_root, b"", b"")
+    assert Block(header, result.txs, None).height == ctx.height
+    return nxt.commit()
+
+
+def test_admits_nonce_chain_and_rejects_gaps_and_replays() -> None:
+    pool = Mempool(Executor(), genesis_state())
+    assert pool.add(transfer(ALICE, 0).raw).ok
+    assert pool.add(transfer(ALICE, 1).raw).ok
+    gap = pool.add(transfer(ALICE, 5).raw)
+    assert gap.error is not None and gap.error.code == errors.NONCE_TOO_HIGH
+    stale = pool.add(transfer(ALICE, 0, amount=11).raw)
+    assert stale.error is not None and stale.error.code == errors.NONCE_TOO_LOW
+    again = pool.add(transfer(ALICE, 0).raw)
+    assert again.ok and not again.is_new
+    assert len(pool) == 2
+    assert pool.pending_nonce(ALICE.address) == 2
+
+
+def test_cumulative_balance_is_checked() -> None:
+    pool = Mempool(Executor(), genesis_state())
+    assert pool.add(transfer(BOB, 0, amount=60).raw).ok
+    res = pool.add(transfer(BOB, 1, amount=60).raw)
+    assert res.error is not None and res.error.code == errors.INSUFFICIENT_BALANCE
+
+
+def test_bad_input_is_an_error_not_an_exception() -> None:
+    pool = Mempool(Executor(), genesis_state())
+    res = pool.add(b"\x93garbage")
+    assert res.error is not None and res.error.code == errors.MALFORMED_TX
+    tampered = bytearray(transfer(ALICE, 0).raw)
+    tampered[-1] ^= 1
+    res = pool.add(bytes(tampered))
+    assert res.error is not None and res.error.code == errors.BAD_SIGNATURE
+    assert len(pool) == 0
+
+
+def test_reap_orders_by_fee_but_keeps_sender_nonce_order() -> None:
+    pool = Mempool(Executor(), genesis_state())
+    a0 = transfer(ALICE, 0, fee=1)
+    a1 = transfer(ALICE, 1, fee=50)
+    b0 = transfer(BOB, 0, fee=5)
+    for t in (a0, a1, b0):
+        assert pool.add(t.raw).ok
+    reaped = [t.hash for t in pool.reap(10, 10**9)]
+    assert reaped == [b0.hash, a0.hash, a1.hash]
+    assert [t.hash for t in pool.reap(1, 10**9)] == [b0.hash]
+
+
+def test_update_drops_committed_and_keeps_the_rest() -> None:
+    executor = Executor()
+    state = genesis_state()
+    pool = Mempool(executor, state)
+    txs = [transfer(ALICE, n) for n in range(3)]
+    for t in txs:
+        assert pool.add(t.raw).ok
+    state = commit_block(executor, state, txs[:2])
+    dropped = pool.update(state)
+    assert set(dropped) == {txs[0].hash, txs[1].hash}
+    assert [t.hash for t in pool.txs()] == [txs[2].hash]
+    assert pool.add(transfer(ALICE, 3).raw).ok
+
+
+def test_verified_signatures_are_remembered() -> None:
+    pool = Mempool(Executor(), genesis_state())
+    t = transfer(ALICE, 0)
+    assert pool.add(t.raw).ok
+    assert t.hash in pool.verified
+
+
+def test_full_pool_rejects_with_stable_code() -> None:
+    pool = Mempool(Executor(), genesis_state(), MempoolConfig(max_txs=1))
+    assert pool.add(transfer(ALICE, 0).raw).ok
+    res = pool.add(transfer(BOB, 0).raw)
+    assert res.error is not None and res.error.code == MEMPOOL_FULL
+
+
+@pytest.mark.parametrize("n", [50])
+def test_many_senders_reap_respects_byte_cap(n: int) -> None:
+    pool = Mempool(Executor(), genesis_state())
+    for i in range(n):
+        assert pool.add(transfer(ALICE, i, amount=1).raw).ok
+    size = len(transfer(ALICE, 0, amount=1).raw)
+    assert len(pool.reap(1000, size * 7 + 3)) == 7
