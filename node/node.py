@@ -31,6 +31,7 @@ from node.chain import Chain, InvalidBlock, record_signing_validators
 from node.config import Config, parse_host_port
 from node.consensus_driver import ConsensusDriver, DecidedBlock
 from node.mempool import AddResult, Mempool, MempoolConfig
+from node.rpc import RpcServer
 from p2p.addrbook import AddressBook
 from p2p.connection import ConnectionConfig
 from p2p.gossip import Gossip
@@ -92,6 +93,7 @@ class Node:
         self.sync: SyncService | None = None
         self.pex: PeerExchange | None = None
         self.driver: ConsensusDriver | None = None
+        self.rpc: RpcServer | None = None
         self.syncing = True
         self.started_at = time.time()
         self._listeners: list[Callable[[NodeEvent], None]] = []
@@ -185,6 +187,10 @@ class Node:
         await self.host.start()
         if self.pex is not None:
             self.pex.start()
+        if self.config.rpc.enabled:
+            self.rpc = RpcServer(self, self.config.rpc.listen_addr, max_body_bytes=self.config.rpc.max_body_bytes,
+                                 max_ws_clients=self.config.rpc.max_ws_clients)
+            await self.rpc.start()
         self._running = True
         log.info("node started node_id=%s height=%d p2p=%s", self.node_key.pubkey.hex()[:16], chain.height,
                  self.host.listen_addr)
@@ -209,6 +215,8 @@ class Node:
                 await task
         if self.driver is not None:
             self.driver.stop()
+        if self.rpc is not None:
+            await self.rpc.stop()
         if self.host is not None:
             await self.host.stop()
         if self.chain is not None:

@@ -20,6 +20,7 @@ from node.logging import FORMATS, setup_logging
 
 PASSPHRASE_ENV = "POCL_PASSPHRASE"
 MAX_PASSPHRASE_FILE_BYTES = 4096
+CACHED_PASSPHRASE_ATTR = "_unlocked_passphrase"
 
 
 class CLIArgumentParser(argparse.ArgumentParser):
@@ -159,8 +160,14 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False, what: st
 def unlock_key(path: Path, args: argparse.Namespace) -> PrivateKey:
     """Decrypt a key file, asking for the passphrase only when the file is encrypted."""
     info = read_key_info(path)
-    passphrase = read_passphrase(args, what=f"key {path.stem}") if info.encrypted else None
-    return _load_key(path, passphrase)
+    passphrase = None
+    if info.encrypted:
+        # One prompt per command: node_key and priv_validator_key usually share the passphrase.
+        passphrase = getattr(args, CACHED_PASSPHRASE_ATTR, None) or read_passphrase(args, what=f"key {path.stem}")
+    key = _load_key(path, passphrase)
+    if passphrase is not None:
+        setattr(args, CACHED_PASSPHRASE_ATTR, passphrase)
+    return key
 
 
 def setup_command_logging(args: argparse.Namespace, config: Config | None = None) -> None:

@@ -26,7 +26,7 @@ RNG = np.random.default_rng(1234)
 
 def _naive_conv(x: np.ndarray, k: np.ndarray, b: np.ndarray, padding: str) -> np.ndarray:
     """Direct float64 convolution with TensorFlow's 'same' padding rule (stride 1)."""
-    n, h, w, c = x.shape
+    n, h, w, _ = x.shape
     kk = k.shape[0]
     if padding == "same":
         before = (kk - 1) // 2

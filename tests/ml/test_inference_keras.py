@@ -23,7 +23,9 @@ def _keras_logits(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
 
 
-def _check_agreement(spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, model: Any) -> dict[str, float]:
+def _check_agreement(
+    spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, model: Any
+) -> dict[str, float]:
     zk = _keras_logits(model, x)
     zn = logits(spec, weights, x)
     labels, margin = predict(spec, weights, x)

@@ -1,0 +1,236 @@
+"""Aggregation: bit-for-bit determinism (incl. across BLAS/OpenMP thread counts), FedAvg identities,
+robust rules against one huge outlier update, rule parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from ml.aggregate import (
+    LANES,
+    AggregationError,
+    AggregationRule,
+    aggregate,
+    deterministic_sum,
+    fedavg,
+    krum_scores,
+    parse_rule,
+    trim_count,
+    update_norm,
+)
+from ml.registry import get_model
+from ml.weights import encode_weights, initial_weights, weights_hash
+
+SPEC = get_model("cnn-digits")
+RULES = ["fedavg", "clip:2", "clip:0.5", "multi-krum:1", "multi-krum:1:2", "median", "trimmed-mean:0.2"]
+
+
+def _models(n: int, seed: int = 0, scale: float = 0.01) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    g = initial_weights(SPEC, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    models = [[(a + rng.normal(0, scale, a.shape)).astype(np.float32) for a in g] for _ in range(n)]
+    return g, models
+
+
+def _digest(result_weights: list[np.ndarray]) -> str:
+    return weights_hash(result_weights).hex()
+
+
+# A script run in fresh interpreters under different thread settings; prints one digest per rule.
+_SUBPROCESS_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from ml.aggregate import aggregate, parse_rule, update_norm
+from ml.registry import get_model
+from ml.weights import initial_weights, weights_hash
+spec = get_model("cnn-digits")
+g = initial_weights(spec, seed=0)
+rng = np.random.default_rng(1)
+models = [[(a + rng.normal(0, 0.01, a.shape)).astype(np.float32) for a in g] for _ in range(7)]
+models[3] = [a * np.float32(50.0) for a in models[3]]
+for rule in sys.argv[1:]:
+    r = aggregate(g, models, parse_rule(rule))
+    extra = repr((r.norms, r.selected, r.clipped, r.bound, r.scores)).encode()
+    print(rule, weights_hash(r.weights).hex(), hashlib.sha256(extra).hexdigest())
+print("norm", update_norm(g, models[0]).hex())
+"""
+
+
+def _run_with_threads(threads: int) -> str:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS_SCRIPT, *RULES],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return proc.stdout
+
+
+def test_identical_bytes_across_thread_counts_and_processes() -> None:
+    one = _run_with_threads(1)
+    two = _run_with_threads(2)
+    assert one == two
+    assert len(one.splitlines()) == len(RULES) + 1
+
+
+def test_repeated_runs_give_identical_bytes() -> None:
+    g, models = _models(5)
+    for rule in RULES:
+        a = aggregate(g, models, parse_rule(rule))
+        b = aggregate(g, [[w.copy() for w in m] for m in models], parse_rule(rule))
+        assert encode_weights(a.weights) == encode_weights(b.weights), rule
+        assert a.norms == b.norms and a.selected == b.selected and a.clipped == b.clipped
+
+
+def test_fedavg_of_identical_models_is_that_model() -> None:
+    g, models = _models(1)
+    for n in (1, 2, 3, 7, 10, 64):
+        assert encode_weights(fedavg(g, [models[0]] * n)) == encode_weights(models[0])
+    far = [a * np.float32(1e6) + np.float32(3.0) for a in models[0]]
+    assert encode_weights(fedavg(g, [far] * 5)) == encode_weights(far)
+
+
+def test_fedavg_is_the_mean_and_float32() -> None:
+    g, models = _models(4)
+    out = fedavg(g, models)
+    assert all(a.dtype == np.float32 for a in out)
+    for li in range(len(g)):
+        want = np.mean([m[li].astype(np.float64) for m in models], axis=0)
+        np.testing.assert_allclose(out[li], want, rtol=1e-6, atol=1e-7)
+    # the plain function and the "fedavg" rule are the same computation
+    assert encode_weights(aggregate(g, models, parse_rule("fedavg")).weights) == encode_weights(out)
+
+
+def test_result_depends_on_order_only_through_rounding() -> None:
+    g, models = _models(6)
+    a = fedavg(g, models)
+    b = fedavg(g, models[::-1])
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("rule", ["clip:2", "multi-krum:1", "median", "trimmed-mean:0.2"])
+def test_robust_rules_resist_one_huge_outlier(rule: str) -> None:
+    g, models = _models(7)
+    honest = fedavg(g, models[:3] + models[4:])
+    attacked = [*models]
+    attacked[3] = [(a + np.float32(1e4) * np.sign(a + np.float32(1e-9))).astype(np.float32) for a in g]
+    naive = fedavg(g, attacked)
+    robust = aggregate(g, attacked, parse_rule(rule))
+    err_naive = update_norm(honest, naive)
+    err_robust = update_norm(honest, robust.weights)
+    honest_scale = update_norm(g, honest) + max(update_norm(g, m) for m in models)
+    assert err_naive > 1e5
+    assert err_robust < 2 * honest_scale, (rule, err_robust, honest_scale)
+    if rule.startswith("multi-krum"):
+        assert 3 not in robust.selected and len(robust.selected) == 6
+    if rule.startswith("clip"):
+        assert robust.clipped == (False, False, False, True, False, False, False)
+        assert robust.bound == pytest.approx(sorted(robust.norms)[3] * 2)
+
+
+def test_clip_bound_and_scaled_norms() -> None:
+    g, models = _models(4)
+    r = aggregate(g, models, parse_rule("clip:0.5"))
+    assert r.bound is not None and r.bound == pytest.approx(0.5 * float(np.median(r.norms)))
+    assert sum(r.clipped) >= 2
+    assert all(isinstance(v, int) for v in r.scaled_norms)
+    assert r.scaled_norms[0] == round(r.norms[0] * 10**6)
+    # clipped updates end up exactly at the bound (up to float rounding)
+    for i, was in enumerate(r.clipped):
+        assert was == (r.norms[i] > r.bound)
+
+
+def test_update_norm_matches_float64_reference_and_is_exact_summation() -> None:
+    g, models = _models(2)
+    ref = math.sqrt(
+        sum(float(np.sum((m.astype(np.float64) - x.astype(np.float64)) ** 2)) for m, x in zip(models[0], g))
+    )
+    assert update_norm(g, models[0]) == pytest.approx(ref, rel=1e-12)
+    assert update_norm(g, g) == 0.0
+    vals = np.random.default_rng(0).normal(size=3 * LANES + 17)
+    assert deterministic_sum([vals]) == pytest.approx(math.fsum(vals.tolist()), rel=1e-12, abs=1e-9)
+    with pytest.raises(AggregationError):
+        deterministic_sum([vals.astype(np.float32)])
+
+
+def test_median_and_trimmed_mean_values() -> None:
+    g = [np.zeros(3, np.float32)]
+    models = [[np.array(v, np.float32)] for v in ([1, -0.0, 5], [2, 0.0, 5], [3, -0.0, 5], [100, 0, -7])]
+    med = aggregate(g, models, parse_rule("median")).weights[0]
+    assert med.tolist() == [2.5, 0.0, 5.0]
+    assert not np.signbit(med).any()  # signed zeros normalised
+    tm = aggregate(g, models, parse_rule("trimmed-mean:0.25")).weights[0]
+    assert tm.tolist() == [2.5, 0.0, 5.0]
+    assert trim_count(Fraction(1, 4), 4) == 1
+    assert trim_count(Fraction(49, 100), 3) == 1  # keeps exactly one value
+    assert trim_count(Fraction(49, 100), 2) == 0
+    assert trim_count(Fraction(29, 100), 100) == 29  # exact, no float floor surprise
+
+
+def test_multi_krum_degenerate_sizes_never_raise() -> None:
+    g, models = _models(3)
+    for n in (1, 2, 3):
+        r = aggregate(g, models[:n], parse_rule("multi-krum:2"))
+        assert 1 <= len(r.selected) <= n
+        assert len(r.scores) == n
+    assert krum_scores(models[:1], 1) == [0.0]
+
+
+def test_layout_errors() -> None:
+    g, models = _models(2)
+    with pytest.raises(AggregationError, match="no models"):
+        fedavg(g, [])
+    with pytest.raises(AggregationError, match="arrays"):
+        fedavg(g, [models[0][:-1]])
+    with pytest.raises(AggregationError, match="shape"):
+        fedavg(g, [[*models[0][:-1], np.zeros(3, np.float32)]])
+    bad = [w.copy() for w in models[0]]
+    bad[0][0, 0, 0, 0] = np.nan
+    with pytest.raises(AggregationError, match="NaN"):
+        aggregate(g, [bad], parse_rule("median"))
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("fedavg", AggregationRule("fedavg")),
+        ("median", AggregationRule("median")),
+        ("clip:2.0", AggregationRule("clip", clip_factor=Fraction(2))),
+        ("clip:1.5", AggregationRule("clip", clip_factor=Fraction(3, 2))),
+        ("multi-krum:1", AggregationRule("multi-krum", f=1)),
+        ("multi-krum:1:3", AggregationRule("multi-krum", f=1, m=3)),
+        ("trimmed-mean:0.1", AggregationRule("trimmed-mean", beta=Fraction(1, 10))),
+    ],
+)
+def test_parse_rule(text: str, rule: AggregationRule) -> None:
+    assert parse_rule(text) == rule
+    assert parse_rule(rule.to_text()) == rule
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "mean", "fedavg:1", "clip", "clip:0", "clip:-1", "clip:abc", "clip:inf", "multi-krum", "multi-krum:-1",
+     "multi-krum:1:0", "multi-krum:x", "trimmed-mean:0.5", "trimmed-mean:-0.1", "median:2", "clip:1:2"],
+)  # fmt: skip
+def test_parse_rule_rejects(text: str) -> None:
+    with pytest.raises(AggregationError):
+        parse_rule(text)
+
+
+def test_digest_helper_is_stable() -> None:
+    g, models = _models(3)
+    assert _digest(fedavg(g, models)) == _digest(fedavg(g, models))
+    assert len(hashlib.sha256(b"").hexdigest()) == 64
