@@ -275,6 +275,10 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> N
                 os.link(tmp, path)  # fails if `path` appeared meanwhile: never clobber a key
             except FileExistsError as exc:
                 raise KeystoreError(f"key file {path} already exists (refusing to overwrite)") from exc
+            except OSError:  # filesystem without hard links: re-check, then rename
+                if path.exists():
+                    raise KeystoreError(f"key file {path} already exists (refusing to overwrite)") from None
+                os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
     except BaseException:

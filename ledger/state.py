@@ -35,6 +35,7 @@ StateDelta, full_key/split_key, NS_* constants.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 
 import msgpack
@@ -81,6 +82,9 @@ def height_key(height: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- account
+
+
+_PACKERS = threading.local()  # msgpack.Packer is not thread-safe; one per thread
 
 
 def _reject_map(_pairs: object) -> object:
@@ -175,11 +179,27 @@ class Account:
         ]
 
     def encode(self) -> bytes:
-        # All fields are ints in [0, 2**63) and bytes by construction, so packb is canonical here.
-        return msgpack.packb(self.to_list(), use_bin_type=True)
+        # All fields are ints in [0, 2**63) and bytes by construction, so packing is canonical here.
+        packer = _PACKERS.__dict__.get("p")
+        if packer is None:
+            packer = _PACKERS.p = msgpack.Packer(use_bin_type=True)
+        return packer.pack(
+            [
+                self.balance,
+                self.nonce,
+                self.pubkey,
+                self.stake,
+                self.unbonding,
+                self.jailed_until_height,
+                self.jailed_until_round,
+                self.slashed_total,
+            ]
+        )
 
     @classmethod
-    def decode(cls, data: bytes) -> Account:
+    def decode(cls, data: bytes, strict: bool = True) -> Account:
+        """Strictly decode (types, ranges, canonical bytes). `strict=False` skips only the canonical
+        re-encoding check: for entries of a store whose root was verified on load."""
         try:
             v = msgpack.unpackb(data, raw=False, use_list=True, object_pairs_hook=_reject_map, max_ext_len=0)
         except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError, CodecError) as exc:
@@ -198,7 +218,7 @@ class Account:
             if type(e) is not list or len(e) != 2 or any(type(x) is not int or x < 0 for x in e):
                 raise CodecError("Account.unbonding: expected [amount, release_height] entries")
         acct = cls(bal, nonce, pk, stake, unb, jh, jr, slashed)
-        if acct.encode() != data:
+        if strict and acct.encode() != data:
             raise CodecError("Account: non-canonical encoding")
         return acct
 
@@ -393,9 +413,10 @@ class State:
         base = self._base
         acct = base._decoded.get(fk)
         if acct is None:
-            acct = Account.decode(v)  # type: ignore[arg-type]
-            if base._entries.get(fk) is v:
-                base._decoded[fk] = acct
+            if base._entries.get(fk) is v:  # committed entry: root-checked bytes we encoded
+                acct = base._decoded[fk] = Account.decode(v, strict=False)  # type: ignore[arg-type]
+            else:
+                acct = Account.decode(v)  # type: ignore[arg-type]
         return acct
 
     def balance(self, address: bytes) -> int:
@@ -538,18 +559,22 @@ class State:
         chain = self._chain()
         entries = base._entries
         decoded = base._decoded
+        # Keep this block's Account objects as the decoded cache (saves re-decoding hot accounts);
+        # they are no longer written once the overlays are cleared below.
+        objs: dict[bytes, object] = {}
+        for st in chain:
+            objs.update(st._writes)
         for fk, enc in delta.changes.items():
             if enc is None:
                 entries.pop(fk, None)
                 decoded.pop(fk, None)
             else:
                 entries[fk] = enc
-                decoded.pop(fk, None)
-        # keep decoded Account objects of this block for the next one (saves re-decoding hot accounts)
-        for st in chain:
-            for fk, v in st._writes.items():
-                if isinstance(v, Account) and fk in entries:
-                    decoded[fk] = v
+                obj = objs.get(fk)
+                if isinstance(obj, Account):
+                    decoded[fk] = obj
+                else:
+                    decoded.pop(fk, None)
         base._tree.apply(delta.tree)
         for st in chain:
             st._writes = {}

@@ -72,7 +72,7 @@ class TreeUpdate:
     """The effect of a set of changes on a BucketTree, computed without mutating it."""
 
     changes: dict[bytes, bytes | None]  # key -> new value (None = deleted)
-    leaves: dict[bytes, bytes | None]  # key -> new leaf hash (None = deleted)
+    buckets: dict[int, dict[bytes, bytes]]  # dirty bucket -> its new contents (key -> leaf hash)
     bucket_hashes: dict[int, bytes]  # dirty bucket -> new hash
     root: bytes
 
@@ -111,32 +111,52 @@ class BucketTree:
 
     def preview(self, changes: Mapping[bytes, bytes | None]) -> TreeUpdate:
         """Root after `changes` (key -> value or None to delete), re-hashing only dirty buckets."""
-        leaves: dict[bytes, bytes | None] = {}
-        by_bucket: dict[int, list[bytes]] = {}
+        # Hot path (runs for every block): leaf_hash/bucket_of/bucket_hash inlined.
+        by_bucket: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        sha = _sha256
+        leaf_prefix = _LEAF_PREFIX
+        shift = _SHIFT
         for key, value in changes.items():
             if value is None:
-                leaves[key] = None
+                lh = None
             else:
                 if len(key) > MAX_KEY_LEN:
                     raise ValueError("state key too long")
-                leaves[key] = leaf_hash(key, value)
-            b = bucket_of(key)
+                lh = sha(leaf_prefix + len(key).to_bytes(2, "big") + key + value).digest()
+            d = sha(key).digest()
+            b = ((d[0] << 8) | d[1]) >> shift
             lst = by_bucket.get(b)
             if lst is None:
-                by_bucket[b] = [key]
+                by_bucket[b] = [(key, lh)]
             else:
-                lst.append(key)
+                lst.append((key, lh))
         new_hashes: dict[int, bytes] = {}
-        for b, keys in by_bucket.items():
-            base = self._buckets[b]
+        new_buckets: dict[int, dict[bytes, bytes]] = {}
+        buckets = self._buckets
+        bucket_prefix = _BUCKET_PREFIX
+        for b, kl in by_bucket.items():
+            base = buckets[b]
+            if len(kl) == 1:  # common cases in a sparse tree: one key changes, bucket holds <= 1 other
+                key, lh = kl[0]
+                if not base or (len(base) == 1 and key in base):
+                    if lh is None:
+                        new_buckets[b] = {}
+                        new_hashes[b] = EMPTY_BUCKET_HASH
+                    else:
+                        new_buckets[b] = {key: lh}
+                        new_hashes[b] = sha(bucket_prefix + lh).digest()
+                    continue
             merged = dict(base) if base else {}
-            for key in keys:
-                lh = leaves[key]
+            for key, lh in kl:
                 if lh is None:
                     merged.pop(key, None)
                 else:
                     merged[key] = lh
-            new_hashes[b] = bucket_hash(merged)
+            new_buckets[b] = merged
+            if merged:
+                new_hashes[b] = sha(bucket_prefix + b"".join([merged[k] for k in sorted(merged)])).digest()
+            else:
+                new_hashes[b] = EMPTY_BUCKET_HASH
         if new_hashes:
             hashes = list(self._hashes)
             for b, h in new_hashes.items():
@@ -144,20 +164,13 @@ class BucketTree:
             root = root_of(hashes)
         else:
             root = self._root
-        return TreeUpdate(dict(changes), leaves, new_hashes, root)
+        return TreeUpdate(dict(changes), new_buckets, new_hashes, root)
 
     def apply(self, update: TreeUpdate) -> None:
         """Commit a preview computed against this tree's current contents."""
-        for key, lh in update.leaves.items():
-            b = bucket_of(key)
-            bucket = self._buckets[b]
-            if lh is None:
-                if bucket is not None:
-                    bucket.pop(key, None)
-            else:
-                if bucket is None:
-                    bucket = self._buckets[b] = {}
-                bucket[key] = lh
-        for b, h in update.bucket_hashes.items():
-            self._hashes[b] = h
+        buckets = self._buckets
+        hashes = self._hashes
+        for b, contents in update.buckets.items():
+            buckets[b] = contents or None
+            hashes[b] = update.bucket_hashes[b]
         self._root = update.root

@@ -26,7 +26,7 @@ the State (recomputing every leaf: a from-scratch check of the stored root).
 
 Public API: Store.open(path, create=True), .close(), .initialized, .chain_id, .head_height,
 .init_genesis(state, genesis_hash=b""),
-.commit_block(block, delta, seen_commit=None, tx_hashes=None),
+.commit_block(block, delta, seen_commit=None, tx_hashes=None, block_raw=None),
 .put_seen_commit(height, commit), .block(h), .block_raw(h), .block_by_hash(hash), .height_of(hash),
 .head_block(), .commit(h), .tx_location(tx_hash), .state_root(), .load_state(params),
 .verify_state(), .put_model/.get_model/.has_model, .put_misc/.get_misc/.delete_misc, StoreError.
@@ -211,10 +211,12 @@ class Store:
         delta: StateDelta,
         seen_commit: Commit | None = None,
         tx_hashes: Sequence[bytes] | None = None,
+        block_raw: bytes | None = None,
     ) -> None:
         """Atomically (one synced batch) persist block `delta.height` and its state delta as the new head.
 
-        `tx_hashes` (e.g. `BlockResult.tx_hashes`) saves re-hashing the txs for the tx index.
+        `tx_hashes` (e.g. `BlockResult.tx_hashes`) saves re-hashing the txs for the tx index;
+        `block_raw` (the block's canonical bytes, e.g. as received) saves re-encoding it.
         """
         height = block.height
         head = self.head_height
@@ -227,7 +229,7 @@ class Store:
         hb = _h(height)
         with self._db.write_batch(sync=True, transaction=True) as wb:
             put = wb.put
-            put(P_BLOCK + hb, block.encode())
+            put(P_BLOCK + hb, block_raw if block_raw is not None else block.encode())
             put(P_BLOCK_HASH + block.hash, hb)
             if block.last_commit is not None and height > 1:
                 put(P_COMMIT + _h(height - 1), block.last_commit.encode())

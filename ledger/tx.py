@@ -26,7 +26,8 @@ Public API:
 from __future__ import annotations
 
 import dataclasses
-from functools import cached_property
+import hashlib
+import threading
 from typing import Any, ClassVar, TypeVar
 
 import msgpack
@@ -36,7 +37,7 @@ import nacl.exceptions
 from ledger import codec
 from ledger.block import DuplicateVoteEvidence
 from ledger.codec import CodecError, Struct
-from ledger.hashing import TAG_TX, TAG_TX_SIG, tagged_hash
+from ledger.hashing import TAG_TX, TAG_TX_SIG
 from ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, address_of
 
 TX_VERSION = 1
@@ -100,29 +101,53 @@ class SignedTx(Struct):
         except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as exc:
             raise CodecError(f"malformed msgpack: {exc}") from exc
         stx = _signed_tx_from_list(value)
-        codec._check_value(value[0][6])  # the payload: no floats anywhere (envelope typed above)
-        if msgpack.packb(value, use_bin_type=True) != raw:
+        payload = value[0][6]  # the payload: no floats/odd types anywhere (envelope typed above)
+        if type(payload) is list:
+            for item in payload:
+                if type(item) not in _FLAT_TYPES:
+                    codec._check_value(item)
+        else:
+            codec._check_value(payload)
+        packer = _PACKERS.__dict__.get("p")
+        if packer is None:
+            packer = _PACKERS.p = msgpack.Packer(use_bin_type=True)
+        if packer.pack(value) != raw:
             raise CodecError("non-canonical encoding")
-        stx.__dict__["raw"] = raw  # cache: the canonical bytes are exactly the input
+        stx.__dict__["_raw"] = raw  # cache: the canonical bytes are exactly the input
         return stx
 
-    @cached_property
+    # Cached derived values live in __dict__ (the dataclass is frozen; eq/hash use fields only).
+    # Plain properties instead of functools.cached_property, which takes a lock on every first access.
+
+    @property
     def raw(self) -> bytes:
         """Canonical encoding (cached; equal to the decoded input)."""
-        return self.encode()
+        d = self.__dict__
+        r = d.get("_raw")
+        if r is None:
+            r = d["_raw"] = self.encode()
+        return r
 
-    @cached_property
+    @property
     def hash(self) -> bytes:
-        return tagged_hash(TAG_TX, self.raw)
+        d = self.__dict__
+        h = d.get("_hash")
+        if h is None:
+            h = d["_hash"] = _sha256(_TX_HASH_PREFIX + self.raw).digest()  # == tagged_hash(TAG_TX, raw)
+        return h
 
-    @cached_property
+    @property
     def sign_bytes(self) -> bytes:
         """`Tx.encode()`, sliced out of `raw` (fixarray header + tx + bin8 signature) to avoid re-encoding."""
         return self.raw[1:-_SIG_SUFFIX_LEN]
 
-    @cached_property
+    @property
     def sender_address(self) -> bytes:
-        return address_of(self.tx.sender)
+        d = self.__dict__
+        a = d.get("_sender_address")
+        if a is None:
+            a = d["_sender_address"] = _sha256(self.tx.sender).digest()[:ADDRESS_LEN]  # == address_of
+        return a
 
     def verify_signature(self) -> bool:
         try:
@@ -139,6 +164,14 @@ class SignedTx(Struct):
             obj = cls.from_list(self.tx.payload)
             cache[cls] = obj
         return obj
+
+
+_new = object.__new__
+_sha256 = hashlib.sha256
+_TX_HASH_PREFIX = bytes([len(TAG_TX)]) + TAG_TX
+# Leaf types msgpack can yield that codec._check_value accepts (decoded ints always fit its range).
+_FLAT_TYPES = (bytes, str, int, bool, type(None))
+_PACKERS = threading.local()  # msgpack.Packer is not thread-safe; one per thread
 
 
 def _reject_map(_pairs: Any) -> Any:
@@ -178,7 +211,14 @@ def _signed_tx_from_list(value: Any) -> SignedTx:
         raise CodecError("Tx.kind: expected string of at most 32 characters")
     if type(sender) is not bytes or len(sender) != PUBKEY_LEN:
         raise CodecError("Tx.sender: expected 32-byte public key")
-    return SignedTx(Tx(version, chain_id, kind, sender, nonce, fee, payload), sig)
+    # Bypass the frozen dataclass __init__ (object.__setattr__ per field): same fields, ~2x faster.
+    tx = _new(Tx)
+    tx.__dict__.update(
+        version=version, chain_id=chain_id, kind=kind, sender=sender, nonce=nonce, fee=fee, payload=payload
+    )
+    stx = _new(SignedTx)
+    stx.__dict__.update(tx=tx, signature=sig)
+    return stx
 
 
 # --------------------------------------------------------------------------- payloads

@@ -113,7 +113,9 @@ class Behaviour:
             return initial_weights(spec, seed % (2**63))
         if self.kind == RANDOM:
             rng = np.random.default_rng(seed)
-            return [rng.normal(0.0, RANDOM_WEIGHT_STD, size=w.shape).astype(np.float32) for w in global_weights]
+            return [
+                rng.normal(0.0, RANDOM_WEIGHT_STD, size=w.shape).astype(np.float32) for w in global_weights
+            ]
         if self.kind == ZERO:
             return [np.zeros_like(w, dtype=np.float32) for w in global_weights]
         if self.kind == COPYCAT and visible_models:
@@ -155,7 +157,9 @@ class Behaviour:
         return list(scores)
 
 
-def knn_predict(train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray, k: int = KNN_NEIGHBOURS) -> np.ndarray:
+def knn_predict(
+    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray, k: int = KNN_NEIGHBOURS
+) -> np.ndarray:
     """Majority label of the k nearest (Euclidean) training samples; ties go to the nearest's label."""
     tx = np.asarray(train_x, dtype=np.float32).reshape(len(train_x), -1)
     ty = np.asarray(train_y, dtype=np.int64)

@@ -19,6 +19,7 @@ canonical order (sorted by miner address), so every node aggregates identically.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -169,13 +170,16 @@ def deterministic_sum(arrays: list[np.ndarray]) -> float:
 
 
 def _squared_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Σ (a − b)² over all layers, float64 elementwise + deterministic_sum."""
+    """Σ (a − b)² over all layers, float64 elementwise + deterministic_sum; rejects NaN/inf inputs."""
     squares = []
     for x, y in zip(a, b):
         d = np.subtract(x, y, dtype=np.float64)
         np.multiply(d, d, out=d)
         squares.append(d)
-    return deterministic_sum(squares)
+    total = deterministic_sum(squares)
+    if not math.isfinite(total):
+        raise AggregationError("weights hold NaN or infinity")
+    return total
 
 
 def update_norm(global_w: list[np.ndarray], w: list[np.ndarray]) -> float:
@@ -199,8 +203,8 @@ def _check_layout(global_w: list[np.ndarray], models: list[list[np.ndarray]]) ->
                 raise AggregationError(f"model {i} array {j}: shape {np.shape(w)} != {shape}")
             if np.asarray(w).dtype.kind != "f":
                 raise AggregationError(f"model {i} array {j}: not floating point")
-            if not np.isfinite(w).all():
-                raise AggregationError(f"model {i} array {j}: holds NaN or infinity")
+    # Finiteness is checked on results instead of with an extra pass over every input: with finite float32
+    # inputs no float64 sum or square here can overflow, so a non-finite result means a non-finite input.
 
 
 def _to_float32(a: np.ndarray) -> np.ndarray:
@@ -208,23 +212,36 @@ def _to_float32(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32)
 
 
+# Coordinates per block in `_mean_update`: the block's accumulator, temporary and G stay in cache while
+# every model streams through it (same per-coordinate operations and order as an unblocked loop).
+_MEAN_BLOCK = 1 << 15
+
+
 def _mean_update(
     global_w: list[np.ndarray], models: list[list[np.ndarray]], indices: list[int], scales: list[float]
 ) -> list[np.ndarray]:
     """G + (Σ_i s_i·(W_i − G)) / len(indices), summed in float64 in the order of `indices`."""
     out: list[np.ndarray] = []
+    count = float(len(indices))
     for li, g in enumerate(global_w):
-        g64 = np.asarray(g, dtype=np.float64)
-        acc = np.zeros_like(g64)
-        tmp = np.empty_like(g64)
-        for i in indices:
-            np.subtract(models[i][li], g64, out=tmp, dtype=np.float64)
-            if scales[i] != 1.0:
-                tmp *= scales[i]
-            acc += tmp
-        acc /= float(len(indices))
-        acc += g64
-        out.append(_to_float32(acc))
+        g64 = np.asarray(g, dtype=np.float64).ravel()
+        flats = [(np.ravel(models[i][li]), scales[i]) for i in indices]
+        res = np.empty_like(g64)
+        tmp = np.empty(min(_MEAN_BLOCK, g64.size), dtype=np.float64)
+        for lo in range(0, g64.size, _MEAN_BLOCK):
+            hi = min(lo + _MEAN_BLOCK, g64.size)
+            gb, acc, t = g64[lo:hi], res[lo:hi], tmp[: hi - lo]
+            acc.fill(0.0)
+            for w, scale in flats:
+                np.subtract(w[lo:hi], gb, out=t, dtype=np.float64)
+                if scale != 1.0:
+                    t *= scale
+                acc += t
+            acc /= count
+            acc += gb
+        if not np.isfinite(res).all():
+            raise AggregationError("weights hold NaN or infinity")
+        out.append(_to_float32(res).reshape(np.shape(g)))
     return out
 
 
@@ -235,29 +252,37 @@ def fedavg(global_w: list[np.ndarray], models: list[list[np.ndarray]]) -> list[n
     return _mean_update(global_w, models, list(range(n)), [1.0] * n)
 
 
+# Coordinates per block for the sort-based rules: bounds the (n, block) float64 stack to n × 2 MiB.
+_SORT_BLOCK = 1 << 18
+
+
+def _coordinatewise(
+    global_w: list[np.ndarray], models: list[list[np.ndarray]], combine: Callable[[np.ndarray], np.ndarray]
+) -> list[np.ndarray]:
+    """G + combine(sorted Δ) per coordinate, in column blocks; `combine` maps (n, b) sorted to (b,)."""
+    out = []
+    for li, g in enumerate(global_w):
+        g64 = np.asarray(g, dtype=np.float64).ravel()
+        flats = [np.ravel(m[li]) for m in models]
+        res = np.empty_like(g64)
+        for lo in range(0, g64.size, _SORT_BLOCK):
+            hi = min(lo + _SORT_BLOCK, g64.size)
+            stack = np.empty((len(models), hi - lo), dtype=np.float64)
+            for i, w in enumerate(flats):
+                np.subtract(w[lo:hi], g64[lo:hi], out=stack[i], dtype=np.float64)
+            stack += 0.0  # -0.0 -> +0.0: equal values become bit-identical, so sort order cannot matter
+            stack.sort(axis=0)
+            res[lo:hi] = combine(stack)
+        res += g64
+        out.append(_to_float32(res).reshape(np.shape(g)))
+    return out
+
+
 def _median_of_sorted(s: np.ndarray) -> np.ndarray:
     n = s.shape[0]
     if n % 2:
-        return s[n // 2].copy()
+        return s[n // 2]
     return (s[n // 2 - 1] + s[n // 2]) / 2.0
-
-
-def _sorted_deltas(g: np.ndarray, models: list[list[np.ndarray]], li: int) -> tuple[np.ndarray, np.ndarray]:
-    g64 = np.asarray(g, dtype=np.float64)
-    stack = np.empty((len(models), *g64.shape), dtype=np.float64)
-    for i, m in enumerate(models):
-        np.subtract(m[li], g64, out=stack[i], dtype=np.float64)
-    stack += 0.0  # -0.0 -> +0.0: equal values become bit-identical, so sort order cannot matter
-    stack.sort(axis=0)
-    return g64, stack
-
-
-def _coordinate_median(global_w: list[np.ndarray], models: list[list[np.ndarray]]) -> list[np.ndarray]:
-    out = []
-    for li, g in enumerate(global_w):
-        g64, s = _sorted_deltas(g, models, li)
-        out.append(_to_float32(_median_of_sorted(s) + g64))
-    return out
 
 
 def trim_count(beta: Fraction, n: int) -> int:
@@ -265,21 +290,13 @@ def trim_count(beta: Fraction, n: int) -> int:
     return min(math.floor(beta * n), (n - 1) // 2)
 
 
-def _trimmed_mean(
-    global_w: list[np.ndarray], models: list[list[np.ndarray]], beta: Fraction
-) -> list[np.ndarray]:
-    n = len(models)
-    k = trim_count(beta, n)
-    out = []
-    for li, g in enumerate(global_w):
-        g64, s = _sorted_deltas(g, models, li)
-        acc = s[k].copy()
-        for r in range(k + 1, n - k):
-            acc += s[r]
-        acc /= float(n - 2 * k)
-        acc += g64
-        out.append(_to_float32(acc))
-    return out
+def _trimmed_mean_of_sorted(s: np.ndarray, k: int) -> np.ndarray:
+    n = s.shape[0]
+    acc = s[k].copy()
+    for r in range(k + 1, n - k):  # fixed order: ascending rank
+        acc += s[r]
+    acc /= float(n - 2 * k)
+    return acc
 
 
 def _median_float(values: list[float]) -> float:
@@ -331,8 +348,10 @@ def aggregate(
         weights = _mean_update(global_w, models, selected, [1.0] * n)
         return AggregationResult(weights, norms, tuple(selected), not_clipped, scores=tuple(scores))
     if rule.kind == MEDIAN:
-        return AggregationResult(_coordinate_median(global_w, models), norms, tuple(range(n)), not_clipped)
+        weights = _coordinatewise(global_w, models, _median_of_sorted)
+        return AggregationResult(weights, norms, tuple(range(n)), not_clipped)
     if rule.kind == TRIMMED_MEAN:
-        weights = _trimmed_mean(global_w, models, rule.beta)
+        k = trim_count(rule.beta, n)
+        weights = _coordinatewise(global_w, models, lambda s: _trimmed_mean_of_sorted(s, k))
         return AggregationResult(weights, norms, tuple(range(n)), not_clipped)
     raise AggregationError(f"unknown aggregation rule {rule.kind!r}")

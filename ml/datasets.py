@@ -328,7 +328,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"restricted unpickler: global {module}.{name} is forbidden") from None
+            raise pickle.UnpicklingError(
+                f"restricted unpickler: global {module}.{name} is forbidden"
+            ) from None
 
 
 def restricted_loads(raw: bytes) -> Any:
@@ -452,12 +454,16 @@ def _load_generic_npz(path: Path, model_name: str | None) -> Dataset:
         train, test = stratified_split(y, NPZ_TEST_FRACTION, NPZ_SPLIT_SEED)
         x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
     if x_test.shape[1:] != x_train.shape[1:]:
-        raise DatasetError(f"{path}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
+        raise DatasetError(
+            f"{path}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ"
+        )
     shape = (int(x_train.shape[1]), int(x_train.shape[2]), int(x_train.shape[3]))
     model = model_name or MODELS_BY_SHAPE.get(shape)
     if model is None:
         known = ", ".join(f"{s} -> {m}" for s, m in MODELS_BY_SHAPE.items())
-        raise DatasetError(f"{path}: no default model for inputs {shape} (known: {known}); name one explicitly")
+        raise DatasetError(
+            f"{path}: no default model for inputs {shape} (known: {known}); name one explicitly"
+        )
     return Dataset(f"{NPZ_PREFIX}{path}", x_train, y_train, x_test, y_test, model)
 
 
@@ -472,7 +478,9 @@ def _download(fname: str, url: str, root: Path, *, file_hash: str) -> Path:
         raise DatasetError(f"cannot download {fname}: keras is not installed") from exc
     root.mkdir(parents=True, exist_ok=True)
     try:
-        path = keras.utils.get_file(fname, origin=url, file_hash=file_hash, cache_dir=str(root), cache_subdir=".")
+        path = keras.utils.get_file(
+            fname, origin=url, file_hash=file_hash, cache_dir=str(root), cache_subdir="."
+        )
     except Exception as exc:  # network failures surface as many exception types
         raise DatasetError(f"download of {url} failed ({exc}); put {fname} in {root} by hand") from exc
     return Path(path)

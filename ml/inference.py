@@ -6,14 +6,19 @@ counts and Keras. Consensus therefore never uses logits directly: a claimed labe
 samples whose *relative top-2 margin* (see `predict`) exceeds the chain's near-tie margin, and such a
 verdict is the same everywhere. Measured agreement with Keras lives in tests/ml/test_inference_keras.py.
 
-Convolutions are im2col + one matmul per batch chunk; "same" padding follows TensorFlow exactly
+Convolutions are im2col (sliding windows) + one matmul per batch chunk; "same" padding follows TensorFlow exactly
 (for stride 1: pad (k-1)//2 before and the rest after); max-pooling is "valid" with stride = pool size;
 batch-norm uses its moving statistics; dropout is the identity.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from typing import Any
+
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ml.registry import BATCHNORM, BN_EPSILON, CONV2D, DENSE, DROPOUT, FLATTEN, MAXPOOL, RELU, ModelSpec
 from ml.weights import check_weights
@@ -27,6 +32,13 @@ NEAR_TIE_MARGIN = 1e-3
 # The same threshold as an integer (parts per million) for genesis/chain params, which hold no floats.
 NEAR_TIE_MARGIN_PPM = 1_000
 PPM = 1_000_000
+
+# BLAS threads used by `logits` (None: leave the process setting alone). One thread on purpose: measured on
+# a busy 2-core machine (a miner training with TensorFlow next to the node), OpenBLAS's spinning worker
+# threads made inference 5x *slower* than a single thread; on an idle machine 1 thread costs <= 2x.
+# Needs `threadpoolctl` (installed with scikit-learn); without it the process setting applies
+# (set OPENBLAS_NUM_THREADS=1 in the environment to get the same effect).
+INFERENCE_BLAS_THREADS: int | None = 1
 
 # Samples per chunk: small chunks keep im2col buffers in cache (measured fastest at 32 on cnn-mnist).
 DEFAULT_BATCH = 32
@@ -42,6 +54,22 @@ def near_tie_threshold(margin_ppm: int) -> float:
 def is_decisive(margin: np.ndarray, margin_ppm: int = NEAR_TIE_MARGIN_PPM) -> np.ndarray:
     """Boolean mask of samples whose predicted label is machine-independent (margin above the guard)."""
     return np.asarray(margin) > near_tie_threshold(margin_ppm)
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - optional dependency
+        return None
+    return ThreadpoolController()
+
+
+def _blas_threads(threads: int | None) -> contextlib.AbstractContextManager[Any]:
+    controller = _blas_controller() if threads else None
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=threads, user_api="blas")
 
 
 def _as_batch(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
@@ -66,11 +94,8 @@ def _conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, padding: str) -
         oh, ow = h, w
     else:
         oh, ow = h - k + 1, w - k + 1
-    # Columns ordered (ki, kj, c) to match the kernel's (kh, kw, cin, cout) layout.
-    cols = np.empty((n, oh, ow, k, k, c), dtype=np.float32)
-    for i in range(k):
-        for j in range(k):
-            cols[:, :, :, i, j, :] = x[:, i : i + oh, j : j + ow, :]
+    # im2col: windows (N, OH, OW, C, kh, kw) -> contiguous (N, OH, OW, kh, kw, C), the kernel's row order.
+    cols = np.ascontiguousarray(sliding_window_view(x, (k, k), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3))
     out = cols.reshape(n * oh * ow, k * k * c) @ kernel.reshape(k * k * c, -1)
     out += bias
     return out.reshape(n, oh, ow, -1)
@@ -116,7 +141,11 @@ def _forward(spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray) -> np.nd
 
 
 def logits(
-    spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, batch_size: int = DEFAULT_BATCH
+    spec: ModelSpec,
+    weights: list[np.ndarray],
+    x: np.ndarray,
+    batch_size: int = DEFAULT_BATCH,
+    blas_threads: int | None = INFERENCE_BLAS_THREADS,
 ) -> np.ndarray:
     """float32 logits of shape (N, num_classes) for inputs (N, H, W, C) (or (N, H, W) when C == 1)."""
     check_weights(spec, weights)
@@ -125,7 +154,7 @@ def logits(
     out = np.empty((xb.shape[0], spec.num_classes), dtype=np.float32)
     step = max(1, batch_size)
     # A hostile model may overflow to inf/NaN; `margins_of` turns those into near-ties, so stay quiet.
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"), _blas_threads(blas_threads):
         for start in range(0, xb.shape[0], step):
             chunk = xb[start : start + step]
             out[start : start + chunk.shape[0]] = _forward(spec, ws, chunk)
@@ -152,3 +181,23 @@ def predict(
     z = logits(spec, weights, x, batch_size=batch_size)
     labels = np.argmax(z, axis=1).astype(np.int64)
     return labels, margins_of(z)
+
+
+def decisive_mismatches(
+    spec: ModelSpec,
+    weights: list[np.ndarray],
+    x: np.ndarray,
+    claimed: np.ndarray,
+    margin_ppm: int = NEAR_TIE_MARGIN_PPM,
+) -> np.ndarray:
+    """Indices (int64, ascending) where `claimed` labels differ from the model's decisive predictions.
+
+    This is the prediction-fraud test of DESIGN §5.2: a non-empty result proves the claimed labels were
+    not produced by these weights, and it is the same on every machine because near-ties are excluded.
+    """
+    claimed = np.asarray(claimed)
+    if claimed.ndim != 1 or claimed.shape[0] != np.shape(x)[0]:
+        raise ValueError(f"need one claimed label per sample, got shape {claimed.shape}")
+    labels, margin = predict(spec, weights, x)
+    bad = (labels != claimed) & is_decisive(margin, margin_ppm)
+    return np.flatnonzero(bad).astype(np.int64)

@@ -70,7 +70,9 @@ def parse_scheme(text: str) -> Scheme:
         try:
             alpha = float(arg)
         except ValueError:
-            raise PartitionError(f"partition {text!r}: dirichlet needs a number, e.g. dirichlet:0.5") from None
+            raise PartitionError(
+                f"partition {text!r}: dirichlet needs a number, e.g. dirichlet:0.5"
+            ) from None
         if not math.isfinite(alpha) or alpha <= 0:
             raise PartitionError(f"partition {text!r}: dirichlet ALPHA must be a positive number")
         return Scheme(DIRICHLET, alpha=alpha)
@@ -91,7 +93,9 @@ def size_fractions(kind: str, n_miners: int) -> list[float]:
         total = n_miners * (n_miners + 1) // 2
         return [(n_miners - i) / total for i in range(n_miners)]
     if kind == GROUPED:
-        weights = [GROUPED_SMALL_WEIGHT if i < n_miners // 2 else GROUPED_LARGE_WEIGHT for i in range(n_miners)]
+        weights = [
+            GROUPED_SMALL_WEIGHT if i < n_miners // 2 else GROUPED_LARGE_WEIGHT for i in range(n_miners)
+        ]
         return [w / sum(weights) for w in weights]
     if kind == IID:
         return [1.0 / n_miners] * n_miners
@@ -145,7 +149,9 @@ def _by_sizes(order: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     return [order[bounds[i] : bounds[i + 1]] for i in range(len(sizes))]
 
 
-def _dirichlet(y: np.ndarray, n_miners: int, alpha: float, rng: np.random.Generator, floor: int) -> list[np.ndarray]:
+def _dirichlet(
+    y: np.ndarray, n_miners: int, alpha: float, rng: np.random.Generator, floor: int
+) -> list[np.ndarray]:
     classes = np.unique(y)
     by_class = [np.flatnonzero(y == c) for c in classes]
     for _ in range(DIRICHLET_MAX_DRAWS):

@@ -13,7 +13,12 @@ redraws the same shard.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from ml.datasets import Dataset
+from ml.partition import Scheme, partition
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
 
@@ -55,3 +60,46 @@ def draw_test_shard(pool: np.ndarray, size: int, round: int, seed: int) -> np.nd
     epoch, slot = divmod(round, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(pool.shape[0])
     return pool[perm[slot * size : (slot + 1) * size]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MinerData:
+    """One miner's private data: what it trains on and the pool its test shards come from."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    pool_x: np.ndarray
+    pool_y: np.ndarray
+    shard_seed: int
+
+    def test_shard(self, size: int, round: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) of this round's fresh shard."""
+        idx = draw_test_shard(np.arange(self.pool_y.shape[0]), size, round, self.shard_seed)
+        return self.pool_x[idx], self.pool_y[idx]
+
+
+def miner_data(
+    dataset: Dataset,
+    n_miners: int,
+    index: int,
+    *,
+    scheme: str | Scheme = "iid",
+    seed: int = 0,
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
+) -> MinerData:
+    """Miner ``index``'s share of ``dataset`` (e.g. one devnet node of n), split into training and pool.
+
+    Every node computing this with the same arguments gets the same disjoint shares, so a local cluster
+    needs no data distribution step.
+    """
+    if not 0 <= index < n_miners:
+        raise ShardError(f"miner index {index} outside 0..{n_miners - 1}")
+    part = partition(dataset.y_train, n_miners, scheme, seed)[index]
+    train, pool = split_holdout(part, holdout_fraction, seed * 1_000_003 + index)
+    return MinerData(
+        x_train=dataset.x_train[train],
+        y_train=dataset.y_train[train],
+        pool_x=dataset.x_train[pool],
+        pool_y=dataset.y_train[pool],
+        shard_seed=seed * 1_000_003 + index + 1,
+    )

@@ -117,7 +117,8 @@ class TrainingWorker:
         # Dedicated threads for blocking pipe I/O, so the event loop only awaits futures.
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-worker-io")
         self._closed = False
-        self.restarts = 0
+        self._spawned = 0
+        self.restarts = 0  # processes started after the first (crash, kill after a stuck cancel)
 
     @property
     def pid(self) -> int | None:
@@ -141,8 +142,10 @@ class TrainingWorker:
         if self._proc is not None and self._proc.is_alive() and self._conn is not None:
             return
         if self._proc is not None:
-            self.restarts += 1
             self._discard()
+        if self._spawned:
+            self.restarts += 1
+        self._spawned += 1
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=_worker_main,

@@ -194,7 +194,17 @@ def train(
     """One training job in this process: the trained canonical float32 weights."""
     return (
         (trainer or Trainer())
-        .fit(spec, global_weights, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer)
+        .fit(
+            spec,
+            global_weights,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            optimizer=optimizer,
+        )
         .weights
     )
 

@@ -37,14 +37,33 @@ LAZY_USER_ERRORS = (
 )
 
 
-def build_parser() -> tuple[CLIArgumentParser, list[ModuleType]]:
+OPTIONS_WITH_VALUE = ("--home", "--log-level", "--log-format")
+
+
+def invoked_command(argv: Sequence[str]) -> str | None:
+    """The first positional argument (the command name), skipping top-level options and their values."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in OPTIONS_WITH_VALUE:
+            skip = True
+        elif token == "--":
+            return None
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(command: str | None = None) -> tuple[CLIArgumentParser, list[ModuleType]]:
+    """The argument parser; with `command`, only that command's module is imported (if it exists)."""
     parser = CLIArgumentParser(
         prog=PROG,
         description="pocl-node: a Proof-of-Collaborative-Learning blockchain node",
         parents=[shared_options_parent(top_level=True)],
     )
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
-    modules, failures = commands.discover()
+    modules, failures = commands.discover(command)
     for name, exc in failures:
         print(
             f"warning: command module {name!r} failed to load: {type(exc).__name__}: {exc}", file=sys.stderr
@@ -92,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
     try:
-        parser, modules = build_parser()
+        parser, modules = build_parser(invoked_command(argv))
         if not argv:
             parser.print_help(sys.stderr)
             return EXIT_USAGE

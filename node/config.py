@@ -105,7 +105,9 @@ class RPCSection:
     listen_addr: str = "127.0.0.1:26657"
     max_body_bytes: int = 8 * 1024 * 1024  # fits the largest PoCL tx (params.max_pocl_tx_bytes)
     max_ws_clients: int = 100
+    unsafe: bool = False  # enable /unsafe/* routes (peer blocking for partition tests); never in production
     cors_allowed_origins: list[str] = dataclasses.field(default_factory=list)
+    unsafe: bool = False  # TEST-ONLY routes (e.g. simulated network partitions); never on a real network
 
     def check(self) -> None:
         _check_addr(self.listen_addr, "rpc.listen_addr")

@@ -119,12 +119,18 @@ class ConsensusDriver:
         self.machine = ConsensusMachine(
             chain.state.chain_id, params, signer=signer, get_value=self._get_value, valid=self._valid
         )
-        gossip.register(TYPE_PROPOSAL, "proposal", ProposalMessage, params.max_block_bytes + 64 * 1024,
-                        validate=self._on_proposal)
+        gossip.register(
+            TYPE_PROPOSAL,
+            "proposal",
+            ProposalMessage,
+            params.max_block_bytes + 64 * 1024,
+            validate=self._on_proposal,
+        )
         gossip.register(TYPE_VOTE, "vote", VoteMessage, MAX_VOTE_MSG_BYTES, validate=self._on_vote)
-        host.register(TYPE_GET_PROPOSAL_BLOCK, "get_proposal_block", GetProposalBlock, 128,
-                      self._serve_block)
-        host.register(TYPE_PROPOSAL_BLOCK, "proposal_block", ProposalBlock, params.max_block_bytes + 64 * 1024)
+        host.register(TYPE_GET_PROPOSAL_BLOCK, "get_proposal_block", GetProposalBlock, 128, self._serve_block)
+        host.register(
+            TYPE_PROPOSAL_BLOCK, "proposal_block", ProposalBlock, params.max_block_bytes + 64 * 1024
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -283,7 +289,9 @@ class ConsensusDriver:
     async def _fetch_block(self, height: int, block_hash: bytes) -> None:
         for peer in self.host.peers():
             try:
-                resp = await self.host.request(peer.node_id, GetProposalBlock(height, block_hash), FETCH_TIMEOUT_S)
+                resp = await self.host.request(
+                    peer.node_id, GetProposalBlock(height, block_hash), FETCH_TIMEOUT_S
+                )
             except Exception:  # a peer failing to answer is routine
                 continue
             if not isinstance(resp, ProposalBlock) or not resp.found:
@@ -301,8 +309,11 @@ class ConsensusDriver:
             return
 
     def _submit_evidence(self, evidence: DuplicateVoteEvidence) -> None:
-        log.warning("double sign detected: validator %s at height %d",
-                    evidence.vote_a.validator.hex()[:12], evidence.vote_a.height)
+        log.warning(
+            "double sign detected: validator %s at height %d",
+            evidence.vote_a.validator.hex()[:12],
+            evidence.vote_a.height,
+        )
         if self.account_key is None or self.submit_tx is None:
             return
         nonce = self.mempool.pending_nonce(self.account_key.address) or 0
@@ -321,14 +332,20 @@ class ConsensusDriver:
             interval = now - self._last_decided_at
             self._last_decided_at = now
             self.rounds_at_last_height = action.round
-            log.info("committed block height=%d round=%d txs=%d hash=%s", action.height, action.round,
-                     len(action.block.txs), action.block.hash.hex()[:12])
+            log.info(
+                "committed block height=%d round=%d txs=%d hash=%s",
+                action.height,
+                action.round,
+                len(action.block.txs),
+                action.block.hash.hex()[:12],
+            )
             if self.on_decided is not None:
                 self.on_decided(DecidedBlock(action.block, action.commit, result, action.round, interval))
         loop = asyncio.get_running_loop()
         if self._new_height_handle is None:
-            self._new_height_handle = loop.call_later(self.params.timeout_commit_ms / 1000.0,
-                                                      self._finish_height)
+            self._new_height_handle = loop.call_later(
+                self.params.timeout_commit_ms / 1000.0, self._finish_height
+            )
 
     def _finish_height(self) -> None:
         """After timeout_commit: keep the fullest commit we saw, then start the next height."""

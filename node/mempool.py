@@ -23,7 +23,7 @@ from ledger.state import State
 from ledger.tx import SignedTx
 
 MEMPOOL_FULL = "mempool_full"
-ALREADY_KNOWN = "already_known"
+MAX_NONCE_GAP = 64  # future-nonce txs held per sender until the gap fills (gossip can reorder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +38,7 @@ class AddResult:
     tx_hash: bytes
     error: TxError | None = None
     is_new: bool = False
+    queued: bool = False  # held for a missing lower nonce, not yet executable
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,8 @@ class Mempool:
         self.verified = _BoundedSet(self.config.verified_cache_size)
         self._by_sender: dict[bytes, list[_Entry]] = {}  # sender address -> entries in nonce order
         self._by_hash: dict[bytes, _Entry] = {}
+        self._queued: dict[bytes, dict[int, SignedTx]] = {}  # sender -> nonce -> tx waiting for a gap
+        self._queued_hashes: set[bytes] = set()
         self._bytes = 0
         self._arrivals = 0
         self._reset_overlay(state)
@@ -87,7 +90,11 @@ class Mempool:
         return len(self._by_hash)
 
     def __contains__(self, tx_hash: object) -> bool:
-        return tx_hash in self._by_hash
+        return tx_hash in self._by_hash or tx_hash in self._queued_hashes
+
+    @property
+    def queued_count(self) -> int:
+        return len(self._queued_hashes)
 
     @property
     def size_bytes(self) -> int:
@@ -116,18 +123,58 @@ class Mempool:
         except TxError as err:
             return AddResult(b"", err)
         tx_hash = stx.hash
-        if tx_hash in self._by_hash:
+        if tx_hash in self._by_hash or tx_hash in self._queued_hashes:
             return AddResult(tx_hash, None, is_new=False)
         size = len(stx.raw)
-        if len(self._by_hash) >= self.config.max_txs or self._bytes + size > self.config.max_bytes:
+        if (
+            len(self._by_hash) + len(self._queued_hashes) >= self.config.max_txs
+            or self._bytes + size > self.config.max_bytes
+        ):
             return AddResult(tx_hash, TxError(MEMPOOL_FULL, "mempool is full, try again later"))
         try:  # apply_tx validates fully before writing, so a rejected tx leaves the overlay untouched
             self.executor.apply_tx(self._overlay, stx, self._ctx, verified=tx_hash in self.verified)
         except TxError as err:
+            if err.code == errors.NONCE_TOO_HIGH:
+                return self._queue(stx, err)
             return AddResult(tx_hash, err)
         self.verified.add(tx_hash)
         self._insert(stx)
+        self._promote(stx.sender_address)
         return AddResult(tx_hash, None, is_new=True)
+
+    def _queue(self, stx: SignedTx, err: TxError) -> AddResult:
+        """Hold a tx whose nonce is slightly ahead; only its signature and chain can be checked now."""
+        sender = stx.sender_address
+        expected = self.pending_nonce(sender) or 0
+        waiting = self._queued.setdefault(sender, {})
+        if stx.tx.nonce - expected > MAX_NONCE_GAP or stx.tx.nonce in waiting:
+            if not waiting:
+                del self._queued[sender]
+            return AddResult(stx.hash, err)
+        if stx.tx.chain_id != self._state.chain_id:
+            return AddResult(stx.hash, TxError(errors.WRONG_CHAIN_ID, f"tx is for chain {stx.tx.chain_id!r}"))
+        if not stx.verify_signature():
+            return AddResult(stx.hash, TxError(errors.BAD_SIGNATURE, "signature does not verify"))
+        self.verified.add(stx.hash)
+        waiting[stx.tx.nonce] = stx
+        self._queued_hashes.add(stx.hash)
+        return AddResult(stx.hash, None, is_new=True, queued=True)
+
+    def _promote(self, sender: bytes) -> None:
+        """Move queued txs of `sender` whose turn has come into the executable pool."""
+        waiting = self._queued.get(sender)
+        while waiting:
+            nxt = waiting.pop(self.pending_nonce(sender) or 0, None)
+            if nxt is None:
+                break
+            self._queued_hashes.discard(nxt.hash)
+            try:
+                self.executor.apply_tx(self._overlay, nxt, self._ctx, verified=True)
+            except TxError:
+                continue  # e.g. balance no longer covers it: drop it; later nonces stay queued
+            self._insert(nxt)
+        if waiting is not None and not waiting:
+            self._queued.pop(sender, None)
 
     def _insert(self, stx: SignedTx) -> None:
         self._arrivals += 1
@@ -189,6 +236,12 @@ class Mempool:
             self._by_sender.setdefault(sender, []).append(entry)
             self._by_hash[stx.hash] = entry
             self._bytes += len(stx.raw)
+        for sender in list(self._queued):
+            base = self.pending_nonce(sender) or 0
+            waiting = self._queued[sender]
+            for nonce in [n for n in waiting if n < base]:  # committed elsewhere or superseded
+                self._queued_hashes.discard(waiting.pop(nonce).hash)
+            self._promote(sender)
         return dropped
 
     def _reset_overlay(self, state: State) -> None:

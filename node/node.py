@@ -116,7 +116,9 @@ class Node:
             log.info("initialised database from genesis chain_id=%s", self.genesis.chain_id)
         elif store.genesis_hash != self.genesis.hash or store.chain_id != self.genesis.chain_id:
             store.close()
-            raise NodeError(f"database {db_path} belongs to another genesis (run unsafe-reset-all to wipe it)")
+            raise NodeError(
+                f"database {db_path} belongs to another genesis (run unsafe-reset-all to wipe it)"
+            )
         try:
             state = store.load_state(self.params)
         except StoreError as exc:
@@ -135,7 +137,6 @@ class Node:
             max_inbound=p2p.max_inbound,
             max_outbound=p2p.max_outbound,
             persistent_peers=tuple(p2p.persistent_peers),
-            seeds=tuple(p2p.seeds),
             dial_timeout=p2p.dial_timeout_s,
             reconnect_base=0.5,
             reconnect_max=5.0,
@@ -149,7 +150,8 @@ class Node:
     async def start(self) -> None:
         self.chain = chain = self._open_chain()
         self.mempool = Mempool(
-            self.executor, chain.state,
+            self.executor,
+            chain.state,
             MempoolConfig(max_txs=self.config.mempool.max_txs, max_bytes=self.config.mempool.max_bytes),
         )
         self.host = Host(
@@ -161,16 +163,28 @@ class Node:
             addrbook=AddressBook(self.home / "data" / "addrbook.json", self_id=self.node_key.pubkey),
         )
         self.gossip = Gossip(self.host)
-        self.gossip.register(TYPE_TX, "tx", TxMessage, self.executor.max_any_tx_bytes(self.params) + 64,
-                             validate=self._on_gossip_tx)
-        self.sync = SyncService(self.host, status=lambda: (chain.height, chain.head_hash or bytes(32)),
-                                get_block_with_commit=chain.get_block_with_commit)
+        self.gossip.register(
+            TYPE_TX,
+            "tx",
+            TxMessage,
+            self.executor.max_any_tx_bytes(self.params) + 64,
+            validate=self._on_gossip_tx,
+        )
+        self.sync = SyncService(
+            self.host,
+            status=lambda: (chain.height, chain.head_hash or bytes(32)),
+            get_block_with_commit=chain.get_block_with_commit,
+        )
         if self.config.p2p.pex:
-            self.pex = PeerExchange(self.host, PexConfig(interval=5.0))
+            self.pex = PeerExchange(self.host, PexConfig(seeds=tuple(self.config.p2p.seeds), interval=5.0))
         signer = None
         if self.validator_key is not None:
-            signer = SigningGuard(self.home / "data" / "priv_validator_state.json", self.validator_key,
-                                  self.genesis.chain_id, allow_double_sign=self.double_sign)
+            signer = SigningGuard(
+                self.home / "data" / "priv_validator_state.json",
+                self.validator_key,
+                self.genesis.chain_id,
+                allow_double_sign=self.double_sign,
+            )
         self.driver = ConsensusDriver(
             chain=chain,
             mempool=self.mempool,
@@ -188,12 +202,21 @@ class Node:
         if self.pex is not None:
             self.pex.start()
         if self.config.rpc.enabled:
-            self.rpc = RpcServer(self, self.config.rpc.listen_addr, max_body_bytes=self.config.rpc.max_body_bytes,
-                                 max_ws_clients=self.config.rpc.max_ws_clients)
+            self.rpc = RpcServer(
+                self,
+                self.config.rpc.listen_addr,
+                max_body_bytes=self.config.rpc.max_body_bytes,
+                max_ws_clients=self.config.rpc.max_ws_clients,
+                unsafe=self.config.rpc.unsafe,
+            )
             await self.rpc.start()
         self._running = True
-        log.info("node started node_id=%s height=%d p2p=%s", self.node_key.pubkey.hex()[:16], chain.height,
-                 self.host.listen_addr)
+        log.info(
+            "node started node_id=%s height=%d p2p=%s",
+            self.node_key.pubkey.hex()[:16],
+            chain.height,
+            self.host.listen_addr,
+        )
         self._tasks.append(asyncio.create_task(self._start_consensus(), name="start-consensus"))
 
     async def _start_consensus(self) -> None:
@@ -274,8 +297,12 @@ class Node:
         if block.height <= chain.height:
             existing = chain.store.block(block.height)
             if existing is not None and existing.hash != block.hash:
-                log.critical("FORK: peer served block %d %s, ours is %s", block.height,
-                             block.hash.hex()[:12], existing.hash.hex()[:12])
+                log.critical(
+                    "FORK: peer served block %d %s, ours is %s",
+                    block.height,
+                    block.hash.hex()[:12],
+                    existing.hash.hex()[:12],
+                )
             return
         result = chain.commit_block(block, commit, verified=self.mempool.verified)  # type: ignore[arg-type]
         self.mempool.update(chain.state)
@@ -318,17 +345,22 @@ class Node:
 
     def _on_decided(self, decided: DecidedBlock, synced: bool = False) -> None:
         block = decided.block
-        self.emit("block", {
-            "height": block.height,
-            "hash": block.hash.hex(),
-            "time_ms": block.header.time_ms,
-            "txs": len(block.txs),
-            "round": decided.round,
-            "interval_s": decided.interval_s,
-            "synced": synced,
-            "tx_hashes": [h.hex() for h in getattr(decided.result, "tx_hashes", [])],
-            "events": [{"kind": e.kind, "data": _jsonable(e.data)} for e in getattr(decided.result, "events", [])],
-        })
+        self.emit(
+            "block",
+            {
+                "height": block.height,
+                "hash": block.hash.hex(),
+                "time_ms": block.header.time_ms,
+                "txs": len(block.txs),
+                "round": decided.round,
+                "interval_s": decided.interval_s,
+                "synced": synced,
+                "tx_hashes": [h.hex() for h in getattr(decided.result, "tx_hashes", [])],
+                "events": [
+                    {"kind": e.kind, "data": _jsonable(e.data)} for e in getattr(decided.result, "events", [])
+                ],
+            },
+        )
 
 
 def _jsonable(value: Any) -> Any:

@@ -99,15 +99,22 @@ def commit_json(commit: Commit) -> dict[str, Any]:
         "block_hash": hexstr(commit.block_hash),
         "hash": hexstr(commit.hash),
         "signatures": [
-            {"validator": format_address(address_of(s.validator)), "pubkey": hexstr(s.validator),
-             "signature": hexstr(s.signature)}
+            {
+                "validator": format_address(address_of(s.validator)),
+                "pubkey": hexstr(s.validator),
+                "signature": hexstr(s.signature),
+            }
             for s in commit.signatures
         ],
     }
 
 
 def block_json(block: Block, txs: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"hash": hexstr(block.hash), "header": header_json(block), "num_txs": len(block.txs)}
+    out: dict[str, Any] = {
+        "hash": hexstr(block.hash),
+        "header": header_json(block),
+        "num_txs": len(block.txs),
+    }
     if txs:
         decoded = []
         for raw in block.txs:
@@ -140,11 +147,21 @@ CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/peers", "peers", "Connected peers"),
     Route("GET", "/blocks/latest", "block_latest", "The latest committed block"),
     Route("GET", "/blocks/{height}", "block", "Block at a height", (("height", "block height"),)),
-    Route("GET", "/blocks/{height}/commit", "block_commit", "Commit certificate of a block",
-          (("height", "block height"),)),
+    Route(
+        "GET",
+        "/blocks/{height}/commit",
+        "block_commit",
+        "Commit certificate of a block",
+        (("height", "block height"),),
+    ),
     Route("GET", "/txs/{hash}", "tx", "A committed (or pending) transaction", (("hash", "tx hash hex"),)),
-    Route("POST", "/txs", "submit_tx", "Submit a signed transaction",
-          body='{"tx": "<hex of the canonical signed tx>"} or the raw bytes (application/octet-stream)'),
+    Route(
+        "POST",
+        "/txs",
+        "submit_tx",
+        "Submit a signed transaction",
+        body='{"tx": "<hex of the canonical signed tx>"} or the raw bytes (application/octet-stream)',
+    ),
     Route("GET", "/accounts/{address}", "account", "Account state", (("address", "0x address"),)),
     Route("GET", "/validators", "validators", "Validator set for the next block"),
     Route("GET", "/mempool", "mempool", "Pending transactions"),
@@ -152,15 +169,40 @@ CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", "openapi", "This API's OpenAPI 3 document"),
 )
 
+UNSAFE_ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/unsafe/p2p/block",
+        "unsafe_block_peers",
+        "TEST-ONLY ([rpc] unsafe = true): drop and refuse these peers (network partitions)",
+        body='{"node_ids": ["<hex>", ...]}',
+    ),
+    Route(
+        "POST",
+        "/unsafe/p2p/unblock",
+        "unsafe_unblock_peers",
+        "TEST-ONLY ([rpc] unsafe = true): accept these peers again",
+        body='{"node_ids": ["<hex>", ...]}',
+    ),
+)
+
 
 class RpcServer:
-    def __init__(self, node: Node, listen_addr: str, *, max_body_bytes: int = 8 * 1024 * 1024,
-                 max_ws_clients: int = 100, extra_routes: tuple[Route, ...] = ()) -> None:
+    def __init__(
+        self,
+        node: Node,
+        listen_addr: str,
+        *,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        max_ws_clients: int = 100,
+        extra_routes: tuple[Route, ...] = (),
+        unsafe: bool = False,
+    ) -> None:
         self.node = node
         self.listen_addr = listen_addr
         self.max_body_bytes = max_body_bytes
         self.max_ws_clients = max_ws_clients
-        self.routes = CORE_ROUTES + extra_routes
+        self.routes = CORE_ROUTES + extra_routes + (UNSAFE_ROUTES if unsafe else ())
         self._ws_queues: set[asyncio.Queue[dict[str, Any]]] = set()
         self._runner: web.AppRunner | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -207,7 +249,9 @@ class RpcServer:
         except web.HTTPNotFound:
             return error_response(404, "not_found", f"no route for {request.method} {request.path}")
         except web.HTTPMethodNotAllowed:
-            return error_response(405, "method_not_allowed", f"{request.method} not allowed on {request.path}")
+            return error_response(
+                405, "method_not_allowed", f"{request.method} not allowed on {request.path}"
+            )
         except web.HTTPException:
             raise
         except Exception:
@@ -247,25 +291,31 @@ class RpcServer:
             addr = node.validator_key.address
             vals = chain.state.validator_set()
             power = next((v.power for v in vals if v.address == addr), 0)
-            validator = {"address": format_address(addr), "pubkey": hexstr(node.validator_key.pubkey),
-                         "voting_power": power, "active": power > 0}
-        return web.json_response({
-            "chain_id": node.genesis.chain_id,
-            "genesis_hash": hexstr(node.genesis.hash),
-            "node_id": hexstr(node.node_key.pubkey),
-            "moniker": node.config.node.moniker,
-            "height": chain.height,
-            "latest_block_hash": hexstr(head.hash) if head else "",
-            "latest_block_time_ms": head.header.time_ms if head else node.genesis.genesis_time_ms,
-            "state_root": hexstr(chain.state.state_root()),
-            "peers": len(node.host.peers()) if node.host else 0,
-            "syncing": node.syncing,
-            "consensus": {"height": driver.height, "round": driver.round} if driver else None,
-            "mempool": {"txs": len(node.mempool) if node.mempool else 0},
-            "validator": validator,
-            "p2p": str(node.host.listen_addr) if node.host else "",
-            "uptime_s": round(time.time() - node.started_at, 1),
-        })
+            validator = {
+                "address": format_address(addr),
+                "pubkey": hexstr(node.validator_key.pubkey),
+                "voting_power": power,
+                "active": power > 0,
+            }
+        return web.json_response(
+            {
+                "chain_id": node.genesis.chain_id,
+                "genesis_hash": hexstr(node.genesis.hash),
+                "node_id": hexstr(node.node_key.pubkey),
+                "moniker": node.config.node.moniker,
+                "height": chain.height,
+                "latest_block_hash": hexstr(head.hash) if head else "",
+                "latest_block_time_ms": head.header.time_ms if head else node.genesis.genesis_time_ms,
+                "state_root": hexstr(chain.state.state_root()),
+                "peers": len(node.host.peers()) if node.host else 0,
+                "syncing": node.syncing,
+                "consensus": {"height": driver.height, "round": driver.round} if driver else None,
+                "mempool": {"txs": len(node.mempool) if node.mempool else 0},
+                "validator": validator,
+                "p2p": str(node.host.listen_addr) if node.host else "",
+                "uptime_s": round(time.time() - node.started_at, 1),
+            }
+        )
 
     async def health(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "height": self.chain.height})
@@ -273,12 +323,22 @@ class RpcServer:
     async def peers(self, _request: web.Request) -> web.Response:
         host = self.node.host
         peers = host.peers() if host else []
-        return web.json_response({"peers": [
-            {"node_id": hexstr(p.node_id), "outbound": p.outbound, "persistent": p.persistent,
-             "remote_ip": p.remote_ip, "best_height_at_connect": p.best_height,
-             "listen_addr": p.hello.listen_addr, "agent": p.hello.agent}
-            for p in peers
-        ]})
+        return web.json_response(
+            {
+                "peers": [
+                    {
+                        "node_id": hexstr(p.node_id),
+                        "outbound": p.outbound,
+                        "persistent": p.persistent,
+                        "remote_ip": p.remote_ip,
+                        "best_height_at_connect": p.best_height,
+                        "listen_addr": p.hello.listen_addr,
+                        "agent": p.hello.agent,
+                    }
+                    for p in peers
+                ]
+            }
+        )
 
     async def block_latest(self, _request: web.Request) -> web.Response:
         chain = self.chain
@@ -327,9 +387,9 @@ class RpcServer:
             try:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ApiError(400, "bad_json", "body must be JSON {\"tx\": \"<hex>\"}") from None
+                raise ApiError(400, "bad_json", 'body must be JSON {"tx": "<hex>"}') from None
             if not isinstance(body, dict) or not isinstance(body.get("tx"), str):
-                raise ApiError(400, "bad_request", "body must be JSON {\"tx\": \"<hex>\"}")
+                raise ApiError(400, "bad_request", 'body must be JSON {"tx": "<hex>"}')
             try:
                 raw = bytes.fromhex(body["tx"].removeprefix("0x"))
             except ValueError:
@@ -349,41 +409,95 @@ class RpcServer:
         acct = state.account(address)
         pending = self.node.mempool.pending_nonce(address) if self.node.mempool else None
         if acct is None:
-            return web.json_response({"address": format_address(address), "exists": False, "balance": 0,
-                                      "nonce": 0, "pending_nonce": 0, "stake": 0, "unbonding": [],
-                                      "jailed_until_height": 0, "jailed_until_round": 0, "slashed_total": 0})
-        return web.json_response({
-            "address": format_address(address),
-            "exists": True,
-            "balance": acct.balance,
-            "nonce": acct.nonce,
-            "pending_nonce": pending if pending is not None else acct.nonce,
-            "pubkey": hexstr(acct.pubkey) if acct.pubkey else None,
-            "stake": acct.stake,
-            "unbonding": [{"amount": a, "release_height": h} for a, h in acct.unbonding],
-            "jailed_until_height": acct.jailed_until_height,
-            "jailed_until_round": acct.jailed_until_round,
-            "slashed_total": acct.slashed_total,
-        })
+            return web.json_response(
+                {
+                    "address": format_address(address),
+                    "exists": False,
+                    "balance": 0,
+                    "nonce": 0,
+                    "pending_nonce": 0,
+                    "stake": 0,
+                    "unbonding": [],
+                    "jailed_until_height": 0,
+                    "jailed_until_round": 0,
+                    "slashed_total": 0,
+                }
+            )
+        return web.json_response(
+            {
+                "address": format_address(address),
+                "exists": True,
+                "balance": acct.balance,
+                "nonce": acct.nonce,
+                "pending_nonce": pending if pending is not None else acct.nonce,
+                "pubkey": hexstr(acct.pubkey) if acct.pubkey else None,
+                "stake": acct.stake,
+                "unbonding": [{"amount": a, "release_height": h} for a, h in acct.unbonding],
+                "jailed_until_height": acct.jailed_until_height,
+                "jailed_until_round": acct.jailed_until_round,
+                "slashed_total": acct.slashed_total,
+            }
+        )
 
     async def validators(self, _request: web.Request) -> web.Response:
         state = self.chain.state
         vals = state.validator_set()
         total = sum(v.power for v in vals)
-        return web.json_response({
-            "height": state.height + 1,
-            "total_power": total,
-            "validators": [{"address": format_address(v.address), "pubkey": hexstr(v.pubkey), "power": v.power}
-                           for v in vals],
-        })
+        return web.json_response(
+            {
+                "height": state.height + 1,
+                "total_power": total,
+                "validators": [
+                    {"address": format_address(v.address), "pubkey": hexstr(v.pubkey), "power": v.power}
+                    for v in vals
+                ],
+            }
+        )
 
     async def mempool(self, request: web.Request) -> web.Response:
         pool = self.node.mempool
         txs = pool.txs() if pool else []
-        limit = min(int(request.query.get("limit", "100")) if request.query.get("limit", "100").isdigit() else 100,
-                    1000)
-        return web.json_response({"count": len(txs), "bytes": pool.size_bytes if pool else 0,
-                                  "txs": [tx_json(t) for t in txs[:limit]]})
+        limit = min(
+            int(request.query.get("limit", "100")) if request.query.get("limit", "100").isdigit() else 100,
+            1000,
+        )
+        return web.json_response(
+            {
+                "count": len(txs),
+                "bytes": pool.size_bytes if pool else 0,
+                "txs": [tx_json(t) for t in txs[:limit]],
+            }
+        )
+
+    async def _node_ids(self, request: web.Request) -> list[bytes]:
+        try:
+            body = await request.json()
+            ids = [bytes.fromhex(t) for t in body["node_ids"]]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise ApiError(400, "bad_request", 'body must be {"node_ids": ["<hex>", ...]}') from None
+        if self.node.host is None:
+            raise ApiError(503, "not_ready", "node is starting")
+        return ids
+
+    async def unsafe_block_peers(self, request: web.Request) -> web.Response:
+        host = self.node.host
+        ids = await self._node_ids(request)
+        assert host is not None
+        for nid in ids:
+            host.bans.ban(nid, "unsafe rpc: test partition", duration=10**9)
+            peer = host.peer(nid)
+            if peer is not None:
+                peer.conn.close("test partition")
+        log.warning("UNSAFE rpc: blocked %d peers", len(ids))
+        return web.json_response({"blocked": [n.hex() for n in ids]})
+
+    async def unsafe_unblock_peers(self, request: web.Request) -> web.Response:
+        host = self.node.host
+        ids = await self._node_ids(request)
+        assert host is not None
+        for nid in ids:
+            host.bans.unban(nid)
+        return web.json_response({"unblocked": [n.hex() for n in ids]})
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.routes))
@@ -421,7 +535,9 @@ class RpcServer:
 
         read_task = asyncio.create_task(reader())
         try:
-            await ws.send_json({"type": "hello", "height": self.chain.height, "chain_id": self.node.genesis.chain_id})
+            await ws.send_json(
+                {"type": "hello", "height": self.chain.height, "chain_id": self.node.genesis.chain_id}
+            )
             while not ws.closed:
                 get = asyncio.create_task(queue.get())
                 done, _ = await asyncio.wait({get, read_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -455,7 +571,13 @@ def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:
         }
         if r.params:
             op["parameters"] = [
-                {"name": name, "in": "path", "required": True, "description": desc, "schema": {"type": "string"}}
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "description": desc,
+                    "schema": {"type": "string"},
+                }
                 for name, desc in r.params
             ]
         if r.method == "POST":
@@ -463,32 +585,50 @@ def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:
                 "required": True,
                 "description": r.body or "",
                 "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {"tx": {"type": "string"}},
-                                                    "required": ["tx"]}},
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"tx": {"type": "string"}},
+                            "required": ["tx"],
+                        }
+                    },
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 },
             }
-            op["responses"]["202"] = {"description": "accepted into the mempool",
-                                      "content": {"application/json": {"schema": {"type": "object"}}}}
+            op["responses"]["202"] = {
+                "description": "accepted into the mempool",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
             op["responses"]["413"] = {"$ref": "#/components/responses/Error"}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.0.3",
-        "info": {"title": "pocl-node RPC", "version": API_VERSION,
-                 "description": "JSON RPC of a Proof-of-Collaborative-Learning node. Errors are "
-                                "{\"error\": {\"code\", \"message\"}} with stable codes."},
+        "info": {
+            "title": "pocl-node RPC",
+            "version": API_VERSION,
+            "description": "JSON RPC of a Proof-of-Collaborative-Learning node. Errors are "
+            '{"error": {"code", "message"}} with stable codes.',
+        },
         "paths": paths,
         "components": {
             "schemas": {
                 "Error": {
                     "type": "object",
-                    "properties": {"error": {"type": "object", "properties": {
-                        "code": {"type": "string"}, "message": {"type": "string"}},
-                        "required": ["code", "message"]}},
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                            "required": ["code", "message"],
+                        }
+                    },
                     "required": ["error"],
                 },
             },
-            "responses": {"Error": {"description": "error", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "responses": {
+                "Error": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+            },
         },
     }

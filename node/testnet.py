@@ -68,8 +68,15 @@ class Testnet:
             "genesis_hash": self.genesis.hash.hex(),
             "faucet_key": str(self.faucet_key_path),
             "nodes": [
-                {"index": n.index, "home": str(n.home), "node_id": n.node_id, "address": n.address,
-                 "p2p": n.ports.p2p, "rpc": n.ports.rpc, "metrics": n.ports.metrics}
+                {
+                    "index": n.index,
+                    "home": str(n.home),
+                    "node_id": n.node_id,
+                    "address": n.address,
+                    "p2p": n.ports.p2p,
+                    "rpc": n.ports.rpc,
+                    "metrics": n.ports.metrics,
+                }
                 for n in self.nodes
             ],
         }
@@ -110,10 +117,12 @@ def generate_testnet(
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty")
     total = validators + non_validators
-    flat = free_ports(total * PORTS_PER_NODE) if base_port is None else [
-        base_port + i for i in range(total * PORTS_PER_NODE)
-    ]
-    ports = [NodePorts(*flat[i * PORTS_PER_NODE:(i + 1) * PORTS_PER_NODE]) for i in range(total)]
+    flat = (
+        free_ports(total * PORTS_PER_NODE)
+        if base_port is None
+        else [base_port + i for i in range(total * PORTS_PER_NODE)]
+    )
+    ports = [NodePorts(*flat[i * PORTS_PER_NODE : (i + 1) * PORTS_PER_NODE]) for i in range(total)]
     val_keys = [PrivateKey.generate() for _ in range(validators)]
     node_keys = [PrivateKey.generate() for _ in range(total)]
     faucet = PrivateKey.generate()
@@ -137,9 +146,19 @@ def generate_testnet(
         cfg = cfg.replace("metrics", listen_addr=f"127.0.0.1:{ports[i].metrics}")
         vkey = val_keys[i] if i < validators else PrivateKey.generate()
         home = NodeHome.at(out / f"node{i}")
-        init_home(home, genesis=genesis, passphrase=passphrase, insecure_keys=passphrase is None,
-                  config=cfg, validator_key=vkey, node_key=node_keys[i], kdf=kdf)
-        nodes.append(TestnetNode(i, home.root, node_keys[i].pubkey.hex(), format_address(vkey.address), ports[i]))
+        init_home(
+            home,
+            genesis=genesis,
+            passphrase=passphrase,
+            insecure_keys=passphrase is None,
+            config=cfg,
+            validator_key=vkey,
+            node_key=node_keys[i],
+            kdf=kdf,
+        )
+        nodes.append(
+            TestnetNode(i, home.root, node_keys[i].pubkey.hex(), format_address(vkey.address), ports[i])
+        )
     faucet_path = out / FAUCET_KEY_FILE
     save_key(faucet_path, faucet, passphrase, insecure_unencrypted=passphrase is None, kdf=kdf)
     net = Testnet(out, chain_id, genesis, nodes, faucet_path)

@@ -100,6 +100,15 @@ def format_peer_addr(node_id: bytes, host: str, port: int) -> str:
     return f"{node_id.hex()}@{format_hostport(host, port)}"
 
 
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_unspecified_host(host: str) -> bool:
     """0.0.0.0 / :: are bind-any addresses, not something a peer can dial."""
     try:
@@ -277,9 +286,7 @@ class AddressBook:
         """Drop the worst entry (most failures, then never-connected, then oldest) to make room."""
         if not self._entries:
             return False
-        worst = max(
-            self._entries.values(), key=lambda e: (e.failures, e.last_success == 0.0, -e.added_at)
-        )
+        worst = max(self._entries.values(), key=lambda e: (e.failures, e.last_success == 0.0, -e.added_at))
         del self._entries[worst.addr.node_id]
         return True
 

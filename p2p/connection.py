@@ -48,7 +48,7 @@ from .errors import (
     RemoteError,
     TooManyRequests,
 )
-from .frames import DEFAULT_MAX_FRAME_BYTES, NONCE_LIMIT, FrameProtocol
+from .frames import DEFAULT_FRAME_CHUNK_BYTES, DEFAULT_MAX_FRAME_BYTES, NONCE_LIMIT, FrameProtocol, SendBuffer
 from .handshake import SecretChannel, secret_handshake
 from .messages import (
     TYPE_DISCONNECT,
@@ -80,7 +80,8 @@ class ConnectionConfig:
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
     ping_interval_s: float = 15.0
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES  # ciphertext bytes of one frame, incl. tag
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES  # largest frame accepted (ciphertext incl. tag)
+    frame_chunk_bytes: int = DEFAULT_FRAME_CHUNK_BYTES  # large messages are sent in frames this big
     max_message_bytes: int = 64 * 1024 * 1024  # further capped by the registry's largest limit
     request_timeout_s: float = 30.0
     max_pending_requests: int = 256  # our outstanding requests on this connection
@@ -105,14 +106,17 @@ def check_hello(local: Hello, remote: Hello, remote_node_id: bytes) -> str | Non
     return None
 
 
-def _call_back(fn: Callable[..., Any] | None, *args: Any) -> None:
-    """Run a user callback without letting it break the transport; await it in a task if async."""
+def _call_back(fn: Callable[..., Any] | None, tasks: set[asyncio.Future[Any]], *args: Any) -> None:
+    """Run a user callback without letting it break the transport; if it is async, run it as a task
+    held in `tasks` (the event loop keeps only weak references to tasks)."""
     if fn is None:
         return
     try:
         result = fn(*args)
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
             task.add_done_callback(_log_task_error)
     except Exception:
         log.exception("p2p callback %r failed", fn)
@@ -169,11 +173,11 @@ class PeerConnection:
         self._inbound: collections.deque[Envelope] = collections.deque()
         self._inbound_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
-        self._out: list[bytearray] = []
-        self._out_bytes = 0
+        self._out = SendBuffer()
         self._flush_handle: asyncio.Handle | None = None
         self._request_slots = asyncio.Semaphore(config.max_concurrent_requests)
         self._request_tasks: set[asyncio.Task[None]] = set()
+        self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._ping_nonce: int | None = None
         self._ping_sent_at = 0.0
         self._closed_event = asyncio.Event()
@@ -192,8 +196,12 @@ class PeerConnection:
         self._proto.set_callbacks(self._on_payload, self._on_broken)
         if self.closed:
             return
-        self._tasks.append(asyncio.create_task(self._dispatch_loop(), name=f"p2p-dispatch-{self.node_id.hex()[:8]}"))
-        self._tasks.append(asyncio.create_task(self._keepalive_loop(), name=f"p2p-keepalive-{self.node_id.hex()[:8]}"))
+        self._tasks.append(
+            asyncio.create_task(self._dispatch_loop(), name=f"p2p-dispatch-{self.node_id.hex()[:8]}")
+        )
+        self._tasks.append(
+            asyncio.create_task(self._keepalive_loop(), name=f"p2p-keepalive-{self.node_id.hex()[:8]}")
+        )
 
     def close(self, reason: str, *, notify: bool = True) -> None:
         """Close (idempotent): tell the peer why (best effort), fail pending requests, call on_close once."""
@@ -221,7 +229,7 @@ class PeerConnection:
             transport.close()
             self._loop.call_later(self.config.close_grace_s, transport.abort)
         else:
-            self._out.clear()
+            self._out.used = 0
         self._tasks.append(asyncio.ensure_future(self._finish_close()))
 
     async def _finish_close(self) -> None:
@@ -230,22 +238,32 @@ class PeerConnection:
         except (TimeoutError, asyncio.CancelledError):
             pass
         self._closed_event.set()
-        _call_back(self._on_close, self, self.close_reason or REASON_CONNECTION_LOST)
+        _call_back(self._on_close, self._callback_tasks, self, self.close_reason or REASON_CONNECTION_LOST)
 
     async def wait_closed(self) -> None:
         await self._closed_event.wait()
 
     # ------------------------------------------------------------------ sending
     def _queue_payload(self, payload: bytes) -> None:
+        """Encrypt now (so nonces follow call order); write at once if large, else at the end of this
+        loop iteration so that a burst of small messages leaves in one syscall."""
+        sealer = self._sealer
         try:
-            frames = self._sealer.seal_message(payload)
+            n = len(payload)
+            if n <= sealer.chunk:
+                sealer.seal_part_into(self._out, payload, False)
+            else:
+                # Seal and write frame by frame: each frame is still in cache when the kernel copies it.
+                self._flush()
+                view = memoryview(payload)
+                for off in range(0, n, sealer.chunk):
+                    sealer.seal_part_into(self._out, view[off : off + sealer.chunk], off + sealer.chunk < n)
+                    self._flush()
         except ConnectionClosed:
             self.close(REASON_NONCE_EXHAUSTED, notify=False)
             raise
-        self._out.extend(frames)
-        self._out_bytes += len(payload)
         self.messages_sent += 1
-        if self._out_bytes >= FLUSH_NOW_BYTES:
+        if self._out.used >= FLUSH_NOW_BYTES:
             self._flush()
         elif self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -254,11 +272,10 @@ class PeerConnection:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._out:
+        if not self._out.used:
             return
-        frames, self._out, self._out_bytes = self._out, [], 0
         try:
-            self._proto.writelines(frames)
+            self._proto.write(self._out.take())
         except ConnectionClosed:
             self.close(REASON_CONNECTION_LOST, notify=False)
 
@@ -281,7 +298,9 @@ class PeerConnection:
         self._queue_payload(self.registry.encode_body(body))
         await self._drain()
 
-    async def request(self, body: Struct, timeout: float | None = None, *, expect: type[Struct] | None = None) -> Struct:
+    async def request(
+        self, body: Struct, timeout: float | None = None, *, expect: type[Struct] | None = None
+    ) -> Struct:
         """Send a request and wait for its response.
 
         Raises TimeoutError, RemoteError (peer answered ErrorResponse), ConnectionClosed, TooManyRequests,
@@ -359,7 +378,9 @@ class PeerConnection:
             self.close(env.body.reason, notify=False)
             return
         if type_id in (TYPE_HELLO, TYPE_ERROR):
-            self._misbehaved(REASON_EXPECTED_HELLO if type_id == TYPE_HELLO else REASON_UNEXPECTED_RESPONSE, 20)
+            self._misbehaved(
+                REASON_EXPECTED_HELLO if type_id == TYPE_HELLO else REASON_UNEXPECTED_RESPONSE, 20
+            )
             return
         self._inbound.append(env)
         if len(self._inbound) >= self.config.max_inbound_queue and not self._reading_paused:
@@ -376,7 +397,7 @@ class PeerConnection:
 
     def _misbehaved(self, reason: str, penalty: int) -> None:
         log.info("%r misbehaved: %s (penalty %d)", self, reason, penalty)
-        _call_back(self._on_misbehaviour, self, reason, penalty)
+        _call_back(self._on_misbehaviour, self._callback_tasks, self, reason, penalty)
         if penalty >= self.config.close_penalty:
             self.close(reason)
 
@@ -403,7 +424,10 @@ class PeerConnection:
 
     async def _run_handler(self, env: Envelope) -> tuple[Struct | None, ErrorResponse | None]:
         try:
-            return await self._handler(self, env.body), None
+            result = self._handler(self, env.body)
+            if inspect.isawaitable(result):
+                result = await result
+            return result, None
         except ProtocolViolation as violation:
             self._misbehaved(violation.reason, violation.penalty)
             return None, ErrorResponse("bad_request", violation.reason)
@@ -427,7 +451,9 @@ class PeerConnection:
                 payload = self.registry.encode_body(response, env.request_id, True)
             except (ValueError, KeyError):
                 log.exception("%r: cannot encode response %s", self, type(response).__name__)
-                payload = self.registry.encode_body(ErrorResponse("internal_error", "bad response"), env.request_id, True)
+                payload = self.registry.encode_body(
+                    ErrorResponse("internal_error", "bad response"), env.request_id, True
+                )
             self._queue_payload(payload)
             await self._drain()
         except P2PError:
@@ -475,7 +501,11 @@ async def _establish(
     if local_hello.node_id != node_key.pubkey:
         raise ValueError("local_hello.node_id must be node_key.pubkey")
     channel = await secret_handshake(
-        proto, node_key, max_frame_bytes=config.max_frame_bytes, nonce_limit=config.nonce_limit
+        proto,
+        node_key,
+        max_frame_bytes=config.max_frame_bytes,
+        nonce_limit=config.nonce_limit,
+        chunk_bytes=config.frame_chunk_bytes,
     )
 
     def refuse(reason: str, detail: str = "") -> HandshakeError:
@@ -529,7 +559,9 @@ async def _establish(
 
 def _frame_protocol(config: ConnectionConfig, registry: MessageRegistry) -> FrameProtocol:
     max_message = min(config.max_message_bytes, max(registry.max_message_bytes, 1))
-    return FrameProtocol(config.max_frame_bytes, max_message)
+    proto = FrameProtocol(config.max_frame_bytes, max_message)
+    proto.message_limit = registry.limit_for
+    return proto
 
 
 async def _establish_or_close(proto: FrameProtocol, **kwargs: Any) -> PeerConnection:
@@ -569,7 +601,9 @@ async def dial(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(config.handshake_timeout_s):
-            _transport, proto = await loop.create_connection(lambda: _frame_protocol(config, registry), host, port)
+            _transport, proto = await loop.create_connection(
+                lambda: _frame_protocol(config, registry), host, port
+            )
     except TimeoutError:
         raise HandshakeError(REASON_HANDSHAKE_TIMEOUT, "connect") from None
     except OSError as exc:
@@ -618,7 +652,7 @@ async def accept(
     transport.resume_reading()
     if transport.is_closing():
         proto.connection_lost(None)
-    elif leftover:
+    else:
         view = memoryview(leftover)
         while view:
             buf = proto.get_buffer(len(view))
@@ -626,8 +660,8 @@ async def accept(
             buf[:n] = view[:n]
             proto.buffer_updated(n)
             view = view[n:]
-    elif reader.at_eof():
-        proto.eof_received()
+        if reader.at_eof():
+            proto.eof_received()
     return await _establish_or_close(
         proto,
         node_key=node_key,
@@ -657,18 +691,20 @@ async def serve(
     itself to apply its own inbound limits and bans before the handshake.
     """
 
+    callback_tasks: set[asyncio.Future[Any]] = set()
+
     async def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         try:
             conn = await accept(reader, writer, **kwargs)
         except HandshakeError as exc:
-            _call_back(on_handshake_error, (str(peer[0]), int(peer[1])), exc)
+            _call_back(on_handshake_error, callback_tasks, (str(peer[0]), int(peer[1])), exc)
             return
         except Exception:
             log.exception("accept from %s failed", peer)
             writer.transport.abort()
             return
-        _call_back(on_connection, conn)
+        _call_back(on_connection, callback_tasks, conn)
 
     return await asyncio.start_server(on_stream, host, port)
 

@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 TAG_GOSSIP = b"pocl/p2p-gossip"
 
 DEFAULT_SEEN_SIZE = 100_000
-DEFAULT_RATE_MSGS = 500.0  # messages per second per peer, sustained
-DEFAULT_BURST_MSGS = 2_000.0
-DEFAULT_RATE_BYTES = 8 * 1024 * 1024.0  # bytes per second per peer, sustained
-DEFAULT_BURST_BYTES = 32 * 1024 * 1024.0
-INVALID_PENALTY = 20.0  # five invalid messages in quick succession ban a peer
-FLOOD_PENALTY = 2.0
+DEFAULT_RATE_MSGS = 2_000.0  # messages per second per peer, sustained
+DEFAULT_BURST_MSGS = 10_000.0
+DEFAULT_RATE_BYTES = 16 * 1024 * 1024.0  # bytes per second per peer, sustained
+DEFAULT_BURST_BYTES = 64 * 1024 * 1024.0
+INVALID_PENALTY = 20.0  # ten invalid messages in quick succession ban a peer (host threshold 200)
+# Per message over the limit: a busy honest relay loses a few messages; only sustained abuse
+# (thousands over the limit within a score half-life) adds up to a ban.
+FLOOD_PENALTY = 0.1
 
 Validator = Callable[[Any, bytes], bool | Awaitable[bool]]
 Deliver = Callable[[Any, bytes], Awaitable[None] | None]

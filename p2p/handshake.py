@@ -133,7 +133,12 @@ class SecretChannel:
 
 
 async def secret_handshake(
-    proto: FrameProtocol, node_key: PrivateKey, *, max_frame_bytes: int, nonce_limit: int = NONCE_LIMIT
+    proto: FrameProtocol,
+    node_key: PrivateKey,
+    *,
+    max_frame_bytes: int,
+    nonce_limit: int = NONCE_LIMIT,
+    chunk_bytes: int | None = None,
 ) -> SecretChannel:
     """Run steps 1–4 on a fresh stream; raise HandshakeError on any failure (the caller closes)."""
     eph = X25519PrivateKey.generate()
@@ -150,7 +155,7 @@ async def secret_handshake(
     remote_eph = preamble[len(MAGIC) + 1 :]
     keys = derive_session_keys(local_eph, remote_eph, x25519_shared(eph, remote_eph))
 
-    sealer = FrameSealer(keys.send_key, max_frame_bytes, nonce_limit)
+    sealer = FrameSealer(keys.send_key, max_frame_bytes, nonce_limit, chunk_bytes)
     opener = FrameOpener(keys.recv_key, nonce_limit)
     inbox = Inbox()
     proto.start_frames(opener, inbox.on_message, inbox.on_broken)

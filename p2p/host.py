@@ -27,6 +27,7 @@ from .addrbook import (
     AddressBook,
     AddressError,
     PeerAddr,
+    is_loopback_host,
     is_unspecified_host,
     parse_hostport,
     parse_peer_addr,
@@ -79,10 +80,10 @@ class HostConfig:
     max_inbound: int = 40
     max_outbound: int = 10
     persistent_peers: tuple[str, ...] = ()  # "node_id_hex@host:port", always kept connected
-    seeds: tuple[str, ...] = ()  # dialled at start by peer exchange to learn addresses
     dial_timeout: float = 10.0
     reconnect_base: float = 1.0  # persistent-peer redial backoff: base * 2**attempt, capped
     reconnect_max: float = 60.0
+    stable_after: float = 30.0  # a connection that lived this long resets the persistent backoff
     handshake_failure_penalty: float = 25.0  # per failed inbound handshake, scored on the IP
     benign_handshake_penalty: float = 5.0
     ban_threshold: float = 200.0  # two broken streams, four malformed messages, ten invalid gossip messages
@@ -108,10 +109,6 @@ class PeerInfo:
     queue: asyncio.Queue[Struct] = dataclasses.field(repr=False, default_factory=asyncio.Queue)
     sender: asyncio.Task[None] | None = dataclasses.field(repr=False, default=None)
     dropped: int = 0  # one-way messages dropped because the peer could not keep up
-
-    @property
-    def best_height(self) -> int:
-        return self.hello.best_height
 
 
 class Host:
@@ -139,7 +136,9 @@ class Host:
         if self.addrbook.self_id is None:
             self.addrbook.self_id = self.node_id
         self.bans = bans or BanList(
-            threshold=self.config.ban_threshold, half_life=self.config.ban_half_life, ban_base=self.config.ban_base
+            threshold=self.config.ban_threshold,
+            half_life=self.config.ban_half_life,
+            ban_base=self.config.ban_base,
         )
         self._rng = rng or random.Random()
         self.registry: MessageRegistry = default_registry()
@@ -232,10 +231,8 @@ class Host:
         peers = list(self._peers.values())
         for peer in peers:
             self._close(peer, REASON_SHUTDOWN)
-        for peer in peers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(peer.conn.wait_closed(), 5)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        closing = [asyncio.wait_for(peer.conn.wait_closed(), 5) for peer in peers]
+        await asyncio.gather(*closing, *tasks, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
@@ -308,14 +305,22 @@ class Host:
 
     def punish(self, node_id: bytes, penalty: float, reason: str) -> bool:
         """Score a peer's offence; disconnect it if that bans it. Returns True if banned."""
+        already = self.bans.is_banned(node_id)
         banned = self.bans.punish(node_id, penalty, reason)
-        if banned:
+        if banned and not already:
             log.warning("banning peer %s: %s", node_id.hex()[:12], reason)
+        elif not banned:
+            log.log(
+                logging.INFO if penalty >= 1 else logging.DEBUG,
+                "peer %s misbehaved (%s, +%s)",
+                node_id.hex()[:12],
+                reason,
+                penalty,
+            )
+        if banned:
             peer = self.peer(node_id)
             if peer is not None:
                 self._close(peer, REASON_BANNED)
-        else:
-            log.info("peer %s misbehaved (%s, +%s)", node_id.hex()[:12], reason, penalty)
         return banned
 
     def _on_misbehaviour(self, conn: transport.PeerConnection, reason: str, penalty: float) -> None:
@@ -456,11 +461,21 @@ class Host:
 
     async def _keep_connected(self, addr: PeerAddr) -> None:
         attempt = 0
+        loop = asyncio.get_running_loop()
         while self._running:
             peer = self.peer(addr.node_id)
             if peer is not None:
-                attempt = 0
+                since = loop.time()
                 await peer.conn.wait_closed()
+                if self.peer(addr.node_id) is not None:
+                    continue  # replaced by a duplicate-resolution swap: still connected
+                # A peer that keeps dropping us right after the handshake must not be redialled in a
+                # tight loop: only a connection that lasted resets the backoff.
+                if loop.time() - since >= self.config.stable_after:
+                    attempt = 0
+                else:
+                    await asyncio.sleep(self.reconnect_delay(attempt))
+                    attempt += 1
                 continue
             if self.bans.is_banned(addr.node_id):
                 await asyncio.sleep(max(self.bans.ban_remaining(addr.node_id), self.config.reconnect_base))
@@ -534,12 +549,13 @@ class Host:
 
     @staticmethod
     def _advertised_addr(node_id: bytes, hello: Hello, remote_ip: str) -> PeerAddr | None:
-        """Where an inbound peer says it listens; an unspecified host means 'the IP I came from'."""
+        """Where an inbound peer says it listens. A bind-any host, or a loopback host advertised from
+        another machine, means 'the IP I came from' (the peer does not know its own address)."""
         try:
             host, port = parse_hostport(hello.listen_addr)
         except AddressError:
             return None
-        if is_unspecified_host(host):
+        if is_unspecified_host(host) or (is_loopback_host(host) and not is_loopback_host(remote_ip)):
             host = remote_ip
         return PeerAddr(node_id, host, port)
 
@@ -570,4 +586,3 @@ class Host:
                     self.spawn(result, name="p2p-peer-callback")
             except Exception:
                 log.exception("peer callback failed")
-

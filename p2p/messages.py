@@ -53,7 +53,11 @@ class Hello(Struct):
     listen_addr: str
     agent: str
 
-    BYTES_LEN: ClassVar[dict[str, int]] = {"genesis_hash": HASH_LEN, "node_id": NODE_ID_LEN, "best_hash": HASH_LEN}
+    BYTES_LEN: ClassVar[dict[str, int]] = {
+        "genesis_hash": HASH_LEN,
+        "node_id": NODE_ID_LEN,
+        "best_hash": HASH_LEN,
+    }
     MAX_LEN: ClassVar[dict[str, int]] = {"chain_id": 64, "listen_addr": 300, "agent": 128}
 
 
@@ -157,6 +161,15 @@ class MessageRegistry:
     def max_message_bytes(self) -> int:
         return max((s.max_bytes for s in self._by_id.values()), default=0)
 
+    def limit_for(self, head: bytes) -> int:
+        """Size limit of the message whose encoding starts with `head` (the largest if unknown, so
+        that the decoder, not the frame layer, reports unknown or malformed messages)."""
+        try:
+            spec = self._by_id.get(peek_type_id(head))
+        except ProtocolViolation:
+            spec = None
+        return spec.max_bytes if spec is not None else self.max_message_bytes
+
     def envelope(self, body: Struct, request_id: int = 0, is_response: bool = False) -> Envelope:
         return Envelope(self.spec_for(type(body)).type_id, request_id, is_response, body)
 
@@ -181,7 +194,9 @@ class MessageRegistry:
             raise ProtocolViolation(REASON_UNKNOWN_TYPE, PENALTY_UNKNOWN_TYPE, f"type id {type_id}")
         if len(raw) > spec.max_bytes:
             raise ProtocolViolation(
-                REASON_MESSAGE_TOO_LARGE, PENALTY_MALFORMED, f"{spec.name}: {len(raw)} > {spec.max_bytes} bytes"
+                REASON_MESSAGE_TOO_LARGE,
+                PENALTY_MALFORMED,
+                f"{spec.name}: {len(raw)} > {spec.max_bytes} bytes",
             )
         try:
             value = codec.decode(raw, max_size=spec.max_bytes)

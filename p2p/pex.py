@@ -54,13 +54,16 @@ class PexConfig:
 class PeerExchange:
     """Registers the pex messages on `host` and runs the maintenance loop once started."""
 
-    def __init__(self, host: Host, config: PexConfig | None = None, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, host: Host, config: PexConfig | None = None, *, rng: random.Random | None = None
+    ) -> None:
         self.host = host
         self.config = config or PexConfig()
         self._rng = rng or random.Random()
-        self._seeds: list[PeerAddr] = [parse_peer_addr(s) for s in (*self.config.seeds, *host.config.seeds)]
+        self._seeds: list[PeerAddr] = [parse_peer_addr(s) for s in self.config.seeds]
         self._wake = asyncio.Event()
         self._asked: set[bytes] = set()
+        self._seeded = False  # seeds are dialled once at start, then again only when isolated
         host.register(TYPE_GET_ADDRS, "get_addrs", GetAddrs, 64, self._on_get_addrs)
         host.register(TYPE_ADDRS, "addrs", Addrs, MAX_ADDRS * (MAX_ADDR_TEXT + 3) + 64)
         host.on_connect(self._on_connect)
@@ -96,7 +99,9 @@ class PeerExchange:
         """Ask one peer for addresses; returns how many new ones the book learned."""
         self._asked.add(node_id)
         try:
-            reply = await self.host.request(node_id, GetAddrs(self.config.max_addrs), self.config.request_timeout)
+            reply = await self.host.request(
+                node_id, GetAddrs(self.config.max_addrs), self.config.request_timeout
+            )
         except (TimeoutError, P2PError) as exc:
             log.debug("get_addrs from %s failed: %s", node_id.hex()[:12], exc)
             return 0
@@ -131,18 +136,21 @@ class PeerExchange:
                 await asyncio.wait_for(self._wake.wait(), self.config.interval)
 
     async def maintain(self) -> None:
-        """One round: re-dial seeds if isolated, ask a peer for addresses if short, fill free slots."""
+        """One round: dial seeds (at start, or when isolated), ask a peer for addresses if the book is
+        short of dial candidates, and fill free outbound slots from the book."""
         host = self.host
         connected = {p.node_id for p in host.peers()}
-        if not connected and self._seeds:
-            await asyncio.gather(*(host.connect(s) for s in self._seeds if s.node_id != host.node_id))
-            return  # each new connection asks for addresses and wakes the next round
-        slots = host.outbound_slots
-        if slots <= 0:
-            return
-        candidates = host.addrbook.dial_candidates(slots, exclude=connected | {host.node_id})
-        if len(candidates) < slots and connected:
-            unasked = [nid for nid in connected if nid not in self._asked] or list(connected)
-            self.host.spawn(self._ask(self._rng.choice(unasked)), name="p2p-pex-ask")
-        if candidates:
-            await asyncio.gather(*(host.connect(a) for a in candidates))
+        dials = []
+        if self._seeds and (not self._seeded or not connected):
+            self._seeded = True
+            dials += [host.connect(s) for s in self._seeds if s.node_id not in connected]
+        slots = host.outbound_slots - len(dials)
+        if slots > 0:
+            exclude = connected | {host.node_id} | {s.node_id for s in self._seeds}
+            candidates = host.addrbook.dial_candidates(slots, exclude=exclude)
+            if len(candidates) < slots and connected:
+                unasked = [nid for nid in connected if nid not in self._asked] or list(connected)
+                host.spawn(self._ask(self._rng.choice(unasked)), name="p2p-pex-ask")
+            dials += [host.connect(a) for a in candidates]
+        if dials:
+            await asyncio.gather(*dials)

@@ -118,11 +118,11 @@ class SyncService:
 
     async def _on_get_blocks(self, _conn: object, body: GetBlocks) -> Blocks:
         items: list[BlockWithCommit] = []
+        if body.start < 1:
+            return Blocks(body.start, items)
         size = ENVELOPE_OVERHEAD
         count = min(max(body.count, 0), self.max_blocks)
-        for height in range(max(body.start, 1), max(body.start, 1) + count):
-            if body.start < 1:
-                break
+        for height in range(body.start, body.start + count):
             found = await _maybe_await(self._get(height))
             if found is None:
                 break
@@ -135,7 +135,9 @@ class SyncService:
             size += item_size
         return Blocks(body.start, items)
 
-    def syncer(self, *, start_height: int, apply: Apply, verify: Verify | None = None, **kwargs: Any) -> BlockSyncer:
+    def syncer(
+        self, *, start_height: int, apply: Apply, verify: Verify | None = None, **kwargs: Any
+    ) -> BlockSyncer:
         return BlockSyncer(self.host, start_height=start_height, apply=apply, verify=verify, **kwargs)
 
 
@@ -226,8 +228,7 @@ class BlockSyncer:
             await self._apply_ready()
             usable = self._usable_peers()
             target = max((p.height for p in usable), default=0)
-            busy = bool(self._tasks)
-            if self._next > target and not self._buffer:
+            if usable and self._next > target and not self._buffer:
                 if caught_up_at is None:
                     caught_up_at = self._now()  # re-ask everyone before declaring victory
                     continue
@@ -237,17 +238,16 @@ class BlockSyncer:
             else:
                 caught_up_at = None
             self._schedule(target)
-            if not usable and not busy:
+            if not self._tasks:
+                # Nothing in flight and nobody to ask (no peers, or only banned / cooling-down ones):
+                # wait a while for peers to appear, then give up and let the node decide.
                 idle_since = idle_since if idle_since is not None else self._now()
                 if self._now() - idle_since >= self.config.peer_wait:
                     log.info("block sync: no usable peer, stopping at height %d", self._next - 1)
                     return self._result()
-                await asyncio.sleep(min(0.05 * self.config.peer_wait, 0.25))
+                await asyncio.sleep(min(0.1 * self.config.peer_wait, 0.25))
                 continue
             idle_since = None
-            if not self._tasks:
-                await asyncio.sleep(0.01)
-                continue
             done, _ = await asyncio.wait(
                 list(self._tasks), timeout=self.config.status_interval, return_when=asyncio.FIRST_COMPLETED
             )
@@ -282,9 +282,7 @@ class BlockSyncer:
             stale = now - peer.status_at >= self.config.status_interval
             if stale or (force_since is not None and peer.status_at < force_since):
                 peer.status_pending = True
-                task = asyncio.ensure_future(
-                    self.host.request(nid, GetStatus(), self.config.request_timeout)
-                )
+                task = asyncio.ensure_future(self.host.request(nid, GetStatus(), self.config.request_timeout))
                 self._tasks[task] = ("status", nid, 0, 0)
 
     def _cool_down(self, nid: bytes, why: str) -> None:
@@ -344,7 +342,9 @@ class BlockSyncer:
     def _schedule(self, target: int) -> None:
         while True:
             candidates = [
-                p for p in self._usable_peers() if p.inflight < self.config.max_inflight_per_peer and p.height >= self._next
+                p
+                for p in self._usable_peers()
+                if p.inflight < self.config.max_inflight_per_peer and p.height >= self._next
             ]
             if not candidates:
                 return

@@ -120,7 +120,9 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
     spec = get_model(ds.model_name)
     x_all, y_all = ds.x_train, ds.y_train
     if cfg.train_limit is not None and cfg.train_limit < len(y_all):
-        keep = np.sort(np.random.default_rng(sub_seed(cfg.seed, "limit")).permutation(len(y_all))[: cfg.train_limit])
+        keep = np.sort(
+            np.random.default_rng(sub_seed(cfg.seed, "limit")).permutation(len(y_all))[: cfg.train_limit]
+        )
         x_all, y_all = x_all[keep], y_all[keep]
     parts = partition(y_all, cfg.miners, parse_scheme(cfg.partition), sub_seed(cfg.seed, "partition"))
     miners: list[Miner] = []
@@ -173,8 +175,12 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
                     optimizer=cfg.optimizer,
                 ).weights
             visible = [w for j, w in previous_reveals if j != m.index]
-            models[m.index] = b.make_model(spec, g, trained, seed=sub_seed(cfg.seed, "model", r, m.index), visible_models=visible)
-            shards[m.index] = draw_test_shard(m.pool_idx, cfg.shard_size, r - 1, sub_seed(cfg.seed, "shard", m.index))
+            models[m.index] = b.make_model(
+                spec, g, trained, seed=sub_seed(cfg.seed, "model", r, m.index), visible_models=visible
+            )
+            shards[m.index] = draw_test_shard(
+                m.pool_idx, cfg.shard_size, r - 1, sub_seed(cfg.seed, "shard", m.index)
+            )
         t_train = time.monotonic() - t_round
         withheld = [m.index for m in miners if m.behaviour.withholds]
         revealed = [m for m in miners if not m.behaviour.withholds]
@@ -220,7 +226,9 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
             for i in order:
                 if len(winners) >= cfg.k:
                     break
-                if not _predictions_verify(spec, models[i], preds[i], shards, x_all, predict, NEAR_TIE_MARGIN):
+                if not _predictions_verify(
+                    spec, models[i], preds[i], shards, x_all, predict, NEAR_TIE_MARGIN
+                ):
                     prediction_fraud.append(i)
                     continue
                 winners.append(i)
@@ -315,7 +323,9 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     cfg = report["config"]
     rounds = list(range(1, len(report["accuracy"]) + 1))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax1.plot([0, *rounds], [report["initial_accuracy"], *report["accuracy"]], marker="o", label="PoCL federated")
+    ax1.plot(
+        [0, *rounds], [report["initial_accuracy"], *report["accuracy"]], marker="o", label="PoCL federated"
+    )
     if "centralised_accuracy_per_round" in report:
         epochs = [r * cfg["epochs"] for r in rounds]
         ax1.plot(
@@ -343,21 +353,33 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="digits", help="digits | mnist | cifar10 | npz:PATH (default digits)")
-    p.add_argument("--data-dir", default=None, help="directory with the dataset files (default ~/.keras/datasets)")
+    p.add_argument(
+        "--data-dir", default=None, help="directory with the dataset files (default ~/.keras/datasets)"
+    )
     p.add_argument("--model", default=None, help="registry model (default: the dataset's)")
     p.add_argument("--miners", type=int, default=DEFAULT_MINERS)
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-    p.add_argument("--partition", default="iid", help="iid | dirichlet:ALPHA | shards:K | decreasing | grouped")
+    p.add_argument(
+        "--partition", default="iid", help="iid | dirichlet:ALPHA | shards:K | decreasing | grouped"
+    )
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="local epochs per round")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     p.add_argument("--lr", type=float, default=DEFAULT_LR)
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--winners", type=int, default=None, help="K winners per round (default ceil(miners/2))")
-    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD, help="test shard size per miner per round")
-    p.add_argument("--holdout", type=float, default=DEFAULT_HOLDOUT_FRACTION, help="fraction held out for test shards")
-    p.add_argument("--aggregation", default="fedavg", help="fedavg | clip:F | multi-krum:F[:M] | median | trimmed-mean:B")
+    p.add_argument(
+        "--shard-size", type=int, default=DEFAULT_SHARD, help="test shard size per miner per round"
+    )
+    p.add_argument(
+        "--holdout", type=float, default=DEFAULT_HOLDOUT_FRACTION, help="fraction held out for test shards"
+    )
+    p.add_argument(
+        "--aggregation", default="fedavg", help="fedavg | clip:F | multi-krum:F[:M] | median | trimmed-mean:B"
+    )
     p.add_argument(
         "--adversary", action="append", default=None,
         help="KIND:COUNT (repeatable or comma-separated): knn, random, zero, label-flip, lazy, copycat, "

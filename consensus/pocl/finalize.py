@@ -47,7 +47,7 @@ from consensus.pocl.txs import (
     model_commitment,
     weights_digest,
 )
-from consensus.pocl.verify import ShardClaim, choose_shards, verify_claims
+from consensus.pocl.verify import ShardClaim, Verdict, choose_shards, verify_claims
 from ledger import codec
 from ledger.hashing import tagged_hash
 from ledger.params import BPS
@@ -199,22 +199,8 @@ def finalize_round(
             if len(winners) >= params.winners:
                 break
             entry = data.predictions[cand]
-            weights = decode_weights(spec, entry.weights)
             picked = choose_shards(seed, cand, scorers[cand], params.verify_shards)
-            claims = [
-                ShardClaim(
-                    o,
-                    check_array(
-                        data.commits[o].test_x,
-                        TEST_X_DTYPE,
-                        (params.test_shard_size, *params.input_shape),
-                        "test_x",
-                    ),
-                    claimed[(cand, o)],
-                )
-                for o in picked
-            ]
-            verdict = verify_claims(spec, weights, claims, params)
+            verdict = _verify_candidate(data, cand, picked, claimed, spec, params)
             if verdict.ok:
                 winners.append(cand)
             else:
@@ -258,6 +244,26 @@ def finalize_round(
         model_hash=model_hash,
     )
     return FinalizeResult(outcome, new_weights, changed)
+
+
+def _verify_candidate(
+    data: RoundData,
+    cand: bytes,
+    owners: list[bytes],
+    claimed: dict[tuple[bytes, bytes], np.ndarray],
+    spec: object,
+    params: PoclParams,
+) -> Verdict:
+    """Canonical inference of the candidate's revealed weights on the picked shards vs its claims."""
+    from ml.weights import decode_weights
+
+    shape = (params.test_shard_size, *params.input_shape)
+    claims = [
+        ShardClaim(o, check_array(data.commits[o].test_x, TEST_X_DTYPE, shape, "test_x"), claimed[(cand, o)])
+        for o in owners
+    ]
+    weights = decode_weights(spec, data.predictions[cand].weights)  # type: ignore[arg-type]
+    return verify_claims(spec, weights, claims, params)
 
 
 def slash_bps_for(kind: str, params: PoclParams) -> int:

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any
 
-from ledger.params import BPS
+from ledger.params import BPS, ChainParams
 
 MICRO = 1_000_000  # near_tie_margin units per 1.0
 
@@ -42,9 +42,9 @@ class PoclParams:
     # schedule (heights)
     first_round_height: int = 1  # s_1
     round_gap_blocks: int = 0  # blocks between a round's finalising block and the next s_r
-    train_blocks: int = 15  # maximum COMMIT length
-    predict_blocks: int = 5
-    vote_blocks: int = 5
+    train_blocks: int = 12  # maximum COMMIT length
+    predict_blocks: int = 4
+    vote_blocks: int = 3
     # participation
     test_shard_size: int = 20
     min_miner_stake: int = 1_000
@@ -166,6 +166,41 @@ class PoclParams:
             return parse_rule(self.aggregation)
         except AggregationError as exc:
             raise PoclParamsError("aggregation", str(exc)) from None
+
+    def max_round_blocks(self) -> int:
+        return self.train_blocks + self.predict_blocks + self.vote_blocks
+
+    def max_predict_tx_bytes(self) -> int:
+        """Upper bound on a pocl.predict tx: weights + one label array per other miner + envelope."""
+        from ml.weights import encoded_size_limit
+
+        label_array = self.test_shard_size * 8 + 32
+        return encoded_size_limit(self.model_spec()) + (self.max_miners - 1) * label_array + 1024
+
+    def check_chain_params(self, chain: ChainParams) -> None:
+        """Cross-checks with the ledger params that PoCL safety depends on.
+
+        - a miner that unstakes during a round must still be slashable when the round finalises, so
+          unbonding must outlast the longest round;
+        - a predict tx for this model must fit in one tx (`max_pocl_tx_bytes`) and one block.
+        """
+        if chain.unbonding_blocks < self.max_round_blocks():
+            raise PoclParamsError(
+                "train_blocks",
+                f"a round can last {self.max_round_blocks()} blocks but unbonding_blocks is "
+                f"{chain.unbonding_blocks}: a cheater could unbond before it is slashed",
+            )
+        need = self.max_predict_tx_bytes()
+        if chain.max_pocl_tx_bytes < need:
+            raise PoclParamsError(
+                "model",
+                f"a {self.model} predict tx needs up to {need} bytes; raise params.max_pocl_tx_bytes "
+                f"(now {chain.max_pocl_tx_bytes})",
+            )
+        if chain.max_block_bytes < need:
+            raise PoclParamsError(
+                "model", f"a {self.model} predict tx ({need} bytes) does not fit in max_block_bytes"
+            )
 
     # ------------------------------------------------------------------ JSON
 

@@ -121,7 +121,7 @@ def next_round_start(rec: RoundRecord, params: PoclParams) -> int:
 
 def max_round_blocks(params: PoclParams) -> int:
     """Upper bound on a round's length in blocks (all phases run to their maximum)."""
-    return params.train_blocks + params.predict_blocks + params.vote_blocks
+    return params.max_round_blocks()
 
 
 def tx_in_phase(rec: RoundRecord, kind: str) -> bool:

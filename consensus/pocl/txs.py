@@ -61,6 +61,11 @@ E_BAD_WEIGHTS = "pocl_bad_weights"
 E_BAD_SCORE = "pocl_bad_score"
 E_TOO_LARGE = "pocl_too_large"
 E_MALFORMED = "pocl_malformed"
+E_BAD_INPUT = "pocl_bad_input"
+
+# Test inputs are bounded so that no shard can push an honest model's logits to inf/NaN (whose argmax
+# may differ between machines). Image inputs are in [0, 1] or [0, 255]; this leaves ample room.
+MAX_INPUT_ABS = 1e4
 
 
 class PayloadError(ValueError):
@@ -198,7 +203,12 @@ def check_commit_payload(p: CommitPayload, params: PoclParams) -> np.ndarray:
     _check_round(p.round)
     if not 0 <= p.n_train <= MAX_N_TRAIN:
         raise PayloadError(E_MALFORMED, f"n_train must be between 0 and {MAX_N_TRAIN}")
-    return check_array(p.test_x, TEST_X_DTYPE, (params.test_shard_size, *params.input_shape), "test_x")
+    x = check_array(p.test_x, TEST_X_DTYPE, (params.test_shard_size, *params.input_shape), "test_x")
+    if x.size and float(np.max(np.abs(x))) > MAX_INPUT_ABS:
+        raise PayloadError(
+            E_BAD_INPUT, f"test_x values must be within [-{MAX_INPUT_ABS:g}, {MAX_INPUT_ABS:g}]"
+        )
+    return x
 
 
 def weights_size_limit(params: PoclParams) -> int:
@@ -235,3 +245,72 @@ def check_vote_payload(p: VotePayload, params: PoclParams) -> np.ndarray:
         if not 0 <= s <= 10_000:
             raise PayloadError(E_BAD_SCORE, f"scores[{i}] must be between 0 and 10000 bps")
     return check_labels(p.labels, params, "labels")
+
+
+# --------------------------------------------------------------------------- builders (miner side)
+
+
+def build_commit(
+    chain_id: str,
+    round_: int,
+    sender: bytes,
+    weights: list[np.ndarray],
+    test_x: np.ndarray,
+    labels: np.ndarray,
+    salt: bytes,
+    n_train: int,
+) -> CommitPayload:
+    """The commit a miner sends after training: it must keep `weights`, `labels` and `salt` to reveal."""
+    from ml.weights import weights_hash
+
+    return CommitPayload(
+        round_,
+        model_commitment(chain_id, round_, sender, weights_hash(weights)),
+        label_commitment(labels_array(labels), salt),
+        NdArray.of(np.ascontiguousarray(test_x, dtype="<f4")),
+        n_train,
+    )
+
+
+def build_predict(
+    spec: Any, round_: int, sender: bytes, weights: list[np.ndarray], shards: dict[bytes, NdArray]
+) -> PredictPayload:
+    """Canonical-inference predictions on every OTHER committer's shard, in address order.
+
+    `shards` maps each committer (the round record's `committers`) to its commit's `test_x`.
+    """
+    from ml.inference import predict
+    from ml.weights import encode_weights
+
+    preds = []
+    for owner in sorted(shards):
+        if owner == sender:
+            continue
+        x = array_from_plain(shards[owner].to_list())
+        labels, _ = predict(spec, weights, x)
+        preds.append(labels_array(labels))
+    return PredictPayload(round_, encode_weights(weights), preds)
+
+
+def build_vote(
+    round_: int,
+    sender: bytes,
+    labels: np.ndarray,
+    salt: bytes,
+    committers: list[bytes],
+    revealed_predictions: dict[bytes, list[NdArray]],
+) -> VotePayload:
+    """Reveal labels and score every OTHER revealed predictor on my shard (bps, address order).
+
+    `revealed_predictions` maps each revealed predictor (the record's `revealed`) to its predictions
+    list (one array per other committer, address order), as stored in its predict entry.
+    """
+    mine = np.asarray(labels, dtype=np.int64)
+    scores = []
+    for p in sorted(revealed_predictions):
+        if p == sender:
+            continue
+        owners = [c for c in sorted(committers) if c != p]
+        arr = array_from_plain(revealed_predictions[p][owners.index(sender)].to_list())
+        scores.append(int(np.count_nonzero(arr == mine)) * 10_000 // len(mine))
+    return VotePayload(round_, labels_array(mine), salt, scores)

@@ -163,7 +163,9 @@ def unlock_key(path: Path, args: argparse.Namespace) -> PrivateKey:
     passphrase = None
     if info.encrypted:
         # One prompt per command: node_key and priv_validator_key usually share the passphrase.
-        passphrase = getattr(args, CACHED_PASSPHRASE_ATTR, None) or read_passphrase(args, what=f"key {path.stem}")
+        passphrase = getattr(args, CACHED_PASSPHRASE_ATTR, None) or read_passphrase(
+            args, what=f"key {path.stem}"
+        )
     key = _load_key(path, passphrase)
     if passphrase is not None:
         setattr(args, CACHED_PASSPHRASE_ATTR, passphrase)

@@ -28,7 +28,9 @@ log = logging.getLogger("pocl.node")
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "run", HELP)
     add_passphrase_args(parser, allow_insecure=False)
-    parser.add_argument("--no-validator", action="store_true", help="run as a full node even with a validator key")
+    parser.add_argument(
+        "--no-validator", action="store_true", help="run as a full node even with a validator key"
+    )
     parser.add_argument("--p2p-listen", metavar="HOST:PORT", help="override [p2p] listen_addr")
     parser.add_argument("--rpc-listen", metavar="HOST:PORT", help="override [rpc] listen_addr")
     parser.add_argument(
@@ -66,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     validator_key = None
     if not args.no_validator:
         if not home.validator_key_path.exists():
-            raise UserError(f"no validator key at {home.validator_key_path} (use --no-validator for a full node)")
+            raise UserError(
+                f"no validator key at {home.validator_key_path} (use --no-validator for a full node)"
+            )
         validator_key = unlock_key(home.validator_key_path, args)
     node = Node(
         home=home.root,

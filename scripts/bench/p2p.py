@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +55,7 @@ class Stats(Struct):
 class StatsReply(Struct):
     count: int
     nbytes: int
+    cpu_ns: int  # the server process's CPU time so far
 
 
 def bench_registry() -> MessageRegistry:
@@ -66,7 +70,33 @@ def hello_for(key: PrivateKey) -> Hello:
     return Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS, key.pubkey, 0, bytes(32), "127.0.0.1:0", "pocl-bench")
 
 
-CONFIG = ConnectionConfig(handshake_timeout_s=10.0, request_timeout_s=60.0, idle_timeout_s=300.0, ping_interval_s=60.0)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc() -> bool:
+    """Keep freed large buffers in the heap instead of returning them to the kernel (glibc only).
+
+    Each 1 MiB message makes a few 1–2 MiB temporary allocations (decrypt output, msgpack unpack and
+    the canonical re-encode). With glibc defaults these are fresh mmap'd or re-trimmed pages, so every
+    message pays ~500 page faults, which costs more than the encryption itself. A node serving bulk data
+    should do the same at start-up (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ env vars work too).
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 64 * MIB)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, 256 * MIB)
+        )
+    except (OSError, AttributeError):
+        return False
+
+
+CONFIG = ConnectionConfig(
+    handshake_timeout_s=10.0, request_timeout_s=60.0, idle_timeout_s=300.0, ping_interval_s=60.0
+)
 
 
 # ---------------------------------------------------------------------- server node (child process)
@@ -84,15 +114,21 @@ async def serve_forever() -> None:
             nbytes += len(body.data)
             return None
         if isinstance(body, Stats):
-            reply = StatsReply(count, nbytes)
+            reply = StatsReply(count, nbytes, time.process_time_ns())
             if body.reset:
                 count = nbytes = 0
             return reply
         return None
 
     server = await serve(
-        "127.0.0.1", 0, lambda _conn: None, node_key=key, local_hello=hello_for(key),
-        registry=bench_registry(), handler=handler, config=CONFIG,
+        "127.0.0.1",
+        0,
+        lambda _conn: None,
+        node_key=key,
+        local_hello=hello_for(key),
+        registry=bench_registry(),
+        handler=handler,
+        config=CONFIG,
     )
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     loop = asyncio.get_running_loop()
@@ -102,19 +138,79 @@ async def serve_forever() -> None:
     server.close()
 
 
+def serve_raw_tcp() -> None:
+    """Plain TCP sink (no encryption, no framing): the loopback ceiling on this machine."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        print(f"PORT {server.getsockname()[1]}", flush=True)
+        conn, _ = server.accept()
+        with conn:
+            total = int.from_bytes(conn.recv(8), "big")
+            view = memoryview(bytearray(MIB))
+            got = 0
+            while got < total:
+                n = conn.recv_into(view)
+                if not n:
+                    break
+                got += n
+            conn.sendall(got.to_bytes(8, "big"))
+
+
 # ---------------------------------------------------------------------- client node (this process)
 
 
-def raw_aead_mb_per_s(seconds: float = 1.0) -> float:
+def start_child(*flags: str) -> tuple[subprocess.Popen[str], int]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "scripts.bench.p2p", *flags],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line.startswith("PORT "):
+        child.kill()
+        raise RuntimeError(f"bench child {flags} failed to start: {line!r}")
+    return child, int(line.split()[1])
+
+
+def stop_child(child: subprocess.Popen[str]) -> None:
+    if child.stdin is not None:
+        child.stdin.close()
+    try:
+        child.wait(10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+
+
+def raw_tcp_mb_per_s(n_mib: int) -> float:
+    """Plain TCP between two processes over loopback, 1 MiB sendall calls (no crypto, no asyncio)."""
+    child, port = start_child("--serve-raw")
+    try:
+        data = os.urandom(MIB)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall((n_mib * MIB).to_bytes(8, "big"))
+            t0 = time.perf_counter()
+            for _ in range(n_mib):
+                sock.sendall(data)
+            got = int.from_bytes(sock.recv(8), "big")
+            elapsed = time.perf_counter() - t0
+        assert got == n_mib * MIB
+        return n_mib / elapsed
+    finally:
+        stop_child(child)
+
+
+def raw_aead_mb_per_s(seconds: float = 1.0) -> tuple[float, float]:
+    """(wall-clock, CPU-time) MiB/s of ChaCha20-Poly1305 encryption of 1 MiB buffers on one core."""
     aead = ChaCha20Poly1305(os.urandom(32))
     buf = os.urandom(MIB)
     nonce = bytes(12)
     n = 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - t0) < seconds:
         aead.encrypt(nonce, buf, None)
         n += 1
-    return n / elapsed
+    return n / elapsed, n / max(time.process_time() - cpu0, 1e-9)
 
 
 async def measure(port: int, args: argparse.Namespace) -> dict[str, float]:
@@ -126,8 +222,16 @@ async def measure(port: int, args: argparse.Namespace) -> dict[str, float]:
         return None
 
     async def connect() -> PeerConnection:
-        return await dial("127.0.0.1", port, node_key=key, local_hello=hello_for(key), registry=reg,
-                          handler=no_handler, expected_node_id=server_id, config=CONFIG)
+        return await dial(
+            "127.0.0.1",
+            port,
+            node_key=key,
+            local_hello=hello_for(key),
+            registry=reg,
+            handler=no_handler,
+            expected_node_id=server_id,
+            config=CONFIG,
+        )
 
     res: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -158,50 +262,52 @@ async def measure(port: int, args: argparse.Namespace) -> dict[str, float]:
     blob = Blob(os.urandom(MIB))
     for _ in range(8):  # warm up buffers and TCP windows
         await conn.send(blob)
-    await conn.request(Stats(True), 60.0)
-    t0 = time.perf_counter()
+    before = await conn.request(Stats(True), 60.0)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.bulk):
         await conn.send(blob)
     reply = await conn.request(Stats(True), 120.0)
-    elapsed = time.perf_counter() - t0
-    assert isinstance(reply, StatsReply) and reply.nbytes == args.bulk * MIB, reply
+    elapsed, cpu_sender = time.perf_counter() - t0, time.process_time() - cpu0
+    assert isinstance(before, StatsReply) and isinstance(reply, StatsReply), reply
+    assert reply.nbytes == args.bulk * MIB, reply
+    cpu_receiver = (reply.cpu_ns - before.cpu_ns) / 1e9
     res["bulk_mb_per_s"] = args.bulk / elapsed
+    # CPU-time view (robust on a busy machine): what each side's CPU cost per MiB would allow.
+    res["bulk_sender_cpu_ms_per_mb"] = 1000 * cpu_sender / args.bulk
+    res["bulk_receiver_cpu_ms_per_mb"] = 1000 * cpu_receiver / args.bulk
+    res["bulk_cpu_bound_mb_per_s"] = args.bulk / max(cpu_sender, cpu_receiver)
     conn.close("bench done")
     await conn.wait_closed()
     return res
 
 
 def run(args: argparse.Namespace) -> dict:
-    env = dict(os.environ)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "scripts.bench.p2p", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env=env, text=True,
-    )
+    child, port = start_child("--serve", *(["--no-malloc-tuning"] if args.no_malloc_tuning else []))
     try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"server node failed to start: {line!r}")
-        port = int(line.split()[1])
         raw_before = raw_aead_mb_per_s()
         res = asyncio.run(measure(port, args))
         raw_after = raw_aead_mb_per_s()
     finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    res["raw_aead_mb_per_s"] = max(raw_before, raw_after)
+        stop_child(child)
+    res["raw_tcp_mb_per_s"] = raw_tcp_mb_per_s(args.bulk)
+    res["raw_aead_mb_per_s"] = max(raw_before[0], raw_after[0])
     res["bulk_ratio"] = res["bulk_mb_per_s"] / res["raw_aead_mb_per_s"]
+    res["raw_aead_cpu_mb_per_s"] = max(raw_before[1], raw_after[1])
+    res["bulk_cpu_ratio"] = res["bulk_cpu_bound_mb_per_s"] / res["raw_aead_cpu_mb_per_s"]
+    res["raw_tcp_ratio"] = res["raw_tcp_mb_per_s"] / res["raw_aead_mb_per_s"]
+    res["load_avg_1m"] = os.getloadavg()[0]
     return {
         "benchmark": "p2p",
         "command": "python -m scripts.bench.p2p " + " ".join(sys.argv[1:]),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-        "params": {"handshakes": args.handshakes, "small_msgs": args.small, "small_bytes": 200,
-                   "bulk_msgs": args.bulk, "bulk_bytes": MIB},
+        "params": {
+            "handshakes": args.handshakes,
+            "small_msgs": args.small,
+            "small_bytes": 200,
+            "bulk_msgs": args.bulk,
+            "bulk_bytes": MIB,
+        },
         **{k: round(v, 3) for k, v in res.items()},
     }
 
@@ -212,12 +318,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", type=int, default=50_000, help="number of 200-byte one-way messages")
     ap.add_argument("--bulk", type=int, default=1024, help="number of 1 MiB one-way messages")
     ap.add_argument("--json", help="write results to this JSON file")
+    ap.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's default malloc thresholds")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve-raw", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    malloc_tuned = False if args.no_malloc_tuning else tune_malloc()
     if args.serve:
         asyncio.run(serve_forever())
         return 0
+    if args.serve_raw:
+        serve_raw_tcp()
+        return 0
     res = run(args)
+    res["malloc_tuned"] = malloc_tuned
     rows = [
         ("handshakes/s", f"{res['handshakes_per_s']:.0f}"),
         ("small msgs/s (200 B one-way)", f"{res['small_msgs_per_s']:.0f}"),
@@ -225,9 +338,23 @@ def main(argv: list[str] | None = None) -> int:
         ("bulk MiB/s (1 MiB msgs)", f"{res['bulk_mb_per_s']:.0f}"),
         ("raw ChaCha20-Poly1305 MiB/s (1 core)", f"{res['raw_aead_mb_per_s']:.0f}"),
         ("bulk ratio (target >= 0.5)", f"{res['bulk_ratio']:.2f}"),
+        (
+            "plain TCP MiB/s (no crypto) | / raw AEAD",
+            f"{res['raw_tcp_mb_per_s']:.0f} | {res['raw_tcp_ratio']:.2f}",
+        ),
+        (
+            "bulk CPU ms/MiB sender | receiver",
+            f"{res['bulk_sender_cpu_ms_per_mb']:.2f} | {res['bulk_receiver_cpu_ms_per_mb']:.2f}",
+        ),
+        (
+            "bulk CPU-bound MiB/s | raw AEAD CPU MiB/s",
+            f"{res['bulk_cpu_bound_mb_per_s']:.0f} | {res['raw_aead_cpu_mb_per_s']:.0f}",
+        ),
+        ("bulk CPU ratio", f"{res['bulk_cpu_ratio']:.2f}"),
+        ("load average (1 min)", f"{res['load_avg_1m']:.1f}"),
     ]
     width = max(len(name) for name, _ in rows)
-    print(f"p2p transport, {res['machine']}, python {res['python']}")
+    print(f"p2p transport, {res['machine']}, python {res['python']}, malloc tuned: {malloc_tuned}")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     if args.json:

@@ -10,15 +10,18 @@ import pytest
 
 from genesis.schema import load_genesis, shipped_genesis_path
 from ledger.keys import PrivateKey
+from ledger.keystore import ScryptParams
+from node.home import init_home
 from tests.cli.conftest import Runner, assert_ok, assert_user_error
 
 OTHER = PrivateKey.from_seed_text("cli-other")
 
 
 @pytest.fixture
-def home(tmp_path: Path, cli: Runner) -> Path:
+def home(tmp_path: Path) -> Path:
+    """An initialised home (made in-process with a cheap KDF; `init` itself is tested through the CLI)."""
     h = tmp_path / "node"
-    assert_ok(cli("init", "--home", h, "--chain-id", "cli-chain", "--moniker", "n0"))
+    init_home(h, chain_id="cli-chain", moniker="n0", passphrase="pw", kdf=ScryptParams(n=2**10))
     return h
 
 
@@ -28,7 +31,9 @@ def test_version(cli: Runner) -> None:
     assert {"version", "python", "genesis_encoding", "keystore"} <= set(data)
 
 
-def test_init_then_validate(cli: Runner, home: Path) -> None:
+def test_init_then_validate(cli: Runner, tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    assert_ok(cli("init", "--home", home, "--chain-id", "cli-chain", "--moniker", "n0"))
     res = assert_ok(cli("genesis", "validate", "--home", home))
     assert "genesis OK" in res.stdout and "cli-chain" in res.stdout and "(validator)" in res.stdout
     data = json.loads(assert_ok(cli("--home", home, "genesis", "validate", "--json")).stdout)

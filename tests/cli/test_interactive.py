@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from ledger.keystore import ScryptParams
+from node.home import init_home
 from tests.cli.conftest import POCL_NODE, Runner, assert_ok
 
 
-def _run_on_pty(args: list[str], answers: list[str], env: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
+def _run_on_pty(
+    args: list[str], answers: list[str], env: dict[str, str], timeout: float = 30.0
+) -> tuple[int, str]:
     """Run with stdin/stdout on a pty in a new session (no controlling tty, so getpass uses stdin)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
@@ -36,11 +40,14 @@ def _run_on_pty(args: list[str], answers: list[str], env: dict[str, str], timeou
                 if not chunk:
                     break
                 output += chunk
-                if pending and output.rstrip().endswith(b":"):
+                if pending and output.endswith(b": "):  # a prompt waits (answers end it with a newline)
                     os.write(master, pending.pop(0).encode() + b"\n")
             elif proc.poll() is not None:
                 break
-        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit; output so far: {output!r}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -60,23 +67,37 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def test_prompted_passphrase_round_trip(cli: Runner, tmp_path: Path, env: dict[str, str]) -> None:
     home = tmp_path / "h"
-    assert_ok(cli("init", "--home", home))
+    init_home(home, passphrase="pw", kdf=ScryptParams(n=2**10))
     rc, out = _run_on_pty(["keys", "new", "erin", "--home", str(home)], ["typed-pass", "typed-pass"], env)
     assert rc == 0, out
     assert "Passphrase for the new key erin" in out and "Repeat passphrase" in out and "typed-pass" not in out
     rc, out = _run_on_pty(
-        ["keys", "export", "erin", "--home", str(home), "--format", "seed-hex", "--unsafe"], ["typed-pass"], env
+        ["keys", "export", "erin", "--home", str(home), "--format", "seed-hex", "--unsafe"],
+        ["typed-pass"],
+        env,
     )
     assert rc == 0, out
     shown = json.loads(assert_ok(cli("keys", "show", "erin", "--home", home, "--json")).stdout)
     assert shown["encrypted"] is True
     # the passphrase typed on the terminal also works non-interactively
-    assert_ok(cli("keys", "export", "erin", "--home", home, "--format", "seed-hex", "--unsafe", passphrase="typed-pass"))
+    assert_ok(
+        cli(
+            "keys",
+            "export",
+            "erin",
+            "--home",
+            home,
+            "--format",
+            "seed-hex",
+            "--unsafe",
+            passphrase="typed-pass",
+        )
+    )
 
 
 def test_prompt_mismatch_is_one_line_error(cli: Runner, tmp_path: Path, env: dict[str, str]) -> None:
     home = tmp_path / "h"
-    assert_ok(cli("init", "--home", home))
+    init_home(home, passphrase="pw", kdf=ScryptParams(n=2**10))
     rc, out = _run_on_pty(["keys", "new", "frank", "--home", str(home)], ["one", "two"], env)
     assert rc == 1 and "error: passphrases do not match" in out and "Traceback" not in out
     assert not (home / "keys" / "frank.json").exists()

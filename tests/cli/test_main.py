@@ -30,7 +30,7 @@ def _fake_module(exc: BaseException) -> types.ModuleType:
 @pytest.fixture
 def with_command(monkeypatch: pytest.MonkeyPatch):
     def install(exc: BaseException) -> None:
-        monkeypatch.setattr(commands, "discover", lambda: ([_fake_module(exc)], []))
+        monkeypatch.setattr(commands, "discover", lambda only=None: ([_fake_module(exc)], []))
 
     return install
 
@@ -67,7 +67,9 @@ def test_broken_module_does_not_break_cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(
-        commands, "discover", lambda: ([_fake_module(UserError("x"))], [("half", ImportError("nope"))])
+        commands,
+        "discover",
+        lambda only=None: ([_fake_module(UserError("x"))], [("half", ImportError("nope"))]),
     )
     assert cli.main(["explode"]) == 1
     err = capsys.readouterr().err
@@ -86,3 +88,12 @@ def test_corrupt_database_error_is_one_line(with_command, capsys: pytest.Capture
     with_command(store.StoreError("database /x/chain.db is corrupt: bad block at height 7"))
     assert cli.main(["explode"]) == 1
     assert capsys.readouterr().err == "error: database /x/chain.db is corrupt: bad block at height 7\n"
+
+
+def test_only_the_invoked_command_is_imported() -> None:
+    assert cli.invoked_command(["--home", "/h", "--log-level", "debug", "keys", "list"]) == "keys"
+    assert cli.invoked_command(["--debug", "--json"]) is None
+    modules, _ = commands.discover("keys")
+    assert [commands.command_name(m) for m in modules] == ["keys"]
+    modules, _ = commands.discover("no-such-command")  # unknown: all, so argparse can list the choices
+    assert len(modules) >= 4

@@ -300,3 +300,11 @@ def test_arrays_plain_shape() -> None:
 def test_arrays_reject(plain: list) -> None:
     with pytest.raises(CodecError):
         array_from_plain(plain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=30), max_size=40))
+def test_fast_txs_root_matches_reference(txs: list[bytes]) -> None:
+    from ledger.executor import fast_txs_root
+
+    assert fast_txs_root(txs) == txs_root(txs)

@@ -82,7 +82,7 @@ def test_digits_canonical_format_and_deterministic_split() -> None:
     assert a.model_name == "cnn-digits"
     assert a.x_train.shape[1:] == (8, 8, 1) and a.x_train.dtype == np.float32
     assert a.y_train.dtype == np.int64 and a.y_test.dtype == np.int64
-    assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
     assert len(a.y_train) + len(a.y_test) == 1797
     assert abs(len(a.y_test) / 1797 - 0.2) < 0.01
     np.testing.assert_array_equal(a.y_test, b.y_test)

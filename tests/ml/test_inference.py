@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from ml import inference
-from ml.inference import NEAR_TIE_MARGIN, NEAR_TIE_MARGIN_PPM, is_decisive, logits, margins_of, predict
+from ml.inference import (
+    NEAR_TIE_MARGIN,
+    NEAR_TIE_MARGIN_PPM,
+    decisive_mismatches,
+    is_decisive,
+    logits,
+    margins_of,
+    predict,
+)
 from ml.registry import (
     ModelSpec,
     batchnorm,
@@ -130,3 +138,17 @@ def test_hostile_weights_overflow_to_near_ties_quietly() -> None:
     labels, margin = predict(spec, w, x)
     assert labels.shape == (8,)
     assert not is_decisive(margin[~np.isfinite(logits(spec, w, x)).all(axis=1)]).any()
+
+
+def test_decisive_mismatches_flags_only_confident_disagreements() -> None:
+    spec = get_model("cnn-digits")
+    w = initial_weights(spec, seed=0)
+    x = RNG.random((30, 8, 8, 1), dtype=np.float32)
+    labels, margin = predict(spec, w, x)
+    assert decisive_mismatches(spec, w, x, labels).size == 0
+    forged = (labels + 1) % 10
+    flagged = decisive_mismatches(spec, w, x, forged)
+    assert flagged.tolist() == np.flatnonzero(margin > NEAR_TIE_MARGIN).tolist()
+    assert decisive_mismatches(spec, w, x, forged, margin_ppm=10**9).size == 0  # everything a near-tie
+    with pytest.raises(ValueError, match="one claimed label"):
+        decisive_mismatches(spec, w, x, labels[:-1])

@@ -57,3 +57,21 @@ def test_shard_errors() -> None:
         draw_test_shard(np.arange(5), 0, 0, seed=0)
     with pytest.raises(ShardError):
         draw_test_shard(np.arange(5), 2, -1, seed=0)
+
+
+def test_miner_data_shares_are_disjoint() -> None:
+    from ml.datasets import load_dataset
+    from ml.shards import miner_data
+
+    ds = load_dataset("digits")
+    shares = [miner_data(ds, 3, i, seed=4) for i in range(3)]
+    total = sum(m.y_train.size + m.pool_y.size for m in shares)
+    assert total == ds.y_train.size
+    seen = {m.x_train[0].tobytes() for m in shares}
+    assert len(seen) == 3
+    x0, y0 = shares[0].test_shard(20, 0)
+    x1, _ = shares[0].test_shard(20, 1)
+    assert x0.shape == (20, 8, 8, 1) and y0.shape == (20,)
+    assert not np.array_equal(x0, x1)
+    with pytest.raises(ShardError):
+        miner_data(ds, 3, 3)

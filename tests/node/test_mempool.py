@@ -46,12 +46,12 @@ def test_admits_nonce_chain_and_rejects_gaps_and_replays() -> None:
     assert pool.add(transfer(ALICE, 0).raw).ok
     assert pool.add(transfer(ALICE, 1).raw).ok
     gap = pool.add(transfer(ALICE, 5).raw)
-    assert gap.error is not None and gap.error.code == errors.NONCE_TOO_HIGH
+    assert gap.ok and gap.queued  # waits for nonces 2..4
     stale = pool.add(transfer(ALICE, 0, amount=11).raw)
     assert stale.error is not None and stale.error.code == errors.NONCE_TOO_LOW
     again = pool.add(transfer(ALICE, 0).raw)
     assert again.ok and not again.is_new
-    assert len(pool) == 2
+    assert len(pool) == 2 and pool.queued_count == 1
     assert pool.pending_nonce(ALICE.address) == 2
 
 
@@ -120,3 +120,22 @@ def test_many_senders_reap_respects_byte_cap(n: int) -> None:
         assert pool.add(transfer(ALICE, i, amount=1).raw).ok
     size = len(transfer(ALICE, 0, amount=1).raw)
     assert len(pool.reap(1000, size * 7 + 3)) == 7
+
+
+def test_future_nonces_wait_for_the_gap_then_promote() -> None:
+    pool = Mempool(Executor(), genesis_state())
+    t2 = transfer(ALICE, 2)
+    t1 = transfer(ALICE, 1)
+    res = pool.add(t2.raw)
+    assert res.ok and res.queued
+    assert pool.add(t1.raw).queued
+    assert len(pool) == 0 and t2.hash in pool
+    assert pool.add(transfer(ALICE, 0).raw).ok
+    assert len(pool) == 3 and pool.queued_count == 0
+    assert [t.tx.nonce for t in pool.reap(10, 10**9)] == [0, 1, 2]
+    far = pool.add(transfer(ALICE, 3 + 1000).raw)
+    assert far.error is not None and far.error.code == errors.NONCE_TOO_HIGH
+    forged = bytearray(transfer(ALICE, 5).raw)
+    forged[-1] ^= 1
+    bad = pool.add(bytes(forged))
+    assert bad.error is not None and bad.error.code == errors.BAD_SIGNATURE

@@ -46,7 +46,9 @@ def make_registry() -> MessageRegistry:
     return reg
 
 
-def make_hello(key: PrivateKey, chain_id: str = CHAIN_ID, genesis: bytes = GENESIS, version: int = PROTOCOL_VERSION) -> Hello:
+def make_hello(
+    key: PrivateKey, chain_id: str = CHAIN_ID, genesis: bytes = GENESIS, version: int = PROTOCOL_VERSION
+) -> Hello:
     return Hello(version, chain_id, genesis, key.pubkey, 7, b"\x22" * 32, "127.0.0.1:26656", "pocl-test/1")
 
 
@@ -70,8 +72,14 @@ async def default_handler(conn: PeerConnection, body: Struct) -> Struct | None:
 class TNode:
     """A listener/dialler that records messages, misbehaviour reports, closes and handshake errors."""
 
-    def __init__(self, name: str, *, config: ConnectionConfig | None = None, hello: Hello | None = None,
-                 handler: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: ConnectionConfig | None = None,
+        hello: Hello | None = None,
+        handler: Callable[..., Any] | None = None,
+    ) -> None:
         self.key = PrivateKey.from_seed_text(name)
         self.hello = hello or make_hello(self.key)
         self.config = config or ConnectionConfig(handshake_timeout_s=5.0)
@@ -103,7 +111,10 @@ class TNode:
 
     async def listen(self) -> int:
         self.server = await serve(
-            "127.0.0.1", 0, self.inbound.append, on_handshake_error=lambda _a, e: self.handshake_errors.append(e),
+            "127.0.0.1",
+            0,
+            self.inbound.append,
+            on_handshake_error=lambda _a, e: self.handshake_errors.append(e),
             **self.kwargs(),
         )
         self.port = self.server.sockets[0].getsockname()[1]
@@ -159,11 +170,21 @@ class FrameProxy:
     async def _on_client(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         sreader, swriter = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._to_server = swriter
-        self._tasks.append(asyncio.create_task(self._pump(creader, swriter, self.raw_up, self.frames_up, True)))
-        self._tasks.append(asyncio.create_task(self._pump(sreader, cwriter, self.raw_down, self.frames_down, False)))
+        self._tasks.append(
+            asyncio.create_task(self._pump(creader, swriter, self.raw_up, self.frames_up, True))
+        )
+        self._tasks.append(
+            asyncio.create_task(self._pump(sreader, cwriter, self.raw_down, self.frames_down, False))
+        )
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytearray,
-                    frames: list[bytes], up: bool) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        raw: bytearray,
+        frames: list[bytes],
+        up: bool,
+    ) -> None:
         try:
             pre = await reader.readexactly(self.PREAMBLE)
             raw += pre

@@ -55,8 +55,17 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def payload_corpus(registry, key) -> list[bytes]:
-    bodies = [Echo(b"fuzz" * 4), Ping(7), Pong(9), Slow(1), Fail("crash"), Fail("none"),
-              ErrorResponse("x", "y"), make_hello(key), Disconnect("z")]
+    bodies = [
+        Echo(b"fuzz" * 4),
+        Ping(7),
+        Pong(9),
+        Slow(1),
+        Fail("crash"),
+        Fail("none"),
+        ErrorResponse("x", "y"),
+        make_hello(key),
+        Disconnect("z"),
+    ]
     out = []
     for body in bodies:
         for request_id, is_response in ((0, False), (3, False), (3, True)):
@@ -139,8 +148,14 @@ async def test_fuzz_listener_survives_and_honest_peer_keeps_working(p2p_node):
             elif r < 0.85:
                 payload = rng.randbytes(rng.randint(0, 64))
             else:
-                payload = codec.encode([rng.randrange(70000), rng.randrange(2**64), rng.random() < 0.5,
-                                        [rng.randbytes(rng.randint(0, 20))]])
+                payload = codec.encode(
+                    [
+                        rng.randrange(70000),
+                        rng.randrange(2**64),
+                        rng.random() < 0.5,
+                        [rng.randbytes(rng.randint(0, 20))],
+                    ]
+                )
             try:
                 conn._queue_payload(payload)
             except P2PError:

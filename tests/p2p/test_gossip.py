@@ -32,7 +32,9 @@ class Node:
         self.gossip = Gossip(self.host, **gossip_kwargs)
         self.delivered: collections.Counter[Rumour] = collections.Counter()
         self.validated: collections.Counter[Rumour] = collections.Counter()
-        self.gossip.register(TYPE_RUMOUR, "rumour", Rumour, 4096, validate=self._validate, deliver=self._deliver)
+        self.gossip.register(
+            TYPE_RUMOUR, "rumour", Rumour, 4096, validate=self._validate, deliver=self._deliver
+        )
 
     async def _validate(self, body: Rumour, sender: bytes) -> bool:
         self.validated[body] += 1
@@ -77,9 +79,7 @@ async def test_every_host_gets_each_message_exactly_once(topology: str) -> None:
         assert extra == (2 if topology == "ring" else 1)
 
         def all_delivered() -> bool:
-            return all(
-                node.delivered[r] >= 1 for node in nodes for r in rumours if r.origin != node.name
-            )
+            return all(node.delivered[r] >= 1 for node in nodes for r in rumours if r.origin != node.name)
 
         await wait_until(all_delivered, what="every rumour everywhere")
         await wait_until(lambda: quiescent(nodes, extra), what="gossip in flight to land")
@@ -112,7 +112,9 @@ async def test_invalid_gossip_gets_sender_banned() -> None:
             b.host.broadcast(Rumour("b", b"bad"))  # same body: dedup would hide repeats
             b.host.broadcast(Rumour(f"b{sent}", b"bad"))
             sent += 1
-            await wait_until(lambda s=sent: a.gossip.stats.invalid >= s or not a.host.is_connected(b.host.node_id))
+            await wait_until(
+                lambda s=sent: a.gossip.stats.invalid >= s or not a.host.is_connected(b.host.node_id)
+            )
         assert a.host.bans.is_banned(b.host.node_id)
         assert a.gossip.stats.invalid >= 5  # a repeat offender, not a single slip
         assert sum(a.delivered.values()) == 0

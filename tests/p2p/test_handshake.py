@@ -9,19 +9,23 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ledger import codec
 from ledger.keys import PrivateKey
 from p2p import errors
-from p2p.connection import ConnectionConfig, check_hello
+from p2p.connection import REASON_CONNECT_FAILED, ConnectionConfig, accept, check_hello
 from p2p.errors import HandshakeError
+from p2p.frames import DEFAULT_MAX_FRAME_BYTES, FrameProtocol
 from p2p.handshake import (
     HANDSHAKE_VERSION,
     LOW_ORDER_POINTS,
     MAGIC,
     derive_session_keys,
+    secret_handshake,
     x25519_shared,
 )
+from p2p.messages import Ping
 
-from .conftest import CHAIN_ID, Echo, make_hello, wait_until
+from .conftest import CHAIN_ID, Echo, make_hello, make_registry, wait_until
 
 
 async def test_handshake_succeeds_and_exchanges_hellos(p2p_node):
@@ -190,3 +194,62 @@ async def test_garbage_before_handshake_never_crashes_listener(p2p_node, payload
     conn = await a.dial(port)
     assert await conn.request(Echo(b"still alive"), 2.0) == Echo(b"still alive")
     assert conn.remote_hello.chain_id == CHAIN_ID
+
+
+async def _secret_client(port: int, key: PrivateKey):
+    """A client that completes only the secret handshake, then lets the test send anything."""
+    loop = asyncio.get_running_loop()
+    _transport, proto = await loop.create_connection(FrameProtocol, "127.0.0.1", port)
+    channel = await secret_handshake(proto, key, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES)
+    return proto, channel
+
+
+@pytest.mark.parametrize(
+    ("first_message", "reason"),
+    [
+        (codec.encode([4242, 0, False, []]), errors.REASON_EXPECTED_HELLO),  # unknown type
+        (b"\x94\x01\x00\xc2\xc1", errors.REASON_EXPECTED_HELLO),  # malformed msgpack
+        (make_registry().encode_body(Ping(1)), errors.REASON_EXPECTED_HELLO),  # known type, not hello
+    ],
+)
+async def test_wrong_first_message_after_handshake_refused(p2p_node, first_message, reason):
+    b = p2p_node("b")
+    port = await b.listen()
+    proto, channel = await _secret_client(port, PrivateKey.from_seed_text("rogue"))
+    proto.write(channel.sealer.seal_frame(first_message))
+    await wait_until(lambda: b.handshake_errors, what="listener handshake error")
+    assert b.handshake_errors[0].reason == reason
+    assert not b.inbound
+    await asyncio.wait_for(proto.lost, 3.0)  # the listener hung up
+    a = p2p_node("a")
+    assert await (await a.dial(port)).request(Echo(b"ok"), 2.0) == Echo(b"ok")
+
+
+async def test_accept_replays_bytes_the_stream_reader_already_buffered(p2p_node):
+    b = p2p_node("b")
+    accepted: list = []
+
+    async def slow_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.2)  # the dialler's preamble is already sitting in reader's buffer
+        accepted.append(await accept(reader, writer, **b.kwargs()))
+
+    server = await asyncio.start_server(slow_accept, "127.0.0.1", 0)
+    try:
+        a = p2p_node("a")
+        conn = await a.dial(server.sockets[0].getsockname()[1], expected_node_id=b.key.pubkey)
+        assert await conn.request(Echo(b"replayed"), 2.0) == Echo(b"replayed")
+        await wait_until(lambda: accepted, what="accepted connection")
+        assert accepted[0].node_id == a.key.pubkey
+        accepted[0].close("done")
+    finally:
+        server.close()
+
+
+async def test_dial_refused_port_is_a_handshake_error(p2p_node):
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    with pytest.raises(HandshakeError) as info:
+        await p2p_node("a").dial(port)
+    assert info.value.reason == REASON_CONNECT_FAILED

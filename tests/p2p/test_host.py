@@ -116,7 +116,10 @@ async def test_duplicate_connections_are_closed() -> None:
     a, b = with_echo(make_host("dup-a")), with_echo(make_host("dup-b"))
     async with running(a, b):
         results = await asyncio.gather(
-            b.connect(a.listen_addr), b.connect(a.listen_addr), a.connect(b.listen_addr), a.connect(b.listen_addr)
+            b.connect(a.listen_addr),
+            b.connect(a.listen_addr),
+            a.connect(b.listen_addr),
+            a.connect(b.listen_addr),
         )
         assert any(r is not None for r in results)
         await b.connect(a.listen_addr)
@@ -125,7 +128,10 @@ async def test_duplicate_connections_are_closed() -> None:
         def settled() -> bool:
             pa, pb = a.peer(b.node_id), b.peer(a.node_id)
             return (
-                len(a.peers()) == 1 and len(b.peers()) == 1 and pa is not None and pb is not None
+                len(a.peers()) == 1
+                and len(b.peers()) == 1
+                and pa is not None
+                and pb is not None
                 and pa.outbound != pb.outbound
             )
 
@@ -157,8 +163,12 @@ async def test_inbound_and_outbound_limits() -> None:
 
 async def test_chain_mismatch_refused() -> None:
     a = make_host("chain-a")
-    b = Host(PrivateKey.from_seed_text("chain-b"), chain_id="other-chain", genesis_hash=GENESIS_HASH,
-             config=make_host("chain-b").config)
+    b = Host(
+        PrivateKey.from_seed_text("chain-b"),
+        chain_id="other-chain",
+        genesis_hash=GENESIS_HASH,
+        config=make_host("chain-b").config,
+    )
     async with running(a, b):
         assert await b.connect(a.listen_addr) is None
         assert a.peers() == [] and b.peers() == []
@@ -192,8 +202,14 @@ async def raw_dial(host: Host, key: PrivateKey) -> transport.PeerConnection:
         return None
 
     return await transport.dial(
-        "127.0.0.1", host.listen_port, node_key=key, local_hello=hello, registry=host.registry,
-        handler=ignore, expected_node_id=host.node_id, config=FAST_TRANSPORT,
+        "127.0.0.1",
+        host.listen_port,
+        node_key=key,
+        local_hello=hello,
+        registry=host.registry,
+        handler=ignore,
+        expected_node_id=host.node_id,
+        config=FAST_TRANSPORT,
     )
 
 
@@ -229,7 +245,9 @@ async def test_failed_handshakes_ban_the_ip() -> None:
             await asyncio.wait_for(reader.read(), 5)  # the host closes on us
             writer.close()
             await asyncio.sleep(0)
-            await wait_until(lambda n=attempts: a.bans.score("127.0.0.1") > 0 or a.bans.is_banned("127.0.0.1"))
+            await wait_until(
+                lambda n=attempts: a.bans.score("127.0.0.1") > 0 or a.bans.is_banned("127.0.0.1")
+            )
         assert attempts > 1
         # While banned the connection is closed before any handshake byte is sent.
         reader, writer = await asyncio.open_connection("127.0.0.1", a.listen_port)
@@ -272,3 +290,46 @@ def test_reconnect_backoff_grows_and_caps() -> None:
     for i, d in enumerate(delays):
         nominal = min(10.0, 2.0**i)
         assert nominal / 2 <= d <= nominal
+
+
+async def test_persistent_peer_that_refuses_us_is_not_hammered() -> None:
+    b = make_host("refuser-b")
+    admitted: list[bytes] = []
+    admit = b._admit
+
+    def counting_admit(conn: transport.PeerConnection, **kwargs: object) -> PeerInfo | None:
+        admitted.append(conn.node_id)
+        return admit(conn, **kwargs)  # type: ignore[arg-type]
+
+    b._admit = counting_admit  # type: ignore[method-assign]
+    async with running(b):
+        a = make_host(
+            "refuser-a", persistent_peers=(str(b.listen_addr),), reconnect_base=0.05, reconnect_max=0.4
+        )
+        b.bans.ban(a.node_id, "test")
+        async with running(a):
+            await wait_until(lambda: len(admitted) >= 3, what="a keeps trying")
+            start = len(admitted)
+            await asyncio.sleep(1.0)  # measuring a rate: with backoff at most ~1/0.2 s dials per second
+            assert len(admitted) - start <= 8
+            assert a.peers() == [] and b.peers() == []
+
+
+@pytest.mark.parametrize(
+    ("advertised", "remote_ip", "expected"),
+    [
+        ("10.0.0.5:26656", "10.0.0.5", ("10.0.0.5", 26656)),
+        ("0.0.0.0:26656", "10.0.0.5", ("10.0.0.5", 26656)),
+        ("127.0.0.1:26656", "10.0.0.5", ("10.0.0.5", 26656)),  # it does not know its address
+        ("127.0.0.1:26656", "127.0.0.1", ("127.0.0.1", 26656)),  # a local cluster
+        ("node.example:7000", "10.0.0.5", ("node.example", 7000)),
+        ("garbage", "10.0.0.5", None),
+    ],
+)
+def test_inbound_advertised_address(
+    advertised: str, remote_ip: str, expected: tuple[str, int] | None
+) -> None:
+    nid = bytes(32)
+    hello = Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, nid, 0, bytes(32), advertised, "t")
+    got = Host._advertised_addr(nid, hello, remote_ip)
+    assert (None if got is None else (got.host, got.port)) == expected

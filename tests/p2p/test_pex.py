@@ -56,8 +56,11 @@ async def test_book_persists_and_reconnects_after_restart(tmp_path: Path) -> Non
     peers = [make_host(f"book-{i}") for i in range(2)]
     async with running(*peers):
         a = Host(
-            make_host("book-a").node_key, chain_id=peers[0].chain_id, genesis_hash=peers[0].genesis_hash,
-            config=make_host("book-a").config, addrbook=AddressBook(book_path),
+            make_host("book-a").node_key,
+            chain_id=peers[0].chain_id,
+            genesis_hash=peers[0].genesis_hash,
+            config=make_host("book-a").config,
+            addrbook=AddressBook(book_path),
         )
         async with running(a):
             for p in peers:
@@ -65,13 +68,19 @@ async def test_book_persists_and_reconnects_after_restart(tmp_path: Path) -> Non
             await wait_until(lambda: len(a.peers()) == 2)
         assert book_path.exists()  # saved on stop
         again = Host(
-            a.node_key, chain_id=a.chain_id, genesis_hash=a.genesis_hash, config=a.config,
+            a.node_key,
+            chain_id=a.chain_id,
+            genesis_hash=a.genesis_hash,
+            config=a.config,
             addrbook=AddressBook(book_path),
         )
-        pex = with_pex(again)  # no seeds: only the book knows where the peers are
+        dead_seed = f"{'ab' * 32}@127.0.0.1:1"  # nothing listens there
+        pex = with_pex(again, seeds=(dead_seed,))  # only the book knows where the peers are
         async with running(again):
             pex.start()
-            await wait_until(lambda: connected_ids(again) == {p.node_id for p in peers}, what="reconnect from book")
+            await wait_until(
+                lambda: connected_ids(again) == {p.node_id for p in peers}, what="reconnect from book"
+            )
 
 
 async def test_malformed_addresses_are_scored() -> None:

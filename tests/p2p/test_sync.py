@@ -149,7 +149,9 @@ async def test_forged_commits_fail_verification_and_are_refetched() -> None:
         await client.connect(good.listen_addr)
         await client.connect(forger.listen_addr)
         cfg = SyncConfig(batch_size=10, request_timeout=2.0)
-        result = await asyncio.wait_for(service.syncer(start_height=1, apply=apply, verify=verify, config=cfg).run(), 30)
+        result = await asyncio.wait_for(
+            service.syncer(start_height=1, apply=apply, verify=verify, config=cfg).run(), 30
+        )
         assert [b.height for b in applied] == list(range(1, 101))
         if FORGER.pubkey in verified:  # the forger got (and lost) a batch: it is banned, never trusted again
             assert result.bad_peers == [forger.node_id]
@@ -171,7 +173,9 @@ async def test_resumes_from_middle_and_stops_when_caught_up() -> None:
         await client.connect(b.listen_addr)
         prev = CHAIN[49][0].hash
         cfg = SyncConfig(batch_size=10, request_timeout=2.0)
-        syncer = service.syncer(start_height=51, apply=apply, verify=verify_commit, prev_hash=prev, config=cfg)
+        syncer = service.syncer(
+            start_height=51, apply=apply, verify=verify_commit, prev_hash=prev, config=cfg
+        )
         result = await asyncio.wait_for(syncer.run(), 30)
         assert applied == list(range(51, 121))
         assert result.height == 120 and result.bad_peers == [] and result.stalled_peers == []
@@ -190,7 +194,9 @@ async def test_wrong_fork_at_start_is_rejected() -> None:
     async with running(client, a):
         await client.connect(a.listen_addr)
         cfg = SyncConfig(batch_size=10, request_timeout=2.0, peer_wait=0.3)
-        syncer = service.syncer(start_height=11, apply=apply, verify=verify_commit, prev_hash=b"\x01" * 32, config=cfg)
+        syncer = service.syncer(
+            start_height=11, apply=apply, verify=verify_commit, prev_hash=b"\x01" * 32, config=cfg
+        )
         result = await asyncio.wait_for(syncer.run(), 30)
         assert applied == [] and result.bad_peers == [a.node_id] and result.height == 10
 
@@ -206,6 +212,27 @@ async def test_no_peers_returns_promptly() -> None:
         syncer = service.syncer(start_height=1, apply=apply, config=SyncConfig(peer_wait=0.2))
         result = await asyncio.wait_for(syncer.run(), 5)
         assert result.height == 0 and result.applied == 0
+
+
+async def test_waits_for_a_peer_to_appear() -> None:
+    client, server = make_host("late-client"), make_host("late-server")
+    service = serve(client, lambda h: None, height=0)
+    serve(server, good_source, height=30)
+    applied: list[int] = []
+
+    async def apply(block: Block, commit: Commit) -> None:
+        applied.append(block.height)
+
+    async with running(client, server):
+        syncer = service.syncer(
+            start_height=1, apply=apply, verify=verify_commit, config=SyncConfig(peer_wait=10)
+        )
+        run = asyncio.ensure_future(syncer.run())
+        await asyncio.sleep(0.05)
+        assert not run.done()
+        await client.connect(server.listen_addr)
+        result = await asyncio.wait_for(run, 10)
+        assert applied == list(range(1, 31)) and result.height == 30
 
 
 async def test_server_caps_count_and_bytes() -> None:

@@ -94,8 +94,14 @@ def test_registry_limits_and_unknown_types():
     with pytest.raises(errors.ProtocolViolation) as info:
         reg.decode(codec.encode([TYPE_PING, 0, False, [1, b"x" * 100]]))
     assert info.value.reason == errors.REASON_MESSAGE_TOO_LARGE
-    for bad in [b"", b"\xc1", b"\x94\x02\x00\xc2", codec.encode([TYPE_PING, 0, True, [1]]),
-                codec.encode([TYPE_PING, 0, False, ["x"]]), ping + b"\x00"]:
+    for bad in [
+        b"",
+        b"\xc1",
+        b"\x94\x02\x00\xc2",
+        codec.encode([TYPE_PING, 0, True, [1]]),
+        codec.encode([TYPE_PING, 0, False, ["x"]]),
+        ping + b"\x00",
+    ]:
         with pytest.raises(errors.ProtocolViolation):
             reg.decode(bad)
     assert default_registry() is not default_registry()
@@ -287,8 +293,14 @@ async def test_no_plaintext_on_the_wire(p2p_node, frame_proxy):
     await inbound.send(Echo(secret))
     await wait_until(lambda: len(a.received) == 1, what="reply")
     wire = bytes(proxy.raw_up) + bytes(proxy.raw_down)
-    for plaintext in (body.encode(), a.registry.encode_body(body, 1), secret[:16], CHAIN_ID.encode(),
-                      a.hello.encode(), b.hello.encode()):
+    for plaintext in (
+        body.encode(),
+        a.registry.encode_body(body, 1),
+        secret[:16],
+        CHAIN_ID.encode(),
+        a.hello.encode(),
+        b.hello.encode(),
+    ):
         assert plaintext not in wire
     assert a.key.pubkey not in wire and b.key.pubkey not in wire  # identities travel encrypted too
 
@@ -297,7 +309,9 @@ async def test_malformed_and_unknown_messages_after_handshake(p2p_node):
     _a, b, conn, inbound = await pair(p2p_node)
     conn._queue_payload(codec.encode([4242, 0, False, []]))  # unknown type: reported, stays open
     await wait_until(lambda: b.misbehaviour, what="unknown type report")
-    assert [(r, p) for _, r, p in b.misbehaviour] == [(errors.REASON_UNKNOWN_TYPE, errors.PENALTY_UNKNOWN_TYPE)]
+    assert [(r, p) for _, r, p in b.misbehaviour] == [
+        (errors.REASON_UNKNOWN_TYPE, errors.PENALTY_UNKNOWN_TYPE)
+    ]
     assert await conn.request(Echo(b"still"), 2.0) == Echo(b"still")
     conn._queue_payload(codec.encode([2, 0, True, [1]]))  # response without request id
     conn._queue_payload(b"\x94\x40\x00\xc2\xc1")  # malformed msgpack
@@ -331,3 +345,13 @@ async def test_handler_may_request_on_same_connection(p2p_node):
     port = await b.listen()
     conn = await a.dial(port)
     assert await conn.request(Echo(b"outer"), 3.0) == Echo(b"outer+inner")
+
+
+async def test_multi_frame_message_over_type_limit_refused_at_first_frame(p2p_node):
+    config = dataclasses.replace(FAST, frame_chunk_bytes=16 * 1024)
+    _a, b, conn, inbound = await pair(p2p_node, config, config)
+    oversized_slow = codec.encode([65, 0, False, [b"\x00" * (200 * 1024)]])  # "slow" allows 64 bytes
+    conn._queue_payload(oversized_slow[: 20 * 1024])  # its first 16 KiB frame alone is over the limit
+    await wait_until(lambda: inbound.closed, what="close on oversized message")
+    assert inbound.close_reason == errors.REASON_MESSAGE_TOO_LARGE
+    assert (errors.REASON_MESSAGE_TOO_LARGE, errors.PENALTY_FATAL) in [(r, p) for _, r, p in b.misbehaviour]

@@ -360,3 +360,45 @@ def test_one_penalty_per_miner_the_most_severe() -> None:
     )
     # a vote fraudster is not a candidate, so it is never verified: the vote fraud is what is proven
     assert [(p.miner, p.kind) for p in res.outcome.penalties] == [(cheat, PENALTY_VOTE_FRAUD)]
+
+
+# --------------------------------------------------------------------------- random mixes
+
+CHEATS = {
+    WITHHOLD: {PENALTY_WITHHOLD},
+    SILENT_VOTER: {PENALTY_WITHHOLD},
+    MODEL_MISMATCH: {PENALTY_MODEL_MISMATCH},
+    LABEL_MISMATCH: {PENALTY_LABEL_MISMATCH},
+    VOTE_LIAR: {PENALTY_VOTE_FRAUD},
+    KNN: {PENALTY_PREDICTION_FRAUD},
+    KNN_ZERO: {PENALTY_PREDICTION_FRAUD},
+}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_behaviour_mixes_keep_the_invariants(seed: int) -> None:
+    rng = random.Random(seed)
+    kinds = [HONEST, HONEST, ABSENT, LABEL_LIAR, *CHEATS]
+    behaviours = [rng.choice(kinds) for _ in range(rng.randint(2, 6))]
+    s = make_scenario(behaviours, make_params(winners=rng.randint(1, 3)), trained=rng.random() < 0.5)
+    run = run_round(s)
+    o = run.result.outcome
+    pens = penalties_by_index(s, run)
+    assert_paid_exactly(s, o)
+    for m in s.miners:
+        if m.behaviour in (HONEST, ABSENT, LABEL_LIAR):
+            assert m.index not in pens, (behaviours, pens)  # honest miners are never penalised
+        elif m.index in pens:
+            assert pens[m.index] in CHEATS[m.behaviour], (behaviours, pens)
+        if m.index in pens:
+            assert m.address not in o.winners and m.address not in [p.miner for p in o.payouts]
+    if o.void:
+        assert o.payouts == [] and not run.result.changed
+    else:
+        assert len(o.ranking) >= 2 and len(o.winners) <= s.params.winners
+    assert run.result.changed == bool(o.winners)
+    # every candidate up to the last winner was verified: no borrowed-answer cheat among them got away
+    verified = o.ranking[: o.ranking.index(o.winners[-1]) + 1] if o.winners else o.ranking
+    for m in s.miners:
+        if m.behaviour in (KNN, KNN_ZERO) and m.address in verified:
+            assert pens.get(m.index) == PENALTY_PREDICTION_FRAUD

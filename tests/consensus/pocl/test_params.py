@@ -56,3 +56,17 @@ def test_bad_values_name_the_field(doc: dict, field: str) -> None:
 def test_not_an_object() -> None:
     with pytest.raises(PoclParamsError):
         PoclParams.from_json([1, 2])  # type: ignore[arg-type]
+
+
+def test_cross_checks_with_chain_params() -> None:
+    from ledger.params import ChainParams
+
+    PoclParams().check_chain_params(ChainParams())  # the shipped defaults agree
+    with pytest.raises(PoclParamsError) as exc:
+        PoclParams().check_chain_params(ChainParams(unbonding_blocks=5))
+    assert "unbonding" in str(exc.value)
+    mnist = PoclParams(model="cnn-mnist", input_shape=(28, 28, 1))
+    with pytest.raises(PoclParamsError) as exc:
+        mnist.check_chain_params(ChainParams())
+    assert exc.value.field == "model" and "max_pocl_tx_bytes" in str(exc.value)
+    mnist.check_chain_params(ChainParams(max_pocl_tx_bytes=8 * 1024 * 1024))

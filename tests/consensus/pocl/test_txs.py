@@ -7,6 +7,7 @@ import pytest
 
 from consensus.pocl.txs import (
     E_BAD_DTYPE,
+    E_BAD_INPUT,
     E_BAD_LABEL,
     E_BAD_ROUND,
     E_BAD_SCORE,
@@ -99,6 +100,7 @@ def test_commit_checks_shape_and_dtype() -> None:
         (CommitPayload(1, H, H, NdArray("f4", [20, 8, 8, 1], b"\0" * 7), 0), E_BAD_SHAPE),  # lying header
         (CommitPayload(1, H, H, NdArray.of(np.full((20, 8, 8, 1), np.nan, "<f4")), 0), E_BAD_SHAPE),
         (CommitPayload(1, H, H, _x(), -1), E_MALFORMED),
+        (CommitPayload(1, H, H, NdArray.of(np.full((20, 8, 8, 1), 1e30, "<f4")), 0), E_BAD_INPUT),
     ]
     for payload, code in bad:
         with pytest.raises(PayloadError) as exc:
@@ -156,3 +158,34 @@ def test_label_commitment_binds_labels_and_salt() -> None:
     assert base != label_commitment(labels_array((np.arange(20) + 1) % 10), SALT)
     with pytest.raises(ValueError):
         label_commitment(labels, b"short")
+
+
+def test_builders_match_what_the_chain_checks() -> None:
+    from consensus.pocl.records import RoundRecord
+    from consensus.pocl.schedule import advance
+    from consensus.pocl.txs import build_commit, build_predict, build_vote
+    from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+    from tests.consensus.pocl.scenario import CHAIN_ID, HONEST, make_scenario, true_scores
+
+    s = make_scenario([HONEST, HONEST, HONEST], trained=False)
+    rec = RoundRecord.open(1, 10, [m.address for m in s.miners], weights_hash(s.global_weights))
+    commits, preds = {}, {}
+    for m in s.miners:
+        p = build_commit(CHAIN_ID, 1, m.address, m.weights, m.shard_x, m.shard_y, m.salt, 7)
+        rec, commits[m.address] = accept_commit(rec, m.address, p, s.params, 10, b"")
+    rec = advance(rec, 10)
+    shards = {a: e.test_x for a, e in commits.items()}
+    for m in s.miners:
+        p = build_predict(SPEC, 1, m.address, m.weights, shards)
+        rec, preds[m.address] = accept_predict(
+            rec, m.address, p, commits[m.address], s.params, CHAIN_ID, 11, b""
+        )
+        assert preds[m.address].reveal_ok
+    rec = advance(rec, 11)
+    for m in s.miners:
+        v = build_vote(
+            1, m.address, m.shard_y, m.salt, rec.committers, {a: e.predictions for a, e in preds.items()}
+        )
+        assert v.scores == true_scores(s, m, rec, preds)
+        rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, 12, b"")
+        assert e.labels_ok

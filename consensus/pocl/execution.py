@@ -1,0 +1,385 @@
+"""PoCL on chain: the three tx kinds and the begin/end-block hooks for the ledger executor (DESIGN §5.2).
+
+    pocl = PoclExecution(pocl_params)
+    registry = default_registry(); pocl.register(registry)
+    executor = Executor(registry, begin_block_hooks=[pocl.begin_block], end_block_hooks=[pocl.end_block])
+
+State layout (raw namespace `NS_POCL`, keys from `consensus.pocl.records`):
+
+    head                      -> PoclHead (round in progress or next, its start, current model round/hash)
+    r||round                  -> RoundRecord (phase, heights, participant lists, outcome once final)
+    c|p|v||round||address     -> CommitEntry / PredictEntry / VoteEntry
+The global model hash lives in the ledger's `global/model` entry; model bytes are content-addressed
+blobs (`State.put_model` / `get_model`) that the store persists with the block.
+
+Lifecycle: the first block lazily writes the genesis model (deterministic from `init_seed`) and the head.
+`begin_block` at `s_r` opens round r with the eligible set read from the state as it is before any tx
+of that block. Txs update the record and write their entry. `end_block` applies the schedule's step;
+on FINALISE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, stores
+G_r, prunes the round's weight-carrying predict entries (the txs stay in the blocks) and schedules
+round r+1 at `end + 1 + round_gap_blocks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from consensus.pocl import schedule
+from consensus.pocl.finalize import FinalizeResult, finalize_round, round_seed
+from consensus.pocl.params import PoclParams
+from consensus.pocl.records import (
+    HEAD_KEY,
+    PHASE_DONE,
+    CommitEntry,
+    PoclHead,
+    PredictEntry,
+    RoundData,
+    RoundRecord,
+    VoteEntry,
+    commit_key,
+    predict_key,
+    round_key,
+    vote_key,
+)
+from consensus.pocl.txs import (
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_VOTE,
+    CommitPayload,
+    PayloadError,
+    PredictPayload,
+    VotePayload,
+)
+from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from ledger import codec
+from ledger.errors import TxError
+from ledger.executor import BlockContext, Event, Executor, TxContext, TxKind, TxRegistry, default_registry
+from ledger.params import BPS, ChainParams
+from ledger.state import MAX_AMOUNT, State
+
+NS_POCL = "pocl"
+
+EVENT_ROUND_OPENED = "pocl_round_opened"
+EVENT_PHASE = "pocl_phase"
+EVENT_FINALISED = "pocl_round_finalised"
+EVENT_REWARD = "pocl_reward"
+EVENT_SLASH = "pocl_slashed"
+
+
+def _pocl_max_bytes(params: ChainParams) -> int:
+    return params.max_pocl_tx_bytes
+
+
+def build_executor(
+    pocl_params: PoclParams, chain_params: ChainParams | None = None
+) -> tuple[Executor, PoclExecution]:
+    """An executor with the core kinds plus PoCL's kinds and hooks (the node's one-liner)."""
+    pocl = PoclExecution(pocl_params, chain_params)
+    registry = default_registry()
+    pocl.register(registry)
+    return Executor(registry, begin_block_hooks=[pocl.begin_block], end_block_hooks=[pocl.end_block]), pocl
+
+
+class PoclExecution:
+    """Binds PoCL params to the ledger executor's registry and hooks. Holds no chain state itself."""
+
+    def __init__(self, params: PoclParams, chain_params: ChainParams | None = None) -> None:
+        params.check_model()
+        if chain_params is not None:
+            params.check_chain_params(chain_params)
+        self.params = params
+        self._genesis_cache: tuple[bytes, bytes] | None = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def tx_kinds(self) -> list[TxKind]:
+        return [
+            TxKind(KIND_POCL_COMMIT, CommitPayload, self.validate_commit, self.apply_commit, _pocl_max_bytes),
+            TxKind(
+                KIND_POCL_PREDICT, PredictPayload, self.validate_predict, self.apply_predict, _pocl_max_bytes
+            ),
+            TxKind(KIND_POCL_VOTE, VotePayload, self.validate_vote, self.apply_vote, _pocl_max_bytes),
+        ]
+
+    def register(self, registry: TxRegistry) -> None:
+        for kind in self.tx_kinds():
+            registry.register(kind)
+
+    # ------------------------------------------------------------------ state access
+
+    def genesis_model(self) -> tuple[bytes, bytes]:
+        """(hash, canonical bytes) of G_0: deterministic from the model spec and init_seed."""
+        if self._genesis_cache is None:
+            from ml.weights import encode_weights, initial_weights, weights_hash
+
+            w = initial_weights(self.params.model_spec(), self.params.init_seed)
+            self._genesis_cache = (weights_hash(w), encode_weights(w))
+        return self._genesis_cache
+
+    @staticmethod
+    def head(state: State) -> PoclHead | None:
+        raw = state.get_raw(NS_POCL, HEAD_KEY)
+        return PoclHead.decode(raw) if raw is not None else None
+
+    @staticmethod
+    def record(state: State, round_: int) -> RoundRecord | None:
+        raw = state.get_raw(NS_POCL, round_key(round_))
+        return RoundRecord.decode(raw) if raw is not None else None
+
+    def open_record(self, state: State) -> RoundRecord | None:
+        """The round currently accepting txs, if any."""
+        head = self.head(state)
+        if head is None or head.next_start != 0:
+            return None
+        rec = self.record(state, head.round)
+        return rec if rec is not None and rec.phase != PHASE_DONE else None
+
+    def record_for_tx(self, state: State, height: int) -> RoundRecord | None:
+        """The round a tx at `height` goes to. In block execution that is `open_record` (begin_block has
+        run); for a mempool check on the state before s_r it is the round about to open, built exactly
+        as begin_block will build it, so commits are accepted from the first COMMIT block on."""
+        rec = self.open_record(state)
+        if rec is not None:
+            return rec
+        head = self.head(state)
+        if head is None:
+            head = PoclHead(1, max(self.params.first_round_height, height), 0, state.global_model_hash or b"")
+            if not head.model_hash:
+                head = dataclasses.replace(head, model_hash=self.genesis_model()[0])
+        if head.next_start == 0 or height < head.next_start:
+            return None
+        return RoundRecord.open(head.round, height, self.eligible_miners(state, head.round), head.model_hash)
+
+    @staticmethod
+    def _commit_entry(state: State, round_: int, miner: bytes) -> CommitEntry | None:
+        raw = state.get_raw(NS_POCL, commit_key(round_, miner))
+        return CommitEntry.decode(raw) if raw is not None else None
+
+    @staticmethod
+    def _put(state: State, key: bytes, obj: Any) -> None:
+        state.set_raw(NS_POCL, key, obj.encode())
+
+    def global_weights(self, state: State, model_hash: bytes) -> list[Any]:
+        from ml.weights import decode_weights
+
+        raw = state.get_model(model_hash)
+        if raw is None:
+            g_hash, g_raw = self.genesis_model()
+            if model_hash != g_hash:
+                raise RuntimeError(f"global model {model_hash.hex()} is not available to this node")
+            raw = g_raw
+        return decode_weights(self.params.model_spec(), raw)
+
+    def round_data(self, state: State, rec: RoundRecord) -> RoundData:
+        def load(cls: type, key_fn: Any, miners: list[bytes]) -> list[Any]:
+            out = []
+            for m in miners:
+                raw = state.get_raw(NS_POCL, key_fn(rec.round, m))
+                if raw is not None:
+                    out.append(cls.decode(raw))
+            return out
+
+        return RoundData.build(
+            rec,
+            load(CommitEntry, commit_key, rec.committers),
+            load(PredictEntry, predict_key, rec.predictors),
+            load(VoteEntry, vote_key, rec.voters),
+        )
+
+    # ------------------------------------------------------------------ txs
+
+    def _reject(self, exc: PayloadError) -> TxError:
+        return TxError(exc.code, exc.message)
+
+    def validate_commit(self, state: State, ctx: TxContext, p: CommitPayload) -> TxError | None:
+        try:
+            accept_commit(
+                self.record_for_tx(state, ctx.height), ctx.sender, p, self.params, ctx.height, ctx.stx.hash
+            )
+        except PayloadError as exc:
+            return self._reject(exc)
+        return None
+
+    def apply_commit(self, state: State, ctx: TxContext, p: CommitPayload) -> None:
+        rec, entry = accept_commit(
+            self.open_record(state), ctx.sender, p, self.params, ctx.height, ctx.stx.hash
+        )
+        self._put(state, commit_key(rec.round, ctx.sender), entry)
+        self._put(state, round_key(rec.round), rec)
+
+    def _predict(self, state: State, ctx: TxContext, p: PredictPayload) -> tuple[RoundRecord, PredictEntry]:
+        rec = self.open_record(state)
+        commit = self._commit_entry(state, rec.round, ctx.sender) if rec is not None else None
+        return accept_predict(
+            rec, ctx.sender, p, commit, self.params, ctx.block.chain_id, ctx.height, ctx.stx.hash
+        )
+
+    def validate_predict(self, state: State, ctx: TxContext, p: PredictPayload) -> TxError | None:
+        try:
+            self._predict(state, ctx, p)
+        except PayloadError as exc:
+            return self._reject(exc)
+        return None
+
+    def apply_predict(self, state: State, ctx: TxContext, p: PredictPayload) -> None:
+        rec, entry = self._predict(state, ctx, p)
+        self._put(state, predict_key(rec.round, ctx.sender), entry)
+        self._put(state, round_key(rec.round), rec)
+
+    def _vote(self, state: State, ctx: TxContext, p: VotePayload) -> tuple[RoundRecord, VoteEntry]:
+        rec = self.open_record(state)
+        commit = self._commit_entry(state, rec.round, ctx.sender) if rec is not None else None
+        return accept_vote(rec, ctx.sender, p, commit, self.params, ctx.height, ctx.stx.hash)
+
+    def validate_vote(self, state: State, ctx: TxContext, p: VotePayload) -> TxError | None:
+        try:
+            self._vote(state, ctx, p)
+        except PayloadError as exc:
+            return self._reject(exc)
+        return None
+
+    def apply_vote(self, state: State, ctx: TxContext, p: VotePayload) -> None:
+        rec, entry = self._vote(state, ctx, p)
+        self._put(state, vote_key(rec.round, ctx.sender), entry)
+        self._put(state, round_key(rec.round), rec)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _ensure_head(self, state: State, height: int) -> PoclHead:
+        head = self.head(state)
+        if head is None:
+            g_hash, g_raw = self.genesis_model()
+            if state.global_model_hash is None:
+                state.put_model(g_hash, g_raw)
+                state.set_global_model_hash(g_hash)
+            head = PoclHead(
+                1, max(self.params.first_round_height, height), 0, state.global_model_hash or g_hash
+            )
+            self._put(state, HEAD_KEY, head)
+        return head
+
+    def eligible_miners(self, state: State, round_: int) -> list[bytes]:
+        accounts = []
+        for addr in state.stakers():
+            acct = state.account(addr)
+            if acct is not None:
+                accounts.append((addr, acct.stake, acct.jailed_until_round))
+        return schedule.select_eligible(accounts, round_, self.params)
+
+    def begin_block(self, state: State, ctx: BlockContext) -> None:
+        head = self._ensure_head(state, ctx.height)
+        if head.next_start == 0 or ctx.height < head.next_start:
+            return
+        eligible = self.eligible_miners(state, head.round)
+        rec = RoundRecord.open(head.round, ctx.height, eligible, head.model_hash)
+        self._put(state, round_key(rec.round), rec)
+        self._put(state, HEAD_KEY, dataclasses.replace(head, next_start=0))
+        ctx.events.append(
+            Event(EVENT_ROUND_OPENED, {"round": rec.round, "height": ctx.height, "eligible": list(eligible)})
+        )
+
+    def end_block(self, state: State, ctx: BlockContext) -> None:
+        rec = self.open_record(state)
+        if rec is None:
+            return
+        step = schedule.end_block_step(rec, ctx.height, self.params)
+        if step is schedule.Step.ADVANCE:
+            rec = schedule.advance(rec, ctx.height)
+            self._put(state, round_key(rec.round), rec)
+            ctx.events.append(
+                Event(
+                    EVENT_PHASE, {"round": rec.round, "phase": rec.phase_name, "start_height": ctx.height + 1}
+                )
+            )
+        elif step is schedule.Step.FINALISE:
+            self.finalise(state, ctx, rec)
+
+    def seed_for(self, ctx: BlockContext, round_: int) -> bytes:
+        """Verification seed: from the parent block hash when the context carries one, else from the
+        finalising block's (height, time, proposer). Both are fixed only after every prediction was."""
+        prev = getattr(ctx, "prev_hash", b"") or b""
+        material = prev if prev else codec.encode([ctx.height, ctx.time_ms, ctx.proposer])
+        return round_seed(ctx.chain_id, round_, material)
+
+    def finalise(self, state: State, ctx: BlockContext, rec: RoundRecord) -> FinalizeResult:
+        from ml.weights import encode_weights
+
+        data = self.round_data(state, rec)
+        g = self.global_weights(state, rec.prev_model_hash)
+        result = finalize_round(data, g, self.params, ctx.chain_id, self.seed_for(ctx, rec.round))
+        out = result.outcome
+        for pay in out.payouts:
+            acct = state.account_for_update(pay.miner)
+            acct.balance = min(MAX_AMOUNT, acct.balance + pay.amount)
+            ctx.events.append(
+                Event(
+                    EVENT_REWARD,
+                    {"round": rec.round, "address": pay.miner, "role": pay.role, "amount": pay.amount},
+                )
+            )
+        for pen in out.penalties:
+            slashed = self._slash(state, pen.miner, pen.slash_bps, rec.round + pen.jail_rounds)
+            ctx.events.append(
+                Event(
+                    EVENT_SLASH,
+                    {
+                        "round": rec.round,
+                        "address": pen.miner,
+                        "kind": pen.kind,
+                        "slashed": slashed,
+                        "jailed_until_round": rec.round + pen.jail_rounds,
+                    },
+                )
+            )
+        head = self.head(state)
+        assert head is not None
+        if result.changed:
+            state.put_model(out.model_hash, encode_weights(result.weights))
+            state.set_global_model_hash(out.model_hash)
+            head = dataclasses.replace(head, model_round=rec.round, model_hash=out.model_hash)
+        for m in rec.predictors:  # weights are bulky and live on in the block's txs
+            state.delete_raw(NS_POCL, predict_key(rec.round, m))
+        done = schedule.mark_finalised(rec, ctx.height, out)
+        self._put(state, round_key(rec.round), done)
+        nxt = schedule.next_round_start(done, self.params)
+        self._put(state, HEAD_KEY, dataclasses.replace(head, round=rec.round + 1, next_start=nxt))
+        ctx.events.append(
+            Event(
+                EVENT_FINALISED,
+                {
+                    "round": rec.round,
+                    "void": out.void,
+                    "winners": list(out.winners),
+                    "model_hash": out.model_hash,
+                    "next_round_start": nxt,
+                },
+            )
+        )
+        return result
+
+    @staticmethod
+    def _slash(state: State, miner: bytes, bps: int, jail_until_round: int) -> int:
+        """Burn `bps` of bonded and unbonding stake, jail through `jail_until_round`; returns the amount."""
+        acct = state.account_for_update(miner)
+        slashed = acct.stake * bps // BPS
+        acct.stake -= slashed
+        for entry in acct.unbonding:
+            cut = entry[0] * bps // BPS
+            entry[0] -= cut
+            slashed += cut
+        acct.slashed_total = min(acct.slashed_total + slashed, MAX_AMOUNT)
+        acct.jailed_until_round = max(acct.jailed_until_round, jail_until_round)
+        state.update_staker_index(miner)
+        return slashed
+
+    # ------------------------------------------------------------------ summaries
+
+    def round_info(self, state: State) -> bytes:
+        """Canonical summary for the block header's `round_info`: [round, phase, model_round, model_hash]."""
+        head = self.head(state)
+        if head is None:
+            return b""
+        rec = self.open_record(state)
+        phase = rec.phase if rec is not None else PHASE_DONE
+        return codec.encode([head.round, phase, head.model_round, head.model_hash])

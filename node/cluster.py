@@ -1,0 +1,300 @@
+"""A local multi-process cluster: the engine behind `pocl-node devnet`, the benchmarks and the
+multi-node tests (in the spirit of Bitcoin Core's functional test framework).
+
+Each node is a real `pocl-node run` process on loopback ports from a generated testnet; the cluster
+talks to them over their RPC only, exactly like an operator would. Waiting is always for a condition
+with a deadline (`wait_until`), never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from node.config import Config
+from node.testnet import Testnet, TestnetNode, generate_testnet
+
+DEFAULT_WAIT_S = 60.0
+POLL_S = 0.1
+RPC_TIMEOUT_S = 5.0
+
+
+class ClusterError(AssertionError):
+    """A cluster condition did not hold in time (an AssertionError so pytest reports it as a failure)."""
+
+
+class RpcError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = DEFAULT_WAIT_S,
+    what: str = "condition",
+    interval: float = POLL_S,
+) -> Any:
+    """Poll `predicate` until it returns a truthy value (returned) or raise ClusterError at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, RpcError, ValueError, KeyError) as exc:
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+class NodeProcess:
+    def __init__(
+        self, spec: TestnetNode, *, extra_args: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> None:
+        self.spec = spec
+        self.index = spec.index
+        self.home = spec.home
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.home / "node.log"
+        self.starts = 0
+
+    # ------------------------------------------------------------------ process control
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, extra_args: Sequence[str] = ()) -> None:
+        if self.running:
+            raise ClusterError(f"node{self.index} is already running")
+        self.starts += 1
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        log.write(f"\n===== start #{self.starts} =====\n".encode())
+        log.flush()
+        cmd = [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "run",
+            "--home",
+            str(self.home),
+            *self.extra_args,
+            *extra_args,
+        ]
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Graceful stop (SIGTERM), escalating to SIGKILL after `timeout`."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or clean up (crash tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self, extra_args: Sequence[str] = ()) -> None:
+        self.stop()
+        self.start(extra_args)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+    # ------------------------------------------------------------------ RPC
+
+    @property
+    def rpc_url(self) -> str:
+        return self.spec.rpc_url
+
+    def rpc(self, method: str, path: str, body: Any = None, timeout: float = RPC_TIMEOUT_S) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.rpc_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                err = json.loads(exc.read())["error"]
+                raise RpcError(exc.code, err["code"], err["message"]) from None
+            except (ValueError, KeyError, TypeError):
+                raise RpcError(exc.code, "http_error", str(exc)) from None
+
+    def get(self, path: str) -> Any:
+        return self.rpc("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.rpc("POST", path, body)
+
+    def status(self) -> dict[str, Any] | None:
+        """The node's /status, or None while it is down or starting."""
+        try:
+            return self.get("/status")
+        except (OSError, RpcError, ValueError):
+            return None
+
+    def height(self) -> int:
+        st = self.status()
+        return st["height"] if st else -1
+
+    def block_hash(self, height: int) -> str:
+        return self.get(f"/blocks/{height}")["hash"]
+
+    def submit_tx(self, raw: bytes) -> str:
+        return self.post("/txs", {"tx": raw.hex()})["hash"]
+
+
+class LocalCluster:
+    def __init__(self, testnet: Testnet, *, extra_args: Sequence[str] = ()) -> None:
+        self.testnet = testnet
+        self.nodes = [NodeProcess(n, extra_args=extra_args) for n in testnet.nodes]
+
+    @classmethod
+    def create(
+        cls,
+        out: Path | str,
+        validators: int,
+        *,
+        non_validators: int = 0,
+        config: Config | None = None,
+        extra_args: Sequence[str] = (),
+        **testnet_kwargs: Any,
+    ) -> LocalCluster:
+        cfg = (config or Config()).replace("rpc", unsafe=True)
+        net = generate_testnet(
+            out, validators, base_port=None, non_validators=non_validators, config=cfg, **testnet_kwargs
+        )
+        return cls(net, extra_args=extra_args)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, indices: Sequence[int] | None = None, wait: bool = True) -> None:
+        targets = [self.nodes[i] for i in (indices if indices is not None else range(len(self.nodes)))]
+        for node in targets:
+            node.start()
+        if wait:
+            for node in targets:
+                wait_until(
+                    lambda n=node: n.status() is not None or not n.running,
+                    60,
+                    f"node{node.index} RPC to come up",
+                )
+                if not node.running:
+                    raise ClusterError(f"node{node.index} exited at start:\n{node.log_tail()}")
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+
+    def running(self) -> list[NodeProcess]:
+        return [n for n in self.nodes if n.running]
+
+    # ------------------------------------------------------------------ conditions
+
+    def heights(self, nodes: Sequence[NodeProcess] | None = None) -> list[int]:
+        return [n.height() for n in (nodes if nodes is not None else self.running())]
+
+    def wait_for_height(
+        self, height: int, nodes: Sequence[NodeProcess] | None = None, timeout: float = DEFAULT_WAIT_S
+    ) -> None:
+        group = list(nodes) if nodes is not None else self.running()
+        wait_until(
+            lambda: all(n.height() >= height for n in group),
+            timeout,
+            f"height {height} on nodes {[n.index for n in group]} (now {self.heights(group)})",
+        )
+
+    def sync_blocks(self, nodes: Sequence[NodeProcess] | None = None, timeout: float = DEFAULT_WAIT_S) -> int:
+        """Wait until the nodes agree on the same head (height and hash); returns that height."""
+        group = list(nodes) if nodes is not None else self.running()
+
+        def same_head() -> int | None:
+            sts = [n.status() for n in group]
+            if any(s is None for s in sts):
+                return None
+            heads = {(s["height"], s["latest_block_hash"]) for s in sts}  # type: ignore[index]
+            return sts[0]["height"] if len(heads) == 1 else None  # type: ignore[index]
+
+        return wait_until(same_head, timeout, f"nodes {[n.index for n in group]} to share a head")
+
+    def assert_no_fork(self, nodes: Sequence[NodeProcess] | None = None, up_to: int | None = None) -> None:
+        """Every height that all the nodes have carries the same block hash on each of them."""
+        group = list(nodes) if nodes is not None else self.running()
+        top = min(n.height() for n in group) if up_to is None else up_to
+        for h in range(1, top + 1):
+            hashes = {n.block_hash(h) for n in group}
+            if len(hashes) != 1:
+                raise ClusterError(f"fork at height {h}: {hashes}")
+
+    # ------------------------------------------------------------------ network faults
+
+    def partition(self, *groups: Sequence[int]) -> None:
+        """Cut every link between different groups (by node index), via each node's unsafe RPC."""
+        where = {i: g for g, members in enumerate(groups) for i in members}
+        for i, node in enumerate(self.nodes):
+            if i not in where or not node.running:
+                continue
+            others = [self.nodes[j].spec.node_id for j in where if where[j] != where[i]]
+            node.post("/unsafe/p2p/block", {"node_ids": others})
+
+    def heal(self) -> None:
+        ids = [n.spec.node_id for n in self.nodes]
+        for node in self.running():
+            node.post("/unsafe/p2p/unblock", {"node_ids": ids})
+
+    def disconnect(self, a: int, b: int) -> None:
+        self.nodes[a].post("/unsafe/p2p/block", {"node_ids": [self.nodes[b].spec.node_id]})
+        self.nodes[b].post("/unsafe/p2p/block", {"node_ids": [self.nodes[a].spec.node_id]})
+
+    def connect(self, a: int, b: int) -> None:
+        self.nodes[a].post("/unsafe/p2p/unblock", {"node_ids": [self.nodes[b].spec.node_id]})
+        self.nodes[b].post("/unsafe/p2p/unblock", {"node_ids": [self.nodes[a].spec.node_id]})
+
+    def logs(self, lines: int = 30) -> str:
+        return "\n".join(f"----- node{n.index} ({n.log_path}) -----\n{n.log_tail(lines)}" for n in self.nodes)

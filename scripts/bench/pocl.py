@@ -1,0 +1,160 @@
+"""PoCL round overhead: what a node spends on the round protocol itself (not on training).
+
+    python -m scripts.bench.pocl [--miners 4,10,20] [--model cnn-digits] [--repeats N] [--json PATH]
+
+For each miner count n, with random-but-real models (perturbed G_0) and random test shards:
+- `predict_tx_ms`: `accept_predict` for one pocl.predict tx (decode + check weights, hash, commitment),
+  the per-tx cost every node pays in block execution;
+- `finalize_ms`: `finalize_round` (accuracy matrix, medians, verification of candidates by canonical
+  inference, robust aggregation, payouts), the cost of the round's last block;
+- `verify_ms` / `aggregate_ms`: the two heavy parts of finalisation on their own.
+Every miner is honest, so verification runs on exactly K candidates. BLAS is limited to one thread
+(threadpoolctl) when available, as a busy validator would want. Prints a table; `--json` writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from consensus.pocl.finalize import finalize_round
+from consensus.pocl.params import PoclParams
+from consensus.pocl.records import PHASE_PREDICT, RoundData, RoundRecord
+from consensus.pocl.schedule import advance
+from consensus.pocl.txs import (
+    CommitPayload,
+    NdArray,
+    PredictPayload,
+    VotePayload,
+    label_commitment,
+    labels_array,
+    model_commitment,
+)
+from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from consensus.pocl.verify import ShardClaim, verify_claims
+from ml.aggregate import aggregate
+from ml.inference import predict
+from ml.weights import encode_weights, initial_weights, weights_hash
+
+CHAIN_ID = "bench"
+TX = b"\x00" * 32
+
+
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def build_round(n: int, params: PoclParams) -> tuple[RoundData, list[np.ndarray], list[Any]]:
+    spec = params.model_spec()
+    rng = np.random.default_rng(n)
+    g = initial_weights(spec, params.init_seed)
+    addrs = sorted(hashlib.sha256(b"m%d" % i).digest()[:20] for i in range(n))
+    models = {a: [(w + rng.normal(0, 0.05, w.shape)).astype(np.float32) for w in g] for a in addrs}
+    xs = {a: rng.random((params.test_shard_size, *params.input_shape), dtype=np.float32) for a in addrs}
+    ys = {a: rng.integers(0, params.classes, params.test_shard_size) for a in addrs}
+    salt = b"\x01" * 32
+    rec = RoundRecord.open(1, 1, addrs, weights_hash(g))
+    commits, preds, votes = {}, {}, {}
+    for a in addrs:
+        mc = model_commitment(CHAIN_ID, 1, a, weights_hash(models[a]))
+        payload = CommitPayload(1, mc, label_commitment(labels_array(ys[a]), salt), NdArray.of(xs[a]), 0)
+        rec, commits[a] = accept_commit(rec, a, payload, params, 1, TX)
+    rec = advance(rec, 1)
+    predict_payloads = {}
+    for a in addrs:
+        labels = [labels_array(predict(spec, models[a], xs[o])[0]) for o in addrs if o != a]
+        predict_payloads[a] = PredictPayload(1, encode_weights(models[a]), labels)
+        rec, preds[a] = accept_predict(rec, a, predict_payloads[a], commits[a], params, CHAIN_ID, 2, TX)
+    rec = advance(rec, 2)
+    for j in addrs:
+        y = ys[j]
+        scores = []
+        for i in addrs:
+            if i != j:
+                arr = preds[i].predictions[[o for o in addrs if o != i].index(j)].to_numpy(1 << 20)
+                scores.append(int(np.count_nonzero(arr == y)) * 10_000 // len(y))
+        rec, votes[j] = accept_vote(
+            rec, j, VotePayload(1, labels_array(y), salt, scores), commits[j], params, 3, TX
+        )
+    data = RoundData.build(rec, commits.values(), preds.values(), votes.values())
+    a0 = addrs[0]
+    extra = [rec, predict_payloads[a0], commits[a0], a0, models, xs]
+    return data, g, extra
+
+
+def bench(n: int, params: PoclParams, repeats: int) -> dict[str, Any]:
+    data, g, (rec, p0, c0, a0, models, xs) = build_round(n, params)
+    pre_predict = dataclasses.replace(rec, phase=PHASE_PREDICT, predictors=[], revealed=[], voters=[])
+    predict_s = best_time(lambda: accept_predict(pre_predict, a0, p0, c0, params, CHAIN_ID, 2, TX), repeats)
+    finalize_s = best_time(lambda: finalize_round(data, g, params, CHAIN_ID, b"\x02" * 32), repeats)
+    spec = params.model_spec()
+    owners = [o for o in sorted(xs) if o != a0][: params.verify_shards]
+    claims = [ShardClaim(o, xs[o], predict(spec, models[a0], xs[o])[0]) for o in owners]
+    verify_s = best_time(lambda: verify_claims(spec, models[a0], claims, params), repeats)
+    winners = [models[a] for a in sorted(models)[: params.winners]]
+    aggregate_s = best_time(lambda: aggregate(g, winners, params.aggregation_rule()), repeats)
+    return {
+        "miners": n,
+        "predict_tx_bytes": len(p0.encode()),
+        "predict_tx_ms": predict_s * 1e3,
+        "finalize_ms": finalize_s * 1e3,
+        "verify_ms_per_candidate": verify_s * 1e3,
+        "aggregate_ms": aggregate_s * 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--miners", default="4,10,20")
+    ap.add_argument("--model", default="cnn-digits")
+    ap.add_argument("--shard", type=int, default=20)
+    ap.add_argument("--winners", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=str, default=None)
+    args = ap.parse_args(argv)
+    from ml.registry import get_model
+
+    spec = get_model(args.model)
+    params = PoclParams(
+        model=args.model,
+        input_shape=tuple(spec.input_shape),
+        classes=spec.num_classes,
+        test_shard_size=args.shard,
+        winners=args.winners,
+    )
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limit: Any = threadpool_limits(limits=1, user_api="blas")
+    except ImportError:
+        limit = contextlib.nullcontext()
+    with limit:
+        rows = [bench(int(n), params, args.repeats) for n in args.miners.split(",")]
+    cols = list(rows[0])
+    print(f"PoCL round overhead, model {args.model}, shard {args.shard}, K={args.winners}")
+    print("  ".join(f"{c:>24}" for c in cols))
+    for r in rows:
+        print("  ".join(f"{r[c]:>24.2f}" if isinstance(r[c], float) else f"{r[c]:>24}" for c in cols))
+    if args.json:
+        doc = {"bench": "pocl", "model": args.model, "platform": platform.platform(), "rows": rows}
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,239 @@
+"""PoCL wired into the ledger executor: rounds run by height through real signed txs and state."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from consensus.pocl.execution import EVENT_FINALISED, EVENT_SLASH, NS_POCL, build_executor
+from consensus.pocl.records import PENALTY_PREDICTION_FRAUD, PHASE_COMMIT, PHASE_DONE, predict_key
+from consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
+from ledger.executor import BlockContext
+from ledger.keys import PrivateKey
+from ledger.params import ChainParams, GenesisAccount
+from ledger.state import State
+from ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
+from ml.weights import decode_weights
+from tests.consensus.pocl.scenario import (
+    CHAIN_ID,
+    HONEST,
+    KNN,
+    Scenario,
+    commit_payload,
+    make_params,
+    make_scenario,
+    perturbed,
+    predict_payload,
+    vote_payload,
+)
+
+STAKE = 5_000
+BALANCE = 1_000_000
+FEE = 1
+PROPOSER = b"\xee" * 20
+
+
+def key(i: int) -> PrivateKey:
+    return PrivateKey.from_seed_text(f"miner-{i}")
+
+
+class Chain:
+    def __init__(self, s: Scenario, outsiders: int = 1) -> None:
+        self.s = s
+        self.executor, self.pocl = build_executor(s.params, ChainParams())
+        accounts = [
+            GenesisAccount(key(m.index).address, BALANCE, STAKE, key(m.index).pubkey) for m in s.miners
+        ]
+        accounts += [GenesisAccount(key(100 + i).address, BALANCE, 0, None) for i in range(outsiders)]
+        genesis = State.from_genesis(ChainParams(), accounts, CHAIN_ID)
+        self.models: dict[bytes, bytes] = {}  # plays the store: models persisted with each block
+        self.state = State.from_entries(ChainParams(), CHAIN_ID, genesis.entries_snapshot(), self.models.get)
+        self.nonces: dict[bytes, int] = {}
+        self.roots: list[bytes] = []
+        self.blocks: list[list[bytes]] = []
+        self.events: list = []
+
+    def tx(self, k: PrivateKey, kind: str, payload: object) -> SignedTx:
+        n = self.nonces.get(k.address, 0)
+        self.nonces[k.address] = n + 1
+        return sign_tx(k, Tx(TX_VERSION, CHAIN_ID, kind, k.pubkey, n, FEE, payload.to_list()))  # type: ignore[attr-defined]
+
+    def block(self, txs: list[SignedTx]) -> None:
+        work = self.state.copy()
+        h = work.height + 1
+        ctx = BlockContext(h, 1_000 * h, PROPOSER, CHAIN_ID, work.params)
+        res = self.executor.execute_block(work, ctx, [t.raw for t in txs])
+        self.models.update(work.delta().models)
+        self.state = work.commit()
+        self.roots.append(res.state_root)
+        self.blocks.append([t.raw for t in txs])
+        self.events += res.events
+
+    def miner_txs(self) -> list[SignedTx]:
+        """What honest-or-not miners send in the next block, given the open round's phase."""
+        s, st = self.s, self.state.copy()
+        self.pocl.begin_block(st, BlockContext(st.height + 1, 0, PROPOSER, CHAIN_ID, st.params))
+        rec = self.pocl.open_record(st)
+        if rec is None:
+            return []
+        s.round = rec.round
+        out = []
+        for m in s.miners:
+            a, k = m.address, key(m.index)
+            if rec.phase == PHASE_COMMIT and a in rec.eligible and a not in rec.committers:
+                out.append(self.tx(k, KIND_POCL_COMMIT, commit_payload(s, m)))
+            elif rec.phase_name == "predict" and a in rec.committers and a not in rec.predictors:
+                out.append(self.tx(k, KIND_POCL_PREDICT, predict_payload(s, m, rec.committers)))
+            elif rec.phase_name == "vote" and a in rec.revealed and a not in rec.voters:
+                data = self.pocl.round_data(st, rec)
+                out.append(self.tx(k, KIND_POCL_VOTE, vote_payload(s, m, rec, data.predictions)))
+        return out
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    s = make_scenario([HONEST, HONEST, KNN, HONEST, HONEST], make_params(first_round_height=2))
+    c = Chain(s)
+    for _ in range(4):  # heights 1..4: round 1 opens at 2 and closes every phase early
+        c.block(c.miner_txs())
+    c.block([])  # height 5 opens round 2
+    return c
+
+
+def test_round_runs_on_chain(chain: Chain) -> None:
+    p = chain.pocl
+    rec1 = p.record(chain.state, 1)
+    assert rec1 is not None and rec1.phase == PHASE_DONE
+    assert (rec1.start_height, rec1.predict_start, rec1.vote_start, rec1.end_height) == (2, 3, 4, 4)
+    out = rec1.outcome
+    assert out is not None and not out.void and len(out.winners) == 2
+    assert chain.state.global_model_hash == out.model_hash != out.prev_model_hash
+    weights = decode_weights(chain.s.params.model_spec(), chain.state.get_model(out.model_hash))
+    assert len(weights) == len(chain.s.global_weights)
+    # predict entries (with weights) are pruned once final
+    assert all(chain.state.get_raw(NS_POCL, predict_key(1, m)) is None for m in rec1.predictors)
+    finals = [e for e in chain.events if e.kind == EVENT_FINALISED]
+    assert finals and finals[0].data["round"] == 1 and finals[0].data["next_round_start"] == 5
+
+
+def test_rewards_and_slashes_land_in_accounts(chain: Chain) -> None:
+    out = chain.pocl.record(chain.state, 1).outcome
+    knn = chain.s.miners[2].address
+    assert [(p.miner, p.kind) for p in out.penalties] == [(knn, PENALTY_PREDICTION_FRAUD)]
+    acct = chain.state.account(knn)
+    expected_slash = STAKE * chain.s.params.slash_prediction_fraud_bps // 10_000
+    assert acct.stake == STAKE - expected_slash and acct.slashed_total == expected_slash
+    assert acct.jailed_until_round == 1 + chain.s.params.jail_rounds
+    assert [e.data["slashed"] for e in chain.events if e.kind == EVENT_SLASH] == [expected_slash]
+    paid = {p.miner: 0 for p in out.payouts}
+    for p in out.payouts:
+        paid[p.miner] += p.amount
+    assert sum(paid.values()) == chain.s.params.round_reward
+    for m in chain.s.miners:
+        a = m.address
+        spent = (
+            sum(1 for blk in chain.blocks for raw in blk if SignedTx.decode(raw).sender_address == a) * FEE
+        )
+        assert chain.state.account(a).balance == BALANCE - spent + paid.get(a, 0)
+
+
+def test_next_round_opens_without_the_jailed_miner(chain: Chain) -> None:
+    rec2 = chain.pocl.record(chain.state, 2)
+    assert rec2 is not None and rec2.start_height == 5
+    assert chain.s.miners[2].address not in rec2.eligible and len(rec2.eligible) == 4
+    assert rec2.prev_model_hash == chain.state.global_model_hash
+    assert chain.pocl.round_info(chain.state)
+
+
+def test_replay_gives_identical_state_roots(chain: Chain) -> None:
+    s = dataclasses.replace(chain.s)
+    replay = Chain(s)
+    for txs in chain.blocks:
+        work = replay.state.copy()
+        h = work.height + 1
+        res = replay.executor.execute_block(
+            work, BlockContext(h, 1_000 * h, PROPOSER, CHAIN_ID, work.params), txs
+        )
+        replay.models.update(work.delta().models)
+        replay.state = work.commit()
+        replay.roots.append(res.state_root)
+    assert replay.roots == chain.roots
+
+
+def test_bad_pocl_txs_are_rejected_with_stable_codes(chain: Chain) -> None:
+    st = chain.state
+    rec = chain.pocl.open_record(st)
+    assert rec is not None and rec.phase == PHASE_COMMIT
+    s = chain.s
+    s.round = rec.round
+    outsider = key(100)
+    nonce = st.account(outsider.address).nonce if st.account(outsider.address) else 0
+    tx = sign_tx(
+        outsider,
+        Tx(
+            TX_VERSION,
+            CHAIN_ID,
+            KIND_POCL_COMMIT,
+            outsider.pubkey,
+            nonce,
+            FEE,
+            commit_payload(s, s.miners[0]).to_list(),
+        ),
+    )
+    err = chain.executor.check_tx(st, tx)
+    assert err is not None and err.code == E_NOT_ELIGIBLE
+    m = s.miners[0]
+    k = key(m.index)
+    vote = vote_payload(s, m, rec, {})
+    tx = sign_tx(
+        k,
+        Tx(TX_VERSION, CHAIN_ID, KIND_POCL_VOTE, k.pubkey, st.account(k.address).nonce, FEE, vote.to_list()),
+    )
+    err = chain.executor.check_tx(st, tx)
+    assert err is not None and err.code == E_WRONG_PHASE
+    bad = sign_tx(
+        k, Tx(TX_VERSION, CHAIN_ID, KIND_POCL_PREDICT, k.pubkey, st.account(k.address).nonce, FEE, [1, 2])
+    )
+    err = chain.executor.check_tx(st, bad)
+    assert err is not None and err.code == "malformed_tx"
+
+
+def test_mempool_accepts_commits_for_the_round_about_to_open() -> None:
+    s = make_scenario([HONEST, HONEST, HONEST], make_params(first_round_height=2), trained=False)
+    c = Chain(s)
+    m = s.miners[0]
+    k = key(m.index)
+
+    def commit_tx() -> SignedTx:
+        nonce = c.state.account(k.address).nonce
+        return sign_tx(
+            k,
+            Tx(TX_VERSION, CHAIN_ID, KIND_POCL_COMMIT, k.pubkey, nonce, FEE, commit_payload(s, m).to_list()),
+        )
+
+    err = c.executor.check_tx(c.state, commit_tx())  # next block is height 1: no round yet
+    assert err is not None and err.code == E_NO_ROUND
+    c.block([])
+    assert c.pocl.open_record(c.state) is None  # round 1 opens in the next block's begin step...
+    assert c.executor.check_tx(c.state, commit_tx()) is None  # ...and the mempool already accepts for it
+    c.block([commit_tx()])
+    assert c.pocl.open_record(c.state).committers == [m.address]
+
+
+def test_second_round_builds_on_the_first(chain: Chain) -> None:
+    """Runs last (it advances the shared chain): round 2 reads G_1 back through the store's model reader."""
+    g1 = chain.state.global_model_hash
+    for m in chain.s.miners:  # local training moved every model a little since round 1
+        m.weights = perturbed(m.weights, 7 + m.index, 0.01)
+    for _ in range(chain.s.params.train_blocks + chain.s.params.predict_blocks + chain.s.params.vote_blocks):
+        rec2 = chain.pocl.record(chain.state, 2)
+        if rec2.phase == PHASE_DONE:
+            break
+        chain.block(chain.miner_txs())
+    rec2 = chain.pocl.record(chain.state, 2)
+    assert rec2.phase == PHASE_DONE and rec2.outcome.prev_model_hash == g1
+    assert rec2.outcome.penalties == [] and len(rec2.outcome.winners) == 2
+    assert chain.state.global_model_hash == rec2.outcome.model_hash != g1
+    assert chain.pocl.head(chain.state).model_round == 2
