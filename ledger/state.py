@@ -406,33 +406,46 @@ class State:
 
     def account(self, address: bytes) -> Account | None:
         """Read-only view of an account (None if it never existed). Do not mutate."""
-        fk = _ACCT_PREFIX + address
-        v = self._get(fk)
-        if v is None or isinstance(v, Account):
-            return v
-        base = self._base
-        acct = base._decoded.get(fk)
-        if acct is None:
-            if base._entries.get(fk) is v:  # committed entry: root-checked bytes we encoded
-                acct = base._decoded[fk] = Account.decode(v, strict=False)  # type: ignore[arg-type]
-            else:
-                acct = Account.decode(v)  # type: ignore[arg-type]
+        return self._account_fk(_ACCT_PREFIX + address)
+
+    def _account_fk(self, fk: bytes) -> Account | None:
+        # Hot path: overlay writes top-down, then the base's decoded cache, then its committed bytes.
+        st = self
+        while True:
+            v = st._writes.get(fk, _MISSING)
+            if v is not _MISSING:
+                if v is None or type(v) is Account:
+                    return v  # type: ignore[return-value]
+                return Account.decode(v)  # type: ignore[arg-type]
+            parent = st._parent
+            if parent is None:
+                break
+            st = parent
+        acct = st._decoded.get(fk)
+        if acct is not None:
+            return acct
+        raw = st._entries.get(fk)
+        if raw is None:
+            return None
+        # committed entry: root-checked bytes we encoded ourselves, so skip the canonical re-encode
+        acct = st._decoded[fk] = Account.decode(raw, strict=False)
         return acct
 
     def balance(self, address: bytes) -> int:
-        acct = self.account(address)
+        acct = self._account_fk(_ACCT_PREFIX + address)
         return acct.balance if acct is not None else 0
 
     def account_for_update(self, address: bytes) -> Account:
         """A mutable account owned by this overlay (created empty if absent)."""
         fk = _ACCT_PREFIX + address
-        v = self._writes.get(fk)
         self._delta = None
-        if isinstance(v, Account):
-            return v
-        cur = self.account(address)
+        writes = self._writes
+        v = writes.get(fk)
+        if type(v) is Account:
+            return v  # type: ignore[return-value]
+        cur = self._account_fk(fk)
         acct = cur.copy() if cur is not None else Account()
-        self._writes[fk] = acct
+        writes[fk] = acct
         return acct
 
     # ------------------------------------------------------------------ staking indexes

@@ -164,7 +164,9 @@ class BucketTree:
             root = root_of(hashes)
         else:
             root = self._root
-        return TreeUpdate(dict(changes), new_buckets, new_hashes, root)
+        return TreeUpdate(
+            changes if isinstance(changes, dict) else dict(changes), new_buckets, new_hashes, root
+        )
 
     def apply(self, update: TreeUpdate) -> None:
         """Commit a preview computed against this tree's current contents."""

@@ -82,10 +82,10 @@ class Trainer:
     """Keeps compiled Keras models (one per architecture) for repeated jobs in one process."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str], Any] = {}
+        self._models: dict[tuple[ModelSpec, str], Any] = {}
 
     def _model(self, spec: ModelSpec, optimizer: str) -> Any:
-        key = (spec.name, optimizer)
+        key = (spec, optimizer)
         model = self._models.get(key)
         if model is None:
             import keras

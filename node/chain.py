@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 from consensus.commit import CommitError, verify_commit
 from consensus.votes import ValidatorSet
@@ -84,9 +85,16 @@ class _Checked:
 
 class Chain:
     def __init__(
-        self, store: Store, state: State, executor: Executor, params: ChainParams, genesis_time_ms: int = 0
+        self,
+        store: Store,
+        state: State,
+        executor: Executor,
+        params: ChainParams,
+        genesis_time_ms: int = 0,
+        round_info: Callable[[State], bytes] | None = None,
     ) -> None:
         self.store = store
+        self._round_info = round_info or (lambda _state: b"")
         self.state = state
         self.executor = executor
         self.params = params
@@ -138,7 +146,7 @@ class Chain:
             txs_root=txs_root(result.txs),
             state_root=result.state_root,
             last_commit_hash=last_commit.hash if last_commit is not None else b"",
-            round_info=b"",
+            round_info=self._round_info(overlay),
         )
         block = Block(header, result.txs, last_commit)
         self._remember(block.hash, _Checked(overlay, result))
@@ -162,13 +170,13 @@ class Chain:
         if vals is None or not any(address_of(v.pubkey) == h.proposer for v in vals):
             raise InvalidBlock("bad_proposer", "proposer is not a validator of this height")
         self._check_last_commit(block)
-        if h.round_info != b"":
-            raise InvalidBlock("bad_round_info", "round_info must be empty")
         overlay = self.state.copy()
         try:
             result = self.executor.apply_block(overlay, block, self.params, verified_sigs=verified)
         except BlockError as exc:
             raise InvalidBlock("bad_execution", str(exc)) from exc
+        if h.round_info != self._round_info(overlay):
+            raise InvalidBlock("bad_round_info", "round_info does not match the executed round state")
         self._remember(block.hash, _Checked(overlay, result))
         return result
 

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from consensus.pocl.execution import PoclExecution
+from consensus.pocl.params import PoclParams
 from consensus.signing_state import SigningGuard
 from genesis.schema import Genesis
 from ledger.block import Block, Commit
 from ledger.codec import Struct
 from ledger.errors import TxError
-from ledger.executor import Executor
+from ledger.executor import Executor, default_registry
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from ledger.store import Store, StoreError
@@ -41,9 +43,19 @@ from p2p.sync import SyncConfig, SyncService
 
 log = logging.getLogger("pocl.node")
 
-TYPE_TX = 40
+TYPE_TX = 68
 SYNC_POLL_S = 1.0
 MALICIOUS_TX_CODES = frozenset({"malformed_tx", "bad_signature", "tx_too_large", "unsupported_version"})
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread: canonical inference in block execution is small-batch work that multi-threaded
+    OpenBLAS slows down ~10x on a busy machine (and values entering state never use BLAS anyway)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
 class NodeError(Exception):
@@ -59,6 +71,17 @@ class TxMessage(Struct):
 class NodeEvent:
     kind: str  # "block", "tx", "round", ...
     data: dict[str, Any]
+
+
+def build_node_executor(pocl: PoclExecution) -> Executor:
+    """The executor every node runs: core kinds + PoCL kinds, validator-set recording, PoCL hooks."""
+    registry = default_registry()
+    pocl.register(registry)
+    return Executor(
+        registry,
+        begin_block_hooks=[record_signing_validators, pocl.begin_block],
+        end_block_hooks=[pocl.end_block],
+    )
 
 
 def effective_params(genesis: Genesis, config: Config) -> ChainParams:
@@ -83,7 +106,8 @@ class Node:
         self.genesis = genesis
         self.node_key = node_key
         self.validator_key = validator_key
-        self.executor = executor or Executor(begin_block_hooks=[record_signing_validators])
+        self.pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
+        self.executor = executor or build_node_executor(self.pocl)
         self.double_sign = double_sign
         self.params = genesis.params
         self.chain: Chain | None = None
@@ -124,7 +148,8 @@ class Node:
         except StoreError as exc:
             store.close()
             raise NodeError(str(exc)) from exc
-        return Chain(store, state, self.executor, self.params, self.genesis.genesis_time_ms)
+        return Chain(store, state, self.executor, self.params, self.genesis.genesis_time_ms,
+                     round_info=self.pocl.round_info)
 
     def _host_config(self) -> HostConfig:
         p2p = self.config.p2p
@@ -148,6 +173,7 @@ class Node:
         )
 
     async def start(self) -> None:
+        limit_blas_threads()
         self.chain = chain = self._open_chain()
         self.mempool = Mempool(
             self.executor,

@@ -17,10 +17,9 @@ from node.commands._common import (
     unlock_key,
 )
 from node.errors import UserError
-from node.node import Node, NodeError
 
 HELP = "run the node (validator if its key is in the validator set)"
-USER_ERRORS = (NodeError, StoreError)
+USER_ERRORS: tuple[type[Exception], ...] = (StoreError,)
 
 log = logging.getLogger("pocl.node")
 
@@ -41,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(node: Node) -> None:
+async def _serve(node: Any) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -55,6 +54,15 @@ async def _serve(node: Node) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from node.node import Node, NodeError  # lazy: keeps `pocl-node --help` fast
+
+    try:
+        return _run(args, Node)
+    except NodeError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, imported lazily
     home = home_of(args)
     config = home.load_config()
     if args.p2p_listen:

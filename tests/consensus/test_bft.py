@@ -531,3 +531,105 @@ def test_restarted_validator_never_signs_conflicting_votes(tmp_path) -> None:
                 signed.setdefault(key_, set()).add(msg.vote.block_hash)
     assert all(len(v) == 1 for v in signed.values()), signed
     assert not any(n.evidence for n in net.nodes.values())
+
+
+class Scripted:
+    """One machine (the validator that proposes in none of rounds 0-2) driven by hand-made messages."""
+
+    def __init__(self) -> None:
+        self.ks = keys(4)
+        self.vals = validator_set(self.ks)
+        proposers = {self.vals.proposer(1, r).pubkey for r in range(3)}
+        self.me = next(k for k in self.ks if k.pubkey not in proposers)
+        self.others = [k for k in self.ks if k is not self.me]
+        self.m = ConsensusMachine(CHAIN_ID, PARAMS, signer=MemorySigner(self.me), get_value=lambda h, r: None,
+                                  valid=lambda b: True)
+        self.m.handle(NewHeight(1, self.vals))
+
+    def proposer_key(self, round_: int):
+        return next(k for k in self.ks if k.pubkey == self.vals.proposer(1, round_).pubkey)
+
+    def block(self, tag: str) -> Block:
+        return make_block(1, self.proposer_key(0).address, tag)
+
+    def propose(self, round_: int, block: Block, pol_round: int = -1) -> list[Vote]:
+        k = self.proposer_key(round_)
+        msg = ProposalMessage(Proposal.create(k, CHAIN_ID, 1, round_, block.hash, pol_round), block)
+        return [a.message.vote for a in self.m.handle(ProposalReceived(msg)) if isinstance(a, Broadcast)]
+
+    def votes(self, vote_type: int, round_: int, value: bytes) -> list[Vote]:
+        out = []
+        for k in self.others:
+            acts = self.m.handle(VoteReceived(make_vote(k, CHAIN_ID, vote_type, 1, round_, value)))
+            out += [a.message.vote for a in acts if isinstance(a, Broadcast)]
+        return out
+
+    def next_round(self) -> None:
+        r = self.m.round
+        self.votes(VOTE_PRECOMMIT, r, NIL_HASH)
+        self.m.handle(TimeoutFired("precommit", 1, r))
+        assert self.m.round == r + 1
+
+
+def test_rule_28_locked_on_a_later_round_prevotes_nil() -> None:
+    s = Scripted()
+    v, w = s.block("v"), s.block("w")
+    s.next_round()  # round 0 passes without a proposal
+    assert [x.block_hash for x in s.propose(1, v)] == [v.hash]  # line 22
+    assert [x.block_hash for x in s.votes(VOTE_PREVOTE, 1, v.hash)] == [v.hash]  # line 36: lock, precommit
+    assert (s.m.locked_round, s.m.locked_value, s.m.valid_round) == (1, v, 1)
+    s.next_round()
+    s.votes(VOTE_PREVOTE, 0, w.hash)  # a polka for w in round 0 (which we missed)
+    assert [x.block_hash for x in s.propose(2, w, pol_round=0)] == [NIL_HASH]  # lockedRound 1 > vr 0
+    assert s.m.locked_value == v
+
+
+def test_rule_28_polka_after_the_lock_unlocks() -> None:
+    s = Scripted()
+    v, w = s.block("v"), s.block("w")
+    assert [x.block_hash for x in s.propose(0, v)] == [v.hash]
+    s.votes(VOTE_PREVOTE, 0, v.hash)
+    assert (s.m.locked_round, s.m.locked_value) == (0, v)
+    s.next_round()
+    s.next_round()
+    s.votes(VOTE_PREVOTE, 1, w.hash)  # +2/3 prevoted w in round 1 while we waited
+    assert [x.block_hash for x in s.propose(2, w, pol_round=1)] == [w.hash]  # lockedRound 0 <= vr 1
+
+
+def test_rule_28_waits_for_the_polka_then_times_out_to_nil() -> None:
+    s = Scripted()
+    w = s.block("w")
+    s.next_round()
+    assert s.propose(1, w, pol_round=0) == []  # no +2/3 prevotes for w in round 0 known: wait
+    acts = s.m.handle(TimeoutFired("propose", 1, 1))
+    assert [a.message.vote.block_hash for a in acts if isinstance(a, Broadcast)] == [NIL_HASH]  # line 57
+
+
+def test_rule_22_locked_value_reproposed_without_pol_is_prevoted() -> None:
+    s = Scripted()
+    v, w = s.block("v"), s.block("w")
+    s.propose(0, v)
+    s.votes(VOTE_PREVOTE, 0, v.hash)
+    s.next_round()
+    assert [x.block_hash for x in s.propose(1, w)] == [NIL_HASH]  # locked on v: nil for w
+    s.next_round()
+    assert [x.block_hash for x in s.propose(2, v)] == [v.hash]  # lockedValue = v
+
+
+def test_rule_36_sets_valid_value_without_locking_after_precommit() -> None:
+    """We precommitted nil on the prevote timeout; a polka for v then completes: validValue, no lock."""
+    s = Scripted()
+    v = s.block("v")
+    assert [x.block_hash for x in s.propose(0, v)] == [v.hash]
+    assert s.m.handle(TimeoutFired("propose", 1, 0)) == []  # already prevoted: no effect
+    for k in s.others[:2]:
+        s.m.handle(VoteReceived(make_vote(k, CHAIN_ID, VOTE_PREVOTE, 1, 0, NIL_HASH)))
+    acts = s.m.handle(TimeoutFired("prevote", 1, 0))  # line 61
+    assert [a.message.vote.block_hash for a in acts if isinstance(a, Broadcast)] == [NIL_HASH]
+    assert s.m.step == Step.PRECOMMIT and s.m.locked_round == -1
+    s.m.handle(VoteReceived(make_vote(s.others[2], CHAIN_ID, VOTE_PREVOTE, 1, 0, v.hash)))
+    assert s.m.valid_round == -1  # 20 of 40 for v: no polka yet
+    for k in s.others[:2]:  # the two nil voters equivocate to v: 40 of 40
+        s.m.handle(VoteReceived(make_vote(k, CHAIN_ID, VOTE_PREVOTE, 1, 0, v.hash)))
+    assert (s.m.valid_round, s.m.valid_value) == (0, v)  # lines 42-43
+    assert s.m.locked_round == -1  # no lock: we were past the prevote step (line 37)

@@ -25,7 +25,7 @@ from ml.aggregate import (
     update_norm,
 )
 from ml.registry import get_model
-from ml.weights import encode_weights, initial_weights
+from ml.weights import encode_weights, initial_weights, weights_hash
 
 SPEC = get_model("cnn-digits")
 RULES = ["fedavg", "clip:2", "clip:0.5", "multi-krum:1", "multi-krum:1:2", "median", "trimmed-mean:0.2"]
@@ -241,3 +241,27 @@ def test_sort_rules_are_independent_of_block_size(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(agg, "_SORT_BLOCK", 1000)
     for rule, raw in want.items():
         assert encode_weights(aggregate(g, models, parse_rule(rule)).weights) == raw
+
+
+# Pinned results (consensus-critical: a change here forks chains). Inputs are PCG64-derived genesis models,
+# so they are themselves stable across numpy versions.
+GOLDEN_AGGREGATES = {
+    "fedavg": "c0d0c87da082ff2aca3c8f75db3f0d04bbe82168f65b2d36e14d4b820f1196e3",
+    "clip:1": "73cf9cda797285ae9170c4309238e543c82dc3aebd015cfbc4c079b8113d4607",
+    "multi-krum:1": "0a958d680fcb5725a69d98ff5ae75cf32cf339125b363d1f02e640505e940d3c",
+    "median": "bd15b2e6dcf7a6174280d4e57c1fab7ddf34b7c2ebb7b2ac2ba9263b77f8d9d9",
+    "trimmed-mean:0.2": "f7fd9bd04f02b9349b6742a05414b5d8e661f7d9fb679dc6eb70fa6e47073f22",
+}
+
+
+@pytest.mark.parametrize("rule", sorted(GOLDEN_AGGREGATES))
+def test_golden_aggregates(rule: str) -> None:
+    g = initial_weights(SPEC, seed=0)
+    models = [initial_weights(SPEC, seed=s) for s in range(1, 6)]
+    result = aggregate(g, models, parse_rule(rule))
+    assert weights_hash(result.weights).hex() == GOLDEN_AGGREGATES[rule]
+    assert result.scaled_norms == (17563059, 17510751, 17512282, 17577666, 17582121)
+    if rule == "clip:1":
+        assert result.clipped == (False, False, False, True, True)
+    if rule == "multi-krum:1":
+        assert result.selected == (0, 1, 2, 3)
