@@ -10,14 +10,15 @@ its state across heights. We carry nothing: the priorities are a pure function o
 and one index. Starting from all-zero priorities, pick number k (k = 1, 2, ...) defines the sequence,
 and
 
-    proposer(height, round) = pick number (height + round)
+    proposer(height, round) = pick number ((height + round - 1) mod W) + 1,   W = total weight
 
 so each new height advances the sequence by one (as CometBFT increments once per block) and each new
-round within a height by one more (as CometBFT's `IncrementProposerPriority(round)` on a copy).
-From zero, the sequence is periodic: after `W` picks (W = total weight) every validator has been
-picked exactly `weight` times and all priorities are zero again (smooth weighted round robin; checked
-by a test), so only `(height + round - 1) mod period` picks need replaying and the per-validator-set
-schedule is memoised.
+round within a height by one more (as CometBFT's `IncrementProposerPriority(round)` on a copy), and the
+priorities restart from zero every W picks. Without CometBFT's rescaling, W picks from zero pick every
+validator exactly `weight` times and end at all-zero priorities (smooth weighted round robin), so the
+restart changes nothing; for very skewed sets the rescaling step can trigger and a validator's count in
+a cycle can then differ from its weight by one (measured; checked by a test). At most W picks are ever
+replayed, and each validator set's schedule is memoised.
 
 To keep the period (and the replay) small, weights are the powers divided by their gcd, and when the
 total would exceed `MAX_CYCLE` they are quantised to `max(1, power * MAX_CYCLE // total)`. A
@@ -31,11 +32,14 @@ from functools import lru_cache
 from math import gcd
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from consensus.votes import Validator, ValidatorSet
 
 PRIORITY_WINDOW_SIZE_FACTOR = 2  # CometBFT: rescale when max - min priority > 2 × total power
 MAX_CYCLE = 10_000  # upper bound (≈) on the period of the proposer sequence
+NUMPY_MIN_VALIDATORS = 16  # from this size the replay runs vectorised (same integers, same picks)
 
 
 def _go_div(a: int, b: int) -> int:
@@ -94,7 +98,7 @@ class ProposerSchedule:
     def __init__(self, weights: list[int], addresses: list[bytes]) -> None:
         self.weights = weights
         self.addresses = addresses
-        self.period = sum(weights)  # a divisor of it, in fact; W picks always return to all-zero
+        self.period = sum(weights)  # priorities restart from zero every `period` picks
         self._priorities = [0] * len(weights)
         self._picks: list[int] = []  # _picks[k-1] = index chosen by pick k
 
@@ -103,9 +107,35 @@ class ProposerSchedule:
         if k < 1:
             raise ValueError("pick number starts at 1")
         pos = (k - 1) % self.period
-        while len(self._picks) <= pos:
-            self._picks.append(increment_priorities(self._priorities, self.weights, self.addresses))
+        if len(self._picks) <= pos:
+            if len(self.weights) >= NUMPY_MIN_VALIDATORS:
+                self._advance_vectorised(pos + 1 - len(self._picks))
+            while len(self._picks) <= pos:
+                self._picks.append(increment_priorities(self._priorities, self.weights, self.addresses))
         return self._picks[pos]
+
+    def _advance_vectorised(self, steps: int) -> None:
+        """`increment_priorities` for large sets with numpy int64 (the same integers, so the same picks:
+        checked by a test). Priorities stay within a few × total ≤ ~MAX_CYCLE, far from overflow."""
+        total = sum(self.weights)
+        n = len(self.weights)
+        diff_max = PRIORITY_WINDOW_SIZE_FACTOR * total
+        prio = np.array(self._priorities, dtype=np.int64)
+        w = np.array(self.weights, dtype=np.int64)
+        picks = self._picks
+        for _ in range(steps):
+            diff = int(prio.max()) - int(prio.min())
+            if diff > diff_max:
+                ratio = (diff + diff_max - 1) // diff_max
+                prio = np.sign(prio) * (np.abs(prio) // ratio)  # Go: truncate toward zero
+            avg = int(prio.sum()) // n
+            if avg:
+                prio -= avg
+            prio += w
+            best = int(prio.argmax())  # first maximum = smallest address (the set is sorted)
+            prio[best] -= total
+            picks.append(best)
+        self._priorities = [int(x) for x in prio]
 
 
 @lru_cache(maxsize=32)

@@ -12,7 +12,8 @@ Punishment: slash `double_sign_slash_bps` of bonded stake and of each unbonding 
 jail until `current height + double_sign_jail_blocks`, and record the offence.
 
 Public API: evidence_key(ev), check_evidence(state, ev, chain_id, height, params) -> TxError | None,
-punish_double_sign(state, ev, height, params) -> int (amount slashed).
+punish_double_sign(state, ev, height, params) -> int (amount slashed),
+slash_stake(state, address, bps) -> int (generic slashing, also for PoCL penalties).
 """
 
 from __future__ import annotations
@@ -72,11 +73,15 @@ def check_evidence(
     return None
 
 
-def punish_double_sign(state: State, ev: DuplicateVoteEvidence, height: int, params: ChainParams) -> int:
-    """Slash, jail and record. Returns the burned amount. Assumes `check_evidence` passed."""
-    addr = ev.vote_a.validator_address
-    acct = state.account_for_update(addr)
-    bps = params.double_sign_slash_bps
+def slash_stake(state: State, address: bytes, bps: int) -> int:
+    """Burn `bps`/10,000 of an account's bonded stake and of each unbonding entry (floor, per part).
+
+    Shared by double-sign punishment and PoCL penalties. Returns the burned amount; keeps the staker
+    index exact and adds to `slashed_total`.
+    """
+    if not 0 <= bps <= BPS:
+        raise ValueError("slash fraction must be within 0..10000 basis points")
+    acct = state.account_for_update(address)
     slashed = acct.stake * bps // BPS
     acct.stake -= slashed
     for entry in acct.unbonding:
@@ -84,7 +89,15 @@ def punish_double_sign(state: State, ev: DuplicateVoteEvidence, height: int, par
         entry[0] -= cut
         slashed += cut
     acct.slashed_total = min(acct.slashed_total + slashed, 2**63 - 1)
+    state.update_staker_index(address)
+    return slashed
+
+
+def punish_double_sign(state: State, ev: DuplicateVoteEvidence, height: int, params: ChainParams) -> int:
+    """Slash, jail and record. Returns the burned amount. Assumes `check_evidence` passed."""
+    addr = ev.vote_a.validator_address
+    slashed = slash_stake(state, addr, params.double_sign_slash_bps)
+    acct = state.account_for_update(addr)
     acct.jailed_until_height = max(acct.jailed_until_height, height + params.double_sign_jail_blocks)
-    state.update_staker_index(addr)
     state.mark_evidence(evidence_key(ev), height)
     return slashed

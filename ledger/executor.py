@@ -26,12 +26,20 @@ Public API:
     Executor(registry=None, begin_block_hooks=(), end_block_hooks=())
         .decode_tx(raw, params) -> SignedTx                        (raises TxError)
         .check_tx(state, tx: SignedTx | bytes, params=None) -> TxError | None   (mempool; no writes)
+        .check_and_apply_tx(check_state, tx, params=None) -> TxError | None
+              (mempool: validate against an overlay and apply on success, so a sender's queued txs
+               with consecutive nonces validate one after another; fees go nowhere in that overlay)
         .apply_tx(state, stx, ctx, index=0, verified=False) -> TxReceipt        (raises TxError)
         .execute_block(state, ctx, txs, verified_sigs=None, skip_invalid=False) -> BlockResult
-              (proposers: build the block body; with skip_invalid, invalid txs are dropped)
+              (with skip_invalid, invalid txs are dropped and overflow deferred: for proposers)
+        .propose_block(state, *, time_ms, proposer, prev_hash, last_commit, candidate_txs,
+                       round_info=b"", verified_sigs=None) -> (Block, BlockResult, work_state)
         .apply_block(state, block, params=None, verified_sigs=None) -> BlockResult (raises BlockError)
     check_tx(state, tx, params) / apply_block(state, block, params, verified_sigs=None): default executor
-    TxKind, TxRegistry, default_registry(), BlockContext, TxContext, TxReceipt, BlockResult, Event
+    TxKind, TxRegistry, default_registry(), BlockContext, TxContext, TxReceipt, BlockResult, Event,
+    fast_txs_root(txs) (== ledger.block.txs_root, faster)
+`apply_block` checks height, tx count/bytes limits, txs_root, every tx and the header's state_root; it
+does NOT check prev_hash, proposer, time or last_commit signatures: that is consensus / block sync's job.
 Always execute on `state.copy()`: a BlockError leaves the overlay half-written (drop it).
 """
 
@@ -39,11 +47,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ledger import errors
-from ledger.block import Block, DuplicateVoteEvidence, txs_root
+from ledger.block import Block, Commit, DuplicateVoteEvidence, Header, txs_root
 from ledger.codec import CodecError, Struct
 from ledger.errors import BlockError, TxError
 from ledger.evidence import check_evidence, punish_double_sign
@@ -83,6 +91,8 @@ def fast_txs_root(txs: Sequence[bytes]) -> bytes:
             nxt.append(level[-1])
         level = nxt
     return sha(_ROOT_PREFIX + level[0]).digest()
+
+
 NO_PROPOSER = b"\x00" * 20
 
 
@@ -146,6 +156,7 @@ class BlockResult:
     events: list[Event]
     txs: list[bytes]  # canonical encodings of the executed txs (== block.txs unless skip_invalid)
     rejected: list[tuple[int, TxError]] = dataclasses.field(default_factory=list)  # skip_invalid only
+    deferred: list[int] = dataclasses.field(default_factory=list)  # skip_invalid only: block was full
 
     @property
     def tx_hashes(self) -> list[bytes]:
@@ -261,15 +272,20 @@ def validate_unstake(state: State, ctx: TxContext, p: UnstakePayload) -> TxError
     acct = ctx.account
     if acct is None or acct.stake < p.amount:
         return TxError(errors.INSUFFICIENT_STAKE, "bonded stake is smaller than amount")
-    release = ctx.height + ctx.params.unbonding_blocks
+    release = release_height(ctx)
     if len(acct.unbonding) >= MAX_UNBONDING_ENTRIES and all(e[1] != release for e in acct.unbonding):
         return TxError(errors.TOO_MANY_UNBONDING, f"at most {MAX_UNBONDING_ENTRIES} unbonding entries")
     return None
 
 
+def release_height(ctx: TxContext) -> int:
+    """Unbonded stake returns to the balance at the start of this block (at least the next one)."""
+    return ctx.height + max(1, ctx.params.unbonding_blocks)
+
+
 def apply_unstake(state: State, ctx: TxContext, p: UnstakePayload) -> None:
     acct = state.account_for_update(ctx.sender)
-    release = ctx.height + ctx.params.unbonding_blocks
+    release = release_height(ctx)
     acct.stake -= p.amount
     for entry in acct.unbonding:
         if entry[1] == release:
@@ -326,6 +342,7 @@ class Executor:
         end_block_hooks: Sequence[Hook] = (),
     ) -> None:
         self.registry = (registry or default_registry()).copy()  # snapshot: later edits don't leak in
+        self._kinds = dict(self.registry._kinds)
         self.begin_block_hooks = tuple(begin_block_hooks)
         self.end_block_hooks = tuple(end_block_hooks)
 
@@ -363,7 +380,7 @@ class Executor:
             raise TxError(errors.UNSUPPORTED_VERSION, f"tx version {tx.version} is not supported")
         if tx.chain_id != ctx.block.chain_id:
             raise TxError(errors.WRONG_CHAIN_ID, f"tx is for chain {tx.chain_id!r}")
-        kind = self._resolve_kind(tx.kind)
+        kind = self._kinds.get(tx.kind) or self._resolve_kind(tx.kind)
         size = len(stx.raw)
         limit = kind.max_bytes(params)
         if size > limit:
@@ -375,7 +392,7 @@ class Executor:
         if kind.requires_min_fee and tx.fee < params.min_fee:
             raise TxError(errors.FEE_TOO_LOW, f"fee {tx.fee} below minimum {params.min_fee}")
         try:
-            payload = stx.payload_as(kind.payload_type)
+            payload = kind.payload_type.from_list(tx.payload)
         except CodecError as exc:
             raise TxError(errors.MALFORMED_TX, f"bad {tx.kind} payload: {exc}") from exc
         acct = ctx.account = state.account(ctx.sender)
@@ -402,6 +419,20 @@ class Executor:
             stx = self.decode_tx(tx, params) if isinstance(tx, (bytes, bytearray)) else tx
             ctx = BlockContext(state.height + 1, 0, NO_PROPOSER, state.chain_id, params)
             self._validate(state, TxContext(ctx, stx, stx.sender_address, 0), verified=False)
+        except TxError as err:
+            return err
+        return None
+
+    def check_and_apply_tx(
+        self, state: State, tx: SignedTx | bytes, params: ChainParams | None = None
+    ) -> TxError | None:
+        """Like check_tx, but on success also applies the tx to `state` (a mempool's "check state"
+        overlay), so the sender's next nonce and remaining balance are checked against it."""
+        params = params or state.params
+        try:
+            stx = self.decode_tx(tx, params) if isinstance(tx, (bytes, bytearray)) else tx
+            ctx = BlockContext(state.height + 1, 0, NO_PROPOSER, state.chain_id, params)
+            self.apply_tx(state, stx, ctx)
         except TxError as err:
             return err
         return None
@@ -458,7 +489,8 @@ class Executor:
         skip_invalid: bool = False,
     ) -> BlockResult:
         """Run begin_block, all txs, end_block on `state` (mutated). Raises BlockError for an invalid tx
-        unless `skip_invalid` (then it is dropped and listed in `rejected`: for proposers)."""
+        unless `skip_invalid` (for proposers): then invalid txs are dropped and listed in `rejected`,
+        and txs that would exceed max_block_txs / max_block_bytes are left out and listed in `deferred`."""
         if ctx.height != state.height + 1:
             raise BlockError(errors.BLOCK_WRONG_HEIGHT, f"block {ctx.height} on state at {state.height}")
         self.begin_block(state, ctx)
@@ -467,12 +499,31 @@ class Executor:
         rejected: list[tuple[int, TxError]] = []
         params = ctx.params
         apply_tx = self.apply_tx
+        deferred: list[int] = []
+        block_bytes = 0
+        limit = self.max_any_tx_bytes(params)
+        decode = SignedTx.decode
         for i, item in enumerate(txs):
             try:
-                stx = self.decode_tx(item, params) if isinstance(item, (bytes, bytearray)) else item
+                if isinstance(item, (bytes, bytearray)):
+                    if len(item) > limit:
+                        raise TxError(errors.TX_TOO_LARGE, f"transaction is {len(item)} bytes, limit {limit}")
+                    try:
+                        stx = decode(item, limit)
+                    except CodecError as exc:
+                        raise TxError(errors.MALFORMED_TX, str(exc)) from exc
+                else:
+                    stx = item
+                raw = stx.raw
+                if skip_invalid and (
+                    len(included) >= params.max_block_txs or block_bytes + len(raw) > params.max_block_bytes
+                ):
+                    deferred.append(i)
+                    continue
                 verified = verified_sigs is not None and stx.hash in verified_sigs
                 receipts.append(apply_tx(state, stx, ctx, len(included), verified))
-                included.append(stx.raw)
+                included.append(raw)
+                block_bytes += len(raw)
             except TxError as err:
                 if not skip_invalid:
                     raise BlockError(
@@ -480,7 +531,41 @@ class Executor:
                     ) from err
                 rejected.append((i, err))
         self.end_block(state, ctx)
-        return BlockResult(ctx.height, state.state_root(), receipts, ctx.fees, ctx.events, included, rejected)
+        root = state.state_root()
+        return BlockResult(ctx.height, root, receipts, ctx.fees, ctx.events, included, rejected, deferred)
+
+    def propose_block(
+        self,
+        state: State,
+        *,
+        time_ms: int,
+        proposer: bytes,
+        prev_hash: bytes,
+        last_commit: Commit | None,
+        candidate_txs: Sequence[bytes | SignedTx],
+        round_info: bytes = b"",
+        verified_sigs: set[bytes] | frozenset[bytes] | None = None,
+    ) -> tuple[Block, BlockResult, State]:
+        """Build the next block from candidate txs (invalid ones dropped, overflow deferred).
+
+        Returns (block, result, work) where `work` is the executed overlay on `state`: commit it with
+        `store.commit_block(block, work.delta(), ...)` + `work.commit()` once the block is final, or drop it.
+        """
+        work = state.copy()
+        height = state.height + 1
+        ctx = BlockContext(height, time_ms, proposer, state.chain_id, state.params)
+        result = self.execute_block(work, ctx, candidate_txs, verified_sigs, skip_invalid=True)
+        header = Header(
+            height=height,
+            time_ms=time_ms,
+            prev_hash=prev_hash,
+            proposer=proposer,
+            txs_root=fast_txs_root(result.txs),
+            state_root=result.state_root,
+            last_commit_hash=last_commit.hash if last_commit is not None else b"",
+            round_info=round_info,
+        )
+        return Block(header, result.txs, last_commit), result, work
 
     def apply_block(
         self,
@@ -488,8 +573,11 @@ class Executor:
         block: Block,
         params: ChainParams | None = None,
         verified_sigs: set[bytes] | frozenset[bytes] | None = None,
+        known_txs: Mapping[bytes, SignedTx] | None = None,
     ) -> BlockResult:
-        """Execute a received block on `state` (pass a copy) and check its txs_root and state_root."""
+        """Execute a received block on `state` (pass a copy) and check its txs_root and state_root.
+        `known_txs` (canonical bytes -> the SignedTx decoded from exactly those bytes, e.g. the mempool's)
+        spares re-decoding txs this node already holds; the result is the same."""
         params = params or state.params
         h = block.header
         if h.height != state.height + 1:
@@ -502,7 +590,10 @@ class Executor:
         if fast_txs_root(block.txs) != h.txs_root:
             raise BlockError(errors.BLOCK_TXS_ROOT_MISMATCH, "txs_root does not match the block's txs")
         ctx = BlockContext(h.height, h.time_ms, h.proposer, state.chain_id, params)
-        result = self.execute_block(state, ctx, block.txs, verified_sigs)
+        txs: Sequence[bytes | SignedTx] = block.txs
+        if known_txs:
+            txs = [known_txs.get(raw, raw) for raw in block.txs]
+        result = self.execute_block(state, ctx, txs, verified_sigs)
         if result.state_root != h.state_root:
             raise BlockError(
                 errors.BLOCK_STATE_ROOT_MISMATCH,

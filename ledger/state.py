@@ -8,7 +8,7 @@ state root (`ledger.state_root`). Core namespaces:
     "meta"    b"height"               -> last executed block height (u64 BE)
               b"stakers"              -> sorted list of addresses with bonded stake > 0
     "unbond"  release height (u64 BE) -> list of addresses with unbonding entries released then
-    "evid"    address||height||round||type -> b"" : double-sign already punished
+    "evid"    address||height||round||type -> height punished (u64 BE): one punishment per offence
     "global"  b"model"                -> hash of the current global model
 Other namespaces are free for later modules (`get_raw/set_raw`, e.g. PoCL round records). Raw
 namespaces cannot be listed cheaply: keep your own index entries if you need iteration.
@@ -24,11 +24,14 @@ returns the base. Typical use (the node, `valid(v)` checks, block sync):
     state = work.commit()                        # the base, now at the new height
 
 Only the top of an overlay chain may be written; committing invalidates sibling overlays.
-Integers only, no floats. Amounts stay below 2**63 (`ledger.tx.MAX_AMOUNT`).
+Integers only, no floats. Amounts stay below 2**63 (`ledger.tx.MAX_AMOUNT`; genesis supply is capped
+there). Unstaked amounts sit in `Account.unbonding` (still slashable) and return to the balance at the
+start of block `unstake height + max(1, unbonding_blocks)`.
 
-Public API: State (from_genesis, from_entries, copy, commit, delta, state_root, height, account,
-account_for_update, get_raw, set_raw, delete_raw, global_model_hash, set_global_model_hash,
-validator_set, total_voting_power, put_model, get_model, entries_snapshot), Account, Validator,
+Public API: State (from_genesis(params, accounts, chain_id), from_entries, copy, commit, delta,
+state_root, height, account(addr), balance(addr), account_for_update(addr), get_raw/set_raw/delete_raw,
+global_model_hash/set_global_model_hash, stakers, validator_set(height=None), total_voting_power,
+put_model/get_model, entries_snapshot, iter_accounts), Account, Validator(address, pubkey, power),
 StateDelta, full_key/split_key, NS_* constants.
 """
 
@@ -87,8 +90,19 @@ def height_key(height: int) -> bytes:
 _PACKERS = threading.local()  # msgpack.Packer is not thread-safe; one per thread
 
 
+def _packer() -> msgpack.Packer:
+    packer = _PACKERS.__dict__.get("p")
+    if packer is None:
+        packer = _PACKERS.p = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
 def _reject_map(_pairs: object) -> object:
     raise CodecError("maps are not allowed in canonical encoding")
+
+
+def _unpack_trusted(data: bytes) -> object:
+    return msgpack.unpackb(data, raw=False, use_list=True)
 
 
 class Account:
@@ -180,10 +194,7 @@ class Account:
 
     def encode(self) -> bytes:
         # All fields are ints in [0, 2**63) and bytes by construction, so packing is canonical here.
-        packer = _PACKERS.__dict__.get("p")
-        if packer is None:
-            packer = _PACKERS.p = msgpack.Packer(use_bin_type=True)
-        return packer.pack(
+        return _packer().pack(
             [
                 self.balance,
                 self.nonce,
@@ -200,6 +211,14 @@ class Account:
     def decode(cls, data: bytes, strict: bool = True) -> Account:
         """Strictly decode (types, ranges, canonical bytes). `strict=False` skips only the canonical
         re-encoding check: for entries of a store whose root was verified on load."""
+        if not strict:
+            try:
+                v = _unpack_trusted(data)
+                if type(v) is list and len(v) == 8:
+                    return cls(*v)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                pass
+            # fall through to the strict path for a clear error
         try:
             v = msgpack.unpackb(data, raw=False, use_list=True, object_pairs_hook=_reject_map, max_ext_len=0)
         except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError, CodecError) as exc:
@@ -250,6 +269,7 @@ class StateDelta:
     changes: dict[bytes, bytes | None]  # full_key -> canonical value bytes (None = deleted)
     tree: TreeUpdate
     models: dict[bytes, bytes]  # global models (hash -> bytes) produced while executing
+    _objects: dict[bytes, Account] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> bytes:
@@ -370,7 +390,7 @@ class State:
         return self.get_entry(full_key(ns, key))
 
     def set_raw(self, ns: str, key: bytes, value: bytes) -> None:
-        if ns in CORE_NAMESPACES or ns == NS_ACCOUNT:
+        if ns in CORE_NAMESPACES:
             raise ValueError(f"namespace {ns!r} is managed by the ledger")
         if not isinstance(value, bytes):
             raise TypeError("raw state values must be bytes")
@@ -551,16 +571,34 @@ class State:
             models.update(st._models)
         base_entries = self._base._entries
         changes: dict[bytes, bytes | None] = {}
+        objects: dict[bytes, Account] = {}  # Account objects behind `changes`, for commit()'s cache
+        pack = _packer().pack
         for fk, v in merged.items():
-            if isinstance(v, Account):
-                enc: bytes | None = v.encode()
+            if type(v) is Account:
+                enc: bytes | None = pack(
+                    [
+                        v.balance,  # type: ignore[attr-defined]
+                        v.nonce,  # type: ignore[attr-defined]
+                        v.pubkey,  # type: ignore[attr-defined]
+                        v.stake,  # type: ignore[attr-defined]
+                        v.unbonding,  # type: ignore[attr-defined]
+                        v.jailed_until_height,  # type: ignore[attr-defined]
+                        v.jailed_until_round,  # type: ignore[attr-defined]
+                        v.slashed_total,  # type: ignore[attr-defined]
+                    ]
+                )  # == v.encode(), inlined (hot)
+                if enc == base_entries.get(fk):
+                    continue
+                objects[fk] = v  # type: ignore[assignment]
             else:
                 enc = v  # type: ignore[assignment]
-            if enc == base_entries.get(fk):
-                continue  # unchanged (or deleting something absent)
+                if enc == base_entries.get(fk):
+                    continue  # unchanged (or deleting something absent)
             changes[fk] = enc
-        self._delta = StateDelta(self.height, changes, self._base._tree.preview(changes), models)
-        return self._delta
+        delta = StateDelta(self.height, changes, self._base._tree.preview(changes), models)
+        delta._objects = objects
+        self._delta = delta
+        return delta
 
     def state_root(self) -> bytes:
         return self.delta().root
@@ -574,17 +612,15 @@ class State:
         decoded = base._decoded
         # Keep this block's Account objects as the decoded cache (saves re-decoding hot accounts);
         # they are no longer written once the overlays are cleared below.
-        objs: dict[bytes, object] = {}
-        for st in chain:
-            objs.update(st._writes)
+        objects = delta._objects
         for fk, enc in delta.changes.items():
             if enc is None:
                 entries.pop(fk, None)
                 decoded.pop(fk, None)
             else:
                 entries[fk] = enc
-                obj = objs.get(fk)
-                if isinstance(obj, Account):
+                obj = objects.get(fk)
+                if obj is not None:
                     decoded[fk] = obj
                 else:
                     decoded.pop(fk, None)

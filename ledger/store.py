@@ -249,7 +249,7 @@ class Store:
                 if h == EMPTY_BUCKET_HASH:
                     wb.delete(_bucket_key(b))
                 else:
-                    put(_bucket_key(b), h)
+                    put(P_BUCKET + b.to_bytes(2, "big"), h)
             for mh, data in delta.models.items():
                 put(P_MODEL + mh, data)
             put(K_STATE_ROOT, delta.root)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from consensus.commit import CommitError, verify_commit
 from consensus.votes import ValidatorSet
@@ -154,8 +154,14 @@ class Chain:
 
     # ------------------------------------------------------------------ validity (valid(v))
 
-    def check_block(self, block: Block, verified: set[bytes] | None = None) -> BlockResult:
-        """Raise InvalidBlock unless `block` is a valid next block; returns its execution result."""
+    def check_block(
+        self,
+        block: Block,
+        verified: set[bytes] | None = None,
+        known_txs: Mapping[bytes, SignedTx] | None = None,
+    ) -> BlockResult:
+        """Raise InvalidBlock unless `block` is a valid next block; returns its execution result.
+        `known_txs` (raw -> decoded, the mempool's) only saves decoding."""
         cached = self._checked.get(block.hash)
         if cached is not None:
             return cached.result
@@ -172,7 +178,9 @@ class Chain:
         self._check_last_commit(block)
         overlay = self.state.copy()
         try:
-            result = self.executor.apply_block(overlay, block, self.params, verified_sigs=verified)
+            result = self.executor.apply_block(
+                overlay, block, self.params, verified_sigs=verified, known_txs=known_txs
+            )
         except BlockError as exc:
             raise InvalidBlock("bad_execution", str(exc)) from exc
         if h.round_info != self._round_info(overlay):

@@ -55,6 +55,8 @@ TYPE_PROPOSAL_BLOCK = 67
 MAX_VOTE_MSG_BYTES = 1024
 RECENT_BLOCKS = 32
 FETCH_TIMEOUT_S = 5.0
+REBROADCAST_S = 1.0  # re-send our own votes for the current height (peers may have missed them)
+PROPOSAL_REBROADCAST_EVERY = 3  # ... and our proposal every this many ticks (blocks are big)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +116,8 @@ class ConsensusDriver:
         self._tasks: set[asyncio.Task[object]] = set()
         self._new_height_handle: asyncio.TimerHandle | None = None
         self._running = False
+        self._own: list[ProposalMessage | VoteMessage] = []  # what we signed at the current height
+        self._own_height = 0
         self._last_decided_at = time.monotonic()
         self.rounds_at_last_height = 0
         self.machine = ConsensusMachine(
@@ -136,7 +140,25 @@ class ConsensusDriver:
 
     def start(self) -> None:
         self._running = True
+        self.host.on_connect(self._send_own_to)
+        self._spawn(self._rebroadcast_loop())
         self._enter_height()
+
+    async def _rebroadcast_loop(self) -> None:
+        """Gossip is fire-and-forget: a peer that connected late or dropped a message would never get our
+        vote, and Tendermint's liveness needs every message delivered eventually. So, like CometBFT's vote
+        gossip (simplified to our own messages), re-send what we signed at the current height."""
+        tick = 0
+        while self._running:
+            await asyncio.sleep(REBROADCAST_S)  # a cadence, not a wait for a condition
+            tick += 1
+            for msg in list(self._own):
+                if isinstance(msg, VoteMessage) or tick % PROPOSAL_REBROADCAST_EVERY == 0:
+                    self.host.broadcast(msg)
+
+    def _send_own_to(self, peer: object) -> None:
+        for msg in list(self._own):
+            self.host.send_to(peer.node_id, msg)  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         self._running = False
@@ -151,6 +173,19 @@ class ConsensusDriver:
     @property
     def height(self) -> int:
         return self.machine.height
+
+    def summary(self) -> dict[str, object]:
+        """Where consensus stands (RPC /status): enough to see why a height is stuck."""
+        m = self.machine
+        return {
+            "height": m.height,
+            "round": m.round,
+            "step": m.step.name.lower(),
+            "locked_round": m.locked_round,
+            "valid_round": m.valid_round,
+            "pending_timeouts": len(self._timers),
+            "own_messages": len(self._own),
+        }
 
     @property
     def round(self) -> int:
@@ -184,7 +219,7 @@ class ConsensusDriver:
 
     def _valid(self, block: Block) -> bool:
         try:
-            self.chain.check_block(block, verified=self._verified())
+            self.chain.check_block(block, verified=self._verified(), known_txs=self.mempool.by_raw)
         except InvalidBlock as exc:
             log.warning("invalid block %s at height %d: %s", block.hash.hex()[:12], block.height, exc)
             return False
@@ -208,9 +243,10 @@ class ConsensusDriver:
         return self._feed(VoteReceived(msg.vote))
 
     def _feed(self, event: object) -> bool:
-        """Hand a peer's message to the machine; False (=> gossip scores the peer) only if invalid."""
-        if not self._running:
-            return True
+        """Hand a peer's message to the machine; False (=> gossip scores the peer) only if invalid.
+
+        Always fed, even before `start()`: gossip marks the message seen, so one dropped here would be lost
+        for good; the machine buffers early messages itself until its first NewHeight."""
         actions = self.machine.handle(event)  # type: ignore[arg-type]
         invalid = any(isinstance(a, InvalidMessage) for a in actions)
         self._execute(actions)
@@ -251,6 +287,10 @@ class ConsensusDriver:
                 log.info("rejected consensus message: %s", action.reason)
 
     def _broadcast(self, message: ProposalMessage | VoteMessage) -> None:
+        height = message.proposal.height if isinstance(message, ProposalMessage) else message.vote.height
+        if height != self._own_height:
+            self._own, self._own_height = [], height
+        self._own.append(message)
         if isinstance(message, ProposalMessage):
             self._remember_block(message.block)
         self.gossip.publish(message)

@@ -78,6 +78,7 @@ class Mempool:
         self.verified = _BoundedSet(self.config.verified_cache_size)
         self._by_sender: dict[bytes, list[_Entry]] = {}  # sender address -> entries in nonce order
         self._by_hash: dict[bytes, _Entry] = {}
+        self.by_raw: dict[bytes, SignedTx] = {}  # canonical bytes -> decoded tx (block checks skip decoding)
         self._queued: dict[bytes, dict[int, SignedTx]] = {}  # sender -> nonce -> tx waiting for a gap
         self._queued_hashes: set[bytes] = set()
         self._bytes = 0
@@ -181,6 +182,7 @@ class Mempool:
         entry = _Entry(stx, self._arrivals)
         self._by_sender.setdefault(stx.sender_address, []).append(entry)
         self._by_hash[stx.hash] = entry
+        self.by_raw[stx.raw] = stx
         self._bytes += len(stx.raw)
 
     # ------------------------------------------------------------------ block building
@@ -215,14 +217,24 @@ class Mempool:
         old = sorted(self._by_hash.values(), key=lambda e: (e.stx.sender_address, e.stx.tx.nonce))
         self._by_sender.clear()
         self._by_hash.clear()
+        self.by_raw.clear()
         self._bytes = 0
         self._reset_overlay(state)
         dropped: list[bytes] = []
         broken: set[bytes] = set()
+        base_sender, base_nonce = b"", 0
         for entry in old:
             stx = entry.stx
             sender = stx.sender_address
             if sender in broken:
+                dropped.append(stx.hash)
+                continue
+            if sender != base_sender:  # `old` is grouped by sender
+                acct = state.account(sender)
+                base_sender, base_nonce = sender, acct.nonce if acct is not None else 0
+            if stx.tx.nonce < base_nonce:
+                # Committed (or superseded): apply_tx would fail with nonce_too_low, as every check
+                # before the nonce is static and passed at admission; skip the work and the exception.
                 dropped.append(stx.hash)
                 continue
             try:
@@ -235,6 +247,7 @@ class Mempool:
             entry = _Entry(stx, entry.arrival)
             self._by_sender.setdefault(sender, []).append(entry)
             self._by_hash[stx.hash] = entry
+            self.by_raw[stx.raw] = stx
             self._bytes += len(stx.raw)
         for sender in list(self._queued):
             base = self.pending_nonce(sender) or 0

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.pocl.execution import PoclExecution
-from consensus.pocl.params import PoclParams
+from consensus.pocl.params import PoclParams, PoclParamsError
 from consensus.signing_state import SigningGuard
 from genesis.schema import Genesis
 from ledger.block import Block, Commit
@@ -33,7 +33,11 @@ from node.chain import Chain, InvalidBlock, record_signing_validators
 from node.config import Config, parse_host_port
 from node.consensus_driver import ConsensusDriver, DecidedBlock
 from node.mempool import AddResult, Mempool, MempoolConfig
+from node.metrics import NodeMetrics
+from node.pocl_rpc import attach_round_events, pocl_routes
 from node.rpc import RpcServer
+from node.rpc_tx_batch import tx_batch_routes
+from node.tx_gossip import TxGossip
 from p2p.addrbook import AddressBook
 from p2p.connection import ConnectionConfig
 from p2p.gossip import Gossip
@@ -106,7 +110,10 @@ class Node:
         self.genesis = genesis
         self.node_key = node_key
         self.validator_key = validator_key
-        self.pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
+        try:
+            self.pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
+        except PoclParamsError as exc:
+            raise NodeError(f"genesis.json {exc}") from exc
         self.executor = executor or build_node_executor(self.pocl)
         self.double_sign = double_sign
         self.params = genesis.params
@@ -118,6 +125,9 @@ class Node:
         self.pex: PeerExchange | None = None
         self.driver: ConsensusDriver | None = None
         self.rpc: RpcServer | None = None
+        self.tx_gossip: TxGossip | None = None
+        self.miner: Any = None  # node.miner.Miner when [mining] enabled
+        self.metrics: NodeMetrics | None = None
         self.syncing = True
         self.started_at = time.time()
         self._listeners: list[Callable[[NodeEvent], None]] = []
@@ -196,6 +206,9 @@ class Node:
             self.executor.max_any_tx_bytes(self.params) + 64,
             validate=self._on_gossip_tx,
         )
+        self.tx_gossip = TxGossip(  # new txs go out in batches (type 70); single txs are still accepted
+            self.gossip, self._admit_gossiped_tx, self.executor.max_any_tx_bytes(self.params)
+        )
         self.sync = SyncService(
             self.host,
             status=lambda: (chain.height, chain.head_hash or bytes(32)),
@@ -234,8 +247,15 @@ class Node:
                 max_body_bytes=self.config.rpc.max_body_bytes,
                 max_ws_clients=self.config.rpc.max_ws_clients,
                 unsafe=self.config.rpc.unsafe,
+                extra_routes=pocl_routes(self) + tx_batch_routes(self),
             )
             await self.rpc.start()
+        self._unsubscribe_rounds = attach_round_events(self)
+        if self.config.mining.enabled:
+            await self._start_miner()
+        if self.config.metrics.enabled:
+            self.metrics = NodeMetrics(self)
+            await self.metrics.start(self.config.metrics.listen_addr)
         self._running = True
         log.info(
             "node started node_id=%s height=%d p2p=%s",
@@ -257,6 +277,8 @@ class Node:
         if not self._running:
             return
         self._running = False
+        if self.miner is not None:
+            await self.miner.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -266,6 +288,8 @@ class Node:
             self.driver.stop()
         if self.rpc is not None:
             await self.rpc.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.host is not None:
             await self.host.stop()
         if self.chain is not None:
@@ -275,6 +299,23 @@ class Node:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def _start_miner(self) -> None:
+        """Mining takes part in PoCL rounds with the validator (account) key: it must hold stake."""
+        from node.miner import Miner, MinerError, MinerSettings
+
+        if self.validator_key is None:
+            raise NodeError("mining needs the account key (keys/validator_key.json); run without --no-validator")
+        mining = self.config.mining
+        data_dir = self.config.resolve(self.home, mining.data_dir) if mining.data_dir else None
+        try:
+            self.miner = Miner(
+                self, self.validator_key, MinerSettings.from_config(mining, data_dir), self.home / "data" / "miner"
+            )
+            await self.miner.start()
+        except MinerError as exc:
+            self.miner = None
+            raise NodeError(str(exc)) from None
 
     # ------------------------------------------------------------------ block sync
 
@@ -338,11 +379,14 @@ class Node:
 
     def submit_tx(self, raw: bytes) -> AddResult:
         """Admit a locally submitted tx (RPC, evidence) and gossip it."""
-        assert self.mempool is not None and self.gossip is not None
+        assert self.mempool is not None and self.tx_gossip is not None
         res = self.mempool.add(raw)
         if res.ok and res.is_new:
-            self.gossip.publish(TxMessage(raw))
+            self.tx_gossip.publish(raw)
         return res
+
+    def _admit_gossiped_tx(self, raw: bytes) -> bool:
+        return self._on_gossip_tx(TxMessage(raw), b"")
 
     def _on_gossip_tx(self, msg: TxMessage, _sender: bytes) -> bool:
         assert self.mempool is not None

@@ -9,15 +9,16 @@ passing more `Route`s to `RpcServer`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ledger.block import Block, Commit
 from ledger.keys import KeyFormatError, address_of, format_address, parse_address
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pocl.rpc")
 
-WS_QUEUE_SIZE = 1024
+WS_QUEUE_SIZE = 1024  # events buffered per subscriber; beyond that it is told "lagged" and closed
 API_VERSION = "1"
+HASH_LEN = 32
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,6 +43,28 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class HttpLogger:
+    """aiohttp's server logger without tracebacks for a client's malformed HTTP: that is the client's
+    mistake (or a port scanner), so it gets one INFO line, not an ERROR with a stack."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, tuple):
+            exc = exc[1]
+        elif not isinstance(exc, BaseException):
+            exc = sys.exc_info()[1]
+        if isinstance(exc, (HttpProcessingError, ConnectionError)):
+            self._log.info("rejected malformed http request: %s", " ".join(str(exc).split()))
+        else:
+            self._log.exception(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -139,6 +163,7 @@ class Route:
     params: tuple[tuple[str, str], ...] = ()  # (name, description) of path parameters
     handler: Handler | None = None
     body: str | None = None  # request body description (POST)
+    query: tuple[tuple[str, str], ...] = ()  # (name, description) of optional query parameters
 
 
 CORE_ROUTES: tuple[Route, ...] = (
@@ -146,7 +171,13 @@ CORE_ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "health", "Liveness: 200 when the node runs"),
     Route("GET", "/peers", "peers", "Connected peers"),
     Route("GET", "/blocks/latest", "block_latest", "The latest committed block"),
-    Route("GET", "/blocks/{height}", "block", "Block at a height", (("height", "block height"),)),
+    Route(
+        "GET",
+        "/blocks/{height}",
+        "block",
+        "Block at a height, or by its hash",
+        (("height", "block height, or the block hash as 64 hex digits (optionally 0x-prefixed)"),),
+    ),
     Route(
         "GET",
         "/blocks/{height}/commit",
@@ -164,8 +195,25 @@ CORE_ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/accounts/{address}", "account", "Account state", (("address", "0x address"),)),
     Route("GET", "/validators", "validators", "Validator set for the next block"),
-    Route("GET", "/mempool", "mempool", "Pending transactions"),
-    Route("GET", "/events", "events", "WebSocket stream of node events (block, tx, round, ...)"),
+    Route(
+        "GET",
+        "/mempool",
+        "mempool",
+        "Pending transactions",
+        query=(("limit", "at most this many txs in the list (default 100, max 1000)"),),
+    ),
+    Route(
+        "GET",
+        "/events",
+        "events",
+        "WebSocket stream of node events: hello, then block, tx (committed) and round events as JSON",
+        query=(
+            (
+                "from_height",
+                "first replay every stored block from this height, then continue live (no gaps)",
+            ),
+        ),
+    ),
     Route("GET", "/openapi.json", "openapi", "This API's OpenAPI 3 document"),
 )
 
@@ -203,7 +251,7 @@ class RpcServer:
         self.max_body_bytes = max_body_bytes
         self.max_ws_clients = max_ws_clients
         self.routes = CORE_ROUTES + extra_routes + (UNSAFE_ROUTES if unsafe else ())
-        self._ws_queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: set[_Subscriber] = set()
         self._runner: web.AppRunner | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.port = 0
@@ -219,7 +267,7 @@ class RpcServer:
 
     async def start(self) -> None:
         host, port = parse_host_port(self.listen_addr)
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=HttpLogger("pocl.rpc.http"))
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
@@ -232,9 +280,8 @@ class RpcServer:
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        for q in list(self._ws_queues):
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait({"type": "shutdown"})
+        for sub in list(self._subscribers):
+            sub.queue.put_nowait({"type": "shutdown"})
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -252,8 +299,11 @@ class RpcServer:
             return error_response(
                 405, "method_not_allowed", f"{request.method} not allowed on {request.path}"
             )
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = (exc.reason or "http_error").lower().replace(" ", "_")
+            return error_response(exc.status, code, exc.text or exc.reason)
         except Exception:
             log.exception("rpc handler failed for %s %s", request.method, request.path)
             return error_response(500, "internal_error", "internal error (see the node log)")
@@ -309,7 +359,7 @@ class RpcServer:
                 "state_root": hexstr(chain.state.state_root()),
                 "peers": len(node.host.peers()) if node.host else 0,
                 "syncing": node.syncing,
-                "consensus": {"height": driver.height, "round": driver.round} if driver else None,
+                "consensus": driver.summary() if driver else None,
                 "mempool": {"txs": len(node.mempool) if node.mempool else 0},
                 "validator": validator,
                 "p2p": str(node.host.listen_addr) if node.host else "",
@@ -347,6 +397,16 @@ class RpcServer:
         return web.json_response(block_json(self._block_at(chain.height)))
 
     async def block(self, request: web.Request) -> web.Response:
+        text = request.match_info["height"].removeprefix("0x")
+        if len(text) == 2 * HASH_LEN and not text.isdigit():
+            try:
+                block_hash = bytes.fromhex(text)
+            except ValueError:
+                raise ApiError(400, "bad_hash", "block hash must be 64 hex digits") from None
+            block = self.chain.store.block_by_hash(block_hash)
+            if block is None:
+                raise ApiError(404, "block_not_found", f"no block with hash {text}")
+            return web.json_response(block_json(block))
         return web.json_response(block_json(self._block_at(self._height(request))))
 
     async def block_commit(self, request: web.Request) -> web.Response:
@@ -415,7 +475,7 @@ class RpcServer:
                     "exists": False,
                     "balance": 0,
                     "nonce": 0,
-                    "pending_nonce": 0,
+                    "pending_nonce": pending or 0,
                     "stake": 0,
                     "unbonding": [],
                     "jailed_until_height": 0,
@@ -505,28 +565,47 @@ class RpcServer:
     # ------------------------------------------------------------------ events
 
     def _on_event(self, event: NodeEvent) -> None:
-        message = {"type": event.kind, **event.data}
-        for q in list(self._ws_queues):
-            try:
-                q.put_nowait(message)
-            except asyncio.QueueFull:  # a stalled client loses events, not the node's memory
-                pass
+        messages = [{"type": event.kind, **event.data}]
         if event.kind == "block":
-            for tx_hash in event.data.get("tx_hashes", []):
-                tx_msg = {"type": "tx", "hash": tx_hash, "height": event.data["height"]}
-                for q in list(self._ws_queues):
-                    with contextlib.suppress(asyncio.QueueFull):
-                        q.put_nowait(tx_msg)
+            messages += [
+                {"type": "tx", "hash": tx_hash, "height": event.data["height"]}
+                for tx_hash in event.data.get("tx_hashes", [])
+            ]
+        for sub in list(self._subscribers):
+            for message in messages:
+                sub.push(message)
+
+    def _replayed(self, block: Block) -> list[dict[str, Any]]:
+        """The stream messages of a stored block (replay carries no executor events)."""
+        hashes = [tx_hash_hex(raw) for raw in block.txs]
+        head: dict[str, Any] = {
+            "type": "block",
+            "height": block.height,
+            "hash": hexstr(block.hash),
+            "time_ms": block.header.time_ms,
+            "txs": len(block.txs),
+            "tx_hashes": hashes,
+            "replayed": True,
+        }
+        return [head, *({"type": "tx", "hash": h, "height": block.height} for h in hashes)]
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        if len(self._ws_queues) >= self.max_ws_clients:
+        if len(self._subscribers) >= self.max_ws_clients:
             raise ApiError(503, "too_many_clients", "too many event subscribers")
+        from_height = None
+        if "from_height" in request.query:
+            text = request.query["from_height"]
+            if not text.isdigit() or len(text) > 19:
+                raise ApiError(400, "bad_height", f"from_height must be a non-negative integer, got {text!r}")
+            from_height = max(1, int(text))
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
         if not ws.can_prepare(request).ok:
             raise ApiError(400, "websocket_required", "GET /events needs a WebSocket upgrade")
+        chain = self.chain
         await ws.prepare(request)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(WS_QUEUE_SIZE)
-        self._ws_queues.add(queue)
+        # Subscribe before replaying so nothing committed meanwhile is missed; duplicates are skipped.
+        sub = _Subscriber()
+        self._subscribers.add(sub)
 
         async def reader() -> None:
             async for msg in ws:
@@ -534,12 +613,23 @@ class RpcServer:
                     break
 
         read_task = asyncio.create_task(reader())
+        last_sent = 0
         try:
             await ws.send_json(
-                {"type": "hello", "height": self.chain.height, "chain_id": self.node.genesis.chain_id}
+                {"type": "hello", "height": chain.height, "chain_id": self.node.genesis.chain_id}
             )
+            if from_height is not None:
+                h = from_height
+                while h <= chain.height and not ws.closed:
+                    block = chain.store.block(h)
+                    if block is None:
+                        break
+                    for message in self._replayed(block):
+                        await ws.send_json(message)
+                    last_sent = h
+                    h += 1
             while not ws.closed:
-                get = asyncio.create_task(queue.get())
+                get = asyncio.create_task(sub.queue.get())
                 done, _ = await asyncio.wait({get, read_task}, return_when=asyncio.FIRST_COMPLETED)
                 if get not in done:
                     get.cancel()
@@ -547,59 +637,96 @@ class RpcServer:
                 message = get.result()
                 if message.get("type") == "shutdown":
                     break
+                if message.get("type") == "lagged":
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            "code": "lagged",
+                            "message": f"subscriber fell more than {WS_QUEUE_SIZE} events behind; "
+                            "reconnect with ?from_height=N",
+                        }
+                    )
+                    break
+                if message.get("type") in ("block", "tx") and message.get("height", 0) <= last_sent:
+                    continue  # already sent by the replay
                 await ws.send_json(message)
         except (ConnectionResetError, RuntimeError):
             pass
         finally:
-            self._ws_queues.discard(queue)
+            self._subscribers.discard(sub)
             read_task.cancel()
             await ws.close()
         return ws
 
 
+class _Subscriber:
+    """One WebSocket client's event buffer. A client too slow to keep up is cut off with a `lagged`
+    error (it can resume from a height) instead of silently missing events or growing without bound."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.lagged = False
+
+    def push(self, message: dict[str, Any]) -> None:
+        if self.lagged:
+            return
+        if self.queue.qsize() >= WS_QUEUE_SIZE:
+            self.lagged = True
+            self.queue.put_nowait({"type": "lagged"})
+            return
+        self.queue.put_nowait(message)
+
+
+def tx_hash_hex(raw: bytes) -> str:
+    try:
+        return hexstr(SignedTx.decode(raw).hash)
+    except Exception:  # committed txs always decode; keep the stream robust anyway
+        return ""
+
+
 def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:
+    """OpenAPI 3.0 document generated from the same `Route`s that build the router."""
+    error = {"$ref": "#/components/responses/Error"}
+    json_ok = {"content": {"application/json": {"schema": {"type": "object"}}}}
     paths: dict[str, Any] = {}
     for r in routes:
-        op: dict[str, Any] = {
-            "summary": r.summary,
-            "operationId": r.handler_name,
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-            },
-        }
-        if r.params:
-            op["parameters"] = [
-                {
-                    "name": name,
-                    "in": "path",
-                    "required": True,
-                    "description": desc,
-                    "schema": {"type": "string"},
-                }
-                for name, desc in r.params
-            ]
+        responses: dict[str, Any] = {}
+        if r.method == "POST":
+            responses["202" if r.handler_name == "submit_tx" else "200"] = {
+                "description": "accepted",
+                **json_ok,
+            }
+            responses["413"] = error
+        elif r.handler_name == "events":
+            responses["101"] = {"description": "switching to the WebSocket protocol"}
+        else:
+            responses["200"] = {"description": "OK", **json_ok}
+        responses.update({"400": error, "404": error, "405": error, "503": error})
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler_name, "responses": responses}
+        parameters = [
+            {"name": name, "in": "path", "required": True, "description": desc, "schema": {"type": "string"}}
+            for name, desc in r.params
+        ] + [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": desc,
+                "schema": {"type": "integer"},
+            }
+            for name, desc in r.query
+        ]
+        if parameters:
+            op["parameters"] = parameters
         if r.method == "POST":
             op["requestBody"] = {
                 "required": True,
                 "description": r.body or "",
                 "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"tx": {"type": "string"}},
-                            "required": ["tx"],
-                        }
-                    },
+                    "application/json": {"schema": {"type": "object"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 },
             }
-            op["responses"]["202"] = {
-                "description": "accepted into the mempool",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            }
-            op["responses"]["413"] = {"$ref": "#/components/responses/Error"}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.0.3",

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,10 @@ def generate_testnet(
     config: Config | None = None,
     non_validators: int = 0,
     kdf: ScryptParams = DEFAULT_SCRYPT,
+    accounts: Sequence[tuple[bytes, int]] = (),
 ) -> Testnet:
-    """Write the homes. `base_port=None` picks free ports (tests); keys are unencrypted without a passphrase."""
+    """Write the homes. `base_port=None` picks free ports (tests); keys are unencrypted without a passphrase.
+    `accounts` adds extra funded (address, balance) genesis accounts (load generators, benchmarks)."""
     if validators < 1:
         raise ValueError("a testnet needs at least one validator")
     out = Path(out)
@@ -130,7 +133,7 @@ def generate_testnet(
     genesis = build_genesis(
         chain_id,
         [(k.pubkey, VALIDATOR_STAKE, VALIDATOR_BALANCE) for k in val_keys],
-        accounts=[(faucet.address, FAUCET_BALANCE)],
+        accounts=[(faucet.address, FAUCET_BALANCE), *accounts],
         params=params,
         genesis_time_ms=int(time.time() * 1000),
         pocl=pocl,

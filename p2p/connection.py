@@ -27,6 +27,7 @@ from ledger.codec import Struct
 from ledger.keys import PrivateKey
 
 from .errors import (
+    PENALTY_UNEXPECTED_MESSAGE,
     PENALTY_UNEXPECTED_RESPONSE,
     REASON_BAD_HANDSHAKE,
     REASON_BAD_HELLO,
@@ -40,6 +41,7 @@ from .errors import (
     REASON_NONCE_EXHAUSTED,
     REASON_PROTOCOL_VERSION,
     REASON_SELF,
+    REASON_UNEXPECTED_MESSAGE,
     REASON_UNEXPECTED_RESPONSE,
     ConnectionClosed,
     HandshakeError,
@@ -359,6 +361,8 @@ class PeerConnection:
         type_id = env.type_id
         if type_id == TYPE_PING:
             assert isinstance(env.body, Ping)
+            if self._proto.write_paused:  # the peer is not reading: no unbounded pile of pongs
+                return
             try:
                 self._queue_payload(
                     self.registry.encode_body(Pong(env.body.nonce), env.request_id, env.request_id != 0)
@@ -378,9 +382,7 @@ class PeerConnection:
             self.close(env.body.reason, notify=False)
             return
         if type_id in (TYPE_HELLO, TYPE_ERROR):
-            self._misbehaved(
-                REASON_EXPECTED_HELLO if type_id == TYPE_HELLO else REASON_UNEXPECTED_RESPONSE, 20
-            )
+            self._misbehaved(REASON_UNEXPECTED_MESSAGE, PENALTY_UNEXPECTED_MESSAGE)
             return
         self._inbound.append(env)
         if len(self._inbound) >= self.config.max_inbound_queue and not self._reading_paused:

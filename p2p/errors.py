@@ -14,6 +14,7 @@ REASON_NODE_ID = "node_id_mismatch"
 REASON_SELF = "self_connection"
 REASON_HANDSHAKE_TIMEOUT = "handshake_timeout"
 REASON_BAD_HANDSHAKE = "bad_handshake"
+REASON_HANDSHAKE_OVERFLOW = "handshake_overflow"  # far more bytes than a handshake needs
 REASON_AUTH_FAILED = "auth_failed"
 REASON_LOW_ORDER_POINT = "low_order_point"
 REASON_EXPECTED_HELLO = "expected_hello"
@@ -28,6 +29,7 @@ REASON_NONCE_EXHAUSTED = "nonce_exhausted"
 REASON_MALFORMED = "malformed_message"
 REASON_UNKNOWN_TYPE = "unknown_message_type"
 REASON_UNEXPECTED_RESPONSE = "unexpected_response"
+REASON_UNEXPECTED_MESSAGE = "unexpected_message"  # e.g. a second hello
 REASON_MISBEHAVIOUR = "misbehaviour"
 REASON_SHUTDOWN = "shutdown"
 
@@ -36,6 +38,7 @@ PENALTY_FATAL = 100  # broken stream: bad AEAD tag, oversized frame, garbage han
 PENALTY_MALFORMED = 50  # authenticated peer sent bytes that are not a valid message
 PENALTY_UNKNOWN_TYPE = 20
 PENALTY_UNEXPECTED_RESPONSE = 10
+PENALTY_UNEXPECTED_MESSAGE = 20
 
 
 class P2PError(Exception):

@@ -26,6 +26,7 @@ from .errors import (
     REASON_DECRYPT_FAILED,
     REASON_FRAME_TOO_LARGE,
     REASON_FRAME_TOO_SMALL,
+    REASON_HANDSHAKE_OVERFLOW,
     REASON_MESSAGE_TOO_LARGE,
     REASON_NONCE_EXHAUSTED,
     ConnectionClosed,
@@ -46,7 +47,6 @@ RECV_BUFFER_BYTES = 64 * 1024  # small frames are parsed in place here
 BIG_FRAME_BYTES = 16 * 1024  # larger frames are received into a dedicated (reused) buffer
 RETAIN_BUFFER_BYTES = 2 * 1024 * 1024  # reusable buffers above this are dropped after use
 _NONCE_PREFIX = b"\x00\x00\x00\x00"
-REASON_RAW_OVERFLOW = "handshake_overflow"
 
 
 def nonce_for(counter: int) -> bytes:
@@ -238,7 +238,6 @@ class FrameProtocol(asyncio.BufferedProtocol):
             self._big_view = None
             self._big_fill = 0
             delivered = self._open_and_deliver(header, ciphertext)
-            ciphertext.release()
             if self._big_buf is not None and len(self._big_buf) > RETAIN_BUFFER_BYTES:
                 self._big_buf = None
             if not delivered:
@@ -247,7 +246,9 @@ class FrameProtocol(asyncio.BufferedProtocol):
             self._end += nbytes
         if self._opener is None:
             if self._end == len(self._buf) and self._start == 0:  # a handshake never needs this much
-                self._break(ProtocolViolation(REASON_RAW_OVERFLOW, PENALTY_FATAL), REASON_RAW_OVERFLOW)
+                self._break(
+                    ProtocolViolation(REASON_HANDSHAKE_OVERFLOW, PENALTY_FATAL), REASON_HANDSHAKE_OVERFLOW
+                )
             self._wake_raw()
         else:
             self._process_frames()

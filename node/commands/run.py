@@ -32,6 +32,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--p2p-listen", metavar="HOST:PORT", help="override [p2p] listen_addr")
     parser.add_argument("--rpc-listen", metavar="HOST:PORT", help="override [rpc] listen_addr")
+    mining = parser.add_argument_group("mining (override [mining] in config.toml)")
+    mining.add_argument("--mine", action="store_true", help="take part in PoCL rounds (needs TensorFlow)")
+    mining.add_argument("--dataset", help="digits | mnist | cifar10 | npz:PATH")
+    mining.add_argument("--data-dir", metavar="DIR", help="where dataset files are")
+    mining.add_argument("--shard", metavar="I/N", help="this miner's share I of N (0-based), e.g. 0/4")
+    mining.add_argument("--partition", help="iid | dirichlet:ALPHA | shards:K | decreasing | grouped")
+    mining.add_argument("--behavior", help="honest (default) or an adversarial behaviour, e.g. knn")
+    mining.add_argument("--epochs", type=int, help="local training epochs per round")
+    mining.add_argument("--batch-size", type=int, help="local training batch size")
     parser.add_argument(
         "--unsafe-double-sign",
         action="store_true",
@@ -69,6 +78,7 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
         config = config.replace("p2p", listen_addr=args.p2p_listen)
     if args.rpc_listen:
         config = config.replace("rpc", listen_addr=args.rpc_listen)
+    config = _mining_overrides(config, args)
     config.check()
     setup_command_logging(args, config)
     genesis = home.load_genesis()
@@ -90,3 +100,29 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
     )
     asyncio.run(_serve(node))
     return 0
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` with 0 <= I < N."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+        raise UserError(f"--shard {text!r}: expected I/N, e.g. 0/4")
+    i, n = int(index), int(count)
+    if not 0 <= i < n:
+        raise UserError(f"--shard {text!r}: I must be between 0 and N-1")
+    return i, n
+
+
+def _mining_overrides(config: Any, args: argparse.Namespace) -> Any:
+    changes: dict[str, Any] = {}
+    if getattr(args, "mine", False):
+        changes["enabled"] = True
+    for name in ("dataset", "data_dir", "partition", "behavior", "epochs", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if isinstance(value, int) and value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+            changes[name] = value
+    if getattr(args, "shard", None):
+        changes["shard"], changes["num_shards"] = parse_shard(args.shard)
+    return config.replace("mining", **changes) if changes else config

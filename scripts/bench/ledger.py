@@ -29,11 +29,12 @@ import nacl.signing
 
 from ledger.block import Block, Header, txs_root
 from ledger.executor import BlockContext, Executor
-from ledger.keys import PrivateKey
+from ledger.hashing import TAG_TX, TAG_TX_SIG, tagged_hash
+from ledger.keys import PrivateKey, address_of
 from ledger.params import ChainParams, GenesisAccount
 from ledger.state import State
 from ledger.store import Store
-from ledger.tx import make_transfer
+from ledger.tx import KIND_TRANSFER, TX_VERSION, SignedTx, TransferPayload, Tx
 
 CHAIN_ID = "bench"
 
@@ -64,9 +65,13 @@ def time_api_verify(pairs: list[tuple[bytes, bytes]]) -> float:
 
 
 def build_blocks(params: ChainParams, n_blocks: int, per_block: int, n_accounts: int, seed: int):
+    """Genesis state and `n_blocks` encoded blocks of `per_block` signed transfers (not timed)."""
     rng = random.Random(seed)
     keys = [PrivateKey.from_seed_text(f"bench-{i}") for i in range(n_accounts)]
-    genesis = [GenesisAccount(k.address, 10**12, 0, None) for k in keys]
+    signers = [nacl.signing.SigningKey(k.seed) for k in keys]  # cached: PrivateKey.sign re-derives
+    pubkeys = [bytes(sk.verify_key) for sk in signers]
+    addresses = [address_of(pk) for pk in pubkeys]
+    genesis = [GenesisAccount(a, 10**12, 0, None) for a in addresses]
     proposer = PrivateKey.from_seed_text("bench-proposer").address
     state = State.from_genesis(params, genesis, CHAIN_ID)
     nonces = [0] * n_accounts
@@ -74,21 +79,24 @@ def build_blocks(params: ChainParams, n_blocks: int, per_block: int, n_accounts:
     work = state.copy()
     blocks = []
     prev = b""
+    sig_prefix = bytes([len(TAG_TX_SIG)]) + TAG_TX_SIG  # as PrivateKey.sign(TAG_TX_SIG, ...)
     for h in range(1, n_blocks + 1):
         txs = []
         senders = rng.sample(range(n_accounts), per_block) if per_block <= n_accounts else None
         for j in range(per_block):
             s = senders[j] if senders else rng.randrange(n_accounts)
-            to = keys[rng.randrange(n_accounts)].address
-            if to == keys[s].address:
-                to = keys[(s + 1) % n_accounts].address
-            txs.append(make_transfer(keys[s], CHAIN_ID, nonces[s], to, rng.randrange(1, 1000), 1).raw)
+            r = rng.randrange(n_accounts)
+            to = addresses[r if r != s else (s + 1) % n_accounts]
+            payload = TransferPayload(to, rng.randrange(1, 1000)).to_list()
+            tx = Tx(TX_VERSION, CHAIN_ID, KIND_TRANSFER, pubkeys[s], nonces[s], 1, payload)
+            sig = signers[s].sign(sig_prefix + tx.encode()).signature
+            txs.append(SignedTx(tx, sig).raw)
             nonces[s] += 1
         ctx = BlockContext(h, h * 1000, proposer, CHAIN_ID, params)
-        result = executor.execute_block(work, ctx, txs, verified_sigs=None)
+        # signatures are checked when the timed loop applies the blocks; skip them here
+        result = executor.execute_block(work, ctx, txs, verified_sigs={tagged_hash(TAG_TX, t) for t in txs})
         header = Header(h, h * 1000, prev, proposer, txs_root(txs), result.state_root, b"", b"")
-        blk = Block(header, txs, None)
-        blocks.append(blk.encode())
+        blocks.append(Block(header, txs, None).encode())
         prev = header.hash
     return state, blocks
 

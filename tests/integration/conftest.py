@@ -20,7 +20,7 @@ FAST_PARAMS = ChainParams(
     timeout_precommit_ms=500,
     timeout_precommit_delta_ms=250,
     timeout_commit_ms=300,
-    unbonding_blocks=5,
+    unbonding_blocks=40,  # must outlast a PoCL round (slashable while unbonding)
 )
 
 

@@ -462,3 +462,63 @@ def test_core_namespaces_are_protected(genesis: State) -> None:
         genesis.copy().set_raw("acct", ALICE.address, b"x")
     with pytest.raises(ValueError):
         genesis.copy().set_raw("meta", b"height", b"x")
+
+
+def test_proposer_defers_txs_beyond_block_limits(genesis: State) -> None:
+    small = dataclasses.replace(genesis.params, max_block_txs=2)
+    txs = [make_transfer(ALICE, CHAIN_ID, n, BOB.address, 1, 1).raw for n in range(4)]
+    ctx = BlockContext(1, 0, PROPOSER.address, CHAIN_ID, small)
+    res = EX.execute_block(genesis.copy(), ctx, txs, skip_invalid=True)
+    assert res.txs == txs[:2] and res.deferred == [2, 3] and not res.rejected
+
+
+def test_zero_unbonding_blocks_releases_next_block(genesis: State) -> None:
+    from .conftest import genesis_accounts
+
+    p0 = dataclasses.replace(genesis.params, unbonding_blocks=0)
+    state = State.from_genesis(p0, genesis_accounts(), CHAIN_ID)
+    state, _ = apply_new_block(EX, state, [make_unstake(VAL1, CHAIN_ID, 0, 100, 1)])
+    assert state.account(VAL1.address).unbonding == [[100, 2]]
+    state, _ = apply_new_block(EX, state, [])
+    assert state.account(VAL1.address).unbonding == []
+    assert state.balance(VAL1.address) == BALANCE - 1 + 100
+
+
+def test_propose_block_then_apply_elsewhere(genesis: State) -> None:
+    cands = [
+        make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 5, 1),
+        make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 6, 1),  # same nonce: dropped
+        make_stake(BOB, CHAIN_ID, 0, 10, 1).raw,
+    ]
+    block, result, work = EX.propose_block(
+        genesis, time_ms=5, proposer=PROPOSER.address, prev_hash=b"", last_commit=None, candidate_txs=cands
+    )
+    assert block.txs == [cands[0].raw, cands[2]] and [i for i, _ in result.rejected] == [1]
+    assert block.header.state_root == work.state_root() and genesis.height == 0
+    other = genesis.copy()
+    assert EX.apply_block(other, Block.decode(block.encode())).state_root == block.header.state_root
+
+
+def test_check_and_apply_tx_chains_nonces_for_mempools(genesis: State) -> None:
+    check_state = genesis.copy()
+    assert EX.check_and_apply_tx(check_state, make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 5, 1)) is None
+    assert (
+        EX.check_and_apply_tx(check_state, make_transfer(ALICE, CHAIN_ID, 1, BOB.address, 5, 1).raw) is None
+    )
+    err = EX.check_and_apply_tx(check_state, make_transfer(ALICE, CHAIN_ID, 1, BOB.address, 5, 1))
+    assert err is not None and err.code == errors.NONCE_TOO_LOW
+    assert check_state.account(ALICE.address).nonce == 2 and genesis.account(ALICE.address).nonce == 0
+
+
+def test_duplicate_evidence_in_one_block_invalidates_it(genesis: State) -> None:
+    state, _ = apply_new_block(EX, genesis, [])
+    ev = double_sign(VAL1, height=1)
+    txs = [make_evidence(BOB, CHAIN_ID, 0, ev, 1), make_evidence(ALICE, CHAIN_ID, 0, ev, 1)]
+    block, result = build_block(EX, state, txs[:1])
+    bad = Block(
+        dataclasses.replace(block.header, txs_root=txs_root([t.raw for t in txs])), [t.raw for t in txs], None
+    )
+    with pytest.raises(BlockError) as exc:
+        EX.apply_block(state.copy(), bad)
+    assert exc.value.tx_error is not None and exc.value.tx_error.code == errors.DUPLICATE_EVIDENCE
+    assert [e.kind for e in result.events] == ["double_sign_slashed"]

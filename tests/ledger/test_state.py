@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ledger import codec
 from ledger.codec import CodecError
 from ledger.executor import BlockContext, Executor
 from ledger.keys import PrivateKey
@@ -160,3 +163,25 @@ def test_genesis_validation(params: ChainParams) -> None:
     two = [GenesisAccount(k.address, big), GenesisAccount(BOB.address, big)]
     with pytest.raises(ValueError, match="supply"):
         State.from_genesis(params, two, CHAIN_ID)
+
+
+u63 = st.integers(0, 2**63 - 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    u63,
+    u63,
+    st.sampled_from([b"", VAL1.pubkey]),
+    u63,
+    st.lists(st.lists(u63, min_size=2, max_size=2), max_size=4),
+    u63,
+    u63,
+    u63,
+)
+def test_account_round_trip(bal, nonce, pk, stake, unb, jh, jr, slashed) -> None:
+    acct = Account(bal, nonce, pk, stake, unb, jh, jr, slashed)
+    raw = acct.encode()
+    assert raw == codec.encode(acct.to_list())  # fast packer == canonical codec
+    assert Account.decode(raw) == acct == Account.decode(raw, strict=False)
+    assert Account.decode(raw).copy() == acct

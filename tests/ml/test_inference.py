@@ -125,10 +125,30 @@ def test_margins_are_relative_and_ties_are_zero() -> None:
         dtype=np.float32,
     )
     m = margins_of(z)
+    assert m.dtype == np.float32
     np.testing.assert_allclose(m[:4], [1 / 3, 0.0, 0.1, 0.01], rtol=1e-5)
     assert m[4] == 0.0  # non-finite logits never make a decisive sample
     assert is_decisive(m).tolist() == [True, False, True, True, False]
+    assert is_decisive(m, margin_ppm=200_000).tolist() == [True, False, False, False, False]
     assert NEAR_TIE_MARGIN == NEAR_TIE_MARGIN_PPM / 1_000_000
+    with pytest.raises(ValueError):
+        is_decisive(m, margin_ppm=-1)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_float64_inference_agrees_with_float32(name: str) -> None:
+    spec = get_model(name)
+    w = initial_weights(spec, seed=1)
+    x = RNG.random((20, *spec.input_shape), dtype=np.float32)
+    z32 = logits(spec, w, x)
+    z64 = logits(spec, w, x, dtype=np.float64)
+    assert z64.dtype == np.float64
+    np.testing.assert_allclose(z32, z64, rtol=1e-5, atol=1e-6)
+    l32, m32 = predict(spec, w, x)
+    l64, _ = predict(spec, w, x, dtype=np.float64)
+    assert np.array_equal(l32[m32 > NEAR_TIE_MARGIN], l64[m32 > NEAR_TIE_MARGIN])
+    with pytest.raises(ValueError, match="dtype"):
+        logits(spec, w, x, dtype=np.float16)
 
 
 def test_hostile_weights_overflow_to_near_ties_quietly() -> None:

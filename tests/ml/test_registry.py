@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -77,3 +79,12 @@ def test_inconsistent_specs_are_rejected() -> None:
 def test_layer_helpers_build_valid_spec() -> None:
     spec = ModelSpec("tiny", (4, 4, 2), 3, (conv2d(5, 2, "same"), relu(), maxpool(2), flatten(), dense(3)))
     assert [p.shape for p in spec.params()] == [(2, 2, 2, 5), (5,), (20, 3), (3,)]
+
+
+def test_ml_core_never_imports_tensorflow_at_import_time() -> None:
+    code = (
+        "import sys, ml.registry, ml.weights, ml.inference, ml.aggregate, ml.keras_model\n"
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -133,3 +133,15 @@ def test_encode_requires_float32() -> None:
         encode_weights([w[0].astype(np.float64), *w[1:]])
     with pytest.raises(WeightsError, match="numpy"):
         encode_weights([[1.0, 2.0]])  # type: ignore[list-item]
+
+
+def test_decode_rejects_malformed_entries() -> None:
+    w = initial_weights(DIGITS, seed=0)
+    plain = [array_to_plain(a) for a in w]
+    for bad_entry in (7, ["f4", [64]], ["f4", [True] * 1, b"\x00" * 4], ["f4", "64", b"\x00" * 256]):
+        broken = [*plain]
+        broken[7] = bad_entry
+        with pytest.raises(WeightsError):
+            decode_weights(DIGITS, _raw_with(broken))
+    with pytest.raises(WeightsError):
+        decode_weights(DIGITS, codec.encode(b"not a list"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 
 import pytest
 
@@ -11,7 +12,7 @@ from ledger import codec
 from p2p import errors
 from p2p.connection import ConnectionConfig, PeerConnection
 from p2p.errors import ConnectionClosed, RemoteError, TooManyRequests
-from p2p.frames import FLAG_MORE, HEADER_LEN, TAG_LEN, FrameOpener, FrameSealer
+from p2p.frames import FLAG_MORE, HEADER_LEN, RECV_BUFFER_BYTES, TAG_LEN, FrameOpener, FrameSealer
 from p2p.messages import TYPE_PING, Disconnect, Ping, Pong, default_registry
 
 from .conftest import CHAIN_ID, Echo, Fail, Slow, make_registry, wait_until
@@ -173,12 +174,12 @@ async def test_request_expect_type_and_pending_limit(p2p_node):
 
 
 async def test_ping_pong_and_keepalive(p2p_node):
-    config = dataclasses.replace(FAST, ping_interval_s=0.05, idle_timeout_s=0.4)
+    config = dataclasses.replace(FAST, ping_interval_s=0.05, idle_timeout_s=1.0)
     _a, _b, conn, inbound = await pair(p2p_node, config, config)
     rtt = await conn.ping(2.0)
     assert 0 < rtt < 1.0
     await wait_until(lambda: inbound.rtt_s is not None, what="keepalive pong")
-    await asyncio.sleep(0.8)  # twice the idle timeout: pings keep both sides alive
+    await asyncio.sleep(1.3)  # longer than the idle timeout: pings keep both sides alive
     assert not conn.closed and not inbound.closed
 
 
@@ -355,3 +356,24 @@ async def test_multi_frame_message_over_type_limit_refused_at_first_frame(p2p_no
     await wait_until(lambda: inbound.closed, what="close on oversized message")
     assert inbound.close_reason == errors.REASON_MESSAGE_TOO_LARGE
     assert (errors.REASON_MESSAGE_TOO_LARGE, errors.PENALTY_FATAL) in [(r, p) for _, r, p in b.misbehaviour]
+
+
+async def test_ping_flood_from_a_peer_that_does_not_read_is_bounded(p2p_node):
+    small = dataclasses.replace(FAST, send_buffer_bytes=16 * 1024)
+    a, _b, conn, inbound = await pair(p2p_node, FAST, small)
+    conn._proto.transport.pause_reading()  # a never reads b's pongs
+    # Small kernel buffers, so that b's own send buffer is what fills up.
+    conn._proto.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    inbound._proto.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ping = a.registry.encode_body(Ping(1))
+    for i in range(30_000):
+        conn._queue_payload(ping)
+        if i % 500 == 0:
+            await asyncio.sleep(0)
+    await wait_until(lambda: inbound.messages_received >= 30_000, timeout=30.0, what="all pings handled")
+    transport = inbound._proto.transport
+    assert inbound._proto.write_paused, "b's send buffer should have filled up"
+    # Pongs stop once the buffer is over its high-water mark; at most one receive buffer's worth of
+    # pings (each pong is no larger than its ping) is answered past it.
+    assert transport.get_write_buffer_size() <= 16 * 1024 + RECV_BUFFER_BYTES
+    assert not inbound.closed

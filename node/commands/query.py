@@ -1,0 +1,188 @@
+"""`pocl-node query`: read a node's state over RPC (human tables by default, `--json` for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from typing import Any
+
+from node.commands._common import add_command_parser, add_subcommands, emit, home_of, table
+from node.errors import UsageError, UserError
+from node.rpc_client import RpcClient, add_node_args, client_for
+
+HELP = "query a node over RPC (status, account, block, tx, validators)"
+DESCRIPTION = """\
+Reads from a running node (--node URL, default: this home's RPC address).
+
+examples:
+  pocl-node query status
+  pocl-node query account 0x1234…abcd
+  pocl-node query block 42          (or: latest, or a block hash)
+  pocl-node query tx 9f86…
+  pocl-node query validators --json
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = add_command_parser(subparsers, "query", HELP, DESCRIPTION)
+    sub = add_subcommands(p, "query_command")
+    add_node_args(add_command_parser(sub, "status", "the node's status"))
+    a = add_command_parser(sub, "account", "an account's balance, nonce and stake")
+    a.add_argument("address", metavar="ADDRESS", help="0x address, or the name of a key in HOME/keys")
+    add_node_args(a)
+    b = add_command_parser(sub, "block", "a block by height or hash")
+    b.add_argument("ref", nargs="?", default="latest", metavar="HEIGHT|HASH", help="default: latest")
+    b.add_argument("--commit", action="store_true", help="show the block's commit certificate instead")
+    add_node_args(b)
+    t = add_command_parser(sub, "tx", "a transaction by hash (committed or pending)")
+    t.add_argument("hash", metavar="HASH")
+    add_node_args(t)
+    add_node_args(add_command_parser(sub, "validators", "the validator set for the next block"))
+    return p
+
+
+def _time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _kv(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _status(client: RpcClient) -> tuple[dict[str, Any], str]:
+    st = client.status()
+    val = st.get("validator")
+    rows = [
+        ("chain id", st["chain_id"]),
+        ("moniker", st.get("moniker", "")),
+        ("node id", st["node_id"]),
+        ("height", st["height"]),
+        ("latest block", st["latest_block_hash"] or "-"),
+        ("block time", _time(st["latest_block_time_ms"]) if st.get("latest_block_time_ms") else "-"),
+        ("peers", st["peers"]),
+        ("syncing", "yes" if st["syncing"] else "no"),
+        ("mempool", f"{st.get('mempool', {}).get('txs', 0)} txs"),
+        (
+            "validator",
+            f"{val['address']} (power {val['voting_power']}{'' if val['active'] else ', inactive'})"
+            if val
+            else "no (full node)",
+        ),
+        ("p2p", st.get("p2p", "")),
+    ]
+    return st, _kv(rows)
+
+
+def _account(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    text: str = args.address
+    if not text.startswith("0x") and not (
+        len(text) == 40 and all(c in "0123456789abcdefABCDEF" for c in text)
+    ):
+        home = home_of(args)
+        try:
+            path = home.key_path(text)
+        except UserError:
+            raise UserError(f"{text!r} is neither a 0x address nor a key name") from None
+        if not path.exists():
+            raise UserError(f"{text!r} is neither a 0x address nor a key in {home.keys_dir}")
+        text = home.key_info(text).address_hex
+    acct = client.account(text)
+    rows = [
+        ("address", acct["address"]),
+        ("exists", "yes" if acct["exists"] else "no"),
+        ("balance", acct["balance"]),
+        ("stake", acct["stake"]),
+        ("nonce", acct["nonce"]),
+        ("pending nonce", acct["pending_nonce"]),
+    ]
+    for u in acct.get("unbonding", []):
+        rows.append(("unbonding", f"{u['amount']} (released at height {u['release_height']})"))
+    if acct.get("jailed_until_height") or acct.get("jailed_until_round"):
+        rows.append(
+            ("jailed until", f"height {acct['jailed_until_height']}, round {acct['jailed_until_round']}")
+        )
+    if acct.get("slashed_total"):
+        rows.append(("slashed total", acct["slashed_total"]))
+    return acct, _kv(rows)
+
+
+def _block(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    ref: str = args.ref
+    if args.commit:
+        if ref == "latest":
+            ref = str(client.status()["height"])
+        c = client.get(f"/blocks/{ref}/commit")
+        sigs = [[s["validator"], s["signature"][:16] + "…"] for s in c["signatures"]]
+        human = _kv([("height", c["height"]), ("round", c["round"]), ("block hash", c["block_hash"])])
+        return c, human + "\n\n" + table(sigs, ["VALIDATOR", "SIGNATURE"])
+    b = client.get(f"/blocks/{ref}")
+    h = b["header"]
+    rows = [
+        ("height", h["height"]),
+        ("hash", b["hash"]),
+        ("time", _time(h["time_ms"])),
+        ("proposer", h["proposer"]),
+        ("prev hash", h["prev_hash"]),
+        ("state root", h["state_root"]),
+        ("txs", b["num_txs"]),
+        ("signatures", len(b["last_commit"]["signatures"]) if b.get("last_commit") else 0),
+    ]
+    human = _kv(rows)
+    txs = b.get("txs") or []
+    if txs:
+        human += "\n\n" + table(
+            [
+                [
+                    t.get("hash", "")[:16] + "…",
+                    t.get("kind", "?"),
+                    t.get("sender", ""),
+                    str(t.get("nonce", "")),
+                ]
+                for t in txs
+            ],
+            ["TX", "KIND", "SENDER", "NONCE"],
+        )
+    return b, human
+
+
+def _tx(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    t = client.tx(args.hash)
+    rows = [
+        ("hash", t["hash"]),
+        ("status", t["status"] + (f" at height {t['height']} (index {t['index']})" if "height" in t else "")),
+        ("kind", t["kind"]),
+        ("sender", t["sender"]),
+        ("nonce", t["nonce"]),
+        ("fee", t["fee"]),
+        ("payload", t["payload"]),
+        ("size", f"{t['size']} bytes"),
+    ]
+    return t, _kv(rows)
+
+
+def _validators(client: RpcClient) -> tuple[dict[str, Any], str]:
+    v = client.get("/validators")
+    total = v["total_power"] or 1
+    rows = [[x["address"], str(x["power"]), f"{100 * x['power'] / total:.1f}%"] for x in v["validators"]]
+    human = f"validator set for height {v['height']} (total power {v['total_power']})\n\n"
+    return v, human + table(rows, ["ADDRESS", "POWER", "SHARE"])
+
+
+def run(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    cmd = args.query_command
+    if cmd == "status":
+        data, human = _status(client)
+    elif cmd == "account":
+        data, human = _account(client, args)
+    elif cmd == "block":
+        data, human = _block(client, args)
+    elif cmd == "tx":
+        data, human = _tx(client, args)
+    elif cmd == "validators":
+        data, human = _validators(client)
+    else:
+        raise UsageError(f"unknown query {cmd!r}")
+    emit(args, data, human)
+    return 0

@@ -1,0 +1,103 @@
+"""`pocl-node testnet`: generate the homes of a local N-validator network (like `cometbft testnet`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from node.commands._common import add_command_parser, add_passphrase_args, emit, read_passphrase, table
+from node.errors import UsageError, UserError
+
+HELP = "generate homes, keys, genesis and peer lists for a local N-validator network"
+DESCRIPTION = """\
+Writes OUT/node0 … OUT/node{N-1} (config.toml, genesis.json, keys/, data/), one shared genesis, every
+node listing the others as persistent peers on 127.0.0.1 with distinct ports (p2p, rpc, metrics
+counting up from --base-port; 0 picks free ports), a funded faucet key OUT/faucet_key.json and a
+manifest OUT/testnet.json. Keys are encrypted with the passphrase (--passphrase-file or
+$POCL_PASSPHRASE) unless --insecure-unencrypted.
+
+example:
+  pocl-node testnet --validators 4 --out ./mynet --insecure-unencrypted
+  pocl-node run --home ./mynet/node0      (one per terminal, or use: pocl-node devnet)
+"""
+MAX_NODES = 64
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = add_command_parser(subparsers, "testnet", HELP, DESCRIPTION)
+    p.add_argument("--validators", "-n", type=int, default=4, metavar="N", help="validators (default 4)")
+    p.add_argument("--non-validators", type=int, default=0, metavar="M", help="extra full nodes (default 0)")
+    p.add_argument(
+        "--out", "-o", type=Path, required=True, metavar="DIR", help="output directory (new or empty)"
+    )
+    p.add_argument(
+        "--base-port", type=int, default=26656, metavar="P", help="first port (default 26656; 0 = free ports)"
+    )
+    p.add_argument("--chain-id", metavar="ID", help="chain id (default: pocl-testnet-NNNNNN)")
+    add_passphrase_args(p, allow_insecure=True)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.testnet import PORTS_PER_NODE, generate_testnet
+
+    total = args.validators + args.non_validators
+    if args.validators < 1:
+        raise UsageError("--validators must be at least 1")
+    if args.non_validators < 0:
+        raise UsageError("--non-validators must not be negative")
+    if total > MAX_NODES:
+        raise UsageError(f"at most {MAX_NODES} nodes")
+    if args.base_port != 0 and not 1024 <= args.base_port <= 65535 - total * PORTS_PER_NODE:
+        raise UsageError(f"--base-port must be 0 or in 1024..{65535 - total * PORTS_PER_NODE}")
+    if args.chain_id is not None and not 1 <= len(args.chain_id) <= 64:
+        raise UsageError("--chain-id must be 1..64 characters")
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not an empty directory")
+    passphrase = read_passphrase(args, confirm=True, what="testnet keys")
+    net = generate_testnet(
+        out,
+        args.validators,
+        non_validators=args.non_validators,
+        base_port=args.base_port or None,
+        chain_id=args.chain_id,
+        passphrase=passphrase,
+    )
+    data = net.to_json()
+    data["out"] = str(out)
+    rows = [
+        [
+            f"node{n.index}",
+            "validator" if n.index < args.validators else "full",
+            n.address,
+            n.node_id[:16] + "…",
+            str(n.ports.p2p),
+            n.rpc_url,
+            str(n.ports.metrics),
+        ]
+        for n in net.nodes
+    ]
+    pass_hint = "" if passphrase is None else " --passphrase-file FILE"
+    human = "\n".join(
+        [
+            f"testnet {net.chain_id}: {args.validators} validators"
+            + (f" + {args.non_validators} full nodes" if args.non_validators else "")
+            + f" in {out}",
+            "",
+            table(rows, ["NODE", "ROLE", "ADDRESS", "NODE ID", "P2P", "RPC", "METRICS"]),
+            "",
+            f"faucet key: {net.faucet_key_path} (funded)",
+            f"manifest:   {out / 'testnet.json'}",
+            "",
+            "start each node (one terminal each):",
+            *(f"  pocl-node run --home {n.home}{pass_hint}" for n in net.nodes),
+            "then, e.g.:",
+            f"  pocl-node query status --node {net.nodes[0].rpc_url}",
+            f"  pocl-node tx transfer {net.nodes[-1].address} 1000 --key {net.faucet_key_path}"
+            f" --node {net.nodes[0].rpc_url} --wait",
+        ]
+    )
+    emit(args, data, human)
+    return 0

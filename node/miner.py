@@ -1,0 +1,528 @@
+"""The miner loop: takes part in PoCL rounds from inside a mining node (DESIGN §5.2, §8).
+
+The miner only *submits transactions*; it computes nothing that enters state (every node verifies
+its commit, predictions and votes in block execution). After each committed block (and on a 1 s
+poll) it looks at the committed PoCL state and does the step the round needs from it:
+
+- round r is next or open, and this miner has no secrets for it: train from G_{r-1} in the training
+  worker process (`ml.train_worker`; the event loop stays responsive), draw round r's fresh test shard
+  from the held-out pool (`ml.shards`), pick a salt, and persist all of it (`node.miner_store`) BEFORE
+  anything is submitted. Training starts as soon as G_{r-1} is final, i.e. usually before s_r;
+- COMMIT, eligible, not committed yet: `pocl.commit`;
+- PREDICT, committed, not predicted yet: `pocl.predict` = the committed weights plus canonical-inference
+  labels for every other committer's shard (address order);
+- VOTE, revealed, not voted yet: `pocl.vote` = labels, salt and the scores every node will recompute.
+
+A restarted miner reloads its secrets from disk and carries on where the round is. Adversarial
+behaviours (`ml.adversary`, `[mining] behavior`) replace exactly the step they cheat at.
+Each step logs one line (`miner: ...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import secrets as secrets_mod
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
+from consensus.pocl.txs import (
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_VOTE,
+    SALT_LEN,
+    CommitPayload,
+    NdArray,
+    PredictPayload,
+    VotePayload,
+    build_vote,
+    label_commitment,
+    labels_array,
+    model_commitment,
+    weights_digest,
+)
+from ledger.arrays import array_from_plain
+from ledger.codec import Struct
+from ledger.keys import PrivateKey, format_address
+from ledger.tx import TX_VERSION, Tx, sign_tx
+from node.miner_store import MinerStore, MinerStoreError, RoundSecrets
+
+if TYPE_CHECKING:
+    from node.config import MiningSection
+    from node.node import Node, NodeEvent
+
+log = logging.getLogger("pocl.miner")
+
+POLL_S = 1.0
+DEFAULT_LR = 0.05
+DEFAULT_TRAIN_THREADS = 1
+RESUBMIT_AFTER_BLOCKS = 3  # a submitted tx neither pending nor on chain after this many blocks is resent
+MAX_ROUND_STATS = 100
+
+
+class MinerError(Exception):
+    """The miner cannot start (no account key, bad dataset/partition/behaviour settings)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MinerSettings:
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    partition: str = "iid"
+    shard: int = 0
+    num_shards: int = 1
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = DEFAULT_LR
+    behavior: str = "honest"
+    seed: int = 0  # partition seed (the same in every miner) and local randomness
+    train_threads: int = DEFAULT_TRAIN_THREADS
+
+    @classmethod
+    def from_config(cls, section: MiningSection, data_dir: Path | None) -> MinerSettings:
+        return cls(
+            dataset=section.dataset,
+            data_dir=data_dir,
+            partition=section.partition,
+            shard=section.shard,
+            num_shards=section.num_shards,
+            epochs=section.epochs,
+            batch_size=section.batch_size,
+            behavior=section.behavior,
+            seed=section.seed,
+        )
+
+
+def sub_seed(seed: int, *labels: object) -> int:
+    """A 63-bit local seed derived from the miner seed and labels (shuffling, adversarial models)."""
+    digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclasses.dataclass
+class RoundStats:
+    """What this miner did in a round (for `/miner` and the benchmarks; never enters state)."""
+
+    round: int
+    train_s: float = 0.0
+    trained_at: float = 0.0  # unix time training finished
+    commit_height: int = 0
+    predict_height: int = 0
+    vote_height: int = 0
+    reward: int = 0
+    slashed: int = 0
+    penalty: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Miner:
+    def __init__(self, node: Node, key: PrivateKey, settings: MinerSettings, store_dir: Path) -> None:
+        from ml.adversary import AdversaryError, Behaviour
+
+        self.node = node
+        self.key = key
+        self.address = key.address
+        self.settings = settings
+        try:
+            self.behaviour = Behaviour(settings.behavior)
+        except AdversaryError as exc:
+            raise MinerError(f"mining.behavior: {exc}") from None
+        if not 0 <= settings.shard < settings.num_shards:
+            raise MinerError(f"mining shard {settings.shard} outside 0..{settings.num_shards - 1}")
+        self.params = node.pocl.params
+        self.spec = self.params.model_spec()
+        self.store = MinerStore(store_dir)
+        self.data: Any = None  # ml.shards.MinerData
+        self.worker: Any = None  # ml.train_worker.TrainingWorker
+        self.stats: dict[int, RoundStats] = {}
+        self.last_step = "starting"
+        self._secrets: dict[int, RoundSecrets] = {}
+        self._train_task: asyncio.Task[None] | None = None
+        self._train_key: tuple[int, bytes] | None = None
+        self._submitted: dict[tuple[int, str], tuple[bytes, int]] = {}
+        self._said: set[tuple[int, str]] = set()  # (round, message) logged once
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Any = None
+        self._warmup_task: asyncio.Task[None] | None = None
+        self.worker_ready = not self.behaviour.trains
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _load_data(self) -> Any:
+        from ml.datasets import DatasetError, load_dataset
+        from ml.partition import PartitionError
+        from ml.shards import ShardError, miner_data
+
+        s = self.settings
+        try:
+            ds = load_dataset(s.dataset, s.data_dir)
+            if tuple(ds.input_shape) != tuple(self.params.input_shape):
+                raise MinerError(
+                    f"dataset {s.dataset} has inputs {list(ds.input_shape)} but the chain's model "
+                    f"{self.params.model} expects {list(self.params.input_shape)}"
+                )
+            return miner_data(ds, s.num_shards, s.shard, scheme=s.partition, seed=s.seed)
+        except (DatasetError, PartitionError, ShardError) as exc:
+            raise MinerError(f"mining data: {exc}") from None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.data = await loop.run_in_executor(None, self._load_data)
+        if self.behaviour.trains:
+            from ml.train_worker import TrainingWorker
+
+            self.worker = TrainingWorker(threads=self.settings.train_threads)
+            self._warmup_task = asyncio.create_task(self._warm_up(), name="miner-warmup")
+        self._unsubscribe = self.node.subscribe(self._on_event)
+        self._task = asyncio.create_task(self._run(), name="miner")
+        log.info(
+            "miner: started address=%s behaviour=%s dataset=%s shard=%d/%d partition=%s train=%d pool=%d",
+            format_address(self.address),
+            self.behaviour.kind,
+            self.settings.dataset,
+            self.settings.shard,
+            self.settings.num_shards,
+            self.settings.partition,
+            len(self.data.y_train),
+            len(self.data.pool_y),
+        )
+
+    async def _warm_up(self) -> None:
+        """Start the training worker (TensorFlow import, seconds) before the first round needs it."""
+        t0 = time.monotonic()
+        try:
+            await self.worker.start()
+        except Exception as exc:  # the first job retries the start and reports it
+            log.warning("miner: training worker did not start: %s", exc)
+            return
+        try:  # one tiny job traces the Keras model, so round 1's training is as fast as later ones
+            from ml.weights import initial_weights
+
+            n = min(len(self.data.y_train), self.settings.batch_size)
+            await self.worker.train(
+                self.spec,
+                initial_weights(self.spec, 0),
+                self.data.x_train[:n],
+                self.data.y_train[:n],
+                epochs=1,
+                batch_size=self.settings.batch_size,
+                lr=self.settings.lr,
+                seed=0,
+            )
+        except Exception as exc:
+            log.warning("miner: warm-up training job failed: %s", exc)
+        self.worker_ready = True
+        log.info("miner: training worker ready in %.1fs", time.monotonic() - t0)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for task in (self._task, self._train_task, self._warmup_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                await self.worker.close()
+        log.info("miner: stopped")
+
+    def _on_event(self, event: NodeEvent) -> None:
+        if event.kind != "block":
+            return
+        self._wake.set()
+        me = format_address(self.address)
+        for ev in event.data.get("events", []):
+            data = ev.get("data", {})
+            if data.get("address") != me:
+                continue
+            st = self._stat(int(data.get("round", 0)))
+            if ev.get("kind") == "pocl_reward":
+                st.reward += int(data.get("amount", 0))
+                log.info("miner: round %d rewarded %d as %s", st.round, data.get("amount"), data.get("role"))
+            elif ev.get("kind") == "pocl_slashed":
+                st.slashed += int(data.get("slashed", 0))
+                st.penalty = str(data.get("kind", ""))
+                log.warning("miner: round %d SLASHED %s for %s", st.round, data.get("slashed"), st.penalty)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            self._wake.clear()
+            try:
+                self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a miner bug must not stop the node
+                log.exception("miner: step failed")
+
+    # ------------------------------------------------------------------ status
+
+    def _stat(self, round_: int) -> RoundStats:
+        st = self.stats.get(round_)
+        if st is None:
+            st = self.stats[round_] = RoundStats(round_)
+            for old in sorted(self.stats)[:-MAX_ROUND_STATS]:
+                del self.stats[old]
+        return st
+
+    def status_json(self) -> dict[str, Any]:
+        return {
+            "address": format_address(self.address),
+            "behavior": self.behaviour.kind,
+            "dataset": self.settings.dataset,
+            "shard": self.settings.shard,
+            "num_shards": self.settings.num_shards,
+            "partition": self.settings.partition,
+            "epochs": self.settings.epochs,
+            "batch_size": self.settings.batch_size,
+            "train_samples": len(self.data.y_train) if self.data is not None else 0,
+            "worker_ready": self.worker_ready,
+            "last_step": self.last_step,
+            "rounds": [self.stats[r].to_json() for r in sorted(self.stats)],
+        }
+
+    def _once(self, round_: int, message: str, level: int = logging.INFO) -> None:
+        if (round_, message) not in self._said:
+            self._said.add((round_, message))
+            log.log(level, "miner: round %d %s", round_, message)
+
+    # ------------------------------------------------------------------ the step
+
+    def _step(self) -> None:
+        node = self.node
+        if node.chain is None or node.mempool is None or self.data is None or node.syncing:
+            return  # while catching up, the state is not the round's current one
+        state = node.chain.state
+        pocl = node.pocl
+        head = pocl.head(state)
+        if head is None:
+            return
+        rec = pocl.open_record(state)
+        if rec is None:  # between rounds: prepare the next one from the final G_{r-1}
+            self._ensure_training(head.round, head.model_hash)
+            return
+        if rec.phase == PHASE_COMMIT:
+            if self.address not in rec.eligible:
+                self._once(rec.round, "opened; this miner is not eligible (stake or jail)")
+                return
+            if self.address in rec.committers:
+                return
+            self._ensure_training(rec.round, rec.prev_model_hash)
+            sec = self._secrets_for(rec.round, rec.prev_model_hash)
+            if sec is not None:
+                self._commit(rec, sec)
+        elif rec.phase == PHASE_PREDICT and self.address in rec.committers:
+            if self.address not in rec.predictors:
+                self._predict(rec, state)
+        elif rec.phase == PHASE_VOTE and self.address in rec.revealed and self.address not in rec.voters:
+            self._vote(rec, state)
+
+    def _secrets_for(self, round_: int, model_hash: bytes) -> RoundSecrets | None:
+        sec = self._secrets.get(round_)
+        if sec is None:
+            try:
+                sec = self.store.load(round_)
+            except MinerStoreError as exc:
+                self._once(round_, f"cannot use saved secrets: {exc}", logging.ERROR)
+                return None
+            if sec is not None:
+                log.info("miner: round %d secrets reloaded from %s", round_, self.store.path(round_))
+                self._secrets[round_] = sec
+                self._stat(round_).train_s = sec.train_s
+        if sec is not None and sec.prev_model_hash != model_hash:
+            return None
+        return sec
+
+    def _ensure_training(self, round_: int, model_hash: bytes) -> None:
+        if self._secrets_for(round_, model_hash) is not None:
+            return
+        if self._train_task is not None and not self._train_task.done():
+            # Let a running job finish even if its round has passed: cancelling may kill a worker
+            # that is still importing TensorFlow, and a warm worker finishes a digits job in ~1 s.
+            return
+        self._train_key = (round_, model_hash)
+        self._train_task = asyncio.create_task(
+            self._prepare(round_, model_hash), name=f"miner-train-{round_}"
+        )
+
+    async def _prepare(self, round_: int, model_hash: bytes) -> None:
+        """Train (or build the behaviour's model), draw the test shard, persist the secrets."""
+        from ml.shards import draw_test_shard
+        from ml.weights import encode_weights
+
+        try:
+            g = self.node.pocl.global_weights(self.node.chain.state, model_hash)  # type: ignore[union-attr]
+        except RuntimeError as exc:
+            self._once(round_, f"cannot load G_{round_ - 1}: {exc}", logging.ERROR)
+            return
+        d = self.data
+        self.last_step = f"training round {round_}"
+        log.info("miner: round %d training from G_%d=%s", round_, round_ - 1, model_hash.hex()[:12])
+        trained = None
+        train_s = 0.0
+        t0 = time.monotonic()
+        if self.behaviour.trains:
+            try:
+                res = await self.worker.train(
+                    self.spec,
+                    g,
+                    d.x_train,
+                    self.behaviour.training_labels(d.y_train, self.params.classes),
+                    epochs=self.settings.epochs,
+                    batch_size=self.settings.batch_size,
+                    lr=self.settings.lr,
+                    seed=sub_seed(self.settings.seed, "train", self.settings.shard, round_),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("miner: round %d training failed: %s", round_, exc)
+                self._train_task = None
+                return
+            trained = res.weights
+            train_s = res.seconds
+        weights = self.behaviour.make_model(
+            self.spec, g, trained, seed=sub_seed(self.settings.seed, "model", self.settings.shard, round_)
+        )
+        size = self.params.test_shard_size
+        idx = draw_test_shard(np.arange(d.pool_y.shape[0]), size, round_, d.shard_seed)
+        labels = self.behaviour.reveal_labels(d.pool_y[idx], self.params.classes)
+        sec = RoundSecrets(
+            round=round_,
+            prev_model_hash=model_hash,
+            weights=encode_weights(weights),
+            labels=np.asarray(labels, dtype=np.int64),
+            salt=secrets_mod.token_bytes(SALT_LEN),
+            test_x=np.ascontiguousarray(d.pool_x[idx], dtype=np.float32),
+            shard_indices=np.asarray(idx, dtype=np.int64),
+            n_train=len(d.y_train),
+            train_s=train_s,
+        )
+        await asyncio.get_running_loop().run_in_executor(None, self.store.save, sec)
+        self._secrets[round_] = sec
+        st = self._stat(round_)
+        st.train_s = train_s
+        st.trained_at = time.time()
+        log.info(
+            "miner: round %d model ready (train %.2fs, total %.2fs), secrets saved",
+            round_,
+            train_s,
+            time.monotonic() - t0,
+        )
+        self.last_step = f"ready for round {round_}"
+        self._wake.set()
+
+    # ------------------------------------------------------------------ submissions
+
+    def _pending(self, round_: int, kind: str) -> bool:
+        """A tx of this kind for this round was sent and may still land: do not send another."""
+        sent = self._submitted.get((round_, kind))
+        if sent is None:
+            return False
+        tx_hash, height = sent
+        assert self.node.mempool is not None and self.node.chain is not None
+        if tx_hash in self.node.mempool:
+            return True
+        return self.node.chain.height < height + RESUBMIT_AFTER_BLOCKS
+
+    def _submit(self, round_: int, kind: str, payload: Struct) -> bool:
+        node = self.node
+        assert node.mempool is not None and node.chain is not None
+        if self._pending(round_, kind):
+            return False
+        nonce = node.mempool.pending_nonce(self.address)
+        if nonce is None:
+            self._once(round_, "has no account on chain; cannot submit", logging.ERROR)
+            return False
+        tx = Tx(
+            TX_VERSION,
+            node.genesis.chain_id,
+            kind,
+            self.key.pubkey,
+            nonce,
+            node.params.min_fee,
+            payload.to_list(),
+        )
+        stx = sign_tx(self.key, tx)
+        res = node.submit_tx(stx.raw)
+        if res.error is not None:
+            self._once(round_, f"{kind} rejected: {res.error.code}: {res.error}", logging.WARNING)
+            return False
+        self._submitted[(round_, kind)] = (res.tx_hash, node.chain.height)
+        log.info(
+            "miner: round %d submitted %s tx=%s nonce=%d bytes=%d",
+            round_,
+            kind,
+            res.tx_hash.hex()[:12],
+            nonce,
+            len(stx.raw),
+        )
+        return True
+
+    def _commit(self, rec: RoundRecord, sec: RoundSecrets) -> None:
+        payload = CommitPayload(
+            rec.round,
+            model_commitment(
+                self.node.genesis.chain_id, rec.round, self.address, weights_digest(sec.weights)
+            ),
+            label_commitment(labels_array(sec.labels), sec.salt),
+            NdArray.of(np.ascontiguousarray(sec.test_x, dtype="<f4")),
+            sec.n_train,
+        )
+        if self._submit(rec.round, KIND_POCL_COMMIT, payload):
+            self._stat(rec.round).commit_height = self.node.chain.height + 1  # type: ignore[union-attr]
+            self.last_step = f"committed round {rec.round}"
+
+    def _predict(self, rec: RoundRecord, state: Any) -> None:
+        from ml.weights import decode_weights
+
+        if self.behaviour.withholds:
+            self._once(rec.round, "withholding its reveal (adversarial behaviour)", logging.WARNING)
+            return
+        sec = self._secrets_for(rec.round, rec.prev_model_hash)
+        if sec is None:
+            self._once(rec.round, "committed but its secrets are gone: cannot reveal", logging.ERROR)
+            return
+        if self._pending(rec.round, KIND_POCL_PREDICT):
+            return
+        data = self.node.pocl.round_data(state, rec)
+        owners = [c for c in rec.committers if c != self.address]
+        shards = [array_from_plain(data.commits[o].test_x.to_list()) for o in owners]
+        weights = decode_weights(self.spec, sec.weights)
+        preds = self.behaviour.make_predictions(
+            self.spec, weights, shards, train_x=self.data.x_train, train_y=self.data.y_train
+        )
+        payload = PredictPayload(rec.round, sec.weights, [labels_array(p) for p in preds])
+        if self._submit(rec.round, KIND_POCL_PREDICT, payload):
+            self._stat(rec.round).predict_height = self.node.chain.height + 1  # type: ignore[union-attr]
+            self.last_step = f"revealed round {rec.round}"
+
+    def _vote(self, rec: RoundRecord, state: Any) -> None:
+        sec = self._secrets_for(rec.round, rec.prev_model_hash)
+        if sec is None:
+            self._once(rec.round, "revealed but its secrets are gone: cannot vote", logging.ERROR)
+            return
+        if self._pending(rec.round, KIND_POCL_VOTE):
+            return
+        data = self.node.pocl.round_data(state, rec)
+        revealed = {p: data.predictions[p].predictions for p in rec.revealed if p in data.predictions}
+        honest = build_vote(rec.round, self.address, sec.labels, sec.salt, rec.committers, revealed)
+        payload = VotePayload(
+            rec.round, honest.labels, honest.salt, self.behaviour.report_scores(honest.scores)
+        )
+        if self._submit(rec.round, KIND_POCL_VOTE, payload):
+            self._stat(rec.round).vote_height = self.node.chain.height + 1  # type: ignore[union-attr]
+            self.last_step = f"voted round {rec.round}"

@@ -1,0 +1,149 @@
+"""CLI operator commands without a running network: argument checks, errors, reset, testnet files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ledger.keystore import read_key_info
+from node.config import Config
+from node.home import init_home
+from node.rpc_client import RpcClient, RpcUnavailable, normalise_url, url_from_config
+from tests.operator.cli_helpers import run_cli, run_json
+
+ADDR = "0x" + "11" * 20
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    cfg = Config().replace("rpc", listen_addr="127.0.0.1:1")  # nothing listens on port 1
+    init_home(h, insecure_keys=True, config=cfg)
+    return h
+
+
+def test_url_from_config_and_normalise() -> None:
+    assert url_from_config(Config()) == "http://127.0.0.1:26657"
+    assert url_from_config(Config().replace("rpc", listen_addr="0.0.0.0:9")) == "http://127.0.0.1:9"
+    assert normalise_url("127.0.0.1:5/") == "http://127.0.0.1:5"
+    with pytest.raises(Exception, match="invalid node URL"):
+        normalise_url("ftp://x")
+
+
+def test_unreachable_node_is_one_friendly_line(home: Path, capsys) -> None:
+    with pytest.raises(RpcUnavailable, match="cannot reach the node"):
+        RpcClient("http://127.0.0.1:1").status()
+    for args in (
+        ("query", "status", "--home", home),
+        ("query", "status", "--node", "http://127.0.0.1:1"),
+        ("tx", "transfer", ADDR, "5", "--home", home),
+        ("tx", "stake", "5", "--home", home, "--wait"),
+    ):
+        code, _out, err = run_cli(capsys, *args)
+        assert code == 1, (args, err)
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("error: cannot reach the node at http://127.0.0.1:1"), err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("tx", "transfer", ADDR, "0"), "amount must be between"),
+        (("tx", "transfer", ADDR, "abc"), "not an integer amount"),
+        (("tx", "stake", "10", "--fee", "-1"), "fee must be between"),
+        (("tx", "transfer", "0x1234", "10"), "bad recipient address"),
+        (("tx", "transfer", "nobody", "10"), "neither a 0x address nor a key"),
+        (("tx", "stake", "10", "--from", "missing"), "no key 'missing'"),
+        (("tx", "stake", "10", "--key", "/nonexistent.json"), "not found"),
+        (("tx", "stake", "10", "--from", "a", "--key", "b"), "not allowed with"),
+        (("tx", "bogus", "1"), "invalid choice"),
+        (("query", "account", "nobody"), "neither a 0x address nor a key"),
+        (("testnet", "--validators", "0", "--out", "x", "--insecure-unencrypted"), "at least 1"),
+        (("testnet", "--validators", "2"), "required"),
+        (("testnet", "--out", "x", "--base-port", "80", "--insecure-unencrypted"), "--base-port"),
+    ],
+)
+def test_user_mistakes_are_one_error_line(home: Path, capsys, args, needle) -> None:
+    code, _out, err = run_cli(capsys, *args, "--home", home)
+    assert code in (1, 2), err
+    assert err.count("error:") == 1 and needle in err, err
+    assert "Traceback" not in err
+
+
+def test_testnet_writes_homes_and_prints_how_to_start(tmp_path: Path, capsys) -> None:
+    out_dir = tmp_path / "net"
+    code, out, err = run_cli(
+        capsys, "testnet", "-n", "2", "--non-validators", "1", "--out", out_dir, "--base-port", "40000",
+        "--insecure-unencrypted", "--chain-id", "unit-net",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "testnet unit-net: 2 validators + 1 full nodes" in out
+    for i in range(3):
+        assert f"pocl-node run --home {out_dir / f'node{i}'}" in out
+        assert (out_dir / f"node{i}" / "config.toml").exists()
+    assert "http://127.0.0.1:40001" in out and "faucet key" in out
+    manifest = json.loads((out_dir / "testnet.json").read_text())
+    ports = {p for n in manifest["nodes"] for p in (n["p2p"], n["rpc"], n["metrics"])}
+    assert ports == set(range(40000, 40009))
+    # a non-empty directory is refused, nothing overwritten
+    code, out, err = run_cli(capsys, "testnet", "-n", "1", "--out", out_dir, "--insecure-unencrypted")
+    assert code == 1 and "not an empty directory" in err
+
+
+def test_testnet_json_and_encrypted_keys(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("POCL_PASSPHRASE", "correct horse")
+    data = run_json(capsys, "testnet", "-n", "1", "--out", tmp_path / "enc", "--base-port", "0")
+    assert len(data["nodes"]) == 1 and data["chain_id"].startswith("pocl-testnet-")
+    for key in ("priv_validator_key", "node_key"):
+        assert read_key_info(tmp_path / "enc" / "node0" / "keys" / f"{key}.json").encrypted
+    assert read_key_info(tmp_path / "enc" / "faucet_key.json").encrypted
+
+
+def test_unsafe_reset_all_wipes_chain_data_keeps_keys_config_genesis(home: Path, capsys) -> None:
+    data = home / "data"
+    (data / "chain.db").mkdir()
+    (data / "chain.db" / "CURRENT").write_text("x")
+    (data / "addrbook.json").write_text("{}")
+    (data / "priv_validator_state.json").write_text("{}")
+    (data / "datasets" / "mnist").mkdir(parents=True)
+    (data / "datasets" / "mnist" / "train.npz").write_bytes(b"data")
+    before = {p.name: p.read_bytes() for p in (home / "keys").iterdir()}
+    config, genesis = (home / "config.toml").read_text(), (home / "genesis.json").read_text()
+
+    # non-interactive without --yes: refuses and deletes nothing
+    code, _out, err = run_cli(capsys, "unsafe-reset-all", "--home", home)
+    assert code == 1 and "--yes" in err
+    assert (data / "chain.db").exists()
+
+    result = run_json(capsys, "unsafe-reset-all", "--home", home, "--yes")
+    assert sorted(Path(p).name for p in result["removed"]) == [
+        "addrbook.json",
+        "chain.db",
+        "priv_validator_state.json",
+    ]
+    assert sorted(os.listdir(data)) == ["datasets"]
+    assert (data / "datasets" / "mnist" / "train.npz").read_bytes() == b"data"
+    assert {p.name: p.read_bytes() for p in (home / "keys").iterdir()} == before
+    assert (home / "config.toml").read_text() == config
+    assert (home / "genesis.json").read_text() == genesis
+
+
+def test_unsafe_reset_all_refuses_while_the_database_is_open(home: Path, capsys) -> None:
+    import plyvel
+
+    db = plyvel.DB(str(home / "data" / "chain.db"), create_if_missing=True)
+    try:
+        code, _out, err = run_cli(capsys, "unsafe-reset-all", "--home", home, "--yes")
+        assert code == 1 and "stop the node first" in err
+        assert (home / "data" / "chain.db").exists()
+    finally:
+        db.close()
+
+
+def test_unsafe_reset_all_needs_an_initialised_home(tmp_path: Path, capsys) -> None:
+    code, _out, err = run_cli(capsys, "unsafe-reset-all", "--home", tmp_path / "nope", "--yes")
+    assert code == 1 and "does not exist" in err

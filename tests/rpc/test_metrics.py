@@ -1,0 +1,98 @@
+"""Prometheus metrics of an in-process node: scraped over HTTP from its own registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from ledger.keys import PrivateKey, format_address
+from ledger.tx import make_transfer
+from node.node import Node, NodeEvent
+from tests.rpc.conftest import FAUCET, make_node, wait_for
+
+
+async def scrape(node: Node) -> dict[str, float]:
+    assert node.metrics is not None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{node.metrics.port}/metrics") as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+async def test_metrics_track_the_chain(node: Node, height_at_least) -> None:
+    await height_at_least(3)
+    assert node.mempool is not None and node.chain is not None
+    tx = make_transfer(FAUCET, "rpc-test", 0, PrivateKey.from_seed_text("m").address, 1, 10)
+    assert node.mempool.add(tx.raw).ok  # held locally: shows in the mempool gauges
+    m = await scrape(node)
+    assert m["pocl_height"] >= 3
+    assert m["pocl_peers"] == 0
+    assert m["pocl_syncing"] == 0
+    assert m["pocl_mempool_txs"] in (0, 1)  # may already be in a block
+    assert m["pocl_blocks_total"] >= 1
+    assert m["pocl_block_interval_seconds_count"] >= 1
+    assert m["pocl_block_interval_seconds_sum"] > 0
+    assert m["pocl_rounds_per_height_count"] >= 1
+    assert node.validator_key is not None
+    me = format_address(node.validator_key.address)
+    assert m[f"pocl_missed_blocks_total{{validator={me}}}"] == 0  # a lone validator signs everything
+    await wait_for(lambda: node.chain.state.account(FAUCET.address).nonce == 1, 20, "tx committed")
+    m = await scrape(node)
+    assert m["pocl_txs_committed_total"] >= 1
+    assert m["pocl_mempool_txs"] == 0 and m["pocl_mempool_bytes"] == 0
+    # nothing leaked into the process-global registry
+    assert REGISTRY.get_sample_value("pocl_height") is None
+
+
+async def test_pocl_events_feed_round_gauges(node: Node) -> None:
+    assert node.metrics is not None
+    seen: list[str] = []
+    node.metrics.add_handler(lambda e: seen.append(e.kind))
+    events = [
+        {"kind": "pocl_round_opened", "data": {"round": 7, "height": 3, "eligible": ["0x1", "0x2", "0x3"]}},
+        {"kind": "pocl_phase", "data": {"round": 7, "phase": "predict", "start_height": 5}},
+        {"kind": "pocl_reward", "data": {"round": 7, "address": "0x1", "role": "winner", "amount": 40}},
+        {"kind": "pocl_slashed", "data": {"round": 7, "address": "0x3", "kind": "bad_commit"}},
+        {"kind": "pocl_round_finalised", "data": {"round": 7, "void": False, "winners": ["0x1", "0x2"]}},
+    ]
+    node.metrics.observe_event(NodeEvent("pocl_round_opened", events[0]["data"]))
+    m = await scrape(node)
+    assert m["pocl_round"] == 7 and m["pocl_round_participants"] == 3
+    assert m["pocl_round_phase{phase=commit}"] == 1 and m["pocl_round_phase{phase=vote}"] == 0
+    node.metrics.observe_event(NodeEvent("block", {"height": 0, "txs": 0, "events": events[1:]}))
+    m = await scrape(node)
+    assert m["pocl_round_phase{phase=commit}"] == 0 and m["pocl_round_phase{phase=done}"] == 1
+    assert m["pocl_round_winners"] == 2
+    assert m["pocl_rewards_total{role=winner}"] == 40
+    assert m["pocl_slashes_total{kind=bad_commit}"] == 1
+    assert m["pocl_rounds_finalised_total{void=false}"] == 1
+    assert seen == ["pocl_round_opened", "block"]
+    # a malformed event is logged, not raised into the node
+    node.metrics.observe_event(NodeEvent("block", {"nonsense": True}))
+
+
+async def test_two_nodes_in_one_process_have_separate_registries(tmp_path: Path) -> None:
+    a, b = make_node(tmp_path / "a"), make_node(tmp_path / "b")
+    await a.start()
+    await b.start()
+    try:
+        await wait_for(lambda: a.chain.height >= 2 and b.chain.height >= 2, 30, "both chains")  # type: ignore[union-attr]
+        ma, mb = await scrape(a), await scrape(b)
+        assert a.metrics is not None and b.metrics is not None
+        assert a.metrics.port != b.metrics.port
+        assert ma["pocl_height"] >= 2 and mb["pocl_height"] >= 2
+    finally:
+        await a.stop()
+        await b.stop()
