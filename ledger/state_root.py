@@ -112,51 +112,35 @@ class BucketTree:
     def preview(self, changes: Mapping[bytes, bytes | None]) -> TreeUpdate:
         """Root after `changes` (key -> value or None to delete), re-hashing only dirty buckets."""
         # Hot path (runs for every block): leaf_hash/bucket_of/bucket_hash inlined.
-        by_bucket: dict[int, list[tuple[bytes, bytes | None]]] = {}
         sha = _sha256
         leaf_prefix = _LEAF_PREFIX
         shift = _SHIFT
+        buckets = self._buckets
+        new_buckets: dict[int, dict[bytes, bytes]] = {}
         for key, value in changes.items():
+            d = sha(key).digest()
+            b = ((d[0] << 8) | d[1]) >> shift
+            merged = new_buckets.get(b)
+            if merged is None:
+                base = buckets[b]
+                merged = new_buckets[b] = dict(base) if base else {}
             if value is None:
-                lh = None
+                merged.pop(key, None)
             else:
                 if len(key) > MAX_KEY_LEN:
                     raise ValueError("state key too long")
-                lh = sha(leaf_prefix + len(key).to_bytes(2, "big") + key + value).digest()
-            d = sha(key).digest()
-            b = ((d[0] << 8) | d[1]) >> shift
-            lst = by_bucket.get(b)
-            if lst is None:
-                by_bucket[b] = [(key, lh)]
-            else:
-                lst.append((key, lh))
+                merged[key] = sha(leaf_prefix + len(key).to_bytes(2, "big") + key + value).digest()
         new_hashes: dict[int, bytes] = {}
-        new_buckets: dict[int, dict[bytes, bytes]] = {}
-        buckets = self._buckets
         bucket_prefix = _BUCKET_PREFIX
-        for b, kl in by_bucket.items():
-            base = buckets[b]
-            if len(kl) == 1:  # common cases in a sparse tree: one key changes, bucket holds <= 1 other
-                key, lh = kl[0]
-                if not base or (len(base) == 1 and key in base):
-                    if lh is None:
-                        new_buckets[b] = {}
-                        new_hashes[b] = EMPTY_BUCKET_HASH
-                    else:
-                        new_buckets[b] = {key: lh}
-                        new_hashes[b] = sha(bucket_prefix + lh).digest()
-                    continue
-            merged = dict(base) if base else {}
-            for key, lh in kl:
-                if lh is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = lh
-            new_buckets[b] = merged
-            if merged:
-                new_hashes[b] = sha(bucket_prefix + b"".join([merged[k] for k in sorted(merged)])).digest()
-            else:
+        for b, merged in new_buckets.items():
+            n = len(merged)
+            if n == 1:
+                for lh in merged.values():
+                    new_hashes[b] = sha(bucket_prefix + lh).digest()
+            elif n == 0:
                 new_hashes[b] = EMPTY_BUCKET_HASH
+            else:
+                new_hashes[b] = sha(bucket_prefix + b"".join([merged[k] for k in sorted(merged)])).digest()
         if new_hashes:
             hashes = list(self._hashes)
             for b, h in new_hashes.items():

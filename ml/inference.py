@@ -42,7 +42,7 @@ PPM = 1_000_000
 
 # BLAS threads used by `logits` (None: leave the process setting alone). One thread on purpose: measured on
 # a busy 2-core machine (e.g. a miner training with TensorFlow next to the node), OpenBLAS's spinning worker
-# threads made inference 3-9x *slower* than one thread, while on an idle machine a second thread can at
+# threads made inference 3-15x *slower* than one thread, while on an idle machine a second thread can at
 # most double throughput (docs/benchmarks/ml.md). Needs `threadpoolctl` (installed with scikit-learn);
 # without it the process setting applies (set OPENBLAS_NUM_THREADS=1 to get the same effect).
 INFERENCE_BLAS_THREADS: int | None = 1

@@ -133,7 +133,7 @@ def model_arrays(
     """The `.npz` layout: one array per parameter in Keras order, plus metadata as plain arrays."""
     out: dict[str, np.ndarray] = {}
     for i, (p, w) in enumerate(zip(spec.params(), weights, strict=True)):
-        out[f"w{i:02d}_layer{p.layer}_{p.name}"] = np.asarray(w)
+        out[f"w{i:02d}_layer{p.layer_index}_{p.role}"] = np.asarray(w)
     out["meta_model"] = np.array(spec.name)
     out["meta_round"] = np.array(round_, dtype=np.int64)
     out["meta_model_hash"] = np.array(model_hash.hex())

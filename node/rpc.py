@@ -381,7 +381,8 @@ class RpcServer:
                         "outbound": p.outbound,
                         "persistent": p.persistent,
                         "remote_ip": p.remote_ip,
-                        "best_height_at_connect": p.best_height,
+                        "best_height_at_connect": p.hello.best_height,
+                        "connected_s": round(time.time() - p.connected_at, 1),
                         "listen_addr": p.hello.listen_addr,
                         "agent": p.hello.agent,
                     }
@@ -441,6 +442,7 @@ class RpcServer:
         raise ApiError(404, "tx_not_found", f"transaction {text} is not known")
 
     async def submit_tx(self, request: web.Request) -> web.Response:
+        _ = self.chain  # 503 until the node (and its mempool) is up
         if request.content_type == "application/octet-stream":
             raw = await request.read()
         else:
@@ -692,10 +694,8 @@ def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:
     for r in routes:
         responses: dict[str, Any] = {}
         if r.method == "POST":
-            responses["202" if r.handler_name == "submit_tx" else "200"] = {
-                "description": "accepted",
-                **json_ok,
-            }
+            responses["200"] = {"description": "done", **json_ok}
+            responses["202"] = {"description": "accepted (transactions: admitted to the mempool)", **json_ok}
             responses["413"] = error
         elif r.handler_name == "events":
             responses["101"] = {"description": "switching to the WebSocket protocol"}

@@ -385,7 +385,12 @@ def write_plot(path: Path, p: Progress) -> None:
 
 
 def build_report(
-    args: argparse.Namespace, cluster: LocalCluster, p: Progress, stopped_by: str
+    args: argparse.Namespace,
+    cluster: LocalCluster,
+    p: Progress,
+    stopped_by: str,
+    behaviours: list[str],
+    pids: list[int],
 ) -> dict[str, Any]:
     accs = [r.accuracy for r in p.rounds if r.accuracy is not None]
     return {
@@ -401,6 +406,11 @@ def build_report(
         "elapsed_s": round(time.monotonic() - p.started, 2),
         "genesis_accuracy": p.genesis_accuracy,
         "final_accuracy": accs[-1] if accs else None,
+        "nodes": [
+            {"index": n.index, "address": n.address, "behavior": behaviours[n.index], "rpc": n.rpc_url}
+            for n in cluster.testnet.nodes
+        ],
+        "pids": pids,
         "rounds": [dataclasses.asdict(r) for r in p.rounds],
         "homes": str(cluster.testnet.out),
     }
@@ -507,7 +517,7 @@ def run_devnet(args: argparse.Namespace) -> int:
         kill_leftovers(pids)
         signal.signal(signal.SIGTERM, old_term)
     p = follower.p
-    report = build_report(args, cluster, p, stopped_by)
+    report = build_report(args, cluster, p, stopped_by, behaviours, pids)
     report_path = out / "report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.json_path is not None:
@@ -563,6 +573,7 @@ def _follow(args: argparse.Namespace, cluster: LocalCluster, f: Follower, live: 
 
         ctx = Live(render(f.p, title), refresh_per_second=4, transient=True)
     last_height_line = 0
+    troubles: set[str] = set()
     with ctx as display:
         while True:
             dead = [n.index for n in cluster.nodes if not n.running]
@@ -572,8 +583,12 @@ def _follow(args: argparse.Namespace, cluster: LocalCluster, f: Follower, live: 
             try:
                 for line in f.poll():
                     say(line, flush=True)
-            except (OSError, RpcError, ValueError, KeyError, ClusterError):
-                pass  # a node busy or restarting: try again next poll
+            except (OSError, RpcError, ValueError, KeyError, ClusterError) as exc:
+                # a node busy or restarting: try again next poll (say so once per kind of trouble)
+                text = f"{type(exc).__name__}: {exc}"
+                if text not in troubles:
+                    troubles.add(text)
+                    say(f"devnet: poll failed ({text}); retrying", flush=True)
             if not live and f.p.height >= last_height_line + 10:
                 last_height_line = f.p.height
                 say(

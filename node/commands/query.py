@@ -10,7 +10,7 @@ from node.commands._common import add_command_parser, add_subcommands, emit, hom
 from node.errors import UsageError, UserError
 from node.rpc_client import RpcClient, add_node_args, client_for
 
-HELP = "query a node over RPC (status, account, block, tx, validators)"
+HELP = "query a node over RPC (status, account, block, tx, validators, round, peers, mempool)"
 DESCRIPTION = """\
 Reads from a running node (--node URL, default: this home's RPC address).
 
@@ -20,6 +20,7 @@ examples:
   pocl-node query block 42          (or: latest, or a block hash)
   pocl-node query tx 9f86…
   pocl-node query validators --json
+  pocl-node query round             (the open PoCL round, or: a round number)
 """
 
 
@@ -38,6 +39,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("hash", metavar="HASH")
     add_node_args(t)
     add_node_args(add_command_parser(sub, "validators", "the validator set for the next block"))
+    r = add_command_parser(sub, "round", "a PoCL round: phase, participants, winners, rewards, slashes")
+    r.add_argument("round", nargs="?", default="latest", metavar="N", help="round number (default: latest)")
+    add_node_args(r)
+    add_node_args(add_command_parser(sub, "peers", "connected peers"))
+    add_node_args(add_command_parser(sub, "mempool", "pending transactions"))
     return p
 
 
@@ -169,6 +175,70 @@ def _validators(client: RpcClient) -> tuple[dict[str, Any], str]:
     return v, human + table(rows, ["ADDRESS", "POWER", "SHARE"])
 
 
+def _round(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    ref: str = args.round
+    if ref != "latest" and not ref.isdigit():
+        raise UsageError(f"round must be a number or 'latest', got {ref!r}")
+    r = client.get(f"/rounds/{ref}")
+    parts = r.get("participants", {})
+    rows: list[tuple[str, Any]] = [
+        ("round", r["round"]),
+        ("phase", r["phase"] + (" (final)" if r.get("final") else "")),
+        ("heights", f"{r['start_height']} .. {r['end_height'] or '?'}"),
+        ("eligible", len(parts.get("eligible", []))),
+        ("committed", len(parts.get("committers", []))),
+        ("predicted", len(parts.get("predictors", []))),
+        ("voted", len(parts.get("voters", []))),
+        ("global model", r.get("global_model_hash", "") or "-"),
+    ]
+    if r.get("final"):
+        rows.append(
+            ("outcome", "void" + (f" ({r['reason']})" if r.get("reason") else "") if r.get("void") else "ok")
+        )
+        rows.append(("winners", ", ".join(r.get("winners", [])) or "-"))
+        rows.append(("total reward", r.get("total_reward", 0)))
+    human = _kv(rows)
+    if r.get("rewards"):
+        human += "\n\n" + table(
+            [[x["address"], x["role"], str(x["amount"])] for x in r["rewards"]],
+            ["REWARDED", "ROLE", "AMOUNT"],
+        )
+    if r.get("slashes"):
+        human += "\n\n" + table(
+            [
+                [x["address"], x["kind"], f"{x['slash_bps'] / 100:g}%", str(x["jail_rounds"])]
+                for x in r["slashes"]
+            ],
+            ["SLASHED", "KIND", "SLASH", "JAIL ROUNDS"],
+        )
+    return r, human
+
+
+def _peers(client: RpcClient) -> tuple[dict[str, Any], str]:
+    p = client.get("/peers")
+    rows = [
+        [
+            x["node_id"][:16] + "…",
+            "out" if x["outbound"] else "in",
+            x.get("listen_addr", ""),
+            x.get("agent", ""),
+        ]
+        for x in p["peers"]
+    ]
+    return p, f"{len(rows)} peers\n\n" + table(
+        rows, ["NODE ID", "DIR", "LISTEN", "AGENT"]
+    ) if rows else "no peers"
+
+
+def _mempool(client: RpcClient) -> tuple[dict[str, Any], str]:
+    m = client.get("/mempool")
+    rows = [[t["hash"][:16] + "…", t["kind"], t["sender"], str(t["nonce"]), str(t["fee"])] for t in m["txs"]]
+    human = f"{m['count']} txs, {m['bytes']} bytes"
+    if rows:
+        human += "\n\n" + table(rows, ["TX", "KIND", "SENDER", "NONCE", "FEE"])
+    return m, human
+
+
 def run(args: argparse.Namespace) -> int:
     client = client_for(args)
     cmd = args.query_command
@@ -182,6 +252,12 @@ def run(args: argparse.Namespace) -> int:
         data, human = _tx(client, args)
     elif cmd == "validators":
         data, human = _validators(client)
+    elif cmd == "round":
+        data, human = _round(client, args)
+    elif cmd == "peers":
+        data, human = _peers(client)
+    elif cmd == "mempool":
+        data, human = _mempool(client)
     else:
         raise UsageError(f"unknown query {cmd!r}")
     emit(args, data, human)

@@ -15,8 +15,8 @@ import pytest
 
 from genesis.schema import load_genesis
 from ledger.keys import PrivateKey, format_address
+from node import testnet as tn
 from node.cluster import LocalCluster, wait_until
-from node.testnet import NodePorts, Testnet, TestnetNode
 from tests.operator.cli_helpers import run_cli, run_json
 
 pytestmark = pytest.mark.slow
@@ -96,6 +96,14 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
     code, out, err = run_cli(capsys, "query", "validators", "--node", n0.rpc_url)
     assert code == 0 and "SHARE" in out and n1.spec.address in out
 
+    code, out, err = run_cli(capsys, "query", "peers", "--node", n0.rpc_url)
+    assert code == 0, err
+    assert "3 peers" in out
+    pool = run_json(capsys, "query", "mempool", "--node", n0.rpc_url)
+    assert pool["count"] >= 0 and isinstance(pool["txs"], list)
+    code, out, err = run_cli(capsys, "query", "round", "--node", n0.rpc_url)
+    assert code == 0 and "phase" in out or "round_not_found" in err
+
     # a rejected tx: one error line with the node's code, exit status 3
     code, out, err = run_cli(capsys, "tx", "stake", "1", "--home", home1, "--nonce", "0")
     assert code == 3 and err.strip().splitlines()[-1].startswith("error: tx rejected:")
@@ -144,19 +152,19 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
     assert all(len(line) < 20_000 for line in log.splitlines())
 
 
-def load_testnet(out: Path) -> Testnet:
+def load_testnet(out: Path) -> tn.Testnet:
     manifest = json.loads((out / "testnet.json").read_text())
     nodes = [
-        TestnetNode(
+        tn.TestnetNode(
             n["index"],
             Path(n["home"]),
             n["node_id"],
             n["address"],
-            NodePorts(n["p2p"], n["rpc"], n["metrics"]),
+            tn.NodePorts(n["p2p"], n["rpc"], n["metrics"]),
         )
         for n in manifest["nodes"]
     ]
-    return Testnet(
+    return tn.Testnet(
         out,
         manifest["chain_id"],
         load_genesis(nodes[0].home / "genesis.json"),
@@ -171,7 +179,7 @@ def test_testnet_command_output_boots_a_working_cluster(capsys, tmp_path: Path) 
         capsys, "testnet", "--validators", "4", "--out", out, "--base-port", "0", "--insecure-unencrypted"
     )
     assert [n["index"] for n in data["nodes"]] == [0, 1, 2, 3]
-    cluster = LocalCluster(load_testnet(out))
+    cluster = LocalCluster(load_testnet(out), extra_args=("--log-format", "json"))
     try:
         cluster.start()
         cluster.wait_for_height(3, timeout=90)
@@ -189,6 +197,12 @@ def test_testnet_command_output_boots_a_working_cluster(capsys, tmp_path: Path) 
     finally:
         cluster.stop_all()
     assert not cluster.running()
+    # --log-format json: every log line of a node is one JSON object
+    for node in cluster.nodes:
+        lines = [ln for ln in node.log_path.read_text().splitlines() if ln and not ln.startswith("=====")]
+        docs = [json.loads(line) for line in lines]
+        assert {"ts", "level", "logger", "event"} <= set(docs[0])
+        assert any(d["event"].startswith("committed block") for d in docs)
 
 
 async def _ws_in_order(url: str, count: int) -> None:

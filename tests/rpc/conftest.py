@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from genesis.schema import build_genesis
+from genesis.schema import Genesis, build_genesis
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from node.config import Config
@@ -66,9 +66,18 @@ class Api:
         return await self.request("POST", path, **kwargs)
 
 
-def make_node(home: Path, *, max_body_bytes: int = 1 << 20) -> Node:
+def make_node(
+    home: Path,
+    *,
+    max_body_bytes: int = 1 << 20,
+    genesis: Genesis | None = None,
+    peers: tuple[str, ...] = (),
+    validator: bool = True,
+) -> Node:
+    """A node on free ports; by default the only validator of its own fresh chain. With `genesis` (and
+    `validator=False`) it joins another node's chain as a full node dialling `peers`."""
     val = PrivateKey.from_seed_text(f"rpc-val-{home.name}")
-    genesis = build_genesis(
+    genesis = genesis or build_genesis(
         "rpc-test",
         [(val.pubkey, 1_000_000, 1_000_000_000)],
         accounts=[(FAUCET.address, FAUCET_BALANCE)],
@@ -77,7 +86,7 @@ def make_node(home: Path, *, max_body_bytes: int = 1 << 20) -> Node:
     )
     config = (
         Config()
-        .replace("p2p", listen_addr="127.0.0.1:0", pex=False)
+        .replace("p2p", listen_addr="127.0.0.1:0", pex=False, persistent_peers=list(peers))
         .replace("rpc", listen_addr="127.0.0.1:0", max_body_bytes=max_body_bytes, max_ws_clients=4)
         .replace("metrics", listen_addr="127.0.0.1:0")
     )
@@ -87,7 +96,7 @@ def make_node(home: Path, *, max_body_bytes: int = 1 << 20) -> Node:
         config=config,
         genesis=genesis,
         node_key=PrivateKey.generate(),
-        validator_key=val,
+        validator_key=val if validator else None,
     )
 
 

@@ -327,3 +327,30 @@ async def test_malformed_http_is_logged_as_one_line_without_traceback(
     assert any("rejected malformed http request" in r.getMessage() for r in caplog.records)
     status, _ = await api.get("/health")
     assert status == 200
+
+
+async def test_peers_and_status_of_two_connected_nodes(node: Node, api: Api, tmp_path) -> None:
+    from tests.rpc.conftest import make_node
+
+    assert node.host is not None
+    full = make_node(
+        tmp_path / "full", genesis=node.genesis, peers=(str(node.host.listen_addr),), validator=False
+    )
+    await full.start()
+    try:
+        await wait_for(lambda: full.host is not None and len(full.host.peers()) == 1, 20, "connection")
+        await wait_for(lambda: full.chain.height >= 2, 30, "full node to follow")  # type: ignore[union-attr]
+        status, peers = await api.get("/peers")
+        assert status == 200 and len(peers["peers"]) == 1
+        peer = peers["peers"][0]
+        assert peer["node_id"] == full.node_key.pubkey.hex()
+        assert peer["outbound"] is False and peer["remote_ip"] == "127.0.0.1"
+        assert isinstance(peer["best_height_at_connect"], int) and peer["agent"]
+        status, st = await api.get("/status")
+        assert st["peers"] == 1
+        assert full.rpc is not None
+        async with api.session.get(f"http://127.0.0.1:{full.rpc.port}/status") as resp:
+            fst = await resp.json()
+        assert fst["validator"] is None and fst["chain_id"] == st["chain_id"]
+    finally:
+        await full.stop()

@@ -1,0 +1,35 @@
+"""`pocl-node devnet`: N validator-miners learning together on this machine (see scripts/devnet.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.commands._common import shared_options_parent
+from node.errors import UserError
+
+HELP = "run a local PoCL network of N validator-miners with a live view, a report and a plot"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from scripts.devnet import build_parser
+
+    # `--json PATH` (the report) replaces the shared `--json` flag for this command
+    p = subparsers.add_parser(
+        "devnet",
+        help=HELP,
+        description=HELP,
+        parents=[shared_options_parent()],
+        conflict_handler="resolve",
+    )
+    build_parser(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from scripts.devnet import DevnetError, run_devnet
+
+    try:
+        return run_devnet(args)
+    except DevnetError as exc:
+        raise UserError(str(exc)) from None

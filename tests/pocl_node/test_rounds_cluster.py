@@ -1,0 +1,110 @@
+"""PoCL rounds on a live 4-process chain: miners, determinism, restart mid-round, sync from genesis."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from ml.datasets import load_dataset
+from ml.registry import get_model
+from ml.training import accuracy
+from ml.weights import weights_hash
+from node.cluster import LocalCluster, NodeProcess, RpcError, wait_until
+from node.pocl_rpc import weights_from_npz
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 3
+ROUND_TIMEOUT_S = 150.0  # round 1 includes four TensorFlow start-ups on a busy 2-core machine
+
+
+def latest(node: NodeProcess) -> dict:
+    return node.get("/rounds/latest")
+
+
+def final_round(node: NodeProcess, r: int) -> dict | None:
+    try:
+        rec = node.get(f"/rounds/{r}")
+    except Exception:
+        return None
+    return rec if rec["final"] else None
+
+
+def model_npz(node: NodeProcess, r: int) -> bytes:
+    with urllib.request.urlopen(f"{node.rpc_url}/models/global?round={r}&format=npz", timeout=10) as resp:
+        return resp.read()
+
+
+def kill_after_commit(cluster: LocalCluster, victim: int, observer: int) -> int:
+    """SIGKILL `victim` once it has committed in an open round but not revealed yet; returns that round."""
+    addr = cluster.testnet.nodes[victim].address
+    deadline = time.monotonic() + ROUND_TIMEOUT_S * 2
+    while time.monotonic() < deadline:
+        rec = latest(cluster.nodes[observer])
+        parts = rec["participants"]
+        if not rec["final"] and addr in parts["committers"] and addr not in parts["predictors"]:
+            cluster.nodes[victim].kill()
+            after = cluster.nodes[observer].get(f"/rounds/{rec['round']}")
+            if addr not in after["participants"]["predictors"]:
+                return rec["round"]
+            cluster.nodes[victim].start()  # its reveal had already landed: try the next round
+        time.sleep(0.05)
+    raise AssertionError("never caught the miner between commit and reveal")
+
+
+def test_rounds_deterministic_restart_and_sync(mining_cluster: Callable[..., LocalCluster]) -> None:
+    cluster = mining_cluster(4, non_validators=1)  # node4: a full node started later, not mining
+    miners = cluster.nodes[:4]
+    cluster.start([0, 1, 2, 3])
+
+    # a miner killed (-9) between its commit and its reveal still reveals and votes after restart
+    victim = cluster.testnet.nodes[1].address
+    r_kill = kill_after_commit(cluster, 1, observer=0)
+    cluster.nodes[1].start()
+    rec = wait_until(lambda: final_round(miners[0], r_kill), ROUND_TIMEOUT_S, f"round {r_kill} to finalise")
+    assert victim in rec["participants"]["predictors"] and victim in rec["participants"]["voters"]
+    assert victim in rec["participants"]["revealed"]
+    assert "reloaded" in cluster.nodes[1].log_path.read_text()
+
+    last = max(ROUNDS, r_kill + 1)
+    wait_until(lambda: final_round(miners[0], last), ROUND_TIMEOUT_S, f"round {last} to finalise")
+    cluster.sync_blocks(miners, timeout=60)
+
+    # every node: same blocks (so the same state roots) and the same G_r at every round
+    top = min(n.height() for n in miners)
+    for h in range(1, top + 1):
+        blocks = [n.get(f"/blocks/{h}") for n in miners]
+        assert len({b["hash"] for b in blocks}) == 1, f"fork at {h}"
+        assert len({b["header"]["state_root"] for b in blocks}) == 1
+    models = {}
+    for r in range(1, last + 1):
+        recs = [n.get(f"/rounds/{r}") for n in miners]
+        assert len({x["global_model_hash"] for x in recs}) == 1, f"round {r} G_r differs"
+        models[r] = recs[0]["global_model_hash"]
+        for x in recs:  # honest miners are never slashed
+            assert x["slashes"] == []
+    assert any(not miners[0].get(f"/rounds/{r}")["void"] for r in range(1, last + 1))
+
+    # the global model learns: held-out accuracy of G_last well above the genesis model's
+    ds = load_dataset("digits")
+    spec = get_model("cnn-digits")
+    acc = {}
+    for r in (0, last):
+        w, meta = weights_from_npz(model_npz(miners[0], r))
+        assert meta["round"] == r and weights_hash(w).hex() == meta["model_hash"]
+        acc[r] = accuracy(spec, w, ds.x_test, ds.y_test)
+    assert acc[last] > acc[0] + 0.3, acc
+
+    # a non-mining node syncing from genesis recomputes the same global models
+    end = miners[0].get(f"/rounds/{last}")["end_height"]
+    cluster.start([4])
+    full = cluster.nodes[4]
+    wait_until(lambda: full.height() >= end, 90, f"node4 to sync to height {end}")
+    for r in range(1, last + 1):
+        assert full.get(f"/rounds/{r}")["global_model_hash"] == models[r]
+    assert weights_hash(weights_from_npz(model_npz(full, last))[0]).hex() == models[last]
+    with pytest.raises(RpcError, match="not_mining"):
+        full.get("/miner")
