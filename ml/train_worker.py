@@ -142,7 +142,7 @@ class TrainingWorker:
         if self._proc is not None and self._proc.is_alive() and self._conn is not None:
             return
         if self._proc is not None:
-            self._discard()
+            await self._discard_async()
         if self._spawned:
             self.restarts += 1
         self._spawned += 1
@@ -162,13 +162,13 @@ class TrainingWorker:
                 asyncio.shield(loop.run_in_executor(self._io, parent.recv)), self.start_timeout_s
             )
         except (TimeoutError, EOFError, OSError) as exc:
-            self._discard()
+            await self._discard_async()
             raise TrainingError(f"training worker failed to start: {exc!r}") from exc
         except asyncio.CancelledError:
-            self._discard()
+            await self._discard_async()
             raise
         if kind != _MSG_READY:
-            self._discard()
+            await self._discard_async()
             raise TrainingError(f"training worker failed to start:\n{detail}")
 
     def _discard(self) -> None:
@@ -181,6 +181,9 @@ class TrainingWorker:
             proc.join(timeout=5)  # the child's end closes, so a blocked recv() sees EOF
         if conn is not None:
             conn.close()
+
+    async def _discard_async(self) -> None:
+        await asyncio.to_thread(self._discard)  # kill + join may take a moment: not on the loop
 
     def cancel(self) -> None:
         """Interrupt the running job (it raises `TrainingCancelled`); queued jobs still run."""
@@ -229,9 +232,12 @@ class TrainingWorker:
             self._cancel.set()
             await self._settle(exchange)
             raise
-        except (EOFError, OSError, BrokenPipeError) as exc:
-            self._discard()
+        except (EOFError, OSError) as exc:
+            await self._discard_async()
             raise WorkerDied(f"training worker died during job {job_id}: {exc!r}") from exc
+        except Exception as exc:  # e.g. a job that cannot be pickled: the pipe state is unknown
+            await self._discard_async()
+            raise TrainingError(f"training job {job_id} could not be sent: {exc!r}") from exc
         if kind == _MSG_RESULT:
             return detail
         if kind == _MSG_CANCELLED:
@@ -242,8 +248,8 @@ class TrainingWorker:
         """After a task cancellation: wait briefly for the worker to acknowledge, else kill it."""
         try:
             await asyncio.wait_for(asyncio.shield(exchange), self.cancel_grace_s)
-        except (TimeoutError, EOFError, OSError, asyncio.CancelledError):
-            self._discard()
+        except (Exception, asyncio.CancelledError):
+            await self._discard_async()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(exchange), 5)
 
@@ -269,5 +275,5 @@ class TrainingWorker:
                     conn.send((_MSG_STOP, 0, None))
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._io, proc.join, 5)
-            self._discard()
+            await self._discard_async()
         self._io.shutdown(wait=False)
