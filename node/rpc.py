@@ -24,6 +24,7 @@ from ledger.block import Block, Commit
 from ledger.keys import KeyFormatError, address_of, format_address, parse_address
 from ledger.tx import SignedTx
 from node.config import parse_host_port
+from node.errors import UserError
 
 if TYPE_CHECKING:
     from node.node import Node, NodeEvent
@@ -270,7 +271,13 @@ class RpcServer:
         self._runner = web.AppRunner(self.app(), access_log=None, logger=HttpLogger("pocl.rpc.http"))
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise UserError(
+                f"rpc: cannot listen on {self.listen_addr}: {exc.strerror or exc} (see [rpc] listen_addr)"
+            ) from None
         server = site._server  # aiohttp exposes no public accessor for the bound port
         if server is not None and getattr(server, "sockets", None):
             self.port = server.sockets[0].getsockname()[1]

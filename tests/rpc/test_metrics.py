@@ -96,3 +96,16 @@ async def test_two_nodes_in_one_process_have_separate_registries(tmp_path: Path)
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_busy_metrics_port_is_a_clear_error(node: Node) -> None:
+    import pytest
+
+    from node.errors import UserError
+    from node.metrics import NodeMetrics
+
+    assert node.metrics is not None
+    other = NodeMetrics(node)
+    with pytest.raises(UserError, match=r"metrics: cannot listen on 127\.0\.0\.1:\d+: .*in use"):
+        await other.start(f"127.0.0.1:{node.metrics.port}")
+    await other.stop()
