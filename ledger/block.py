@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
+from typing import ClassVar
 
 from ledger.codec import Struct
 from ledger.hashing import TAG_COMMIT, TAG_HEADER, TAG_TXS_ROOT, TAG_VOTE, merkle_root, tagged_hash
@@ -32,8 +33,8 @@ class Header(Struct):
     last_commit_hash: bytes  # hash of the commit for height-1 (empty at height 1)
     round_info: bytes  # canonical PoCL round summary (empty until PoCL rounds are on chain)
 
-    MAX_LEN = {"prev_hash": HASH_LEN, "last_commit_hash": HASH_LEN, "round_info": 4096}
-    BYTES_LEN = {"proposer": ADDRESS_LEN, "txs_root": HASH_LEN, "state_root": HASH_LEN}
+    MAX_LEN: ClassVar[dict[str, int]] = {"prev_hash": HASH_LEN, "last_commit_hash": HASH_LEN, "round_info": 4096}
+    BYTES_LEN: ClassVar[dict[str, int]] = {"proposer": ADDRESS_LEN, "txs_root": HASH_LEN, "state_root": HASH_LEN}
 
     @cached_property
     def hash(self) -> bytes:
@@ -52,8 +53,8 @@ class Vote(Struct):
     validator: bytes  # the validator's Ed25519 public key
     signature: bytes
 
-    BYTES_LEN = {"validator": PUBKEY_LEN, "signature": SIGNATURE_LEN}
-    MAX_LEN = {"block_hash": HASH_LEN, "chain_id": 64}
+    BYTES_LEN: ClassVar[dict[str, int]] = {"validator": PUBKEY_LEN, "signature": SIGNATURE_LEN}
+    MAX_LEN: ClassVar[dict[str, int]] = {"block_hash": HASH_LEN, "chain_id": 64}
 
     def sign_bytes(self) -> bytes:
         return vote_sign_bytes(self.chain_id, self.vote_type, self.height, self.round, self.block_hash)
@@ -81,7 +82,7 @@ class CommitSig(Struct):
     validator: bytes  # public key
     signature: bytes  # over the precommit sign bytes for (height, round, block_hash)
 
-    BYTES_LEN = {"validator": PUBKEY_LEN, "signature": SIGNATURE_LEN}
+    BYTES_LEN: ClassVar[dict[str, int]] = {"validator": PUBKEY_LEN, "signature": SIGNATURE_LEN}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +94,8 @@ class Commit(Struct):
     block_hash: bytes
     signatures: list[CommitSig]
 
-    BYTES_LEN = {"block_hash": HASH_LEN}
-    MAX_LEN = {"signatures": 10_000}
+    BYTES_LEN: ClassVar[dict[str, int]] = {"block_hash": HASH_LEN}
+    MAX_LEN: ClassVar[dict[str, int]] = {"signatures": 10_000}
 
     @cached_property
     def hash(self) -> bytes:

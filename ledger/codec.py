@@ -124,9 +124,9 @@ class Struct:
         for f, item in zip(fields, value):
             where = f"{cls.__name__}.{f.name}"
             converted = _from_plain(hints[f.name], item, where)
-            if f.name in cls.BYTES_LEN and isinstance(converted, bytes):
-                if len(converted) != cls.BYTES_LEN[f.name]:
-                    raise CodecError(f"{where}: expected {cls.BYTES_LEN[f.name]} bytes, got {len(converted)}")
+            if (f.name in cls.BYTES_LEN and isinstance(converted, bytes)
+                    and len(converted) != cls.BYTES_LEN[f.name]):
+                raise CodecError(f"{where}: expected {cls.BYTES_LEN[f.name]} bytes, got {len(converted)}")
             if f.name in cls.MAX_LEN and converted is not None and len(converted) > cls.MAX_LEN[f.name]:
                 raise CodecError(f"{where}: length {len(converted)} exceeds {cls.MAX_LEN[f.name]}")
             kwargs[f.name] = converted

@@ -259,6 +259,7 @@ class NodeMetrics:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
+            self._runner = None
             raise UserError(
                 f"metrics: cannot listen on {listen_addr}: {exc.strerror or exc} (see [metrics] listen_addr)"
             ) from None

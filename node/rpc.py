@@ -275,6 +275,7 @@ class RpcServer:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
+            self._runner = None
             raise UserError(
                 f"rpc: cannot listen on {self.listen_addr}: {exc.strerror or exc} (see [rpc] listen_addr)"
             ) from None

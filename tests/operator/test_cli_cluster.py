@@ -102,7 +102,7 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
     pool = run_json(capsys, "query", "mempool", "--node", n0.rpc_url)
     assert pool["count"] >= 0 and isinstance(pool["txs"], list)
     code, out, err = run_cli(capsys, "query", "round", "--node", n0.rpc_url)
-    assert code == 0 and "phase" in out or "round_not_found" in err
+    assert (code == 0 and "phase" in out) or "round_not_found" in err
 
     # a rejected tx: one error line with the node's code, exit status 3
     code, out, err = run_cli(capsys, "tx", "stake", "1", "--home", home1, "--nonce", "0")

@@ -147,3 +147,47 @@ def test_unsafe_reset_all_refuses_while_the_database_is_open(home: Path, capsys)
 def test_unsafe_reset_all_needs_an_initialised_home(tmp_path: Path, capsys) -> None:
     code, _out, err = run_cli(capsys, "unsafe-reset-all", "--home", tmp_path / "nope", "--yes")
     assert code == 1 and "does not exist" in err
+
+
+class FakeClient:
+    """Canned RPC answers (unit tests of the human views only; the real RPC is tested end to end)."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+
+    def get(self, path: str) -> object:
+        return self.answers[path]
+
+
+def test_round_view_shows_phase_winners_rewards_and_slashes() -> None:
+    import argparse
+
+    from node.commands import query
+
+    rnd = {
+        "round": 3, "phase": "done", "final": True, "start_height": 10, "end_height": 25,
+        "participants": {"eligible": ["0xa", "0xb", "0xc"], "committers": ["0xa", "0xb"],
+                         "predictors": ["0xa", "0xb"], "voters": ["0xa"]},
+        "global_model_hash": "ab" * 32, "void": False, "reason": "", "winners": ["0xa"],
+        "total_reward": 90, "rewards": [{"address": "0xa", "role": "winner", "amount": 90}],
+        "slashes": [{"address": "0xc", "kind": "no_reveal", "slash_bps": 250, "jail_rounds": 2}],
+    }  # fmt: skip
+    data, human = query._round(FakeClient({"/rounds/3": rnd}), argparse.Namespace(round="3"))
+    assert data is rnd
+    for needle in ("done (final)", "10 .. 25", "eligible", "winners", "0xa", "no_reveal", "2.5%", "REWARDED"):
+        assert needle in human, needle
+    with pytest.raises(Exception, match="round must be a number"):
+        query._round(FakeClient({}), argparse.Namespace(round="x"))
+
+
+def test_peers_and_mempool_views() -> None:
+    from node.commands import query
+
+    _, human = query._peers(FakeClient({"/peers": {"peers": []}}))
+    assert human == "no peers"
+    peer = {"node_id": "ab" * 32, "outbound": True, "listen_addr": "1.2.3.4:5", "agent": "pocl/0.1"}
+    _, human = query._peers(FakeClient({"/peers": {"peers": [peer]}}))
+    assert "1 peers" in human and "out" in human and "1.2.3.4:5" in human
+    tx = {"hash": "cd" * 32, "kind": "transfer", "sender": "0xs", "nonce": 4, "fee": 10}
+    _, human = query._mempool(FakeClient({"/mempool": {"count": 1, "bytes": 200, "txs": [tx]}}))
+    assert "1 txs, 200 bytes" in human and "transfer" in human

@@ -43,7 +43,11 @@ def kill_after_commit(cluster: LocalCluster, victim: int, observer: int) -> int:
     addr = cluster.testnet.nodes[victim].address
     deadline = time.monotonic() + ROUND_TIMEOUT_S * 2
     while time.monotonic() < deadline:
-        rec = latest(cluster.nodes[observer])
+        try:
+            rec = latest(cluster.nodes[observer])
+        except RpcError:  # before the first block
+            time.sleep(0.2)
+            continue
         parts = rec["participants"]
         if not rec["final"] and addr in parts["committers"] and addr not in parts["predictors"]:
             cluster.nodes[victim].kill()
