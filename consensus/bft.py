@@ -41,11 +41,20 @@ Injected callables (synchronous, deterministic for a given block):
   not in the height's validator set also acts as an observer. If the signer refuses (`DoubleSignError`,
   e.g. after a restart), the machine moves on without sending that message: never signing is safe.
 
+Read-only state for RPC/metrics: `height`, `round`, `step`, `locked_round`/`locked_value`,
+`valid_round`/`valid_value`, `decision`, `proposer(round)`, `is_validator`.
+`catchup_messages()` lists what a peer that lost messages needs (this round's proposal, the votes of
+this and the previous round): re-gossip it periodically. Lost messages are expected: the machine drops
+proposals more than PROPOSAL_FUTURE_ROUNDS ahead and votes beyond MAX_FUTURE_ROUNDS_PER_VALIDATOR
+future rounds per validator (memory bounds against Byzantine spam); resending makes that harmless.
+
 Line numbers in comments refer to Algorithm 1. Deviations, all taken from CometBFT: the propose timeout
 is scheduled also when we are the proposer (so a proposer that cannot build a block still moves on);
 rules 36/49 accept the value's block from any source (a proposal of another round, or a fetched block)
-once its hash has +2/3 votes; rule 55 jumps to the highest round with f+1 senders. Messages for the next
-height are buffered (bounded) and replayed at `NewHeight`.
+once its hash has +2/3 votes; rule 55 jumps to the highest round with f+1 senders; a verified commit
+(`CommitReceived`) decides like line 49. Messages for the next height are buffered (bounded) and
+replayed at `NewHeight`. Tallies count an equivocating validator once per value it signed, as the
+paper counts messages (see consensus.votes).
 """
 
 from __future__ import annotations

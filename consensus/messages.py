@@ -17,6 +17,9 @@ from ledger.hashing import TAG_PROPOSAL
 from ledger.keys import PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 
 NO_POL_ROUND = -1  # a proposal with no proof-of-lock round (the paper's validRound = -1)
+# Rounds beyond this are rejected: honest validators never get near it (timeouts grow per round), and
+# it keeps round + 1 and timeout arithmetic far inside the codec's integer range.
+MAX_ROUND = 2**31 - 1
 
 
 def proposal_sign_bytes(
@@ -50,7 +53,7 @@ class Proposal(Struct):
         """Field ranges a signature cannot vouch for."""
         return (
             self.height >= 1
-            and self.round >= 0
+            and 0 <= self.round <= MAX_ROUND
             and NO_POL_ROUND <= self.pol_round < self.round
             and len(self.block_hash) == HASH_LEN
         )

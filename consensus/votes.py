@@ -19,6 +19,9 @@ import itertools
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 
+from consensus.evidence import make_duplicate_vote_evidence
+from consensus.messages import MAX_ROUND
+from consensus.proposer import proposer_for
 from ledger.block import (
     NIL_HASH,
     VOTE_PRECOMMIT,
@@ -135,8 +138,6 @@ class ValidatorSet:
 
     def proposer(self, height: int, round_: int) -> Validator:
         """The proposer of (height, round); see consensus.proposer."""
-        from consensus.proposer import proposer_for
-
         return proposer_for(self, height, round_)
 
 
@@ -201,8 +202,6 @@ class VoteSet:
             self._first[vote.validator] = vote
             self.power_any += power
         elif len(values) == 1:
-            from consensus.evidence import make_duplicate_vote_evidence
-
             evidence = make_duplicate_vote_evidence(first, vote)
         self._values_of.setdefault(vote.validator, []).append(vote.block_hash)
         self._by_value.setdefault(vote.block_hash, {})[vote.validator] = vote
@@ -297,8 +296,8 @@ class HeightVoteSet:
             raise VoteError("vote for another height")
         if vote.vote_type not in VOTE_TYPES:
             raise VoteError("unknown vote type")
-        if vote.round < 0:
-            raise VoteError("negative round")
+        if not 0 <= vote.round <= MAX_ROUND:
+            raise VoteError("round out of range")
         if vote.validator not in self.validators:
             raise VoteError("vote from a non-validator")
         rounds = self._rounds_of.setdefault(vote.validator, set())

@@ -118,6 +118,8 @@ class TrainingWorker:
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-worker-io")
         self._closed = False
         self._spawned = 0
+        self._ready = False
+        self._start_task: asyncio.Task[None] | None = None
         self.restarts = 0  # processes started after the first (crash, kill after a stuck cancel)
 
     @property
@@ -137,10 +139,24 @@ class TrainingWorker:
             await self._ensure_started()
 
     async def _ensure_started(self) -> None:
+        """Wait for a ready worker, spawning one if needed.
+
+        The spawn runs as its own task: a caller cancelled while TensorFlow is still importing leaves
+        the start going (the next job reuses it) instead of killing a half-started worker.
+        """
         if self._closed:
             raise TrainingError("training worker is closed")
-        if self._proc is not None and self._proc.is_alive() and self._conn is not None:
+        if self._ready and self._proc is not None and self._proc.is_alive():
             return
+        task = self._start_task
+        if task is None or task.done():
+            task = self._start_task = asyncio.get_running_loop().create_task(
+                self._spawn(), name="train-worker-start"
+            )
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
+        await asyncio.shield(task)
+
+    async def _spawn(self) -> None:
         if self._proc is not None:
             await self._discard_async()
         if self._spawned:
@@ -164,17 +180,18 @@ class TrainingWorker:
         except (TimeoutError, EOFError, OSError) as exc:
             await self._discard_async()
             raise TrainingError(f"training worker failed to start: {exc!r}") from exc
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # only close() cancels the start
             await self._discard_async()
             raise
         if kind != _MSG_READY:
             await self._discard_async()
             raise TrainingError(f"training worker failed to start:\n{detail}")
+        self._ready = True
 
     def _discard(self) -> None:
         """Kill the process (if any) and drop the pipe; the next job starts a fresh worker."""
         proc, conn = self._proc, self._conn
-        self._proc, self._conn = None, None
+        self._proc, self._conn, self._ready = None, None, False
         if proc is not None:
             if proc.is_alive():
                 proc.kill()
@@ -268,6 +285,11 @@ class TrainingWorker:
             return
         self._closed = True
         self._cancel.set()
+        start = self._start_task
+        if start is not None and not start.done():
+            start.cancel()
+            with contextlib.suppress(BaseException):
+                await start
         async with self._lock:
             proc, conn = self._proc, self._conn
             if proc is not None and conn is not None and proc.is_alive():

@@ -107,7 +107,6 @@ class RPCSection:
     max_ws_clients: int = 100
     unsafe: bool = False  # enable /unsafe/* routes (peer blocking for partition tests); never in production
     cors_allowed_origins: list[str] = dataclasses.field(default_factory=list)
-    unsafe: bool = False  # TEST-ONLY routes (e.g. simulated network partitions); never on a real network
 
     def check(self) -> None:
         _check_addr(self.listen_addr, "rpc.listen_addr")

@@ -312,7 +312,8 @@ class Miner:
             return
         rec = pocl.open_record(state)
         if rec is None:  # between rounds: prepare the next one from the final G_{r-1}
-            self._ensure_training(head.round, head.model_hash)
+            if self._may_be_eligible(state, head.round):
+                self._ensure_training(head.round, head.model_hash)
             return
         if rec.phase == PHASE_COMMIT:
             if self.address not in rec.eligible:
@@ -329,6 +330,17 @@ class Miner:
                 self._predict(rec, state)
         elif rec.phase == PHASE_VOTE and self.address in rec.revealed and self.address not in rec.voters:
             self._vote(rec, state)
+
+    def _may_be_eligible(self, state: Any, round_: int) -> bool:
+        """Stake and jail as the state says now (the eligible set itself is fixed at s_r)."""
+        acct = state.account(self.address)
+        if acct is None or acct.stake < self.params.min_miner_stake:
+            self._once(round_, "not staked enough to mine; waiting")
+            return False
+        if acct.jailed_until_round >= round_:
+            self._once(round_, f"jailed until round {acct.jailed_until_round}; sitting this round out")
+            return False
+        return True
 
     def _secrets_for(self, round_: int, model_hash: bytes) -> RoundSecrets | None:
         sec = self._secrets.get(round_)

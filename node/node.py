@@ -247,6 +247,7 @@ class Node:
                 max_body_bytes=self.config.rpc.max_body_bytes,
                 max_ws_clients=self.config.rpc.max_ws_clients,
                 unsafe=self.config.rpc.unsafe,
+                cors_allowed_origins=self.config.rpc.cors_allowed_origins,
                 extra_routes=pocl_routes(self) + tx_batch_routes(self),
             )
             await self.rpc.start()

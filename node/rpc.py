@@ -246,8 +246,10 @@ class RpcServer:
         max_ws_clients: int = 100,
         extra_routes: tuple[Route, ...] = (),
         unsafe: bool = False,
+        cors_allowed_origins: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.node = node
+        self.cors_allowed_origins = frozenset(cors_allowed_origins)
         self.listen_addr = listen_addr
         self.max_body_bytes = max_body_bytes
         self.max_ws_clients = max_ws_clients
@@ -260,7 +262,7 @@ class RpcServer:
     # ------------------------------------------------------------------ lifecycle
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors])
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._cors, self._errors])
         for r in self.routes:
             handler = r.handler or getattr(self, r.handler_name)
             app.router.add_route(r.method, r.path, handler)
@@ -292,6 +294,35 @@ class RpcServer:
             sub.queue.put_nowait({"type": "shutdown"})
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def _allowed_origin(self, request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None or not self.cors_allowed_origins:
+            return None
+        if "*" in self.cors_allowed_origins:
+            return "*"
+        return origin if origin in self.cors_allowed_origins else None
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Browser access for the origins in `[rpc] cors_allowed_origins` (none by default)."""
+        allowed = self._allowed_origin(request)
+        if allowed is not None and request.method == "OPTIONS":
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": allowed,
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": "Content-Type",
+                    "Access-Control-Max-Age": "600",
+                    "Vary": "Origin",
+                },
+            )
+        response = await handler(request)
+        if allowed is not None and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = allowed
+            response.headers["Vary"] = "Origin"
+        return response
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -3,7 +3,7 @@
 One gossip message per transaction costs every node, per copy received, a decrypted frame, a decode,
 a message-id hash and a socket write per relay, and counts against each peer's gossip rate limit
 (2,000 messages/s): at 1,000 tx/s over a full mesh that framing costs more than verifying the
-signatures. So newly admitted transactions wait in an outbox for at most `delay_s` (a few
+signatures. So newly admitted transactions wait in an outbox for at most `delay_s` (20
 milliseconds, far below a block interval) or until the batch is full, then go out as one
 `TxBatchMessage`. A received batch is admitted tx by tx; gossip relays it whole (validate-before-relay
 as for any topic) unless it carried a transaction that no honest node would have admitted.
@@ -22,7 +22,7 @@ from p2p.gossip import Gossip
 TYPE_TX_BATCH = 70
 MAX_BATCH_TXS = 1_000
 MAX_BATCH_BYTES = 1024 * 1024  # soft cap; one larger tx (PoCL) travels alone
-BATCH_DELAY_S = 0.005
+BATCH_DELAY_S = 0.02  # well below a block interval; bounds batches to ~50/s per node
 FRAME_OVERHEAD = 64 * 1024
 
 

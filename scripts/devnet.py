@@ -40,6 +40,7 @@ DEFAULT_ROUNDS = 5
 DEFAULT_EPOCHS = 2
 DEFAULT_BATCH = 32
 POLL_S = 0.5
+MAX_BLOCKS_PER_POLL = 20  # blocks fetched per poll for tx counts and intervals
 START_TIMEOUT_S = 120.0
 DEMO_TRANSFERS = 3
 DEMO_AMOUNT = 1_000
@@ -232,15 +233,14 @@ class Follower:
         st = node.get("/status")
         p = self.p
         if st["height"] != p.height:
-            latest = node.get("/blocks/latest")
-            if p.height and st["height"] > p.height:
-                try:
-                    prev = self.block_time_ms(st["height"] - 1)
-                    p.interval_s = (int(latest["header"]["time_ms"]) - prev) / 1000
-                except (RpcError, KeyError):
-                    pass
-            p.txs += int(latest.get("num_txs", 0))
-            p.height = st["height"]
+            new = st["height"]
+            for h in range(max(p.height + 1, new - MAX_BLOCKS_PER_POLL + 1), new + 1):
+                block = node.get(f"/blocks/{h}")
+                self._block_time[h] = int(block["header"]["time_ms"])
+                p.txs += int(block.get("num_txs", 0))
+            if new - 1 in self._block_time:
+                p.interval_s = (self._block_time[new] - self._block_time[new - 1]) / 1000
+            p.height = new
         p.peers = int(st.get("peers", 0)) if not isinstance(st.get("peers"), list) else len(st["peers"])
         if p.genesis_accuracy is None and self.evaluator is not None:
             p.genesis_accuracy = self.evaluator.accuracy(

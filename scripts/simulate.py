@@ -58,7 +58,7 @@ class SimConfig:
     lr: float = DEFAULT_LR
     optimizer: str = "sgd"
     winners: int | None = None  # default ceil(miners / 2)
-    shard_size: int = DEFAULT_SHARD
+    shard_size: int | None = None  # default: DEFAULT_SHARD, capped at the smallest held-out pool
     holdout: float = DEFAULT_HOLDOUT_FRACTION
     aggregation: str = "fedavg"
     adversary: str | None = None
@@ -129,10 +129,12 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
     for i, part in enumerate(parts):
         train_idx, pool_idx = split_holdout(part, cfg.holdout, sub_seed(cfg.seed, "holdout", i))
         miners.append(Miner(i, behaviours[i], train_idx, pool_idx))
+    smallest_pool = min(len(m.pool_idx) for m in miners)
+    shard_size = cfg.shard_size if cfg.shard_size is not None else min(DEFAULT_SHARD, smallest_pool)
     for m in miners:
-        if len(m.pool_idx) < cfg.shard_size:
+        if len(m.pool_idx) < shard_size:
             raise ShardError(
-                f"miner {m.index} holds out {len(m.pool_idx)} samples, fewer than --shard-size {cfg.shard_size}"
+                f"miner {m.index} holds out {len(m.pool_idx)} samples, fewer than --shard-size {shard_size}"
             )
 
     configure_threads()
@@ -148,7 +150,10 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
         f"{cfg.miners} miners ({', '.join(b.kind for b in behaviours)}), partition {cfg.partition}, "
         f"K={cfg.k}, {cfg.rounds} rounds × {cfg.epochs} epochs, aggregation {rule.to_text()}"
     )
-    log("miner training sizes: " + ", ".join(str(len(m.train_idx)) for m in miners))
+    log(
+        "miner training sizes: " + ", ".join(str(len(m.train_idx)) for m in miners)
+        + f"; test shards of {shard_size} from pools of " + ", ".join(str(len(m.pool_idx)) for m in miners)
+    )  # fmt: skip
 
     g = g0
     initial_acc = test_accuracy(g)
@@ -179,7 +184,7 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
                 spec, g, trained, seed=sub_seed(cfg.seed, "model", r, m.index), visible_models=visible
             )
             shards[m.index] = draw_test_shard(
-                m.pool_idx, cfg.shard_size, r - 1, sub_seed(cfg.seed, "shard", m.index)
+                m.pool_idx, shard_size, r - 1, sub_seed(cfg.seed, "shard", m.index)
             )
         t_train = time.monotonic() - t_round
         withheld = [m.index for m in miners if m.behaviour.withholds]
@@ -261,7 +266,7 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
         )
 
     report: dict[str, Any] = {
-        "config": dataclasses.asdict(cfg) | {"k": cfg.k, "model": spec.name},
+        "config": dataclasses.asdict(cfg) | {"k": cfg.k, "model": spec.name, "shard_size": shard_size},
         "behaviours": [m.behaviour.kind for m in miners],
         "n_train": [len(m.train_idx) for m in miners],
         "initial_accuracy": initial_acc,
@@ -372,8 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--winners", type=int, default=None, help="K winners per round (default ceil(miners/2))")
     p.add_argument(
-        "--shard-size", type=int, default=DEFAULT_SHARD, help="test shard size per miner per round"
-    )
+        "--shard-size", type=int, default=None,
+        help=f"test shard size per miner per round (default {DEFAULT_SHARD}, capped at the smallest pool)",
+    )  # fmt: skip
     p.add_argument(
         "--holdout", type=float, default=DEFAULT_HOLDOUT_FRACTION, help="fraction held out for test shards"
     )
@@ -430,7 +436,7 @@ def _validate(parser: argparse.ArgumentParser, cfg: SimConfig) -> None:
         parser.error("--epochs and --batch-size must be ≥ 1 and --lr > 0")
     if not 1 <= cfg.k <= cfg.miners:
         parser.error(f"--winners must be between 1 and --miners ({cfg.miners})")
-    if cfg.shard_size < 1 or not 0 < cfg.holdout < 1:
+    if (cfg.shard_size is not None and cfg.shard_size < 1) or not 0 < cfg.holdout < 1:
         parser.error("--shard-size must be ≥ 1 and --holdout in (0, 1)")
     try:
         parse_scheme(cfg.partition)

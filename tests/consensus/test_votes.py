@@ -151,3 +151,15 @@ def test_height_vote_set_round_skip_power() -> None:
     hvs.note_sender(3, KEYS[1].pubkey)  # e.g. the round's proposal
     assert hvs.rounds_with_one_third_above(0) == [3]
     assert hvs.rounds_with_one_third_above(3) == []
+
+
+def test_height_vote_set_rejects_absurd_rounds() -> None:
+    from consensus.messages import MAX_ROUND
+
+    hvs = HeightVoteSet(CHAIN, 1, vset([1, 1, 1, 1]))
+    with pytest.raises(VoteError, match="round out of range"):
+        hvs.add(pv(0, H1, round_=MAX_ROUND + 1))
+    with pytest.raises(VoteError, match="round out of range"):
+        hvs.add(pv(0, H1, round_=-1))
+    hvs.current_round = MAX_ROUND - 1
+    assert hvs.add(pv(0, H1, round_=MAX_ROUND)).added

@@ -33,8 +33,7 @@ def digits():
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def worker():
-    w = TrainingWorker()
-    await w.start()
+    w = TrainingWorker()  # started by the first test that uses it
     yield w
     await w.close()
 
@@ -69,6 +68,27 @@ async def wait_until(pred, timeout: float = 30.0) -> None:
     while not pred():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def test_cancel_during_start_keeps_the_start_going(worker: TrainingWorker, digits) -> None:
+    ds, spec = digits
+    if worker.pid is not None:
+        pytest.skip("the shared worker is already running")
+    g = initial_weights(spec, 0)
+    with LagProbe() as probe:
+        job = asyncio.create_task(
+            worker.train(spec, g, ds.x_train, ds.y_train, epochs=1, batch_size=32, lr=0.05, seed=1)
+        )
+        await asyncio.sleep(0.3)
+        assert not job.done()
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        await worker.start()  # joins the start already under way
+    assert worker.pid is not None and worker.restarts == 0
+    assert probe.max_lag < MAX_LOOP_LAG_S, (
+        f"event loop stalled for {probe.max_lag * 1000:.0f} ms during start"
+    )
 
 
 async def test_trains_while_the_loop_stays_responsive(worker: TrainingWorker, digits) -> None:

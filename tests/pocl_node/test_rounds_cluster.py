@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +65,9 @@ def kill_after_commit(cluster: LocalCluster, victim: int, observer: int) -> int:
     raise AssertionError("never caught the miner between commit and reveal")
 
 
-def test_rounds_deterministic_restart_and_sync(mining_cluster: Callable[..., LocalCluster]) -> None:
+def test_rounds_deterministic_restart_and_sync(
+    mining_cluster: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
     cluster = mining_cluster(4, non_validators=1)  # node4: a full node started later, not mining
     miners = cluster.nodes[:4]
     cluster.start([0, 1, 2, 3])
@@ -102,6 +110,28 @@ def test_rounds_deterministic_restart_and_sync(mining_cluster: Callable[..., Loc
         acc[r] = accuracy(spec, w, ds.x_test, ds.y_test)
     assert acc[last] > acc[0] + 0.3, acc
 
+    # RPC error paths, and the routes in the OpenAPI document
+    for path, status, code in [
+        ("/rounds/999999", 404, "round_not_found"),
+        ("/rounds/abc", 400, "bad_round"),
+        ("/models/global?format=xml", 400, "bad_format"),
+        ("/models/global?round=999999", 404, "model_not_found"),
+    ]:
+        with pytest.raises(RpcError) as err:
+            miners[0].get(path)
+        assert (err.value.status, err.value.code) == (status, code), path
+    meta = miners[0].get("/models/global")
+    assert meta["model"] == "cnn-digits" and meta["round"] >= last and len(meta["shapes"]) == 8
+    paths = miners[0].get("/openapi.json")["paths"]
+    assert {"/rounds/latest", "/rounds/{n}", "/models/global", "/miner"} <= set(paths)
+    mstat = miners[1].get("/miner")
+    assert mstat["behavior"] == "honest" and mstat["shard"] == 1 and mstat["num_shards"] == 4
+    assert any(r["train_s"] > 0 and r["vote_height"] > 0 for r in mstat["rounds"])
+
+    # the WebSocket stream carries round and phase events
+    kinds = asyncio.run(ws_round_events(miners[2].rpc_url))
+    assert {"phase", "round"} <= kinds
+
     # a non-mining node syncing from genesis recomputes the same global models
     end = miners[0].get(f"/rounds/{last}")["end_height"]
     cluster.start([4])
@@ -112,3 +142,51 @@ def test_rounds_deterministic_restart_and_sync(mining_cluster: Callable[..., Loc
     assert weights_hash(weights_from_npz(model_npz(full, last))[0]).hex() == models[last]
     with pytest.raises(RpcError, match="not_mining"):
         full.get("/miner")
+
+    # operators: `query round`, `model export` over RPC (.npz, .keras) and from a stopped node's store
+    q = cli("query", "round", str(last), "--node", full.rpc_url, "--json")
+    assert json.loads(q)["global_model_hash"] == models[last]
+    out = tmp_path / "exports"
+    cli("model", "export", "--round", str(last), "--out", str(out / "g.npz"), "--node", full.rpc_url)
+    w, meta = weights_from_npz(out / "g.npz")
+    assert weights_hash(w).hex() == models[last] and meta["round"] == last
+    cli("model", "export", "--round", str(last), "--out", str(out / "g.keras"), "--node", full.rpc_url)
+    assert zipfile.is_zipfile(out / "g.keras")
+    full.stop()
+    cli(
+        "model",
+        "export",
+        "--round",
+        str(last),
+        "--out",
+        str(out / "s.npz"),
+        "--from-store",
+        "--home",
+        str(full.home),
+    )
+    assert weights_hash(weights_from_npz((out / "s.npz").read_bytes())[0]).hex() == models[last]
+
+
+async def ws_round_events(url: str, timeout: float = 60.0) -> set[str]:
+    """Event types seen on /events until both a "phase" and a "round" (finalised) event arrived."""
+    import aiohttp
+
+    seen: set[str] = set()
+    async with aiohttp.ClientSession() as session, session.ws_connect(url + "/events") as ws:
+        async with asyncio.timeout(timeout):
+            async for msg in ws:
+                event = msg.json()
+                seen.add(event["type"])
+                if event["type"] == "round":
+                    assert event["event"] in ("opened", "finalised", "reward", "slash")
+                if event["type"] == "round" and event["event"] == "finalised" and "phase" in seen:
+                    return seen
+    return seen
+
+
+def cli(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
