@@ -149,10 +149,15 @@ def schedule_for(validator_set: ValidatorSet) -> ProposerSchedule:
     return _schedule(tuple((v.address, v.power) for v in validator_set))
 
 
-def proposer_index(validator_set: ValidatorSet, height: int, round_: int) -> int:
+def pick_number(height: int, round_: int) -> int:
     if height < 1 or round_ < 0:
         raise ValueError("height starts at 1 and round at 0")
-    return schedule_for(validator_set).pick(height + round_)
+    return height + round_
+
+
+def proposer_index(validator_set: ValidatorSet, height: int, round_: int) -> int:
+    """Index in validator-set (address) order of the proposer of (height, round)."""
+    return validator_set.proposer_schedule.pick(pick_number(height, round_))
 
 
 def proposer_for(validator_set: ValidatorSet, height: int, round_: int) -> Validator:

@@ -21,7 +21,8 @@ from functools import cached_property
 
 from consensus.evidence import make_duplicate_vote_evidence
 from consensus.messages import MAX_ROUND
-from consensus.proposer import proposer_for
+from consensus.proposer import ProposerSchedule, schedule_for
+from consensus.proposer import pick_number as _pick_number
 from ledger.block import (
     NIL_HASH,
     VOTE_PRECOMMIT,
@@ -138,7 +139,11 @@ class ValidatorSet:
 
     def proposer(self, height: int, round_: int) -> Validator:
         """The proposer of (height, round); see consensus.proposer."""
-        return proposer_for(self, height, round_)
+        return self._validators[self.proposer_schedule.pick(_pick_number(height, round_))]
+
+    @cached_property
+    def proposer_schedule(self) -> ProposerSchedule:
+        return schedule_for(self)
 
 
 # --------------------------------------------------------------------------- vote sets

@@ -247,9 +247,13 @@ def _load_mnist(root: Path, allow_download: bool) -> Dataset:
     if allow_download:
         return _mnist_from_npz(_download(MNIST_NPZ, MNIST_URL, root, file_hash=MNIST_SHA256))
     names = ", ".join(f"{stem}[.gz]" for stem in MNIST_IDX_FILES.values())
+    partial = ""
+    if any(found.values()):
+        missing = [MNIST_IDX_FILES[k] for k, v in found.items() if v is None]
+        partial = f" (found some IDX files but not {', '.join(missing)})"
     raise DatasetError(
-        f"MNIST not found in {root}: put the four IDX files ({names}) or Keras' {MNIST_NPZ} there "
-        f"(or in {root}/mnist), or pass --data-dir pointing at them; download is off by default"
+        f"MNIST not found in {root}{partial}: put the four IDX files ({names}) or Keras' {MNIST_NPZ} "
+        f"there (or in {root}/mnist), or pass --data-dir pointing at them; download is off by default"
     )
 
 

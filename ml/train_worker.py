@@ -234,9 +234,12 @@ class TrainingWorker:
             "time_limit_s": time_limit_s,
         }
         async with self._lock:
-            await self._ensure_started()
             self._cancel.clear()
-            return await self._run(next(self._ids), job)
+            await self._ensure_started()
+            job_id = next(self._ids)
+            if self._cancel.is_set():  # cancel() while the worker was starting
+                raise TrainingCancelled(f"training job {job_id} was cancelled before it started")
+            return await self._run(job_id, job)
 
     async def _run(self, job_id: int, job: dict[str, Any]) -> TrainResult:
         loop = asyncio.get_running_loop()

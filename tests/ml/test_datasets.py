@@ -136,6 +136,13 @@ def test_mnist_missing_says_what_to_put_where(tmp_path: Path) -> None:
     assert "train-images-idx3-ubyte" in msg and "mnist.npz" in msg and "download is off" in msg
 
 
+def test_mnist_partial_idx_names_the_missing_file(tmp_path: Path) -> None:
+    write_mnist_idx(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DatasetError, match="but not t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", tmp_path)
+
+
 def test_idx_corrupt_files(tmp_path: Path) -> None:
     good = idx_bytes(np.zeros((2, 3), dtype=np.uint8))
     parse_idx(good)
