@@ -37,7 +37,8 @@ from node.config import Config, load_config, write_config
 
 DEFAULT_MINERS = 4
 DEFAULT_ROUNDS = 5
-DEFAULT_EPOCHS = 2
+DEFAULT_EPOCHS = 4
+TRAIN_BLOCKS_PER_MINER = 40  # COMMIT's maximum length scales with the start-up load
 DEFAULT_BATCH = 32
 POLL_S = 0.5
 MAX_BLOCKS_PER_POLL = 20  # blocks fetched per poll for tx counts and intervals
@@ -62,13 +63,14 @@ def devnet_pocl(miners: int) -> dict[str, Any]:
     """The devnet genesis `pocl` section.
 
     Phases close early once every miner has acted, so long maximum phases cost nothing when all are
-    prompt; they leave room for the first round (each miner's TensorFlow start-up, ~20-30 s when 4
-    start at once on 2 cores) and for a miner restarting mid-round. K = ceil(N/2) winners, as in
+    prompt; they leave room for the first round (each miner's TensorFlow start-up: ~20-45 s when 4
+    start at once on 2 cores, ~90 s for 10, hence 40 blocks per miner) and for a miner restarting
+    mid-round. K = ceil(N/2) winners, as in
     `scripts/simulate.py`; every scoring shard is verified with 4 miners.
     """
     return {
         "first_round_height": 2,
-        "train_blocks": 120,
+        "train_blocks": TRAIN_BLOCKS_PER_MINER * max(2, miners),
         "predict_blocks": 30,
         "vote_blocks": 30,
         "winners": max(2, math.ceil(miners / 2)),
@@ -152,6 +154,8 @@ def create_devnet(
 ) -> LocalCluster:
     """Testnet homes with mining enabled; node i mines share i/N with `behaviours[i]`."""
     pocl = {**devnet_pocl(miners), **(pocl_overrides or {})}
+    longest = sum(int(pocl[k]) for k in ("train_blocks", "predict_blocks", "vote_blocks"))
+    params = dataclasses.replace(params, unbonding_blocks=max(params.unbonding_blocks, 2 * longest))
     mining = {
         "enabled": True,
         "dataset": dataset,

@@ -17,7 +17,8 @@ Measured:
   of every block after the first one in the window / time from the first to the last of them;
 - latency_p50_s / latency_p99_s: submit (the tx's scheduled send time, so a backlog in the client
   counts too: no coordinated omission) -> block carrying the tx committed, seen by
-  polling node0 (`GET /blocks/{next}` every 50 ms); every tx sent is tracked;
+  polling node0 (`GET /blocks/{next}` every 50 ms); every tx sent is tracked, and one not finalised
+  30 s after the load ends counts as infinitely late (a percentile landing on it is null);
 - block_interval_s: mean time between committed blocks in the window;
 - rss_mb_max: per node, the kernel's peak RSS (VmHWM) at the end, with VmRSS sampled every second;
 - tensorflow_loaded: whether any validator process mapped a TensorFlow library (/proc/PID/maps);
@@ -38,6 +39,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -342,6 +344,11 @@ def percentile(values: list[float], q: float) -> float:
     return s[k]
 
 
+def _seconds(value: float) -> float | None:
+    """Rounded seconds; None (JSON null) for a percentile that falls on a tx never finalised."""
+    return None if math.isinf(value) else round(value, 3)
+
+
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -444,6 +451,7 @@ def summarise(m: dict[str, Any], args: argparse.Namespace, verify_s: float, core
     intervals = [b - a for a, b in itertools.pairwise(times)]
     lat = [tracker.committed_at[h] - t for h, t in sent.items() if h in tracker.committed_at]
     finalised = len(lat)
+    lat += [math.inf] * (len(sent) - finalised)  # not finalised by the end of the drain: counts as worst
     errors: dict[str, int] = {}
     for r in m["results"]:
         for k, v in r["errors"].items():
@@ -478,9 +486,9 @@ def summarise(m: dict[str, Any], args: argparse.Namespace, verify_s: float, core
         "finalised_fraction": round(finalised / max(1, len(sent)), 4),
         "finalised_tx_per_s": round(in_window / span, 1) if span > 0 else 0.0,
         "finalised_tx_per_s_overall": round(finalised / max(1e-9, max(tracker.committed_at.get(h, 0) for h in sent) - m["send_start"]), 1) if finalised else 0.0,
-        "latency_p50_s": round(percentile(lat, 0.50), 3),
-        "latency_p90_s": round(percentile(lat, 0.90), 3),
-        "latency_p99_s": round(percentile(lat, 0.99), 3),
+        "latency_p50_s": _seconds(percentile(lat, 0.50)),
+        "latency_p90_s": _seconds(percentile(lat, 0.90)),
+        "latency_p99_s": _seconds(percentile(lat, 0.99)),
         "block_interval_s": round(statistics.fmean(intervals), 3) if intervals else float("nan"),
         "blocks_in_window": len(window),
         "txs_per_block_mean": round(statistics.fmean(sizes), 1) if sizes else 0.0,

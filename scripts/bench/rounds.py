@@ -1,6 +1,6 @@
 """PoCL rounds on a live local chain: round time vs the slowest miner's training, and final accuracy.
 
-    python -m scripts.bench.rounds [--miners 4,10] [--rounds 10] [--epochs 2] [--json PATH]
+    python -m scripts.bench.rounds [--miners 4,10] [--rounds 10] [--epochs 4] [--json PATH]
 
 For each miner count n, a devnet of n validator-miners (separate `pocl-node run` processes, digits,
 IID shares, `scripts.devnet` genesis) runs `--rounds` rounds. Per round r:
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--miners", default="4,10", help="comma-separated miner counts (default 4,10)")
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per miner count")
     ap.add_argument("--json", type=str, default=None)

@@ -23,6 +23,7 @@ from ml.weights import check_weights, initial_weights
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 MAX_LOOP_LAG_S = 0.1
+MAX_START_LAG_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +87,9 @@ async def test_cancel_during_start_keeps_the_start_going(worker: TrainingWorker,
             await job
         await worker.start()  # joins the start already under way
     assert worker.pid is not None and worker.restarts == 0
-    assert probe.max_lag < MAX_LOOP_LAG_S, (
-        f"event loop stalled for {probe.max_lag * 1000:.0f} ms during start"
-    )
+    # Loose bound: a start done on the loop (TF import, a blocking join) would stall it for seconds; the
+    # child's CPU-heavy import alone costs tens of ms of scheduling lag on a loaded 2-core machine.
+    assert probe.max_lag < MAX_START_LAG_S, f"loop stalled for {probe.max_lag * 1000:.0f} ms during start"
 
 
 async def test_trains_while_the_loop_stays_responsive(worker: TrainingWorker, digits) -> None:

@@ -18,6 +18,7 @@ from ledger.state import State
 from ledger.tx import make_transfer
 from node.mempool import AddResult, Mempool
 from node.rpc_tx_batch import MAX_BATCH_TXS, tx_batch_routes
+from node.tx_gossip import MAX_BATCH_TXS as MAX_GOSSIP_BATCH
 from node.tx_gossip import TYPE_TX_BATCH, TxBatchMessage, TxGossip
 
 CHAIN = "tx-path-test"
@@ -220,3 +221,17 @@ def test_update_with_a_conflicting_block_drops_the_broken_tail() -> None:
     assert len(dropped) == 3 and len(pool) == 0 and not pool.by_raw
     err = Executor().check_tx(committed, transfer(KEYS[0], 1, amount=3_000))
     assert isinstance(err, TxError) and err.code == errors.INSUFFICIENT_BALANCE
+
+
+def test_batch_message_fast_paths_match_the_generic_codec() -> None:
+    from ledger.codec import CodecError, Struct
+
+    msg = TxBatchMessage([transfer(KEYS[0], 0).raw, b"", b"\x00" * 300])
+    assert msg.encode() == codec.encode(Struct.to_list(msg))
+    assert TxBatchMessage.decode(msg.encode()) == msg
+    for bad in ([["text"]], [[1]], [b"x"], [[b"a"], [b"b"]], "x", [[b"a"] * (MAX_GOSSIP_BATCH + 1)]):
+        try:
+            TxBatchMessage.from_list(bad)
+        except CodecError:
+            continue
+        raise AssertionError(f"accepted {bad!r:.40}")
