@@ -145,7 +145,7 @@ class MempoolSection:
 @dataclasses.dataclass(frozen=True)
 class MiningSection:
     enabled: bool = False  # needs the `miner` extra (TensorFlow)
-    dataset: str = "mnist"
+    dataset: str = "digits"  # bundled with scikit-learn: works offline
     data_dir: str = "data/datasets"
     partition: str = "iid"  # how the dataset is split among miners
     shard: int = 0  # this miner's shard index

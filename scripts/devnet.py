@@ -199,12 +199,40 @@ def send_demo_transfers(cluster: LocalCluster, count: int = DEMO_TRANSFERS) -> l
     return hashes
 
 
-def kill_leftovers(pids: list[int]) -> None:
+def stop_nodes(cluster: LocalCluster) -> None:
+    """SIGTERM every node at once, then wait for each (a node takes seconds to stop its miner)."""
+    for node in cluster.nodes:
+        if node.running and node.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                node.proc.send_signal(signal.SIGTERM)
+    cluster.stop_all()
+
+
+def kill_leftovers(pids: list[int], wait_s: float = 15.0) -> list[int]:
     """Each node runs in its own session (process group = its pid) with its training worker: make
-    sure nothing of a group we started survives (a node that had to be SIGKILLed leaves its worker)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+    sure nothing of a group we started survives (a node that had to be SIGKILLed leaves its worker).
+    Waits until the groups are gone; returns those still present after `wait_s` (none expected)."""
+    deadline = time.monotonic() + wait_s
+    left = list(pids)
+    while left:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.1)
+        left = [pid for pid in left if _group_alive(pid)]
+        if time.monotonic() > deadline:
+            break
+    return left
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- following the chain
@@ -378,6 +406,9 @@ def write_plot(path: Path, p: Progress) -> None:
     ys = [p.genesis_accuracy or 0.0] + [r.accuracy for r in p.rounds if r.accuracy is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(xs, ys, marker="o")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("global model accuracy (held-out test split)")
     ax.set_ylim(0, 1)
@@ -505,6 +536,7 @@ def run_devnet(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored
     try:
         cluster.start(wait=False)
         pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
@@ -516,10 +548,14 @@ def run_devnet(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stopped_by = "interrupted"
     finally:
+        # a second Ctrl-C / SIGTERM must not interrupt the clean-up itself
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with contextlib.suppress(Exception):
-            cluster.stop_all()
+            stop_nodes(cluster)
         kill_leftovers(pids)
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
     p = follower.p
     report = build_report(args, cluster, p, stopped_by, behaviours, pids)
     report_path = out / "report.json"
@@ -532,7 +568,7 @@ def run_devnet(args: argparse.Namespace) -> int:
     if live:
         from rich.console import Console
 
-        Console().print(render(p, f"devnet {cluster.testnet.chain_id}"))
+        Console().print(render(p, "devnet"))
     final = report["final_accuracy"]
     print(
         f"devnet: stopped ({stopped_by}) at height {p.height} after {len(p.rounds)} rounds; "
@@ -570,7 +606,7 @@ def _done(args: argparse.Namespace, p: Progress) -> str | None:
 
 
 def _follow(args: argparse.Namespace, cluster: LocalCluster, f: Follower, live: bool, say: Any) -> str:
-    title = f"devnet {cluster.testnet.chain_id}"
+    title = "devnet"
     ctx: Any = contextlib.nullcontext()
     if live:
         from rich.live import Live

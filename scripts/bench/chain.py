@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -82,6 +83,10 @@ BENCH_PARAMS = ChainParams(  # CometBFT's defaults (config.toml [consensus])
     timeout_precommit_delta_ms=500,
     timeout_commit_ms=1_000,
 )
+
+
+def bench_params(args: argparse.Namespace) -> ChainParams:
+    return dataclasses.replace(BENCH_PARAMS, timeout_commit_ms=args.timeout_commit_ms)
 
 
 def account_key(i: int) -> PrivateKey:
@@ -438,6 +443,7 @@ async def _measure(
 
 
 def summarise(m: dict[str, Any], args: argparse.Namespace, verify_s: float, cores: int) -> dict[str, Any]:
+    params = bench_params(args)
     tracker: Tracker = m["tracker"]
     sent: dict[bytes, float] = m["sent"]
     t_start, t_end = m["send_start"] + args.warmup, m["send_end"]
@@ -510,10 +516,10 @@ def summarise(m: dict[str, Any], args: argparse.Namespace, verify_s: float, core
         "verify_floor_tx_per_s": round(cores / (args.validators * verify_s), 1),
         "ratio_to_verify_floor": 0.0,
         "timeouts_ms": {
-            "propose": BENCH_PARAMS.timeout_propose_ms,
-            "prevote": BENCH_PARAMS.timeout_prevote_ms,
-            "precommit": BENCH_PARAMS.timeout_precommit_ms,
-            "commit": BENCH_PARAMS.timeout_commit_ms,
+            "propose": params.timeout_propose_ms,
+            "prevote": params.timeout_prevote_ms,
+            "precommit": params.timeout_precommit_ms,
+            "commit": params.timeout_commit_ms,
         },
         "accounts": args.accounts,
         "generators": args.generators,
@@ -537,7 +543,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.validators,
             config=config,
             chain_id=CHAIN_ID,
-            params=BENCH_PARAMS,
+            params=bench_params(args),
             accounts=accounts,
         )
         ports = [n.spec.ports.rpc for n in cluster.nodes]
@@ -616,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     ap.add_argument("--validators", type=int, default=4)
     ap.add_argument("--rate", type=float, default=1000.0, help="offered load, tx/s (open loop)")
+    ap.add_argument(
+        "--timeout-commit-ms", type=int, default=BENCH_PARAMS.timeout_commit_ms,
+        help="BFT timeout_commit (CometBFT default 1000): the pause between blocks",
+    )
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of load before the window opens")
     ap.add_argument("--accounts", type=int, default=2000, help="funded sender accounts")
     ap.add_argument("--generators", type=int, default=1, help="load generator processes")

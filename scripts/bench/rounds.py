@@ -36,7 +36,7 @@ import numpy as np
 
 from node.cluster import ClusterError, RpcError
 from node.miner import DEFAULT_LR
-from scripts.devnet import Evaluator, Follower, create_devnet, kill_leftovers
+from scripts.devnet import Evaluator, Follower, create_devnet, kill_leftovers, stop_nodes
 
 POLL_S = 0.5
 START_TIMEOUT_S = 180.0
@@ -79,7 +79,7 @@ def run_chain(n: int, rounds: int, epochs: int, batch: int, timeout_s: float) ->
                     train.setdefault(int(st["round"]), []).append(float(st["train_s"]))
             blocks = follower.p.height
         finally:
-            cluster.stop_all()
+            stop_nodes(cluster)
             kill_leftovers(pids)
     reports = follower.p.rounds[:rounds]
     round_s = [round(r.duration_s, 3) for r in reports]
