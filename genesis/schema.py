@@ -26,6 +26,7 @@ JSON layout:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -114,7 +115,7 @@ class Genesis:
     def canonical_bytes(self) -> bytes:
         return encode(self.canonical_list())
 
-    @property
+    @functools.cached_property
     def hash(self) -> bytes:
         return tagged_hash(TAG_GENESIS, self.canonical_bytes())
 

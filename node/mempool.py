@@ -67,6 +67,9 @@ class _BoundedSet:
     def __contains__(self, item: object) -> bool:
         return item in self._items
 
+    def discard(self, item: bytes) -> None:
+        self._items.pop(item, None)
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -255,6 +258,11 @@ class Mempool:
             for nonce in [n for n in waiting if n < base]:  # committed elsewhere or superseded
                 self._queued_hashes.discard(waiting.pop(nonce).hash)
             self._promote(sender)
+        for tx_hash in dropped:
+            # Committed or no longer applicable: no block can need the cached verification again (a
+            # committed tx fails on its nonce before the signature check), so free the memory now
+            # instead of keeping up to verified_cache_size hashes (~25 MB at 150k) until eviction.
+            self.verified.discard(tx_hash)
         return dropped
 
     def _reset_overlay(self, state: State) -> None:

@@ -640,8 +640,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.validators < 1 or args.duration <= args.warmup or args.rate <= 0 or args.accounts < 2:
         ap.error("need validators >= 1, duration > warmup, rate > 0, accounts >= 2")
-    signal.signal(signal.SIGTERM, _terminate)  # so `finally` stops the cluster on kill
-    summary = run(args)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # so `finally` stops the cluster on kill
+    try:
+        summary = run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary["command"] = "python -m scripts.bench.chain " + " ".join(sys.argv[1:] if argv is None else argv)
     print_table(summary)
     if args.json:
