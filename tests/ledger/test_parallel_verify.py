@@ -1,0 +1,64 @@
+"""Blocks large enough to have their signatures checked on all cores give the same verdicts as one by one."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger import errors
+from ledger.errors import BlockError
+from ledger.executor import PARALLEL_VERIFY_MIN, BlockContext, Executor
+from ledger.keys import PrivateKey
+from ledger.params import ChainParams, GenesisAccount
+from ledger.state import State
+from ledger.tx import make_transfer
+
+CHAIN = "parallel-verify"
+SENDERS = [PrivateKey.from_seed_text(f"pv-{i}") for i in range(PARALLEL_VERIFY_MIN * 2)]
+SINK = PrivateKey.from_seed_text("pv-sink").address
+
+
+def state() -> State:
+    return State.from_genesis(ChainParams(), [GenesisAccount(k.address, 10_000) for k in SENDERS], CHAIN)
+
+
+def block_txs() -> list[bytes]:
+    return [make_transfer(k, CHAIN, 0, SINK, 5, 1).raw for k in SENDERS]
+
+
+def run(txs: list[bytes], skip_invalid: bool = False):
+    st = state().copy()
+    ctx = BlockContext(1, 1, SINK, CHAIN, st.params)
+    return Executor().execute_block(st, ctx, txs, skip_invalid=skip_invalid)
+
+
+def test_large_valid_block_executes_fully() -> None:
+    result = run(block_txs())
+    assert len(result.receipts) == len(SENDERS)
+    serial = state().copy()
+    ex = Executor()
+    ctx = BlockContext(1, 1, SINK, CHAIN, serial.params)
+    ex.begin_block(serial, ctx)
+    for i, raw in enumerate(block_txs()):
+        ex.apply_tx(serial, ex.decode_tx(raw, serial.params), ctx, i)
+    ex.end_block(serial, ctx)
+    assert result.state_root == serial.state_root()
+
+
+def test_one_bad_signature_rejects_the_block() -> None:
+    txs = block_txs()
+    bad = bytearray(txs[100])
+    bad[-1] ^= 1
+    txs[100] = bytes(bad)
+    with pytest.raises(BlockError) as err:
+        run(txs)
+    assert err.value.tx_index == 100 and err.value.tx_error.code == errors.BAD_SIGNATURE
+
+
+def test_proposer_drops_only_the_bad_signature() -> None:
+    txs = block_txs()
+    bad = bytearray(txs[7])
+    bad[-1] ^= 1
+    txs[7] = bytes(bad)
+    result = run(txs, skip_invalid=True)
+    assert [i for i, _ in result.rejected] == [7]
+    assert len(result.receipts) == len(SENDERS) - 1
