@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import signal
@@ -518,6 +519,9 @@ def run_devnet(args: argparse.Namespace) -> int:
         f"devnet: {args.miners} miners ({', '.join(behaviours)}) on {args.dataset}, homes in {out}",
         flush=True,
     )
+    # A devnet's keys are throwaway and unencrypted by design: say so once instead of once per key file.
+    logging.getLogger("pocl.keystore").setLevel(logging.ERROR)
+    say("devnet: keys are UNENCRYPTED throwaway devnet keys (never reuse them)", flush=True)
     cluster = create_devnet(
         out / "net",
         args.miners,
