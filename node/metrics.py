@@ -19,8 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger.keys import address_of, format_address
 from node.config import parse_host_port
-from node.errors import UserError
-from node.rpc import HttpLogger
+from node.http_server import serve_app
 
 if TYPE_CHECKING:
     from node.node import Node, NodeEvent
@@ -249,26 +248,12 @@ class NodeMetrics:
 
     async def start(self, listen_addr: str) -> None:
         """Subscribe to the node's events and serve `/metrics` on `listen_addr` (port 0 = any free port)."""
-        host, port = parse_host_port(listen_addr)
         app = web.Application()
         app.router.add_get("/metrics", self._serve)
-        self._runner = web.AppRunner(app, access_log=None, logger=HttpLogger("pocl.metrics.http"))
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            raise UserError(
-                f"metrics: cannot listen on {listen_addr}: {exc.strerror or exc} (see [metrics] listen_addr)"
-            ) from None
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_app(app, listen_addr, what="metrics")
         self.prime()
         self._unsubscribe = self.node.subscribe(self.observe_event)
-        log.info("metrics listening on http://%s:%d/metrics", host, self.port)
+        log.info("metrics listening on http://%s:%d/metrics", parse_host_port(listen_addr)[0], self.port)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

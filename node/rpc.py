@@ -12,19 +12,17 @@ import asyncio
 import dataclasses
 import json
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ledger.block import Block, Commit
 from ledger.keys import KeyFormatError, address_of, format_address, parse_address
 from ledger.tx import SignedTx
 from node.config import parse_host_port
-from node.errors import UserError
+from node.http_server import serve_app
 
 if TYPE_CHECKING:
     from node.node import Node, NodeEvent
@@ -44,28 +42,6 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-class HttpLogger:
-    """aiohttp's server logger without tracebacks for a client's malformed HTTP: that is the client's
-    mistake (or a port scanner), so it gets one INFO line, not an ERROR with a stack."""
-
-    def __init__(self, name: str) -> None:
-        self._log = logging.getLogger(name)
-
-    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info")
-        if isinstance(exc, tuple):
-            exc = exc[1]
-        elif not isinstance(exc, BaseException):
-            exc = sys.exc_info()[1]
-        if isinstance(exc, (HttpProcessingError, ConnectionError)):
-            self._log.info("rejected malformed http request: %s", " ".join(str(exc).split()))
-        else:
-            self._log.exception(msg, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._log, name)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -269,23 +245,9 @@ class RpcServer:
         return app
 
     async def start(self) -> None:
-        host, port = parse_host_port(self.listen_addr)
-        self._runner = web.AppRunner(self.app(), access_log=None, logger=HttpLogger("pocl.rpc.http"))
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            raise UserError(
-                f"rpc: cannot listen on {self.listen_addr}: {exc.strerror or exc} (see [rpc] listen_addr)"
-            ) from None
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_app(self.app(), self.listen_addr, what="rpc")
         self._unsubscribe = self.node.subscribe(self._on_event)
-        log.info("rpc listening on http://%s:%d", host, self.port)
+        log.info("rpc listening on http://%s:%d", parse_host_port(self.listen_addr)[0], self.port)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
