@@ -23,6 +23,7 @@ from pathlib import Path
 from consensus.messages import Proposal, proposal_sign_bytes
 from ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE, Vote, vote_sign_bytes
 from ledger.codec import CodecError, Struct
+from ledger.durable_file import replace_durably
 from ledger.hashing import TAG_PROPOSAL, TAG_VOTE
 from ledger.keys import PrivateKey
 
@@ -59,28 +60,9 @@ class LastSigned(Struct):
         return (self.height, self.round, self.step)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_durably(path: Path, data: bytes) -> None:
-    """Replace `path` atomically: write a temp file, fsync it, rename over `path`, fsync the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Replace `path` atomically and durably (temp file, fsync, rename, fsync of the directory)."""
+    replace_durably(path, data)
 
 
 class SigningGuard:

@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from ledger.durable_file import fsync_dir, write_temp
 from ledger.keys import (
     PUBKEY_LEN,
     SEED_LEN,
@@ -236,19 +237,6 @@ def decrypt_key(doc: Any, passphrase: str | None, path: Path | str = "<memory>")
     return key
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
     """Create `path` with mode 0600 atomically: a temp file in the same directory, then link/rename.
 
@@ -259,15 +247,8 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         raise KeystoreError(f"key file {path} already exists (refusing to overwrite)")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+    tmp = write_temp(path, data, KEY_FILE_MODE)  # 0600 from the first byte: never readable by others
     try:
-        try:
-            os.fchmod(fd, KEY_FILE_MODE)  # umask can only narrow; make it exact
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -284,7 +265,7 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def save_key(

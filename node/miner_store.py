@@ -17,11 +17,12 @@ import contextlib
 import dataclasses
 import io
 import logging
-import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from ledger.durable_file import replace_durably
 
 log = logging.getLogger("pocl.miner")
 
@@ -94,21 +95,9 @@ class MinerStore:
         buf = io.BytesIO()
         np.savez(buf, **secrets.to_arrays())
         target = self.path(secrets.round)
-        tmp = target.with_name(f".{target.name}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(buf.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_durably(target, buf.getvalue())
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise MinerStoreError(f"cannot write {target}: {exc.strerror or exc}") from None
         self.prune(keep_from=secrets.round - KEEP_ROUNDS + 1)
         return target

@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from ledger.durable_file import replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -339,28 +340,4 @@ class AddressBook:
 
 def write_json_atomic(path: Path, doc: object) -> None:
     """Write JSON so readers see either the old file or the whole new one, never a torn write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    replace_durably(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
