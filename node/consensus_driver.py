@@ -21,7 +21,6 @@ from collections.abc import Callable
 from consensus.bft import (
     BlockReceived,
     Broadcast,
-    CommitReceived,
     ConsensusMachine,
     Decide,
     EvidenceFound,
@@ -119,7 +118,6 @@ class ConsensusDriver:
         self._own: list[ProposalMessage | VoteMessage] = []  # what we signed at the current height
         self._own_height = 0
         self._last_decided_at = time.monotonic()
-        self.rounds_at_last_height = 0
         self.machine = ConsensusMachine(
             chain.state.chain_id, params, signer=signer, get_value=self._get_value, valid=self._valid
         )
@@ -252,10 +250,6 @@ class ConsensusDriver:
         self._execute(actions)
         return not invalid
 
-    def feed_commit(self, block: Block, commit: Commit) -> None:
-        """A block of the current height with its commit (from block sync while we are in consensus)."""
-        self._execute(self.machine.handle(CommitReceived(block, commit)))
-
     def _serve_block(self, _conn: object, req: GetProposalBlock) -> ProposalBlock:
         block = self._recent_blocks.get(req.block_hash) or self.chain.store.block_by_hash(req.block_hash)
         if block is None:
@@ -371,7 +365,6 @@ class ConsensusDriver:
             self.mempool.update(self.chain.state)
             interval = now - self._last_decided_at
             self._last_decided_at = now
-            self.rounds_at_last_height = action.round
             log.info(
                 "committed block height=%d round=%d txs=%d hash=%s",
                 action.height,

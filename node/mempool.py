@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections import OrderedDict
 
 from ledger import errors
 from ledger.errors import TxError
 from ledger.executor import NO_PROPOSER, BlockContext, Executor
 from ledger.state import State
 from ledger.tx import SignedTx
+from p2p.gossip import SeenCache
 
 MEMPOOL_FULL = "mempool_full"
 MAX_NONCE_GAP = 64  # future-nonce txs held per sender until the gap fills (gossip can reorder)
@@ -51,34 +51,11 @@ class _Entry:
     arrival: int
 
 
-class _BoundedSet:
-    """Insertion-ordered set that forgets its oldest members past `cap`."""
-
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-        self._items: OrderedDict[bytes, None] = OrderedDict()
-
-    def add(self, item: bytes) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        while len(self._items) > self._cap:
-            self._items.popitem(last=False)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def discard(self, item: bytes) -> None:
-        self._items.pop(item, None)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class Mempool:
     def __init__(self, executor: Executor, state: State, config: MempoolConfig | None = None) -> None:
         self.executor = executor
         self.config = config or MempoolConfig()
-        self.verified = _BoundedSet(self.config.verified_cache_size)
+        self.verified = SeenCache(self.config.verified_cache_size)
         self._by_sender: dict[bytes, list[_Entry]] = {}  # sender address -> entries in nonce order
         self._by_hash: dict[bytes, _Entry] = {}
         self.by_raw: dict[bytes, SignedTx] = {}  # canonical bytes -> decoded tx (block checks skip decoding)

@@ -24,7 +24,6 @@ from consensus.signing_state import SigningGuard
 from genesis.schema import Genesis
 from ledger.block import Block, Commit
 from ledger.codec import Struct
-from ledger.errors import TxError
 from ledger.executor import Executor, default_registry
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
@@ -396,9 +395,6 @@ class Node:
             # stateful failures (nonce raced a block, balance spent) are not the peer's fault
             return res.error.code not in MALICIOUS_TX_CODES
         return True
-
-    def check_tx_error(self, raw: bytes) -> TxError | None:
-        return self.submit_tx(raw).error
 
     # ------------------------------------------------------------------ events
 
