@@ -89,9 +89,15 @@ class P2PSection:
     pex: bool = True  # exchange peer addresses
     allow_private_addrs: bool = True  # accept 127.0.0.1/10.x peers (needed for local devnets)
     ban_duration_s: float = 600.0
+    # TCP congestion control for peers on a loopback address (first one the kernel allows); [] keeps
+    # the system default. Pacing ones such as BBR only cost CPU where there is no link to pace.
+    loopback_congestion_control: list[str] = dataclasses.field(default_factory=lambda: ["cubic", "reno"])
 
     def check(self) -> None:
         _check_addr(self.listen_addr, "p2p.listen_addr")
+        for i, name in enumerate(self.loopback_congestion_control):
+            if not (name.isascii() and name.isprintable() and 0 < len(name) < 16):
+                raise ConfigError(f"config p2p.loopback_congestion_control[{i}]: not an algorithm name: {name!r}")
         _check_addr(self.external_addr, "p2p.external_addr", allow_empty=True)
         for i, peer in enumerate(self.seeds):
             _check_peer(peer, f"p2p.seeds[{i}]")

@@ -41,6 +41,7 @@ from p2p.addrbook import AddressBook
 from p2p.connection import ConnectionConfig
 from p2p.gossip import Gossip
 from p2p.host import Host, HostConfig
+from p2p.malloc_tuning import keep_large_buffers_in_heap
 from p2p.pex import PeerExchange, PexConfig
 from p2p.sync import SyncConfig, SyncService
 
@@ -178,11 +179,13 @@ class Node:
                 handshake_timeout_s=p2p.handshake_timeout_s,
                 idle_timeout_s=p2p.idle_timeout_s,
                 ping_interval_s=p2p.ping_interval_s,
+                loopback_congestion_control=tuple(p2p.loopback_congestion_control),
             ),
         )
 
     async def start(self) -> None:
         limit_blas_threads()
+        keep_large_buffers_in_heap()
         self.chain = chain = self._open_chain()
         self.mempool = Mempool(
             self.executor,

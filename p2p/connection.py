@@ -17,9 +17,11 @@ import asyncio
 import collections
 import dataclasses
 import inspect
+import ipaddress
 import itertools
 import logging
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,7 +52,14 @@ from .errors import (
     RemoteError,
     TooManyRequests,
 )
-from .frames import DEFAULT_FRAME_CHUNK_BYTES, DEFAULT_MAX_FRAME_BYTES, NONCE_LIMIT, FrameProtocol, SendBuffer
+from .frames import (
+    DEFAULT_FRAME_CHUNK_BYTES,
+    DEFAULT_MAX_FRAME_BYTES,
+    NONCE_LIMIT,
+    FrameProtocol,
+    SendBuffer,
+    plan_frames,
+)
 from .handshake import SecretChannel, secret_handshake
 from .messages import (
     TYPE_DISCONNECT,
@@ -93,6 +102,36 @@ class ConnectionConfig:
     close_penalty: int = 50  # a single violation with at least this penalty closes the connection
     close_grace_s: float = 2.0  # time to flush the Disconnect message before aborting
     nonce_limit: int = NONCE_LIMIT
+    # Congestion control for connections to a loopback address (first one the kernel allows; empty:
+    # keep the system default). See `use_unpaced_congestion_control`.
+    loopback_congestion_control: tuple[str, ...] = ("cubic", "reno")
+
+
+def use_unpaced_congestion_control(sock: Any, algorithms: tuple[str, ...]) -> str | None:
+    """On a loopback connection, replace a pacing congestion control (BBR, the default on many hosts)
+    with the first of `algorithms` the kernel allows; returns the one set, or None.
+
+    Pacing spreads packets out for a bottleneck link; on loopback (a devnet or cluster on one machine)
+    there is none, and BBR's pacing timers cost the sender about as much CPU as encrypting the data
+    (docs/benchmarks/p2p.md). Best effort: any failure keeps the default.
+    """
+    if not algorithms or not hasattr(socket, "TCP_CONGESTION") or sock is None:
+        return None
+    try:
+        if not ipaddress.ip_address(sock.getpeername()[0]).is_loopback:
+            return None
+        current = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+    if current in algorithms:
+        return current
+    for name in algorithms:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
+            return name
+        except OSError:
+            continue
+    return None
 
 
 def check_hello(local: Hello, remote: Hello, remote_node_id: bytes) -> str | None:
@@ -192,7 +231,7 @@ class PeerConnection:
         return f"PeerConnection({self.node_id.hex()[:12]} {direction} {self.remote_addr[0]}:{self.remote_addr[1]})"
 
     # ------------------------------------------------------------------ lifecycle
-    def _start(self, early: list[bytes]) -> None:
+    def _start(self, early: list[list[bytes]]) -> None:
         for payload in early:
             self._on_payload(payload)
         self._proto.set_callbacks(self._on_payload, self._on_broken)
@@ -224,7 +263,7 @@ class PeerConnection:
         if transport is not None and not transport.is_closing():
             if notify and self.remote_close_reason is None and reason != REASON_CONNECTION_LOST:
                 try:
-                    self._queue_payload(self.registry.encode_body(Disconnect(reason[:128])))
+                    self._queue_payload(self.registry.encode_body_parts(Disconnect(reason[:128])))
                 except (P2PError, ValueError):
                     pass
             self._flush()
@@ -246,21 +285,25 @@ class PeerConnection:
         await self._closed_event.wait()
 
     # ------------------------------------------------------------------ sending
-    def _queue_payload(self, payload: bytes) -> None:
-        """Encrypt now (so nonces follow call order); write at once if large, else at the end of this
-        loop iteration so that a burst of small messages leaves in one syscall."""
+    def _queue_payload(self, parts: list[bytes] | bytes) -> None:
+        """Encrypt one encoded message (whole, or as `encode_parts` cut it) now, so nonces follow call
+        order; write at once if large, else at the end of this loop iteration so that a burst of small
+        messages leaves in one syscall."""
+        if isinstance(parts, bytes):
+            parts = [parts]
         sealer = self._sealer
         try:
-            n = len(payload)
-            if n <= sealer.chunk:
-                sealer.seal_part_into(self._out, payload, False)
+            if len(parts) == 1 and len(parts[0]) <= sealer.chunk:
+                sealer.seal_part_into(self._out, parts[0], False)
             else:
-                # Seal and write frame by frame: each frame is still in cache when the kernel copies it.
-                self._flush()
-                view = memoryview(payload)
-                for off in range(0, n, sealer.chunk):
-                    sealer.seal_part_into(self._out, view[off : off + sealer.chunk], off + sealer.chunk < n)
-                    self._flush()
+                # Seal and write frame by frame: each frame is still in cache when the kernel copies it,
+                # and long byte strings are encrypted straight from the message object.
+                frames = plan_frames(parts, sealer.chunk)
+                last = len(frames) - 1
+                for i, frame in enumerate(frames):
+                    sealer.seal_part_into(self._out, frame, i < last)
+                    if len(frame) >= FLUSH_NOW_BYTES:
+                        self._flush()
         except ConnectionClosed:
             self.close(REASON_NONCE_EXHAUSTED, notify=False)
             raise
@@ -297,7 +340,7 @@ class PeerConnection:
     async def send(self, body: Struct) -> None:
         """Send a one-way message; waits while the send buffer is above its high-water mark."""
         self._check_open()
-        self._queue_payload(self.registry.encode_body(body))
+        self._queue_payload(self.registry.encode_body_parts(body))
         await self._drain()
 
     async def request(
@@ -316,7 +359,7 @@ class PeerConnection:
         fut: asyncio.Future[Struct] = self._loop.create_future()
         self._pending[request_id] = fut
         try:
-            self._queue_payload(self.registry.encode_body(body, request_id))
+            self._queue_payload(self.registry.encode_body_parts(body, request_id))
             await self._drain()
             async with asyncio.timeout(self.config.request_timeout_s if timeout is None else timeout):
                 result = await fut
@@ -340,7 +383,7 @@ class PeerConnection:
         return self.rtt_s
 
     # ------------------------------------------------------------------ receiving
-    def _on_payload(self, payload: bytes) -> None:
+    def _on_payload(self, payload: list[bytes]) -> None:
         if self.closed:
             return
         self.last_recv = self._loop.time()
@@ -365,7 +408,7 @@ class PeerConnection:
                 return
             try:
                 self._queue_payload(
-                    self.registry.encode_body(Pong(env.body.nonce), env.request_id, env.request_id != 0)
+                    self.registry.encode_body_parts(Pong(env.body.nonce), env.request_id, env.request_id != 0)
                 )
             except P2PError:
                 pass
@@ -450,10 +493,10 @@ class PeerConnection:
                 error = ErrorResponse("unhandled", type(env.body).__name__)
             response: Struct = error if error is not None else result  # type: ignore[assignment]
             try:
-                payload = self.registry.encode_body(response, env.request_id, True)
+                payload = self.registry.encode_body_parts(response, env.request_id, True)
             except (ValueError, KeyError):
                 log.exception("%r: cannot encode response %s", self, type(response).__name__)
-                payload = self.registry.encode_body(
+                payload = self.registry.encode_body_parts(
                     ErrorResponse("internal_error", "bad response"), env.request_id, True
                 )
             self._queue_payload(payload)
@@ -476,7 +519,7 @@ class PeerConnection:
                 self._ping_nonce = secrets.randbits(63)
                 self._ping_sent_at = now
                 try:
-                    self._queue_payload(self.registry.encode_body(Ping(self._ping_nonce)))
+                    self._queue_payload(self.registry.encode_body_parts(Ping(self._ping_nonce)))
                 except P2PError:
                     return
                 next_ping = now + cfg.ping_interval_s
@@ -603,13 +646,14 @@ async def dial(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(config.handshake_timeout_s):
-            _transport, proto = await loop.create_connection(
+            transport, proto = await loop.create_connection(
                 lambda: _frame_protocol(config, registry), host, port
             )
     except TimeoutError:
         raise HandshakeError(REASON_HANDSHAKE_TIMEOUT, "connect") from None
     except OSError as exc:
         raise HandshakeError(REASON_CONNECT_FAILED, str(exc)) from None
+    use_unpaced_congestion_control(transport.get_extra_info("socket"), config.loopback_congestion_control)
     return await _establish_or_close(
         proto,
         node_key=node_key,
@@ -644,6 +688,7 @@ async def accept(
     config = config or ConnectionConfig()
     transport = writer.transport
     assert isinstance(transport, asyncio.Transport)
+    use_unpaced_congestion_control(transport.get_extra_info("socket"), config.loopback_congestion_control)
     proto = _frame_protocol(config, registry)
     buffered = getattr(reader, "_buffer", None)
     leftover = bytes(buffered) if buffered else b""
@@ -720,4 +765,5 @@ __all__ = [
     "check_hello",
     "dial",
     "serve",
+    "use_unpaced_congestion_control",
 ]

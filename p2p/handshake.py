@@ -96,11 +96,11 @@ class Inbox:
     """Collects decrypted messages delivered by the FrameProtocol until someone consumes them."""
 
     def __init__(self) -> None:
-        self.messages: collections.deque[bytes] = collections.deque()
+        self.messages: collections.deque[list[bytes]] = collections.deque()
         self.broken: tuple[ProtocolViolation | None, str] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
-    def on_message(self, payload: bytes) -> None:
+    def on_message(self, payload: list[bytes]) -> None:
         self.messages.append(payload)
         self._wake()
 
@@ -112,7 +112,8 @@ class Inbox:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def get(self) -> bytes:
+    async def get(self) -> list[bytes]:
+        """The next message, as the plaintexts of its frames."""
         while not self.messages:
             if self.broken is not None:
                 raise ConnectionClosed(self.broken[1])
@@ -161,7 +162,7 @@ async def secret_handshake(
     proto.start_frames(opener, inbox.on_message, inbox.on_broken)
     try:
         proto.write(sealer.seal_frame(node_key.pubkey + node_key.sign(TAG_HANDSHAKE, keys.challenge)))
-        auth = await inbox.get()
+        auth = b"".join(await inbox.get())
     except ConnectionClosed as exc:
         if inbox.broken is not None and inbox.broken[0] is not None:
             raise HandshakeError(REASON_BAD_HANDSHAKE, inbox.broken[0].reason) from None

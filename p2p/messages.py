@@ -12,7 +12,7 @@ gets one (usually `default_registry()` plus the caller's own registrations).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from ledger import codec
@@ -173,33 +173,49 @@ class MessageRegistry:
     def envelope(self, body: Struct, request_id: int = 0, is_response: bool = False) -> Envelope:
         return Envelope(self.spec_for(type(body)).type_id, request_id, is_response, body)
 
-    def encode(self, env: Envelope) -> bytes:
-        """Encode; a message over its own type's limit is a local bug, so it raises ValueError."""
+    def encode_parts(self, env: Envelope) -> list[bytes]:
+        """The canonical encoding as `codec.encode_parts` cuts it (long byte strings stand alone, so the
+        transport can encrypt them without a copy). A message over its own type's limit is a local
+        bug, so it raises ValueError."""
         spec = self._by_id.get(env.type_id)
         if spec is None or not isinstance(env.body, spec.body_cls):
             raise ValueError(f"body {type(env.body).__name__} does not match type id {env.type_id}")
-        raw = codec.encode([env.type_id, env.request_id, env.is_response, env.body.to_list()])
-        if len(raw) > spec.max_bytes:
-            raise ValueError(f"{spec.name} message of {len(raw)} bytes exceeds its limit {spec.max_bytes}")
-        return raw
+        parts = codec.encode_parts([env.type_id, env.request_id, env.is_response, env.body.to_list()])
+        size = sum(len(part) for part in parts)
+        if size > spec.max_bytes:
+            raise ValueError(f"{spec.name} message of {size} bytes exceeds its limit {spec.max_bytes}")
+        return parts
+
+    def encode(self, env: Envelope) -> bytes:
+        return b"".join(self.encode_parts(env))
 
     def encode_body(self, body: Struct, request_id: int = 0, is_response: bool = False) -> bytes:
         return self.encode(self.envelope(body, request_id, is_response))
 
-    def decode(self, raw: bytes) -> Envelope:
-        """Decode a peer's message; any defect raises ProtocolViolation (never another exception)."""
-        type_id = peek_type_id(raw)
+    def encode_body_parts(self, body: Struct, request_id: int = 0, is_response: bool = False) -> list[bytes]:
+        return self.encode_parts(self.envelope(body, request_id, is_response))
+
+    def decode(self, raw: bytes | Sequence[bytes]) -> Envelope:
+        """Decode a peer's message, whole or as the plaintexts of its frames (see
+        `codec.decode_segments`); any defect raises ProtocolViolation (never another exception)."""
+        segments: Sequence[bytes] = (raw,) if isinstance(raw, bytes) else raw
+        if len(segments) > 1 and len(segments[0]) < 4:  # too short to show the type id: rare, join
+            segments = (b"".join(segments),)
+        if not segments:
+            raise ProtocolViolation(REASON_MALFORMED, PENALTY_MALFORMED, "empty message")
+        type_id = peek_type_id(segments[0])
         spec = self._by_id.get(type_id)
         if spec is None:
             raise ProtocolViolation(REASON_UNKNOWN_TYPE, PENALTY_UNKNOWN_TYPE, f"type id {type_id}")
-        if len(raw) > spec.max_bytes:
+        size = sum(len(seg) for seg in segments)
+        if size > spec.max_bytes:
             raise ProtocolViolation(
                 REASON_MESSAGE_TOO_LARGE,
                 PENALTY_MALFORMED,
-                f"{spec.name}: {len(raw)} > {spec.max_bytes} bytes",
+                f"{spec.name}: {size} > {spec.max_bytes} bytes",
             )
         try:
-            value = codec.decode(raw, max_size=spec.max_bytes)
+            value = codec.decode_segments(segments, max_size=spec.max_bytes)
             if not isinstance(value, list) or len(value) != 4:
                 raise CodecError("envelope must be a 4-element array")
             _tid, request_id, is_response, body_list = value

@@ -45,6 +45,7 @@ def test_partial_sections_and_overrides(tmp_path: Path) -> None:
     assert cfg.p2p.seeds == ["aa@127.0.0.1:1"] and cfg.p2p.handshake_timeout_s == 3.0
     assert cfg.consensus.timeout_overrides() == {"timeout_commit_ms": 100}
     assert cfg.mining.enabled and cfg.rpc == Config().rpc
+    assert cfg.p2p.loopback_congestion_control == ["cubic", "reno"]
     write_config(path, cfg)
     assert load_config(path) == cfg
 
@@ -61,6 +62,10 @@ def test_partial_sections_and_overrides(tmp_path: Path) -> None:
         ('[rpc]\nlisten_addr = "localhost"\n', "config rpc.listen_addr: expected host:port"),
         ('[p2p]\npersistent_peers = ["id@host:99999"]\n', "config p2p.persistent_peers[0]: bad port"),
         ('[node]\nlog_format = "xml"\n', "config node.log_format"),
+        (
+            '[p2p]\nloopback_congestion_control = ["reno", ""]\n',
+            "config p2p.loopback_congestion_control[1]: not an algorithm name",
+        ),
         ('[node]\nlog_level = "loud"\n', "config node.log_level: unknown log level"),
         ("[consensus]\ntimeout_commit_ms = 1.5\n", "config consensus.timeout_commit_ms: must be an integer"),
         ("p2p = 3\n", "config p2p: must be a table"),

@@ -10,7 +10,7 @@ import pytest
 
 from ledger import codec
 from p2p import errors
-from p2p.connection import ConnectionConfig, PeerConnection
+from p2p.connection import ConnectionConfig, PeerConnection, use_unpaced_congestion_control
 from p2p.errors import ConnectionClosed, RemoteError, TooManyRequests
 from p2p.frames import FLAG_MORE, HEADER_LEN, RECV_BUFFER_BYTES, TAG_LEN, FrameOpener, FrameSealer
 from p2p.messages import TYPE_PING, Disconnect, Ping, Pong, default_registry
@@ -304,6 +304,54 @@ async def test_no_plaintext_on_the_wire(p2p_node, frame_proxy):
     ):
         assert plaintext not in wire
     assert a.key.pubkey not in wire and b.key.pubkey not in wire  # identities travel encrypted too
+
+
+async def test_long_payload_travels_encrypted_in_frames_of_its_own(p2p_node, frame_proxy):
+    _a, b, conn, _inbound, proxy = await proxied_pair(p2p_node, frame_proxy)
+    long = bytes(range(256)) * 4096  # 1 MiB: sealed straight from the object, as one frame
+    await conn.send(Echo(long))
+    await wait_until(lambda: len(b.received) == 1, what="long message")
+    assert b.received[0][1] == Echo(long)
+    wire = bytes(proxy.raw_up)
+    assert long[:64] not in wire and long[-64:] not in wire and long[1000:1064] not in wire
+    sizes = [len(f) - HEADER_LEN - TAG_LEN for f in proxy.frames_up]
+    assert len(long) in sizes  # the string's own frame...
+    at = sizes.index(len(long))
+    head = proxy.frames_up[at - 1]
+    assert head[0] & 0x80  # ...after a short frame flagged "more" (envelope and bin header)
+    assert sizes[at - 1] < 64
+
+
+async def test_loopback_connections_avoid_pacing_congestion_control(p2p_node):
+    if not hasattr(socket, "TCP_CONGESTION"):
+        pytest.skip("TCP_CONGESTION is Linux-only")
+    allowed = FAST.loopback_congestion_control
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, socket.create_connection(server.getsockname()) as probe:
+        if use_unpaced_congestion_control(probe, allowed) is None:
+            pytest.skip("this kernel lets this user set none of the unpaced algorithms")
+    _a, _b, conn, inbound = await pair(p2p_node)
+    for c in (conn, inbound):  # set on dial and on accept
+        sock = c._proto.transport.get_extra_info("socket")
+        name = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+        assert name in allowed
+
+
+def test_unpaced_congestion_control_leaves_other_sockets_alone():
+    class Remote:
+        """A connected socket's stand-in: a non-loopback peer must not be touched."""
+
+        def getpeername(self):
+            return ("203.0.113.9", 26656)
+
+        def setsockopt(self, *args):
+            raise AssertionError("must not change a non-loopback connection")
+
+    assert use_unpaced_congestion_control(Remote(), ("reno",)) is None
+    assert use_unpaced_congestion_control(None, ("reno",)) is None
+    with socket.socket() as unconnected:
+        assert use_unpaced_congestion_control(unconnected, ("reno",)) is None
+    assert use_unpaced_congestion_control(Remote(), ()) is None
 
 
 async def test_malformed_and_unknown_messages_after_handshake(p2p_node):

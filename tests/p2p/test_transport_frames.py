@@ -1,12 +1,18 @@
-"""The FrameProtocol parser fed a real sealed stream cut at random points (no sockets: one module)."""
+"""The FrameProtocol parser fed a real sealed stream cut at random points, frame planning for long byte
+strings, and the receive low-water mark on a real socket."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
+import socket
 
 import pytest
 
+from ledger.codec import Struct
 from p2p import errors
+from p2p import frames as frames_module
 from p2p.frames import (
     BIG_FRAME_BYTES,
     RECV_BUFFER_BYTES,
@@ -14,7 +20,11 @@ from p2p.frames import (
     FrameProtocol,
     FrameSealer,
     SendBuffer,
+    plan_frames,
 )
+from p2p.messages import MessageRegistry, default_registry
+
+from .conftest import wait_until
 
 KEY = b"\x05" * 32
 
@@ -58,7 +68,7 @@ async def test_random_splits_deliver_every_message_intact(max_piece):
     got: list[bytes] = []
     broken: list[str] = []
     proto = FrameProtocol(max_frame_bytes=1024 * 1024 + 4096, max_message_bytes=4 * 1024 * 1024)
-    proto.start_frames(FrameOpener(KEY), got.append, lambda v, r: broken.append(r))
+    proto.start_frames(FrameOpener(KEY), lambda segs: got.append(b"".join(segs)), lambda v, r: broken.append(r))
     feed(proto, stream, rng, max_piece)
     assert not broken
     assert got == messages
@@ -91,3 +101,97 @@ async def test_raw_mode_overflow_breaks_stream():
     n = len(buf)
     proto.buffer_updated(n)
     assert broken
+
+
+# ---------------------------------------------------------------------- long byte strings, no copies
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights(Struct):
+    round: int
+    layers: list[bytes]
+    note: str
+
+
+def weights_registry() -> MessageRegistry:
+    reg = default_registry()
+    reg.register(100, "weights", Weights, 8 * 1024 * 1024)
+    return reg
+
+
+def test_plan_frames_gives_long_parts_frames_of_their_own():
+    long = b"L" * 200_000
+    parts = [b"head", b"\xc6" + len(long).to_bytes(4, "big"), long, b"mid", b"x" * 20, b"tail"]
+    frames = plan_frames(parts, chunk=64 * 1024)
+    assert b"".join(bytes(f) for f in frames) == b"".join(parts)
+    assert all(len(f) <= 64 * 1024 for f in frames)
+    assert bytes(frames[0]) == b"head" + parts[1]  # small runs are joined
+    long_frames = frames[1:5]
+    assert all(isinstance(f, memoryview) and f.obj is long for f in long_frames)  # sealed from the object
+    assert bytes(frames[-1]) == b"midxxxxxxxxxxxxxxxxxxxxtail"
+    assert plan_frames([b"only"], 100) == [b"only"]
+    assert plan_frames([], 100) == [b""]
+
+
+async def test_long_fields_arrive_as_their_own_decrypted_frames():
+    reg = weights_registry()
+    layers = [random.Random(i).randbytes(n) for i, n in enumerate((1024 * 1024, 70_000, 100))]
+    body = Weights(7, layers, "after the long fields")
+    parts = reg.encode_body_parts(body)
+    assert [p for p in parts if p is layers[0] or p is layers[1]] == layers[:2]
+    sealer = FrameSealer(KEY, max_frame_bytes=1024 * 1024 + 4096)
+    out = SendBuffer()
+    frames = plan_frames(parts, sealer.chunk)
+    for i, frame in enumerate(frames):
+        sealer.seal_part_into(out, frame, i < len(frames) - 1)
+    stream = bytes(out.take())
+
+    got: list[list[bytes]] = []
+    proto = FrameProtocol(max_frame_bytes=1024 * 1024 + 4096, max_message_bytes=8 * 1024 * 1024)
+    proto.message_limit = reg.limit_for
+    proto.start_frames(FrameOpener(KEY), got.append, lambda v, r: pytest.fail(r))
+    feed(proto, stream, random.Random(3), 300_000)
+    [segments] = got
+    env = reg.decode(segments)
+    assert env.body == body
+    # The decoded long fields are the decrypted frames themselves: no copy after decryption.
+    assert env.body.layers[0] is segments[1] and env.body.layers[1] is segments[3]
+
+
+async def test_receive_low_water_mark_follows_a_large_frame():
+    if not frames_module._USE_RCVLOWAT:
+        pytest.skip("SO_RCVLOWAT wake-ups are used on Linux only")
+    loop = asyncio.get_running_loop()
+    got: list[list[bytes]] = []
+    protos: list[FrameProtocol] = []
+
+    def factory() -> FrameProtocol:
+        proto = FrameProtocol()
+        proto.start_frames(FrameOpener(KEY), got.append, lambda v, r: None)
+        protos.append(proto)
+        return proto
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        message = random.Random(5).randbytes(1024 * 1024)
+        frame = FrameSealer(KEY).seal_frame(message)
+        await asyncio.to_thread(sock.sendall, frame[:100_000])  # a thread: the loop must keep reading
+        await wait_until(lambda: bool(protos) and protos[0]._big_view is not None, what="frame started")
+        server_sock = protos[0].transport.get_extra_info("socket")
+
+        def lowat() -> int:
+            return server_sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+        assert lowat() == frames_module.RCVLOWAT_BYTES  # ~1 MiB to go: wake up every 256 KiB
+        assert protos[0]._big_fill < 100_000 - 4  # so the ~35 KB after the first read wait unread
+        await asyncio.to_thread(sock.sendall, frame[100_000:-1000])
+        await wait_until(lambda: lowat() < frames_module.RCVLOWAT_BYTES, what="lowered near the end")
+        assert lowat() == len(frame) - 4 - protos[0]._big_fill  # never more than what is still due
+        await asyncio.to_thread(sock.sendall, frame[-1000:])
+        await wait_until(lambda: len(got) == 1, what="message")
+        assert got == [[message]] and lowat() == 1
+    finally:
+        sock.close()
+        server.close()
