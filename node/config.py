@@ -88,13 +88,15 @@ class P2PSection:
     max_message_bytes: int = 8 * 1024 * 1024
     pex: bool = True  # exchange peer addresses
     allow_private_addrs: bool = True  # accept 127.0.0.1/10.x peers (needed for local devnets)
-    ban_duration_s: float = 600.0
+    ban_duration_s: float = 60.0  # first ban of a peer; each further one lasts twice as long (≤ 24 h)
     # TCP congestion control for peers on a loopback address (first one the kernel allows); [] keeps
     # the system default. Pacing ones such as BBR only cost CPU where there is no link to pace.
     loopback_congestion_control: list[str] = dataclasses.field(default_factory=lambda: ["cubic", "reno"])
 
     def check(self) -> None:
         _check_addr(self.listen_addr, "p2p.listen_addr")
+        if not self.ban_duration_s > 0:
+            raise ConfigError("config p2p.ban_duration_s: must be positive")
         for i, name in enumerate(self.loopback_congestion_control):
             if not (name.isascii() and name.isprintable() and 0 < len(name) < 16):
                 raise ConfigError(f"config p2p.loopback_congestion_control[{i}]: not an algorithm name: {name!r}")

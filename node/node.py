@@ -38,6 +38,7 @@ from node.rpc import RpcServer
 from node.rpc_tx_batch import tx_batch_routes
 from node.tx_gossip import TxGossip
 from p2p.addrbook import AddressBook
+from p2p.bans import BanList
 from p2p.connection import ConnectionConfig
 from p2p.gossip import Gossip
 from p2p.host import Host, HostConfig
@@ -175,6 +176,7 @@ class Node:
             dial_timeout=p2p.dial_timeout_s,
             reconnect_base=0.5,
             reconnect_max=5.0,
+            ban_base=p2p.ban_duration_s,
             transport=ConnectionConfig(
                 handshake_timeout_s=p2p.handshake_timeout_s,
                 idle_timeout_s=p2p.idle_timeout_s,
@@ -192,13 +194,20 @@ class Node:
             chain.state,
             MempoolConfig(max_txs=self.config.mempool.max_txs, max_bytes=self.config.mempool.max_bytes),
         )
+        host_config = self._host_config()
         self.host = Host(
             self.node_key,
             chain_id=self.genesis.chain_id,
             genesis_hash=self.genesis.hash,
-            config=self._host_config(),
+            config=host_config,
             chain_tip=lambda: (chain.height, chain.head_hash or bytes(32)),
             addrbook=AddressBook(self.home / "data" / "addrbook.json", self_id=self.node_key.pubkey),
+            bans=BanList(
+                threshold=host_config.ban_threshold,
+                half_life=host_config.ban_half_life,
+                ban_base=host_config.ban_base,
+                path=self.home / "data" / "bans.json",
+            ),
         )
         self.gossip = Gossip(self.host)
         self.gossip.register(

@@ -1,16 +1,14 @@
 """Peer addresses and the persisted address book (DESIGN §6).
 
 A peer is named `node_id_hex@host:port` (node id = its Ed25519 public key), like CometBFT's
-`id@host:port`. The book remembers where peers can be dialled, across restarts, in a JSON file that is
-written atomically (temp file + fsync + rename) so a crash never leaves half a book. A corrupt file is
-kept aside (renamed) rather than overwritten, and the node starts with an empty book.
+`id@host:port`. The book remembers where peers can be dialled, across restarts, in a JSON file
+(`state_file.py`: atomic writes; a corrupt file is kept aside and the node starts with an empty book).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import random
@@ -18,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ledger.durable_file import replace_durably
+from .state_file import read_versioned_list, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -306,29 +304,9 @@ class AddressBook:
 
     def _load(self) -> None:
         assert self.path is not None
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.warning("address book %s unreadable (%s); starting empty", self.path, exc)
-            return
-        try:
-            doc = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("version") != BOOK_FORMAT_VERSION:
-                raise AddressError("unknown address book format")
-            raw_entries = doc.get("entries")
-            if not isinstance(raw_entries, list):
-                raise AddressError("entries must be a list")
-        except (ValueError, AddressError) as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("address book %s is corrupt (%s); kept as %s, starting empty", self.path, exc, aside)
-            try:
-                os.replace(self.path, aside)
-            except OSError:
-                pass
-            return
-        for raw in raw_entries[: self.max_entries]:
+        for raw in read_versioned_list(self.path, BOOK_FORMAT_VERSION, "entries", "address book")[
+            : self.max_entries
+        ]:
             try:
                 entry = BookEntry.from_json(raw)
             except AddressError as exc:
@@ -336,8 +314,3 @@ class AddressBook:
                 continue
             if entry.addr.node_id != self.self_id:
                 self._entries[entry.addr.node_id] = entry
-
-
-def write_json_atomic(path: Path, doc: object) -> None:
-    """Write JSON so readers see either the old file or the whole new one, never a torn write."""
-    replace_durably(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))

@@ -5,13 +5,26 @@ peer that slips once is forgiven while one that keeps sending garbage crosses th
 banned. Every further ban of the same offender lasts twice as long (capped). Node ids are scored for
 offences after the handshake; IPs for offences before a node id is known (failed handshakes), because
 an IP may be shared by many honest nodes (NAT, or every node of a local test cluster).
+
+With a `path`, bans of node ids (and how often each was banned, for the escalation) survive a restart:
+a peer cannot shed its ban by waiting for us to restart. IP bans stay in memory: they answer pre-handshake
+noise, are cheap to earn again, and a persisted ban of 127.0.0.1 could lock a local cluster out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .state_file import read_versioned_list, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 BanKey = bytes | str  # node id (32 bytes) or IP address text
 
@@ -21,6 +34,9 @@ DEFAULT_BAN_BASE = 60.0
 DEFAULT_BAN_MAX = 24 * 3600.0
 DEFAULT_MAX_TRACKED = 10_000
 FORGET_BELOW = 0.5  # scores that decayed below this are dropped
+BANS_FORMAT_VERSION = 1
+NODE_ID_LEN = 32
+MAX_REASON_LEN = 128
 
 
 @dataclasses.dataclass
@@ -52,6 +68,8 @@ class BanList:
         ban_max: float = DEFAULT_BAN_MAX,
         max_tracked: int = DEFAULT_MAX_TRACKED,
         clock: Callable[[], float] = time.monotonic,
+        path: str | os.PathLike[str] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if threshold <= 0 or half_life <= 0 or ban_base <= 0:
             raise ValueError("threshold, half_life and ban_base must be positive")
@@ -61,7 +79,12 @@ class BanList:
         self.ban_max = max(ban_max, ban_base)
         self.max_tracked = max_tracked
         self._clock = clock
+        self._wall = wall_clock  # persisted ban ends are wall-clock times; `clock` does not survive a restart
         self._records: dict[BanKey, _Record] = {}
+        self.path = Path(path) if path is not None else None
+        self._dirty = False
+        if self.path is not None:
+            self._load()
 
     def _decayed(self, rec: _Record, now: float) -> float:
         elapsed = max(0.0, now - rec.updated)
@@ -101,11 +124,13 @@ class BanList:
         rec.reason = reason
         rec.score = 0.0  # the ban is the punishment; a fresh start afterwards
         rec.updated = now
+        self._dirty = True
 
     def unban(self, key: BanKey) -> None:
         rec = self._records.get(key)
         if rec is not None:
             rec.banned_until = 0.0
+            self._dirty = True
 
     def is_banned(self, key: BanKey) -> bool:
         rec = self._records.get(key)
@@ -149,3 +174,55 @@ class BanList:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, *, force: bool = False) -> None:
+        """Write the node-id bans atomically if they changed since the last save."""
+        if self.path is None or not (self._dirty or force):
+            return
+        now, wall = self._clock(), self._wall()
+        entries = [
+            {
+                "node_id": key.hex(),
+                "banned_until": round(wall + (rec.banned_until - now), 3),
+                "ban_count": rec.ban_count,
+                "reason": rec.reason[:MAX_REASON_LEN],
+            }
+            for key, rec in self._records.items()
+            if isinstance(key, bytes) and rec.ban_count > 0 and not self._forgettable(rec, now)
+        ]
+        write_json_atomic(self.path, {"version": BANS_FORMAT_VERSION, "bans": entries})
+        self._dirty = False
+
+    def _load(self) -> None:
+        assert self.path is not None
+        now, wall = self._clock(), self._wall()
+        for raw in read_versioned_list(self.path, BANS_FORMAT_VERSION, "bans", "ban list")[
+            : self.max_tracked
+        ]:
+            try:
+                key, rec = _record_from_json(raw, now, wall)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("ban list: skipping bad entry: %s", exc)
+                continue
+            if not self._forgettable(rec, now):
+                self._records[key] = rec
+
+
+def _record_from_json(raw: Any, now: float, wall: float) -> tuple[bytes, _Record]:
+    node_id = bytes.fromhex(raw["node_id"])
+    until = raw["banned_until"]
+    count = raw["ban_count"]
+    reason = raw["reason"]
+    if len(node_id) != NODE_ID_LEN:
+        raise ValueError("node_id must be 32 bytes")
+    if isinstance(until, bool) or not isinstance(until, (int, float)) or not math.isfinite(until):
+        raise ValueError("banned_until must be a number")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+        raise ValueError("ban_count must be an integer in 1..64")
+    if not isinstance(reason, str):
+        raise ValueError("reason must be a string")
+    return node_id, _Record(
+        banned_until=now + (until - wall), ban_count=count, reason=reason[:MAX_REASON_LEN], updated=now
+    )

@@ -90,6 +90,7 @@ class HostConfig:
     ban_half_life: float = 120.0
     ban_base: float = 60.0
     send_queue_size: int = 4096  # per-peer queue of one-way messages; full => drop (gossip is best effort)
+    persist_interval_s: float = 30.0  # how often a changed address book / ban list is written out
     agent: str = AGENT
     transport: transport.ConnectionConfig = dataclasses.field(default_factory=transport.ConnectionConfig)
 
@@ -135,7 +136,7 @@ class Host:
         self.addrbook = addrbook if addrbook is not None else AddressBook(self_id=self.node_id)
         if self.addrbook.self_id is None:
             self.addrbook.self_id = self.node_id
-        self.bans = bans or BanList(
+        self.bans = bans if bans is not None else BanList(  # (an empty BanList is falsy)
             threshold=self.config.ban_threshold,
             half_life=self.config.ban_half_life,
             ban_base=self.config.ban_base,
@@ -217,9 +218,24 @@ class Host:
         log.info("p2p listening on %s (node %s)", self.listen_addr.hostport, self.node_id.hex()[:12])
         for addr in self._persistent.values():
             self._start_persistent(addr)
+        self.spawn(self._persist_loop(), "p2p-persist")
+
+    async def _persist_loop(self) -> None:
+        """Write out what changed now and then, so a killed node loses at most this interval of it."""
+        while True:
+            await asyncio.sleep(self.config.persist_interval_s)
+            self.persist()
+
+    def persist(self) -> None:
+        """Save the address book and the ban list if they changed (I/O errors are logged, not raised)."""
+        for what, save in (("address book", self.addrbook.save), ("ban list", self.bans.save)):
+            try:
+                save()
+            except OSError as exc:
+                log.warning("could not save %s: %s", what, exc)
 
     async def stop(self) -> None:
-        """Close the listener and every connection; cancel background tasks; save the address book."""
+        """Close the listener and every connection; cancel background tasks; save address book and bans."""
         if not self._running:
             return
         self._running = False
@@ -237,10 +253,7 @@ class Host:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         self._persistent_tasks.clear()
-        try:
-            self.addrbook.save()
-        except OSError as exc:
-            log.warning("could not save address book: %s", exc)
+        self.persist()
 
     # ------------------------------------------------------------------ queries
 

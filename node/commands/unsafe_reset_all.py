@@ -1,7 +1,7 @@
 """`pocl-node unsafe-reset-all`: wipe a node's chain data, keeping its keys, config and genesis.
 
-Removes the block/state database, the address book and the validator's last-signed state (so the node
-resyncs from height 0). Dangerous for a validator: with the signing state gone, only a full resync
+Removes the block/state database, the address book, the ban list and the validator's last-signed state
+(so the node resyncs from height 0). Dangerous for a validator: with the signing state gone, only a full resync
 before it signs again keeps it from double-signing. Datasets under [mining] data_dir are kept (they are
 inputs, not chain data). Refuses to run against a database that a running node holds open.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from node.commands._common import add_command_parser, emit, home_of
 from node.errors import UserError
 
-HELP = "DANGER: delete the chain database, address book and signing state (keeps keys, config, genesis)"
+HELP = "DANGER: delete the chain database, address book, ban list and signing state (keeps keys, config, genesis)"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

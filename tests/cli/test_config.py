@@ -62,6 +62,7 @@ def test_partial_sections_and_overrides(tmp_path: Path) -> None:
         ('[rpc]\nlisten_addr = "localhost"\n', "config rpc.listen_addr: expected host:port"),
         ('[p2p]\npersistent_peers = ["id@host:99999"]\n', "config p2p.persistent_peers[0]: bad port"),
         ('[node]\nlog_format = "xml"\n', "config node.log_format"),
+        ("[p2p]\nban_duration_s = 0\n", "config p2p.ban_duration_s: must be positive"),
         (
             '[p2p]\nloopback_congestion_control = ["reno", ""]\n',
             "config p2p.loopback_congestion_control[1]: not an algorithm name",

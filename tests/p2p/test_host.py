@@ -11,6 +11,7 @@ from ledger.codec import Struct
 from ledger.keys import PrivateKey
 from p2p import connection as transport
 from p2p.addrbook import PeerAddr
+from p2p.bans import BanList
 from p2p.errors import REASON_SELF, HandshakeError
 from p2p.host import REASON_BANNED, Host, PeerInfo
 from p2p.messages import PROTOCOL_VERSION, Hello
@@ -333,3 +334,33 @@ def test_inbound_advertised_address(
     hello = Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, nid, 0, bytes(32), advertised, "t")
     got = Host._advertised_addr(nid, hello, remote_ip)
     assert (None if got is None else (got.host, got.port)) == expected
+
+
+async def test_a_ban_survives_the_banning_nodes_restart(tmp_path) -> None:
+    path = tmp_path / "bans.json"
+
+    def host_with_ban_file(name: str) -> Host:
+        template = make_host(name, persist_interval_s=0.05)
+        return Host(
+            template.node_key,
+            chain_id=template.chain_id,
+            genesis_hash=template.genesis_hash,
+            config=template.config,
+            bans=BanList(path=path),
+        )
+
+    a, b = host_with_ban_file("restart-a"), make_host("restart-b")
+    async with running(a, b):
+        assert await b.connect(a.listen_addr) is not None
+        await wait_until(lambda: a.is_connected(b.node_id), what="connected")
+        assert a.punish(b.node_id, 10_000, "forged block")
+        await wait_until(path.exists, what="ban written by the periodic save, before any stop")
+    a2 = host_with_ban_file("restart-a")  # same node, new process: bans come back from the file
+    assert a2.bans.is_banned(b.node_id)
+    async with running(a2, b):
+        peer = await b.connect(a2.listen_addr)
+        if peer is not None:
+            await asyncio.wait_for(peer.conn.wait_closed(), 5)
+            assert peer.conn.remote_close_reason == REASON_BANNED
+        await wait_until(lambda: b.peers() == [], what="b refused")
+        assert a2.peers() == []
