@@ -41,6 +41,17 @@ def random_cuts(data: bytes, rng: random.Random, n: int) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
+def assert_judged_like_the_whole(segments: list[bytes]) -> None:
+    """decode_segments accepts exactly what decode accepts of the concatenation, with the same value."""
+    try:
+        expected = decode(b"".join(segments))
+    except CodecError:
+        with pytest.raises(CodecError):
+            decode_segments(segments)
+    else:
+        assert decode_segments(segments) == expected
+
+
 @settings(max_examples=200, deadline=None)
 @given(values)
 def test_parts_concatenate_to_the_encoding_and_keep_long_strings_whole(value):
@@ -67,14 +78,7 @@ def test_any_cut_decodes_like_the_whole(value, seed):
 @given(st.binary(min_size=1, max_size=600), st.integers(min_value=0, max_value=2**32))
 def test_garbage_is_rejected_or_accepted_exactly_like_decode(data, seed):
     rng = random.Random(seed)
-    segments = random_cuts(data, rng, rng.randint(1, 5))
-    try:
-        expected = decode(data)
-    except CodecError:
-        with pytest.raises(CodecError):
-            decode_segments(segments)
-    else:
-        assert decode_segments(segments) == expected
+    assert_judged_like_the_whole(random_cuts(data, rng, rng.randint(1, 5)))
 
 
 def test_header_lookalike_inside_a_string_is_not_taken_for_a_header():
@@ -129,12 +133,4 @@ def test_mutated_parts_are_judged_like_the_whole(value, seed):
     target = parts[rng.randrange(len(parts))]
     if target:
         target[rng.randrange(len(target))] ^= 1 << rng.randrange(8)
-    segments = [bytes(p) for p in parts]
-    whole = b"".join(segments)
-    try:
-        expected = decode(whole)
-    except CodecError:
-        with pytest.raises(CodecError):
-            decode_segments(segments)
-    else:
-        assert decode_segments(segments) == expected
+    assert_judged_like_the_whole([bytes(p) for p in parts])

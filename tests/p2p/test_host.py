@@ -176,16 +176,21 @@ async def test_chain_mismatch_refused() -> None:
         assert not a.bans.is_banned("127.0.0.1")
 
 
+async def assert_refused_as_banned(a: Host, b: Host) -> None:
+    """b dials a, which has banned it: the connection is closed right after the handshake."""
+    peer = await b.connect(a.listen_addr)
+    if peer is not None:
+        await asyncio.wait_for(peer.conn.wait_closed(), 5)
+        assert peer.conn.remote_close_reason == REASON_BANNED
+    await wait_until(lambda: b.peers() == [], what="b dropped")
+    assert a.peers() == []
+
+
 async def test_banned_peer_refused_right_after_handshake() -> None:
     a, b = make_host("ban-a"), make_host("ban-b")
     async with running(a, b):
         a.bans.ban(b.node_id, "test")
-        peer = await b.connect(a.listen_addr)
-        if peer is not None:
-            await asyncio.wait_for(peer.conn.wait_closed(), 5)
-            assert peer.conn.remote_close_reason == REASON_BANNED
-        await wait_until(lambda: b.peers() == [], what="b dropped")
-        assert a.peers() == []
+        await assert_refused_as_banned(a, b)
         # A connected peer that gets banned is disconnected at once.
         a.bans.unban(b.node_id)
         assert await b.connect(a.listen_addr) is not None
@@ -358,9 +363,4 @@ async def test_a_ban_survives_the_banning_nodes_restart(tmp_path) -> None:
     a2 = host_with_ban_file("restart-a")  # same node, new process: bans come back from the file
     assert a2.bans.is_banned(b.node_id)
     async with running(a2, b):
-        peer = await b.connect(a2.listen_addr)
-        if peer is not None:
-            await asyncio.wait_for(peer.conn.wait_closed(), 5)
-            assert peer.conn.remote_close_reason == REASON_BANNED
-        await wait_until(lambda: b.peers() == [], what="b refused")
-        assert a2.peers() == []
+        await assert_refused_as_banned(a2, b)
