@@ -11,7 +11,9 @@ type-checked decoding, so `decode_struct(Tx, raw)` either returns a well-typed o
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import secrets
 import types
 import typing
@@ -189,6 +191,7 @@ def decode_segments(segments: Sequence[bytes], max_size: int = DEFAULT_MAX_SIZE)
     if total > max_size:
         raise CodecError(f"encoding too large: {total} > {max_size} bytes")
     prefix = secrets.token_bytes(_MARKER_LEN - 4)
+    ends = list(itertools.accumulate(len(seg) for seg in segments))  # ends[k]: bytes up to segment k
     pieces: list[bytes] = []
     longs: dict[bytes, bytes] = {}
     i = 0
@@ -196,16 +199,14 @@ def decode_segments(segments: Sequence[bytes], max_size: int = DEFAULT_MAX_SIZE)
         announced = _announced_bin(pieces[-1]) if pieces else None
         if announced is not None:
             want, header_len = announced
-            j, have = i, 0
-            while j < len(segments) and have < want:
-                have += len(segments[j])
-                j += 1
-            if have == want:
+            start = ends[i - 1] if i else 0
+            j = bisect.bisect_left(ends, start + want, lo=i)  # segments i..j end exactly `want` later?
+            if j < len(ends) and ends[j] == start + want:
                 marker = prefix + len(longs).to_bytes(4, "big")
-                longs[marker] = segments[i] if j == i + 1 else b"".join(segments[i:j])
+                longs[marker] = segments[i] if j == i else b"".join(segments[i : j + 1])
                 pieces[-1] = pieces[-1][:-header_len]
                 pieces.append(_PLACEHOLDER_HEAD + marker)
-                i = j
+                i = j + 1
                 continue
         pieces.append(segments[i])
         i += 1

@@ -51,6 +51,11 @@ DEFAULT_FRAME_CHUNK_BYTES = DEFAULT_MAX_FRAME_BYTES - TAG_LEN
 RECV_BUFFER_BYTES = 64 * 1024  # small frames are parsed in place here
 BIG_FRAME_BYTES = 16 * 1024  # larger frames are received into a dedicated (reused) buffer
 RETAIN_BUFFER_BYTES = 2 * 1024 * 1024  # reusable buffers above this are dropped after use
+# Frames one message may take: FRAMES_BASE + its size limit / FRAME_BYTES_PER_EXTRA. Empty frames cost a
+# peer 20 bytes each and add nothing to the message's size, so without a cap a peer could grow our list
+# of a message's frames without end. Our senders use far fewer (one per long string, one per 1 MiB).
+FRAMES_BASE = 1024
+FRAME_BYTES_PER_EXTRA = 1024
 # While the rest of a large frame is in flight, ask the kernel not to wake us before this much of it has
 # arrived (SO_RCVLOWAT, Linux): a 1 MiB frame then costs a handful of wake-ups instead of one per
 # loopback segment, which also spares the sending side (its softirq does the waking).
@@ -412,10 +417,13 @@ class FrameProtocol(asyncio.BufferedProtocol):
                 # sent as frames of their own are then decoded without a copy (codec.decode_segments).
                 if not self._segments and self.message_limit is not None:
                     self._msg_limit = min(self.max_message_bytes, self.message_limit(plaintext[:8]))
+                frame_cap = FRAMES_BASE + self._msg_limit // FRAME_BYTES_PER_EXTRA
                 self._segments.append(plaintext)
                 self._msg_len += len(plaintext)
                 if self._msg_len > self._msg_limit:
                     raise ProtocolViolation(REASON_MESSAGE_TOO_LARGE, PENALTY_FATAL, f"> {self._msg_limit}")
+                if len(self._segments) > frame_cap:
+                    raise ProtocolViolation(REASON_MESSAGE_TOO_LARGE, PENALTY_FATAL, f"> {frame_cap} frames")
                 if more:
                     return True
                 message, self._segments = self._segments, []

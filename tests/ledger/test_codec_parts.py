@@ -134,3 +134,22 @@ def test_mutated_parts_are_judged_like_the_whole(value, seed):
     if target:
         target[rng.randrange(len(target))] ^= 1 << rng.randrange(8)
     assert_judged_like_the_whole([bytes(p) for p in parts])
+
+
+def test_many_small_and_empty_segments_with_header_lookalikes():
+    # Every item is a 300-byte string ending in bytes that read as the header of a 300-byte bin, and the
+    # encoding is cut after each item and into empty pieces: lookups must stay right (and cheap).
+    item = b"q" * 297 + b"\xc5\x01\x2c"
+    value = [item] * 2000
+    data = encode(value)
+    cuts, pos = [], 3  # array16 header
+    for _ in value:
+        cuts += [data[pos : pos + 3], b"", data[pos + 3 : pos + 303]]
+        pos += 303
+    segments = [data[:3], *cuts]
+    assert b"".join(segments) == data and len(segments) == 6001
+    assert decode_segments(segments) == value
+    longs = [b"L" * 70_000, b"M" * 300]
+    parts = encode_parts([longs, [b"", 1]], 256)
+    with_empties = [p for part in parts for p in (part, b"")]
+    assert decode_segments(with_empties) == [longs, [b"", 1]]

@@ -195,3 +195,15 @@ async def test_receive_low_water_mark_follows_a_large_frame():
     finally:
         sock.close()
         server.close()
+
+
+async def test_endless_empty_frames_are_cut_off():
+    # Empty frames flagged "more" add nothing to a message's size; the frame cap still ends the stream.
+    sealer = FrameSealer(KEY)
+    stream = b"".join(bytes(sealer.seal_frame(b"", more=True)) for _ in range(frames_module.FRAMES_BASE + 10))
+    broken: list[str] = []
+    proto = FrameProtocol(max_message_bytes=4096)
+    proto.start_frames(FrameOpener(KEY), lambda m: pytest.fail("no message expected"), lambda v, r: broken.append(r))
+    feed(proto, stream, random.Random(2), 50_000)
+    assert broken == [errors.REASON_MESSAGE_TOO_LARGE]
+    assert len(proto._segments) <= frames_module.FRAMES_BASE + 4096 // frames_module.FRAME_BYTES_PER_EXTRA + 1
