@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.codec import MAX_INT, encode
+from ledger.durable_file import PUBLIC_MODE, replace_durably
 from ledger.hashing import TAG_GENESIS, tagged_hash
 from ledger.keys import (
     ADDRESS_LEN,
@@ -399,12 +400,8 @@ def load_genesis(path: Path | str) -> Genesis:
 
 
 def write_genesis(path: Path | str, genesis: Genesis) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a truncated genesis."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(genesis.to_json_text(), encoding="utf-8")
-    tmp.replace(path)
+    """Write atomically so a crash never leaves a truncated genesis (it is public: mode 0644)."""
+    replace_durably(path, genesis.to_json_text().encode("utf-8"), PUBLIC_MODE)
 
 
 # ---------------------------------------------------------------------------------------------

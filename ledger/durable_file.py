@@ -1,7 +1,7 @@
 """Crash-safe file replacement: readers (and a restart after `kill -9`) see the old file or the whole new one.
 
 Used for everything the node persists outside LevelDB: the validator's signing state, key files, the
-address book and the miner's round secrets.
+address book and ban list, the miner's round secrets, config.toml, genesis.json and exported models.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 PRIVATE_MODE = 0o600
+PUBLIC_MODE = 0o644  # configuration, genesis, exported models
 
 
 def fsync_dir(directory: Path) -> None:

@@ -22,7 +22,7 @@ from ledger import errors
 from ledger.block import VOTE_TYPES, DuplicateVoteEvidence
 from ledger.errors import TxError
 from ledger.params import BPS, ChainParams
-from ledger.state import State
+from ledger.state import MAX_AMOUNT, State
 
 
 def evidence_key(ev: DuplicateVoteEvidence) -> bytes:
@@ -88,7 +88,7 @@ def slash_stake(state: State, address: bytes, bps: int) -> int:
         cut = entry[0] * bps // BPS
         entry[0] -= cut
         slashed += cut
-    acct.slashed_total = min(acct.slashed_total + slashed, 2**63 - 1)
+    acct.slashed_total = min(acct.slashed_total + slashed, MAX_AMOUNT)
     state.update_staker_index(address)
     return slashed
 

@@ -194,18 +194,7 @@ class Account:
 
     def encode(self) -> bytes:
         # All fields are ints in [0, 2**63) and bytes by construction, so packing is canonical here.
-        return _packer().pack(
-            [
-                self.balance,
-                self.nonce,
-                self.pubkey,
-                self.stake,
-                self.unbonding,
-                self.jailed_until_height,
-                self.jailed_until_round,
-                self.slashed_total,
-            ]
-        )
+        return _packer().pack(self.to_list())
 
     @classmethod
     def decode(cls, data: bytes, strict: bool = True) -> Account:

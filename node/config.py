@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from ledger.durable_file import PUBLIC_MODE, replace_durably
 from node.errors import ConfigError
 from node.logging import FORMATS, LogConfigError, parse_level_spec
 
@@ -300,8 +301,4 @@ def load_config(path: Path | str) -> Config:
 
 
 def write_config(path: Path | str, config: Config) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(config.to_toml(), encoding="utf-8")
-    tmp.replace(path)
+    replace_durably(path, config.to_toml().encode("utf-8"), PUBLIC_MODE)

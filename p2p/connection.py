@@ -107,6 +107,16 @@ class ConnectionConfig:
     loopback_congestion_control: tuple[str, ...] = ("cubic", "reno")
 
 
+def congestion_control_of(sock: Any) -> str | None:
+    """The TCP congestion control algorithm of a socket (Linux), or None where it cannot be read."""
+    if not hasattr(socket, "TCP_CONGESTION"):
+        return None
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def use_unpaced_congestion_control(sock: Any, algorithms: tuple[str, ...]) -> str | None:
     """On a loopback connection, replace a pacing congestion control (BBR, the default on many hosts)
     with the first of `algorithms` the kernel allows; returns the one set, or None.
@@ -115,13 +125,15 @@ def use_unpaced_congestion_control(sock: Any, algorithms: tuple[str, ...]) -> st
     there is none, and BBR's pacing timers cost the sender about as much CPU as encrypting the data
     (docs/benchmarks/p2p.md). Best effort: any failure keeps the default.
     """
-    if not algorithms or not hasattr(socket, "TCP_CONGESTION") or sock is None:
+    if not algorithms or sock is None:
         return None
     try:
         if not ipaddress.ip_address(sock.getpeername()[0]).is_loopback:
             return None
-        current = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
-    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+    except (OSError, ValueError, IndexError):
+        return None
+    current = congestion_control_of(sock)
+    if current is None:
         return None
     if current in algorithms:
         return current
@@ -611,6 +623,8 @@ def _frame_protocol(config: ConnectionConfig, registry: MessageRegistry) -> Fram
 
 async def _establish_or_close(proto: FrameProtocol, **kwargs: Any) -> PeerConnection:
     config: ConnectionConfig = kwargs["config"]
+    if proto.transport is not None:
+        use_unpaced_congestion_control(proto.transport.get_extra_info("socket"), config.loopback_congestion_control)
     try:
         async with asyncio.timeout(config.handshake_timeout_s):
             return await _establish(proto, **kwargs)
@@ -646,14 +660,13 @@ async def dial(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(config.handshake_timeout_s):
-            transport, proto = await loop.create_connection(
+            _transport, proto = await loop.create_connection(
                 lambda: _frame_protocol(config, registry), host, port
             )
     except TimeoutError:
         raise HandshakeError(REASON_HANDSHAKE_TIMEOUT, "connect") from None
     except OSError as exc:
         raise HandshakeError(REASON_CONNECT_FAILED, str(exc)) from None
-    use_unpaced_congestion_control(transport.get_extra_info("socket"), config.loopback_congestion_control)
     return await _establish_or_close(
         proto,
         node_key=node_key,
@@ -688,7 +701,6 @@ async def accept(
     config = config or ConnectionConfig()
     transport = writer.transport
     assert isinstance(transport, asyncio.Transport)
-    use_unpaced_congestion_control(transport.get_extra_info("socket"), config.loopback_congestion_control)
     proto = _frame_protocol(config, registry)
     buffered = getattr(reader, "_buffer", None)
     leftover = bytes(buffered) if buffered else b""
@@ -763,6 +775,7 @@ __all__ = [
     "PeerConnection",
     "accept",
     "check_hello",
+    "congestion_control_of",
     "dial",
     "serve",
     "use_unpaced_congestion_control",

@@ -54,8 +54,9 @@ from consensus.pocl.txs import (
 from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
 from ledger import codec
 from ledger.errors import TxError
+from ledger.evidence import slash_stake
 from ledger.executor import BlockContext, Event, Executor, TxContext, TxKind, TxRegistry, default_registry
-from ledger.params import BPS, ChainParams
+from ledger.params import ChainParams
 from ledger.state import MAX_AMOUNT, State
 
 NS_POCL = "pocl"
@@ -361,16 +362,9 @@ class PoclExecution:
     @staticmethod
     def _slash(state: State, miner: bytes, bps: int, jail_until_round: int) -> int:
         """Burn `bps` of bonded and unbonding stake, jail through `jail_until_round`; returns the amount."""
+        slashed = slash_stake(state, miner, bps)
         acct = state.account_for_update(miner)
-        slashed = acct.stake * bps // BPS
-        acct.stake -= slashed
-        for entry in acct.unbonding:
-            cut = entry[0] * bps // BPS
-            entry[0] -= cut
-            slashed += cut
-        acct.slashed_total = min(acct.slashed_total + slashed, MAX_AMOUNT)
         acct.jailed_until_round = max(acct.jailed_until_round, jail_until_round)
-        state.update_staker_index(miner)
         return slashed
 
     # ------------------------------------------------------------------ summaries

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ledger.durable_file import PUBLIC_MODE, replace_durably
 from node.commands._common import add_command_parser, add_subcommands, emit, home_of
 from node.errors import UserError
 from node.rpc_client import RpcUnavailable, add_node_args, client_for
@@ -134,9 +135,7 @@ def run(args: argparse.Namespace) -> int:
     weights, meta = weights_from_npz(npz)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_bytes(npz)
-        tmp.replace(out)
+        replace_durably(out, npz, PUBLIC_MODE)
     else:
         _write_keras(out, npz)
     info = {**meta, "file": str(out), "tensors": len(weights), "params": int(sum(w.size for w in weights))}

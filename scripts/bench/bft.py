@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -30,6 +29,7 @@ from consensus.votes import ValidatorSet
 from ledger.block import VOTE_PREVOTE, Block, Header, Vote, txs_root
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
+from scripts.bench.report import write_json
 
 CHAIN_ID = "bench"
 
@@ -164,8 +164,7 @@ def main() -> None:
     print(f"SigningGuard.sign_vote with fsync: {guard_ms:.2f} ms")
     result = {"machine": platform.platform(), "python": platform.python_version(), "rows": rows,
               "guard_sign_ms": guard_ms}
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

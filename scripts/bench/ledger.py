@@ -16,7 +16,6 @@ leaves out the fsync wait and LevelDB's background thread, so it slightly flatte
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -35,6 +34,7 @@ from ledger.params import ChainParams, GenesisAccount
 from ledger.state import State
 from ledger.store import Store
 from ledger.tx import KIND_TRANSFER, TX_VERSION, SignedTx, TransferPayload, Tx
+from scripts.bench.report import print_rows, write_json
 
 CHAIN_ID = "bench"
 
@@ -198,13 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         ("load average (1 min) at end", f"{res['load_avg_1m']:.2f}"),
         ("block time median / max (ms)", f"{res['block_ms_median']:.1f} / {res['block_ms_max']:.1f}"),
     ] + [(f"  µs/tx {k}", f"{v:.1f}") for k, v in res["us_per_tx"].items()]
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
-            f.write("\n")
+    print_rows(rows)
+    write_json(args.json, res)
     return 0
 
 

@@ -18,11 +18,9 @@ Prints a table and optionally writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,20 +31,12 @@ from ml.aggregate import aggregate, fedavg, parse_rule
 from ml.inference import INFERENCE_BLAS_THREADS, logits
 from ml.registry import get_model
 from ml.weights import decode_weights, encode_weights, initial_weights, weights_hash
+from scripts.bench.report import best_time, print_rows, write_json
 
 MODEL = "cnn-mnist"
 FEDAVG_COUNTS = (10, 50, 100)
 ROBUST_RULES = ("clip:2", "multi-krum:1", "median", "trimmed-mean:0.1")
 ROBUST_MODELS = 10
-
-
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_inference(samples: int, repeats: int) -> dict[str, Any]:
@@ -168,17 +158,12 @@ def main(argv: list[str] | None = None) -> int:
          f"{result['hash_s'] * 1e3:.1f} ms ({result['weights_bytes']:,} B)"),
         ("Keras training (Adam, batch 64)", f"{result['train_samples_per_s']:,.0f} samples/s"),
     ]  # fmt: skip
-    width = max(len(r[0]) for r in rows)
     print(
         f"ML core benchmark: {MODEL} ({result['params']:,} parameters), {os.cpu_count()} CPUs, "
         f"load average at start {result['machine']['loadavg_1min_at_start']:.1f}"
     )
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+    print_rows(rows, indent="  ")
+    write_json(args.json, result, sort_keys=True)
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import platform
 import socket
@@ -39,10 +38,18 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ledger.codec import Struct
 from ledger.keys import PrivateKey
-from p2p.connection import ConnectionConfig, PeerConnection, dial, serve, use_unpaced_congestion_control
+from p2p.connection import (
+    ConnectionConfig,
+    PeerConnection,
+    congestion_control_of,
+    dial,
+    serve,
+    use_unpaced_congestion_control,
+)
 from p2p.frames import TAG_LEN
 from p2p.malloc_tuning import keep_large_buffers_in_heap
 from p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
+from scripts.bench.report import print_rows, write_json
 
 MIB = 1024 * 1024
 CHAIN_ID = "bench"
@@ -89,11 +96,9 @@ def bench_config(system_congestion_control: bool) -> ConnectionConfig:
 
 
 def tcp_congestion_control(conn: PeerConnection) -> str:
-    """The congestion control algorithm of the connection's socket (Linux), for the report."""
-    sock = conn._proto.transport.get_extra_info("socket") if conn._proto.transport else None
-    if sock is None or not hasattr(socket, "TCP_CONGESTION"):
-        return "unknown"
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+    """The congestion control algorithm of the connection's socket, for the report."""
+    transport = conn._proto.transport
+    return (congestion_control_of(transport.get_extra_info("socket")) if transport else None) or "unknown"
 
 
 # ---------------------------------------------------------------------- server node (child process)
@@ -424,16 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         ("bulk CPU ratio", f"{res['bulk_cpu_ratio']:.2f}"),
         ("load average (1 min)", f"{res['load_avg_1m']:.1f}"),
     ]
-    width = max(len(name) for name, _ in rows)
     print(
         f"p2p transport, {res['machine']}, python {res['python']}, malloc tuned: {malloc_tuned}, "
         f"TCP congestion control: {res['tcp_congestion_control']}"
     )
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    print_rows(rows)
+    write_json(args.json, res)
     return 0
 
 

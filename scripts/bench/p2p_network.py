@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
-import json
 import platform
 import statistics
 import time
@@ -35,6 +34,7 @@ from p2p.connection import ConnectionConfig
 from p2p.gossip import Gossip
 from p2p.host import Host, HostConfig
 from p2p.sync import SyncConfig, SyncService
+from scripts.bench.report import print_rows, write_json
 
 CHAIN_ID = "bench-p2p"
 GENESIS_HASH = hashlib.sha256(b"bench-p2p").digest()
@@ -187,12 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = dict(asyncio.run(run()))
     results["python"] = platform.python_version()
     results["machine"] = platform.machine()
-    width = max(len(k) for k in results)
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v:,.1f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+    print_rows((k, f"{v:,.1f}" if isinstance(v, float) else str(v)) for k, v in results.items())
+    write_json(args.json, results)
     return 0
 
 

@@ -18,10 +18,7 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import json
 import platform
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,18 +41,10 @@ from consensus.pocl.verify import ShardClaim, verify_claims
 from ml.aggregate import aggregate
 from ml.inference import predict
 from ml.weights import encode_weights, initial_weights, weights_hash
+from scripts.bench.report import best_time, write_json
 
 CHAIN_ID = "bench"
 TX = b"\x00" * 32
-
-
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def build_round(n: int, params: PoclParams) -> tuple[RoundData, list[np.ndarray], list[Any]]:
@@ -149,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join(f"{c:>24}" for c in cols))
     for r in rows:
         print("  ".join(f"{r[c]:>24.2f}" if isinstance(r[c], float) else f"{r[c]:>24}" for c in cols))
-    if args.json:
-        doc = {"bench": "pocl", "model": args.model, "platform": platform.platform(), "rows": rows}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
+    write_json(args.json, {"bench": "pocl", "model": args.model, "platform": platform.platform(), "rows": rows})
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import statistics
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 
 from node.cluster import ClusterError, RpcError
 from node.miner import DEFAULT_LR
+from scripts.bench.report import write_json
 from scripts.devnet import Evaluator, Follower, create_devnet, kill_leftovers, stop_nodes
 
 POLL_S = 0.5
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, doc)
     return 0
 
 

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger.params import ChainParams
 from node.cluster import LocalCluster
+from scripts.devnet import DEVNET_CHAIN_PARAMS
 
-# Fast but safe on a loaded 2-core machine: a height takes ~0.5-1 s.
-FAST_PARAMS = ChainParams(
-    timeout_propose_ms=1_500,
-    timeout_propose_delta_ms=500,
-    timeout_prevote_ms=500,
-    timeout_prevote_delta_ms=250,
-    timeout_precommit_ms=500,
-    timeout_precommit_delta_ms=250,
-    timeout_commit_ms=300,
-    unbonding_blocks=40,  # must outlast a PoCL round (slashable while unbonding)
-)
+# The devnet's timeouts (a height takes ~0.5-1 s on a loaded 2-core machine) with a short unbonding
+# period that still outlasts a PoCL round (stake stays slashable while unbonding).
+FAST_PARAMS = dataclasses.replace(DEVNET_CHAIN_PARAMS, unbonding_blocks=40)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -48,8 +41,13 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cal
         return cluster
 
     yield factory
+    stop_clusters(clusters, request, log_lines=40)
+
+
+def stop_clusters(clusters: list[LocalCluster], request: pytest.FixtureRequest, log_lines: int) -> None:
+    """Stop every cluster a test made; if the test failed, print each one's log tail first."""
     failed = request.node.stash.get(_FAILED, False)
     for cluster in clusters:
         if failed:
-            print(f"\n===== cluster logs ({cluster.testnet.out}) =====\n{cluster.logs(40)}")
+            print(f"\n===== cluster logs ({cluster.testnet.out}) =====\n{cluster.logs(log_lines)}")
         cluster.stop_all()

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from node.cluster import LocalCluster
 from scripts.devnet import create_devnet
-
-_FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.stash[_FAILED] = report.failed
+from tests.integration.conftest import (  # noqa: F401 - the hook records failures for stop_clusters
+    pytest_runtest_makereport,
+    stop_clusters,
+)
 
 
 @pytest.fixture
@@ -45,8 +38,4 @@ def mining_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[C
         return cluster
 
     yield factory
-    failed = request.node.stash.get(_FAILED, False)
-    for cluster in clusters:
-        if failed:
-            print(f"\n===== cluster logs ({cluster.testnet.out}) =====\n{cluster.logs(60)}")
-        cluster.stop_all()
+    stop_clusters(clusters, request, log_lines=60)
