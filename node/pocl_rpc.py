@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 
+from consensus.pocl.execution import (
+    EVENT_FINALISED,
+    EVENT_PHASE,
+    EVENT_REWARD,
+    EVENT_ROUND_OPENED,
+    EVENT_SLASH,
+)
 from consensus.pocl.records import NO_SCORE, PHASE_NAMES, RoundRecord
 from ledger import codec
 from ledger.keys import format_address
@@ -32,11 +39,6 @@ if TYPE_CHECKING:
 NPZ_CONTENT_TYPE = "application/x-npz"
 MAX_ROUND_TEXT = 19
 
-EXEC_ROUND_OPENED = "pocl_round_opened"
-EXEC_PHASE = "pocl_phase"
-EXEC_FINALISED = "pocl_round_finalised"
-EXEC_REWARD = "pocl_reward"
-EXEC_SLASH = "pocl_slashed"
 
 
 # --------------------------------------------------------------------------- JSON views
@@ -312,17 +314,17 @@ def round_events(block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     height = block.get("height")
     for ev in block.get("events", []):
         kind, data = ev.get("kind"), dict(ev.get("data", {}))
-        if kind == EXEC_ROUND_OPENED:
+        if kind == EVENT_ROUND_OPENED:
             out.append(("round", {"event": "opened", "height": height, **data}))
             out.append(("phase", {"round": data.get("round"), "phase": "commit", "height": height}))
-        elif kind == EXEC_PHASE:
+        elif kind == EVENT_PHASE:
             out.append(("phase", {"height": height, **data}))
-        elif kind == EXEC_FINALISED:
+        elif kind == EVENT_FINALISED:
             out.append(("round", {"event": "finalised", "height": height, **data}))
             out.append(("phase", {"round": data.get("round"), "phase": "done", "height": height}))
-        elif kind == EXEC_REWARD:
+        elif kind == EVENT_REWARD:
             out.append(("round", {"event": "reward", "height": height, **data}))
-        elif kind == EXEC_SLASH:
+        elif kind == EVENT_SLASH:
             out.append(("round", {"event": "slash", "height": height, **data}))
     return out
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ledger.keys import PrivateKey
+from ledger.keystore import KeyInfo, read_key_info
 from ledger.keystore import load_key as _load_key
-from ledger.keystore import read_key_info
 from node.config import Config
 from node.errors import UsageError, UserError
 from node.home import NodeHome
@@ -199,3 +199,20 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     return "\n".join(lines)
+
+
+def looks_like_address(text: str) -> bool:
+    """`0x…`, or 40 hex digits: meant as an address rather than a key name."""
+    return text.startswith("0x") or (len(text) == 40 and all(c in "0123456789abcdefABCDEF" for c in text))
+
+
+def named_key_info(args: argparse.Namespace, name: str, what: str = "") -> KeyInfo:
+    """The KeyInfo of key `name` in this home; `what` prefixes the error (e.g. "recipient ")."""
+    home = home_of(args)
+    try:
+        path = home.key_path(name)
+    except UserError:
+        raise UserError(f"{what}{name!r} is neither a 0x address nor a key name") from None
+    if not path.exists():
+        raise UserError(f"{what}{name!r} is neither a 0x address nor a key in {home.keys_dir}")
+    return home.key_info(name)

@@ -6,8 +6,15 @@ import argparse
 import datetime
 from typing import Any
 
-from node.commands._common import add_command_parser, add_subcommands, emit, home_of, table
-from node.errors import UsageError, UserError
+from node.commands._common import (
+    add_command_parser,
+    add_subcommands,
+    emit,
+    looks_like_address,
+    named_key_info,
+    table,
+)
+from node.errors import UsageError
 from node.rpc_client import RpcClient, add_node_args, client_for
 
 HELP = "query a node over RPC (status, account, block, tx, validators, round, peers, mempool)"
@@ -82,17 +89,8 @@ def _status(client: RpcClient) -> tuple[dict[str, Any], str]:
 
 def _account(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     text: str = args.address
-    if not text.startswith("0x") and not (
-        len(text) == 40 and all(c in "0123456789abcdefABCDEF" for c in text)
-    ):
-        home = home_of(args)
-        try:
-            path = home.key_path(text)
-        except UserError:
-            raise UserError(f"{text!r} is neither a 0x address nor a key name") from None
-        if not path.exists():
-            raise UserError(f"{text!r} is neither a 0x address nor a key in {home.keys_dir}")
-        text = home.key_info(text).address_hex
+    if not looks_like_address(text):
+        text = named_key_info(args, text).address_hex
     acct = client.account(text)
     rows = [
         ("address", acct["address"]),

@@ -19,6 +19,8 @@ from node.commands._common import (
     add_subcommands,
     emit,
     home_of,
+    looks_like_address,
+    named_key_info,
     unlock_key,
 )
 from node.errors import UsageError, UserError
@@ -119,19 +121,12 @@ def signing_key(args: argparse.Namespace) -> PrivateKey:
 
 def recipient(args: argparse.Namespace) -> bytes:
     text: str = args.to
-    if text.startswith("0x") or (len(text) == 40 and all(c in "0123456789abcdefABCDEF" for c in text)):
+    if looks_like_address(text):
         try:
             return parse_address(text)
         except KeyFormatError as exc:
             raise UserError(f"bad recipient address: {exc}") from None
-    home = home_of(args)
-    try:
-        path = home.key_path(text)
-    except UserError:
-        raise UserError(f"recipient {text!r} is neither a 0x address nor a key name") from None
-    if not path.exists():
-        raise UserError(f"recipient {text!r} is neither a 0x address nor a key in {home.keys_dir}")
-    return home.key_info(text).address
+    return named_key_info(args, text, "recipient ").address
 
 
 def build(args: argparse.Namespace, key: PrivateKey, chain_id: str, nonce: int) -> SignedTx:
