@@ -10,7 +10,6 @@ Raising the mmap and trim thresholds lets such buffers be reused; a process keep
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -28,13 +27,9 @@ def keep_large_buffers_in_heap(
     the operator already chose thresholds through glibc's environment variables."""
     if any(var in os.environ for var in _ENV_VARS):
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-            libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
-        )
+        # The symbols already loaded into this process: no library search (find_library runs ldconfig).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
