@@ -297,12 +297,10 @@ class PeerConnection:
         await self._closed_event.wait()
 
     # ------------------------------------------------------------------ sending
-    def _queue_payload(self, parts: list[bytes] | bytes) -> None:
-        """Encrypt one encoded message (whole, or as `encode_parts` cut it) now, so nonces follow call
-        order; write at once if large, else at the end of this loop iteration so that a burst of small
+    def _queue_payload(self, parts: list[bytes]) -> None:
+        """Encrypt one encoded message (as `encode_parts` cuts it) now, so nonces follow call order;
+        write at once if large, else at the end of this loop iteration so that a burst of small
         messages leaves in one syscall."""
-        if isinstance(parts, bytes):
-            parts = [parts]
         sealer = self._sealer
         try:
             if len(parts) == 1 and len(parts[0]) <= sealer.chunk:

@@ -157,7 +157,7 @@ async def test_fuzz_listener_survives_and_honest_peer_keeps_working(p2p_node):
                     ]
                 )
             try:
-                conn._queue_payload(payload)
+                conn._queue_payload([payload])
             except P2PError:
                 break
             sent["payload"] += 1

@@ -356,14 +356,14 @@ def test_unpaced_congestion_control_leaves_other_sockets_alone():
 
 async def test_malformed_and_unknown_messages_after_handshake(p2p_node):
     _a, b, conn, inbound = await pair(p2p_node)
-    conn._queue_payload(codec.encode([4242, 0, False, []]))  # unknown type: reported, stays open
+    conn._queue_payload([codec.encode([4242, 0, False, []])])  # unknown type: reported, stays open
     await wait_until(lambda: b.misbehaviour, what="unknown type report")
     assert [(r, p) for _, r, p in b.misbehaviour] == [
         (errors.REASON_UNKNOWN_TYPE, errors.PENALTY_UNKNOWN_TYPE)
     ]
     assert await conn.request(Echo(b"still"), 2.0) == Echo(b"still")
-    conn._queue_payload(codec.encode([2, 0, True, [1]]))  # response without request id
-    conn._queue_payload(b"\x94\x40\x00\xc2\xc1")  # malformed msgpack
+    conn._queue_payload([codec.encode([2, 0, True, [1]])])  # response without request id
+    conn._queue_payload([b"\x94\x40\x00\xc2\xc1"])  # malformed msgpack
     await wait_until(lambda: inbound.closed, what="close on malformed message")
     reasons = [r for _, r, _p in b.misbehaviour]
     assert errors.REASON_MALFORMED in reasons
@@ -374,10 +374,10 @@ async def test_malformed_and_unknown_messages_after_handshake(p2p_node):
 
 async def test_unsolicited_response_and_disconnect_message(p2p_node):
     a, b, conn, inbound = await pair(p2p_node)
-    conn._queue_payload(a.registry.encode_body(Echo(b"?"), 12345, True))
+    conn._queue_payload([a.registry.encode_body(Echo(b"?"), 12345, True)])
     await wait_until(lambda: b.misbehaviour, what="unsolicited response report")
     assert b.misbehaviour[0][1] == errors.REASON_UNEXPECTED_RESPONSE
-    conn._queue_payload(a.registry.encode_body(Disconnect("bye-now")))
+    conn._queue_payload([a.registry.encode_body(Disconnect("bye-now"))])
     await wait_until(lambda: inbound.closed, what="close on disconnect")
     assert inbound.close_reason == "bye-now"
 
@@ -400,7 +400,7 @@ async def test_multi_frame_message_over_type_limit_refused_at_first_frame(p2p_no
     config = dataclasses.replace(FAST, frame_chunk_bytes=16 * 1024)
     _a, b, conn, inbound = await pair(p2p_node, config, config)
     oversized_slow = codec.encode([65, 0, False, [b"\x00" * (200 * 1024)]])  # "slow" allows 64 bytes
-    conn._queue_payload(oversized_slow[: 20 * 1024])  # its first 16 KiB frame alone is over the limit
+    conn._queue_payload([oversized_slow[: 20 * 1024]])  # its first 16 KiB frame alone is over the limit
     await wait_until(lambda: inbound.closed, what="close on oversized message")
     assert inbound.close_reason == errors.REASON_MESSAGE_TOO_LARGE
     assert (errors.REASON_MESSAGE_TOO_LARGE, errors.PENALTY_FATAL) in [(r, p) for _, r, p in b.misbehaviour]
@@ -415,7 +415,7 @@ async def test_ping_flood_from_a_peer_that_does_not_read_is_bounded(p2p_node):
     inbound._proto.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ping = a.registry.encode_body(Ping(1))
     for i in range(30_000):
-        conn._queue_payload(ping)
+        conn._queue_payload([ping])
         if i % 500 == 0:
             await asyncio.sleep(0)
     await wait_until(lambda: inbound.messages_received >= 30_000, timeout=30.0, what="all pings handled")
