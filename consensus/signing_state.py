@@ -20,12 +20,12 @@ import logging
 import os
 from pathlib import Path
 
-from consensus.messages import Proposal, proposal_sign_bytes
-from ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE, Vote, vote_sign_bytes
-from ledger.codec import CodecError, Struct
-from ledger.durable_file import replace_durably
-from ledger.hashing import TAG_PROPOSAL, TAG_VOTE
-from ledger.keys import PrivateKey
+from pocl.consensus.bft.messages import Proposal, proposal_sign_bytes
+from pocl.ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE, Vote, vote_sign_bytes
+from pocl.ledger.codec import CodecError, Struct
+from pocl.ledger.hashing import TAG_PROPOSAL, TAG_VOTE
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.storage.durable_file import replace_durably
 
 log = logging.getLogger(__name__)
 

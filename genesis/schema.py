@@ -33,10 +33,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.codec import MAX_INT, encode
-from ledger.durable_file import PUBLIC_MODE, replace_durably
-from ledger.hashing import TAG_GENESIS, tagged_hash
-from ledger.keys import (
+from pocl.ledger.codec import MAX_INT, encode
+from pocl.ledger.hashing import TAG_GENESIS, tagged_hash
+from pocl.ledger.keys import (
     ADDRESS_LEN,
     PUBKEY_LEN,
     KeyFormatError,
@@ -45,7 +44,8 @@ from ledger.keys import (
     format_address,
     parse_address,
 )
-from ledger.params import BPS, ChainParams, GenesisAccount
+from pocl.ledger.params import BPS, ChainParams, GenesisAccount
+from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
 
 GENESIS_ENCODING_VERSION = 1
 CHAIN_ID_MAX_LEN = 64
@@ -137,7 +137,7 @@ class Genesis:
 
     def initial_state(self) -> Any:
         """The ledger state at height 0 (`ledger.state.State.from_genesis`)."""
-        from ledger.state import State  # lazy: keeps genesis/ importable without the executor
+        from pocl.ledger.state import State  # lazy: keeps genesis/ importable without the executor
 
         return State.from_genesis(self.params, list(self.accounts), self.chain_id)
 
@@ -470,7 +470,7 @@ def devnet_faucet_key() -> PrivateKey:
 
 
 def build_devnet_genesis(validators: int = DEVNET_VALIDATOR_COUNT) -> Genesis:
-    """The shipped devnet genesis (regenerate `genesis/devnet.json` with `python -m genesis.schema`)."""
+    """The shipped devnet genesis (regenerate `genesis/devnet.json` with `python -m pocl.genesis.schema`)."""
     return build_genesis(
         DEVNET_CHAIN_ID,
         [(devnet_validator_key(i).pubkey, DEVNET_STAKE, DEVNET_BALANCE) for i in range(validators)],

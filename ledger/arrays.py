@@ -10,8 +10,7 @@ import math
 from typing import Any
 
 import numpy as np
-
-from ledger.codec import CodecError
+from pocl.ledger.codec import CodecError
 
 ALLOWED_DTYPES: dict[str, np.dtype] = {
     "f4": np.dtype("<f4"),

@@ -10,9 +10,9 @@ import dataclasses
 from functools import cached_property
 from typing import ClassVar
 
-from ledger.codec import Struct
-from ledger.hashing import TAG_COMMIT, TAG_HEADER, TAG_TXS_ROOT, TAG_VOTE, merkle_root, tagged_hash
-from ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, address_of, verify
+from pocl.ledger.codec import Struct
+from pocl.ledger.hashing import TAG_COMMIT, TAG_HEADER, TAG_TXS_ROOT, TAG_VOTE, merkle_root, tagged_hash
+from pocl.ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, address_of, verify
 
 HASH_LEN = 32
 NIL_HASH = b""  # a vote for nil carries an empty block hash
@@ -72,7 +72,7 @@ class Vote(Struct):
 
 
 def vote_sign_bytes(chain_id: str, vote_type: int, height: int, round_: int, block_hash: bytes) -> bytes:
-    from ledger.codec import encode
+    from pocl.ledger.codec import encode
 
     return encode([chain_id, vote_type, height, round_, block_hash])
 

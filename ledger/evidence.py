@@ -18,11 +18,11 @@ slash_stake(state, address, bps) -> int (generic slashing, also for PoCL penalti
 
 from __future__ import annotations
 
-from ledger import errors
-from ledger.block import VOTE_TYPES, DuplicateVoteEvidence
-from ledger.errors import TxError
-from ledger.params import BPS, ChainParams
-from ledger.state import MAX_AMOUNT, State
+from pocl.ledger import errors
+from pocl.ledger.block import VOTE_TYPES, DuplicateVoteEvidence
+from pocl.ledger.errors import TxError
+from pocl.ledger.params import BPS, ChainParams
+from pocl.ledger.state import MAX_AMOUNT, State
 
 
 def evidence_key(ev: DuplicateVoteEvidence) -> bytes:

@@ -52,15 +52,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ledger import errors
-from ledger.block import Block, Commit, DuplicateVoteEvidence, Header, txs_root
-from ledger.codec import CodecError, Struct
-from ledger.errors import BlockError, TxError
-from ledger.evidence import check_evidence, punish_double_sign
-from ledger.hashing import TAG_MERKLE_LEAF, TAG_MERKLE_NODE, TAG_TXS_ROOT
-from ledger.params import ChainParams
-from ledger.state import MAX_AMOUNT, Account, State
-from ledger.tx import (
+from pocl.ledger import errors
+from pocl.ledger.block import Block, Commit, DuplicateVoteEvidence, Header, txs_root
+from pocl.ledger.codec import CodecError, Struct
+from pocl.ledger.errors import BlockError, TxError
+from pocl.ledger.evidence import check_evidence, punish_double_sign
+from pocl.ledger.hashing import TAG_MERKLE_LEAF, TAG_MERKLE_NODE, TAG_TXS_ROOT
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import MAX_AMOUNT, Account, State
+from pocl.ledger.tx import (
     KIND_EVIDENCE,
     KIND_STAKE,
     KIND_TRANSFER,

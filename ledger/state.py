@@ -42,12 +42,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 import msgpack
-
-from ledger import codec
-from ledger.codec import CodecError
-from ledger.keys import ADDRESS_LEN, PUBKEY_LEN, address_of
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state_root import BucketTree, TreeUpdate
+from pocl.ledger import codec
+from pocl.ledger.codec import CodecError
+from pocl.ledger.keys import ADDRESS_LEN, PUBKEY_LEN, address_of
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state_root import BucketTree, TreeUpdate
 
 NS_ACCOUNT = "acct"
 NS_META = "meta"

@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from ledger.hashing import TAG_STATE_BUCKET, TAG_STATE_LEAF, TAG_STATE_ROOT, tagged_hash
+from pocl.ledger.hashing import TAG_STATE_BUCKET, TAG_STATE_LEAF, TAG_STATE_ROOT, tagged_hash
 
 BUCKET_BITS = 14
 NUM_BUCKETS = 1 << BUCKET_BITS

@@ -33,12 +33,11 @@ from typing import Any, ClassVar, TypeVar
 import msgpack
 import nacl.bindings
 import nacl.exceptions
-
-from ledger import codec
-from ledger.block import DuplicateVoteEvidence
-from ledger.codec import CodecError, Struct
-from ledger.hashing import TAG_TX, TAG_TX_SIG
-from ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, address_of
+from pocl.ledger import codec
+from pocl.ledger.block import DuplicateVoteEvidence
+from pocl.ledger.codec import CodecError, Struct
+from pocl.ledger.hashing import TAG_TX, TAG_TX_SIG
+from pocl.ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, address_of
 
 TX_VERSION = 1
 MAX_AMOUNT = 2**63 - 1  # amounts, fees, nonces and balances must stay below 2**63

@@ -29,8 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from ml.registry import ModelSpec
+from pocl.ml.model.registry import ModelSpec
 
 BPS = 10_000
 
@@ -108,7 +107,7 @@ class Behaviour:
                 raise AdversaryError(f"{self.kind} needs its trained weights")
             return [np.asarray(w, dtype=np.float32) for w in trained]
         if self.kind == KNN:
-            from ml.weights import initial_weights
+            from pocl.ml.model.weights import initial_weights
 
             return initial_weights(spec, seed % (2**63))
         if self.kind == RANDOM:
@@ -139,7 +138,7 @@ class Behaviour:
             if train_x is None or train_y is None:
                 raise AdversaryError("knn needs its own training data to predict with")
             return [knn_predict(train_x, train_y, s, self.knn_neighbours) for s in shards]
-        from ml.inference import predict
+        from pocl.ml.model.inference import predict
 
         return [predict(spec, weights, s)[0] for s in shards]
 

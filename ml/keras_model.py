@@ -10,9 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from ml.registry import BATCHNORM, BN_EPSILON, CONV2D, DENSE, DROPOUT, FLATTEN, MAXPOOL, RELU, ModelSpec
-from ml.weights import WEIGHT_DTYPE, check_weights
+from pocl.ml.model.registry import (
+    BATCHNORM,
+    BN_EPSILON,
+    CONV2D,
+    DENSE,
+    DROPOUT,
+    FLATTEN,
+    MAXPOOL,
+    RELU,
+    ModelSpec,
+)
+from pocl.ml.model.weights import WEIGHT_DTYPE, check_weights
 
 
 def build_keras_model(spec: ModelSpec, weights: list[np.ndarray] | None = None) -> Any:

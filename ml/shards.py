@@ -16,9 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from ml.datasets import Dataset
-from ml.partition import Scheme, partition
+from pocl.ml.datasets import Dataset
+from pocl.ml.partition import Scheme, partition
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
 

@@ -25,9 +25,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
-
-from ml.registry import ModelSpec
-from ml.training import DEFAULT_OPTIMIZER, DEFAULT_THREADS, TrainingError, TrainResult
+from pocl.ml.model.registry import ModelSpec
+from pocl.ml.training import DEFAULT_OPTIMIZER, DEFAULT_THREADS, TrainingError, TrainResult
 
 _MSG_READY = "ready"
 _MSG_JOB = "job"
@@ -55,7 +54,7 @@ def _worker_main(conn: Connection, cancel: Any, threads: int, niceness: int) -> 
         os.nice(niceness)
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(threads)
-    from ml.training import Trainer, configure_threads
+    from pocl.ml.training import Trainer, configure_threads
 
     try:
         configure_threads(threads)

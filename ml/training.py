@@ -18,9 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from ml.registry import ModelSpec
-from ml.weights import WEIGHT_DTYPE, check_weights
+from pocl.ml.model.registry import ModelSpec
+from pocl.ml.model.weights import WEIGHT_DTYPE, check_weights
 
 SGD = "sgd"
 ADAM = "adam"
@@ -89,8 +88,7 @@ class Trainer:
         model = self._models.get(key)
         if model is None:
             import keras
-
-            from ml.keras_model import build_keras_model
+            from pocl.ml.keras_model import build_keras_model
 
             model = build_keras_model(spec)
             opt = (
@@ -163,7 +161,7 @@ class Trainer:
                 loss = float(losses[-1])
         elif epochs > 0:
             progress["stopped"] = True
-        from ml.keras_model import keras_weights
+        from pocl.ml.keras_model import keras_weights
 
         weights = keras_weights(model)
         if not all(np.isfinite(w).all() for w in weights):
@@ -211,7 +209,7 @@ def train(
 
 def accuracy(spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
     """Fraction of ``x`` that canonical inference labels correctly."""
-    from ml.inference import predict
+    from pocl.ml.model.inference import predict
 
     labels, _ = predict(spec, weights, x)
     return float(np.mean(labels == np.asarray(y))) if len(y) else 0.0

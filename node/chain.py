@@ -22,17 +22,17 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-from consensus.commit import CommitError, verify_commit
-from consensus.votes import ValidatorSet
-from ledger.block import Block, Commit, Header, txs_root
-from ledger.codec import CodecError, decode, encode
-from ledger.errors import BlockError
-from ledger.executor import BlockContext, BlockResult, Executor
-from ledger.keys import address_of
-from ledger.params import ChainParams
-from ledger.state import State
-from ledger.store import Store
-from ledger.tx import SignedTx
+from pocl.consensus.bft.commit import CommitError, verify_commit
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.ledger.block import Block, Commit, Header, txs_root
+from pocl.ledger.codec import CodecError, decode, encode
+from pocl.ledger.errors import BlockError
+from pocl.ledger.executor import BlockContext, BlockResult, Executor
+from pocl.ledger.keys import address_of
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import State
+from pocl.ledger.storage.store import Store
+from pocl.ledger.tx import SignedTx
 
 log = logging.getLogger(__name__)
 

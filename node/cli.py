@@ -11,14 +11,14 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from genesis.schema import GenesisError
-from ledger.codec import CodecError
-from ledger.keys import KeyFormatError
-from ledger.keystore import KeystoreError
-from node import commands
-from node.commands._common import CLIArgumentParser, shared_options_parent
-from node.errors import EXIT_FAILURE, EXIT_USAGE, UserError
-from node.logging import LogConfigError, setup_logging
+from pocl.genesis.schema import GenesisError
+from pocl.ledger.codec import CodecError
+from pocl.ledger.keys import KeyFormatError
+from pocl.ledger.storage.keystore import KeystoreError
+from pocl.node import commands
+from pocl.node.commands._common import CLIArgumentParser, shared_options_parent
+from pocl.node.errors import EXIT_FAILURE, EXIT_USAGE, UserError
+from pocl.node.logging import LogConfigError, setup_logging
 
 PROG = "pocl-node"
 EXIT_INTERRUPTED = 130
@@ -32,8 +32,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 LAZY_USER_ERRORS = (
     ("plyvel", "Error"),
-    ("ledger.store", "StoreError"),
-    ("consensus.signing_state", "SigningStateError"),
+    ("pocl.ledger.storage.store", "StoreError"),
+    ("pocl.consensus.signing_state", "SigningStateError"),
 )
 
 

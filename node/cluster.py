@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from node.config import Config
-from node.testnet import Testnet, TestnetNode, generate_testnet
+from pocl.node.config import Config
+from pocl.node.testnet import Testnet, TestnetNode, generate_testnet
 
 DEFAULT_WAIT_S = 60.0
 POLL_S = 0.1
@@ -92,7 +92,7 @@ class NodeProcess:
         cmd = [
             sys.executable,
             "-m",
-            "node.cli",
+            "pocl.node.cli",
             "run",
             "--home",
             str(self.home),

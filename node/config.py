@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-
-from ledger.durable_file import PUBLIC_MODE, replace_durably
-from node.errors import ConfigError
-from node.logging import FORMATS, LogConfigError, parse_level_spec
+from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
+from pocl.node.errors import ConfigError
+from pocl.node.logging import FORMATS, LogConfigError, parse_level_spec
 
 CONFIG_HEADER = (
     "# pocl-node configuration. Local settings only; chain-wide rules live in genesis.json.\n"

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from consensus.bft import (
+from pocl.consensus.bft.machine import (
     BlockReceived,
     Broadcast,
     ConsensusMachine,
@@ -33,17 +33,17 @@ from consensus.bft import (
     TimeoutFired,
     VoteReceived,
 )
-from consensus.messages import ProposalMessage, VoteMessage
-from consensus.signing_state import SigningGuard
-from ledger.block import NIL_HASH, VOTE_PREVOTE, Block, Commit, DuplicateVoteEvidence
-from ledger.codec import Struct
-from ledger.keys import PrivateKey, address_of
-from ledger.params import ChainParams
-from ledger.tx import make_evidence
-from node.chain import Chain, InvalidBlock
-from node.mempool import Mempool
-from p2p.gossip import Gossip
-from p2p.host import Host
+from pocl.consensus.bft.messages import ProposalMessage, VoteMessage
+from pocl.consensus.signing_state import SigningGuard
+from pocl.ledger.block import NIL_HASH, VOTE_PREVOTE, Block, Commit, DuplicateVoteEvidence
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey, address_of
+from pocl.ledger.params import ChainParams
+from pocl.ledger.tx import make_evidence
+from pocl.node.chain import Chain, InvalidBlock
+from pocl.node.mempool import Mempool
+from pocl.p2p.gossip import Gossip
+from pocl.p2p.host import Host
 
 log = logging.getLogger("pocl.consensus")
 

@@ -23,7 +23,7 @@ import secrets
 import time
 from pathlib import Path
 
-from genesis.schema import (
+from pocl.genesis.schema import (
     SHIPPED_NAMES,
     Genesis,
     build_genesis,
@@ -31,10 +31,17 @@ from genesis.schema import (
     shipped_genesis_path,
     write_genesis,
 )
-from ledger.keys import PrivateKey
-from ledger.keystore import DEFAULT_SCRYPT, KeyInfo, ScryptParams, load_key, read_key_info, save_key
-from node.config import Config, load_config, write_config
-from node.errors import HomeError, UserError
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.storage.keystore import (
+    DEFAULT_SCRYPT,
+    KeyInfo,
+    ScryptParams,
+    load_key,
+    read_key_info,
+    save_key,
+)
+from pocl.node.config import Config, load_config, write_config
+from pocl.node.errors import HomeError, UserError
 
 CONFIG_FILE = "config.toml"
 GENESIS_FILE = "genesis.json"

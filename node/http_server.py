@@ -8,9 +8,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-
-from node.config import parse_host_port
-from node.errors import UserError
+from pocl.node.config import parse_host_port
+from pocl.node.errors import UserError
 
 
 class HttpLogger:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import heapq
 
-from ledger import errors
-from ledger.errors import TxError
-from ledger.executor import NO_PROPOSER, BlockContext, Executor
-from ledger.state import State
-from ledger.tx import SignedTx
-from p2p.gossip import SeenCache
+from pocl.ledger import errors
+from pocl.ledger.errors import TxError
+from pocl.ledger.executor import NO_PROPOSER, BlockContext, Executor
+from pocl.ledger.state import State
+from pocl.ledger.tx import SignedTx
+from pocl.p2p.gossip import SeenCache
 
 MEMPOOL_FULL = "mempool_full"
 MAX_NONCE_GAP = 64  # future-nonce txs held per sender until the gap fills (gossip can reorder)

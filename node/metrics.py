@@ -14,15 +14,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from pocl.ledger.keys import address_of, format_address
+from pocl.node.config import parse_host_port
+from pocl.node.http_server import serve_app
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from ledger.keys import address_of, format_address
-from node.config import parse_host_port
-from node.http_server import serve_app
-
 if TYPE_CHECKING:
-    from node.node import Node, NodeEvent
+    from pocl.node.node import Node, NodeEvent
 
 log = logging.getLogger("pocl.metrics")
 
@@ -154,7 +153,7 @@ class NodeMetrics:
         self._signers = self._signing_set()
 
     def _signing_set(self) -> dict[bytes, bytes] | None:
-        from node.chain import signing_validators
+        from pocl.node.chain import signing_validators
 
         chain = self.node.chain
         if chain is None:

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
+from pocl.consensus.pocl.txs import (
     KIND_POCL_COMMIT,
     KIND_POCL_PREDICT,
     KIND_POCL_VOTE,
@@ -48,15 +47,15 @@ from consensus.pocl.txs import (
     model_commitment,
     weights_digest,
 )
-from ledger.arrays import array_from_plain
-from ledger.codec import Struct
-from ledger.keys import PrivateKey, format_address
-from ledger.tx import TX_VERSION, Tx, sign_tx
-from node.miner_store import MinerStore, MinerStoreError, RoundSecrets
+from pocl.ledger.arrays import array_from_plain
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey, format_address
+from pocl.ledger.tx import TX_VERSION, Tx, sign_tx
+from pocl.node.miner_store import MinerStore, MinerStoreError, RoundSecrets
 
 if TYPE_CHECKING:
-    from node.config import MiningSection
-    from node.node import Node, NodeEvent
+    from pocl.node.config import MiningSection
+    from pocl.node.node import Node, NodeEvent
 
 log = logging.getLogger("pocl.miner")
 
@@ -126,7 +125,7 @@ class RoundStats:
 
 class Miner:
     def __init__(self, node: Node, key: PrivateKey, settings: MinerSettings, store_dir: Path) -> None:
-        from ml.adversary import AdversaryError, Behaviour
+        from pocl.ml.adversary import AdversaryError, Behaviour
 
         self.node = node
         self.key = key
@@ -159,9 +158,9 @@ class Miner:
     # ------------------------------------------------------------------ lifecycle
 
     def _load_data(self) -> Any:
-        from ml.datasets import DatasetError, load_dataset
-        from ml.partition import PartitionError
-        from ml.shards import ShardError, miner_data
+        from pocl.ml.datasets import DatasetError, load_dataset
+        from pocl.ml.partition import PartitionError
+        from pocl.ml.shards import ShardError, miner_data
 
         s = self.settings
         try:
@@ -179,7 +178,7 @@ class Miner:
         loop = asyncio.get_running_loop()
         self.data = await loop.run_in_executor(None, self._load_data)
         if self.behaviour.trains:
-            from ml.train_worker import TrainingWorker
+            from pocl.ml.train_worker import TrainingWorker
 
             self.worker = TrainingWorker(threads=self.settings.train_threads)
             self._warmup_task = asyncio.create_task(self._warm_up(), name="miner-warmup")
@@ -206,7 +205,7 @@ class Miner:
             log.warning("miner: training worker did not start: %s", exc)
             return
         try:  # one tiny job traces the Keras model, so round 1's training is as fast as later ones
-            from ml.weights import initial_weights
+            from pocl.ml.model.weights import initial_weights
 
             n = min(len(self.data.y_train), self.settings.batch_size)
             await self.worker.train(
@@ -372,8 +371,8 @@ class Miner:
 
     async def _prepare(self, round_: int, model_hash: bytes) -> None:
         """Train (or build the behaviour's model), draw the test shard, persist the secrets."""
-        from ml.shards import draw_test_shard
-        from ml.weights import encode_weights
+        from pocl.ml.model.weights import encode_weights
+        from pocl.ml.shards import draw_test_shard
 
         try:
             g = self.node.pocl.global_weights(self.node.chain.state, model_hash)  # type: ignore[union-attr]
@@ -499,7 +498,7 @@ class Miner:
             self.last_step = f"committed round {rec.round}"
 
     def _predict(self, rec: RoundRecord, state: Any) -> None:
-        from ml.weights import decode_weights
+        from pocl.ml.model.weights import decode_weights
 
         if self.behaviour.withholds:
             self._once(rec.round, "withholding its reveal (adversarial behaviour)", logging.WARNING)

@@ -21,8 +21,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from ledger.durable_file import replace_durably
+from pocl.ledger.storage.durable_file import replace_durably
 
 log = logging.getLogger("pocl.miner")
 

@@ -18,33 +18,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from consensus.pocl.execution import PoclExecution
-from consensus.pocl.params import PoclParams, PoclParamsError
-from consensus.signing_state import SigningGuard
-from genesis.schema import Genesis
-from ledger.block import Block, Commit
-from ledger.codec import Struct
-from ledger.executor import Executor, default_registry
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
-from ledger.store import Store, StoreError
-from node.chain import Chain, InvalidBlock, record_signing_validators
-from node.config import Config, parse_host_port
-from node.consensus_driver import ConsensusDriver, DecidedBlock
-from node.mempool import AddResult, Mempool, MempoolConfig
-from node.metrics import NodeMetrics
-from node.pocl_rpc import attach_round_events, pocl_routes
-from node.rpc import RpcServer
-from node.rpc_tx_batch import tx_batch_routes
-from node.tx_gossip import TxGossip
-from p2p.addrbook import AddressBook
-from p2p.bans import BanList
-from p2p.connection import ConnectionConfig
-from p2p.gossip import Gossip
-from p2p.host import Host, HostConfig
-from p2p.malloc_tuning import keep_large_buffers_in_heap
-from p2p.pex import PeerExchange, PexConfig
-from p2p.sync import SyncConfig, SyncService
+from pocl.consensus.pocl.execution import PoclExecution
+from pocl.consensus.pocl.params import PoclParams, PoclParamsError
+from pocl.consensus.signing_state import SigningGuard
+from pocl.genesis.schema import Genesis
+from pocl.ledger.block import Block, Commit
+from pocl.ledger.codec import Struct
+from pocl.ledger.executor import Executor, default_registry
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
+from pocl.ledger.storage.store import Store, StoreError
+from pocl.node.chain import Chain, InvalidBlock, record_signing_validators
+from pocl.node.config import Config, parse_host_port
+from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
+from pocl.node.mempool import AddResult, Mempool, MempoolConfig
+from pocl.node.metrics import NodeMetrics
+from pocl.node.pocl_rpc import attach_round_events, pocl_routes
+from pocl.node.rpc import RpcServer
+from pocl.node.rpc_tx_batch import tx_batch_routes
+from pocl.node.tx_gossip import TxGossip
+from pocl.p2p.addrbook import AddressBook
+from pocl.p2p.bans import BanList
+from pocl.p2p.connection import ConnectionConfig
+from pocl.p2p.gossip import Gossip
+from pocl.p2p.host import Host, HostConfig
+from pocl.p2p.malloc_tuning import keep_large_buffers_in_heap
+from pocl.p2p.pex import PeerExchange, PexConfig
+from pocl.p2p.sync import SyncConfig, SyncService
 
 log = logging.getLogger("pocl.node")
 
@@ -314,7 +314,7 @@ class Node:
 
     async def _start_miner(self) -> None:
         """Mining takes part in PoCL rounds with the validator (account) key: it must hold stake."""
-        from node.miner import Miner, MinerError, MinerSettings
+        from pocl.node.miner import Miner, MinerError, MinerSettings
 
         if self.validator_key is None:
             raise NodeError("mining needs the account key (keys/validator_key.json); run without --no-validator")

@@ -20,21 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
-
-from consensus.pocl.execution import (
+from pocl.consensus.pocl.execution import (
     EVENT_FINALISED,
     EVENT_PHASE,
     EVENT_REWARD,
     EVENT_ROUND_OPENED,
     EVENT_SLASH,
 )
-from consensus.pocl.records import NO_SCORE, PHASE_NAMES, RoundRecord
-from ledger import codec
-from ledger.keys import format_address
-from node.rpc import ApiError, Route
+from pocl.consensus.pocl.records import NO_SCORE, PHASE_NAMES, RoundRecord
+from pocl.ledger import codec
+from pocl.ledger.keys import format_address
+from pocl.node.rpc import ApiError, Route
 
 if TYPE_CHECKING:
-    from node.node import Node, NodeEvent
+    from pocl.node.node import Node, NodeEvent
 
 NPZ_CONTENT_TYPE = "application/x-npz"
 MAX_ROUND_TEXT = 19
@@ -226,7 +225,7 @@ class PoclApi:
         return n, rec.outcome.model_hash
 
     async def model_global(self, request: web.Request) -> web.StreamResponse:
-        from ml.weights import weight_shapes
+        from pocl.ml.model.weights import weight_shapes
 
         state = self._state()
         fmt = request.query.get("format", "json")

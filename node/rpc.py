@@ -17,15 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
-
-from ledger.block import Block, Commit
-from ledger.keys import KeyFormatError, address_of, format_address, parse_address
-from ledger.tx import SignedTx
-from node.config import parse_host_port
-from node.http_server import serve_app
+from pocl.ledger.block import Block, Commit
+from pocl.ledger.keys import KeyFormatError, address_of, format_address, parse_address
+from pocl.ledger.tx import SignedTx
+from pocl.node.config import parse_host_port
+from pocl.node.http_server import serve_app
 
 if TYPE_CHECKING:
-    from node.node import Node, NodeEvent
+    from pocl.node.node import Node, NodeEvent
 
 log = logging.getLogger("pocl.rpc")
 

@@ -13,9 +13,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from node.config import Config, parse_host_port
-from node.errors import UserError
-from node.home import NodeHome
+from pocl.node.config import Config, parse_host_port
+from pocl.node.errors import UserError
+from pocl.node.home import NodeHome
 
 DEFAULT_URL = "http://127.0.0.1:26657"
 DEFAULT_TIMEOUT_S = 10.0

@@ -19,12 +19,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-
-from ledger import codec
-from node.rpc import ApiError, Route, hexstr
+from pocl.ledger import codec
+from pocl.node.rpc import ApiError, Route, hexstr
 
 if TYPE_CHECKING:
-    from node.node import Node
+    from pocl.node.node import Node
 
 MAX_BATCH_TXS = 1_000
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genesis.schema import Genesis, build_genesis
-from ledger.keys import PrivateKey, format_address
-from ledger.keystore import DEFAULT_SCRYPT, ScryptParams, save_key
-from ledger.params import ChainParams
-from node.config import Config
-from node.home import NodeHome, init_home
+from pocl.genesis.schema import Genesis, build_genesis
+from pocl.ledger.keys import PrivateKey, format_address
+from pocl.ledger.params import ChainParams
+from pocl.ledger.storage.keystore import DEFAULT_SCRYPT, ScryptParams, save_key
+from pocl.node.config import Config
+from pocl.node.home import NodeHome, init_home
 
 DEFAULT_BASE_PORT = 26656
 PORTS_PER_NODE = 3  # p2p, rpc, metrics

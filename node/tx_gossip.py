@@ -17,9 +17,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgpack
-
-from ledger.codec import Struct
-from p2p.gossip import Gossip
+from pocl.ledger.codec import Struct
+from pocl.p2p.gossip import Gossip
 
 TYPE_TX_BATCH = 70
 MAX_BATCH_TXS = 1_000

@@ -25,8 +25,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ledger.codec import Struct
-from ledger.keys import PrivateKey
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey
 
 from .errors import (
     PENALTY_UNEXPECTED_MESSAGE,

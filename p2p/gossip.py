@@ -17,8 +17,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ledger.codec import Struct
-from ledger.hashing import tagged_hash
+from pocl.ledger.codec import Struct
+from pocl.ledger.hashing import tagged_hash
 
 from .host import Host
 

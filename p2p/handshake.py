@@ -19,9 +19,8 @@ import hmac
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from ledger.hashing import TAG_HANDSHAKE
-from ledger.keys import PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, verify
+from pocl.ledger.hashing import TAG_HANDSHAKE
+from pocl.ledger.keys import PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 
 from .errors import (
     REASON_AUTH_FAILED,

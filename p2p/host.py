@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ledger.codec import Struct
-from ledger.keys import PrivateKey
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey
 
 from . import connection as transport
 from .addrbook import (

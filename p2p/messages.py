@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from ledger import codec
-from ledger.codec import CodecError, Struct
+from pocl.ledger import codec
+from pocl.ledger.codec import CodecError, Struct
 
 from .errors import (
     PENALTY_MALFORMED,

@@ -15,7 +15,7 @@ import logging
 import random
 from typing import ClassVar
 
-from ledger.codec import Struct
+from pocl.ledger.codec import Struct
 
 from .addrbook import AddressError, PeerAddr, parse_peer_addr
 from .errors import P2PError

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.durable_file import replace_durably
+from pocl.ledger.storage.durable_file import replace_durably
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from ledger.block import Block, Commit, txs_root
-from ledger.codec import CodecError, Struct
+from pocl.ledger.block import Block, Commit, txs_root
+from pocl.ledger.codec import CodecError, Struct
 
 from .errors import P2PError
 from .host import Host

@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ml.adversary import BPS, AdversaryError, Behaviour, assign_behaviours, parse_adversaries
-from ml.datasets import DatasetError, load_dataset
-from ml.partition import PartitionError, parse_scheme, partition
-from ml.shards import DEFAULT_HOLDOUT_FRACTION, ShardError, draw_test_shard, split_holdout
+from pocl.ml.adversary import BPS, AdversaryError, Behaviour, assign_behaviours, parse_adversaries
+from pocl.ml.datasets import DatasetError, load_dataset
+from pocl.ml.partition import PartitionError, parse_scheme, partition
+from pocl.ml.shards import DEFAULT_HOLDOUT_FRACTION, ShardError, draw_test_shard, split_holdout
 
 DEFAULT_MINERS = 4
 DEFAULT_ROUNDS = 10
@@ -105,11 +104,11 @@ def _log_default(msg: str) -> None:
 
 def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[str, Any]:
     """Run the simulation; returns the report that ``--json`` writes."""
-    from ml.aggregate import aggregate, parse_rule
-    from ml.inference import NEAR_TIE_MARGIN, predict
-    from ml.registry import get_model
-    from ml.training import Trainer, configure_threads
-    from ml.weights import initial_weights
+    from pocl.ml.model.aggregate import aggregate, parse_rule
+    from pocl.ml.model.inference import NEAR_TIE_MARGIN, predict
+    from pocl.ml.model.registry import get_model
+    from pocl.ml.model.weights import initial_weights
+    from pocl.ml.training import Trainer, configure_threads
 
     started = time.monotonic()
     if cfg.miners < 1 or cfg.rounds < 1:
@@ -426,7 +425,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 
 def _validate(parser: argparse.ArgumentParser, cfg: SimConfig) -> None:
-    from ml.aggregate import AggregationError, parse_rule
+    from pocl.ml.model.aggregate import AggregationError, parse_rule
 
     if cfg.miners < 1:
         parser.error("--miners must be at least 1")

@@ -25,10 +25,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from consensus.pocl import schedule
-from consensus.pocl.finalize import FinalizeResult, finalize_round, round_seed
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import (
+from pocl.consensus.pocl import schedule
+from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round, round_seed
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import (
     HEAD_KEY,
     PHASE_DONE,
     CommitEntry,
@@ -42,7 +42,7 @@ from consensus.pocl.records import (
     round_key,
     vote_key,
 )
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.txs import (
     KIND_POCL_COMMIT,
     KIND_POCL_PREDICT,
     KIND_POCL_VOTE,
@@ -51,13 +51,21 @@ from consensus.pocl.txs import (
     PredictPayload,
     VotePayload,
 )
-from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
-from ledger import codec
-from ledger.errors import TxError
-from ledger.evidence import slash_stake
-from ledger.executor import BlockContext, Event, Executor, TxContext, TxKind, TxRegistry, default_registry
-from ledger.params import ChainParams
-from ledger.state import MAX_AMOUNT, State
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.ledger import codec
+from pocl.ledger.errors import TxError
+from pocl.ledger.evidence import slash_stake
+from pocl.ledger.executor import (
+    BlockContext,
+    Event,
+    Executor,
+    TxContext,
+    TxKind,
+    TxRegistry,
+    default_registry,
+)
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import MAX_AMOUNT, State
 
 NS_POCL = "pocl"
 
@@ -112,7 +120,7 @@ class PoclExecution:
     def genesis_model(self) -> tuple[bytes, bytes]:
         """(hash, canonical bytes) of G_0: deterministic from the model spec and init_seed."""
         if self._genesis_cache is None:
-            from ml.weights import encode_weights, initial_weights, weights_hash
+            from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
 
             w = initial_weights(self.params.model_spec(), self.params.init_seed)
             self._genesis_cache = (weights_hash(w), encode_weights(w))
@@ -162,7 +170,7 @@ class PoclExecution:
         state.set_raw(NS_POCL, key, obj.encode())
 
     def global_weights(self, state: State, model_hash: bytes) -> list[Any]:
-        from ml.weights import decode_weights
+        from pocl.ml.model.weights import decode_weights
 
         raw = state.get_model(model_hash)
         if raw is None:
@@ -304,7 +312,7 @@ class PoclExecution:
         return round_seed(ctx.chain_id, round_, material)
 
     def finalise(self, state: State, ctx: BlockContext, rec: RoundRecord) -> FinalizeResult:
-        from ml.weights import encode_weights
+        from pocl.ml.model.weights import encode_weights
 
         data = self.round_data(state, rec)
         g = self.global_weights(state, rec.prev_model_hash)

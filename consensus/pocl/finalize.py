@@ -24,9 +24,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import (
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import (
     NO_SCORE,
     PENALTY_LABEL_MISMATCH,
     PENALTY_MODEL_MISMATCH,
@@ -38,8 +37,8 @@ from consensus.pocl.records import (
     RoundData,
     RoundOutcome,
 )
-from consensus.pocl.rewards import compute_payouts
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.rewards import compute_payouts
+from pocl.consensus.pocl.txs import (
     TEST_X_DTYPE,
     check_array,
     check_labels,
@@ -47,10 +46,10 @@ from consensus.pocl.txs import (
     model_commitment,
     weights_digest,
 )
-from consensus.pocl.verify import ShardClaim, Verdict, choose_shards, verify_claims
-from ledger import codec
-from ledger.hashing import tagged_hash
-from ledger.params import BPS
+from pocl.consensus.pocl.verify import ShardClaim, Verdict, choose_shards, verify_claims
+from pocl.ledger import codec
+from pocl.ledger.hashing import tagged_hash
+from pocl.ledger.params import BPS
 
 TAG_TIEBREAK = b"pocl/tiebreak"
 TAG_ROUND_SEED = b"pocl/round-seed"
@@ -104,8 +103,8 @@ def _others(committers: list[bytes], me: bytes) -> list[bytes]:
 def finalize_round(
     data: RoundData, global_weights: list[np.ndarray], params: PoclParams, chain_id: str, seed: bytes
 ) -> FinalizeResult:
-    from ml.aggregate import aggregate
-    from ml.weights import decode_weights, weights_hash
+    from pocl.ml.model.aggregate import aggregate
+    from pocl.ml.model.weights import decode_weights, weights_hash
 
     rec = data.record
     r = rec.round
@@ -255,7 +254,7 @@ def _verify_candidate(
     params: PoclParams,
 ) -> Verdict:
     """Canonical inference of the candidate's revealed weights on the picked shards vs its claims."""
-    from ml.weights import decode_weights
+    from pocl.ml.model.weights import decode_weights
 
     shape = (params.test_shard_size, *params.input_shape)
     claims = [

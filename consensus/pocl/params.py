@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any
 
-from ledger.params import BPS, ChainParams
+from pocl.ledger.params import BPS, ChainParams
 
 MICRO = 1_000_000  # near_tie_margin units per 1.0
 
@@ -86,7 +86,7 @@ class PoclParams:
         return math.prod(self.input_shape)
 
     def model_spec(self) -> Any:
-        from ml.registry import get_model
+        from pocl.ml.model.registry import get_model
 
         return get_model(self.model)
 
@@ -160,7 +160,7 @@ class PoclParams:
         self.aggregation_rule()
 
     def aggregation_rule(self) -> Any:
-        from ml.aggregate import AggregationError, parse_rule
+        from pocl.ml.model.aggregate import AggregationError, parse_rule
 
         try:
             return parse_rule(self.aggregation)
@@ -172,7 +172,7 @@ class PoclParams:
 
     def max_predict_tx_bytes(self) -> int:
         """Upper bound on a pocl.predict tx: weights + one label array per other miner + envelope."""
-        from ml.weights import encoded_size_limit
+        from pocl.ml.model.weights import encoded_size_limit
 
         label_array = self.test_shard_size * 8 + 32
         return encoded_size_limit(self.model_spec()) + (self.max_miners - 1) * label_array + 1024

@@ -16,10 +16,10 @@ import dataclasses
 from collections.abc import Iterable
 from typing import ClassVar
 
-from consensus.pocl.txs import NdArray
-from ledger.codec import Struct
-from ledger.hashing import HASH_LEN
-from ledger.keys import ADDRESS_LEN
+from pocl.consensus.pocl.txs import NdArray
+from pocl.ledger.codec import Struct
+from pocl.ledger.hashing import HASH_LEN
+from pocl.ledger.keys import ADDRESS_LEN
 
 PHASE_COMMIT = 1
 PHASE_PREDICT = 2

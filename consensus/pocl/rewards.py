@@ -10,8 +10,8 @@ voter, the voters' pool goes to the winners. So whenever anything is paid, exact
 
 from __future__ import annotations
 
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import ROLE_VOTER, ROLE_WINNER, Payout
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import ROLE_VOTER, ROLE_WINNER, Payout
 
 
 def split_proportional(pool: int, weights: list[int]) -> list[int]:

@@ -23,9 +23,9 @@ import dataclasses
 import enum
 from collections.abc import Iterable
 
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import PHASE_COMMIT, PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
 
 KIND_PHASE = {KIND_POCL_COMMIT: PHASE_COMMIT, KIND_POCL_PREDICT: PHASE_PREDICT, KIND_POCL_VOTE: PHASE_VOTE}
 MIN_PARTICIPANTS = 2

@@ -32,13 +32,12 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-
-from consensus.pocl.params import PoclParams
-from ledger import codec
-from ledger.arrays import ALLOWED_DTYPES, array_from_plain, array_to_plain
-from ledger.codec import CodecError, Struct
-from ledger.hashing import HASH_LEN, TAG_WEIGHTS, tagged_hash
-from ledger.keys import ADDRESS_LEN
+from pocl.consensus.pocl.params import PoclParams
+from pocl.ledger import codec
+from pocl.ledger.arrays import ALLOWED_DTYPES, array_from_plain, array_to_plain
+from pocl.ledger.codec import CodecError, Struct
+from pocl.ledger.hashing import HASH_LEN, TAG_WEIGHTS, tagged_hash
+from pocl.ledger.keys import ADDRESS_LEN
 
 TAG_MODEL_COMMIT = b"pocl/model-commit"
 TAG_LABEL_COMMIT = b"pocl/label-commit"
@@ -212,7 +211,7 @@ def check_commit_payload(p: CommitPayload, params: PoclParams) -> np.ndarray:
 
 
 def weights_size_limit(params: PoclParams) -> int:
-    from ml.weights import encoded_size_limit
+    from pocl.ml.model.weights import encoded_size_limit
 
     return encoded_size_limit(params.model_spec())
 
@@ -223,7 +222,7 @@ def check_predict_payload(p: PredictPayload, params: PoclParams) -> list[np.ndar
     The number of predictions depends on the committer set, so it is checked statefully; here every
     vector must just be a well-formed label array. Returns the decoded weights.
     """
-    from ml.weights import decode_weights
+    from pocl.ml.model.weights import decode_weights
 
     _check_round(p.round)
     limit = weights_size_limit(params)
@@ -261,7 +260,7 @@ def build_commit(
     n_train: int,
 ) -> CommitPayload:
     """The commit a miner sends after training: it must keep `weights`, `labels` and `salt` to reveal."""
-    from ml.weights import weights_hash
+    from pocl.ml.model.weights import weights_hash
 
     return CommitPayload(
         round_,
@@ -279,8 +278,8 @@ def build_predict(
 
     `shards` maps each committer (the round record's `committers`) to its commit's `test_x`.
     """
-    from ml.inference import predict
-    from ml.weights import encode_weights
+    from pocl.ml.model.inference import predict
+    from pocl.ml.model.weights import encode_weights
 
     preds = []
     for owner in sorted(shards):

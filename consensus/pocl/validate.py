@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import (
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import (
     CommitEntry,
     PredictEntry,
     RoundRecord,
     VoteEntry,
     insert_sorted,
 )
-from consensus.pocl.schedule import tx_in_phase
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.schedule import tx_in_phase
+from pocl.consensus.pocl.txs import (
     KIND_POCL_COMMIT,
     KIND_POCL_PREDICT,
     KIND_POCL_VOTE,
@@ -152,7 +152,7 @@ def accept_vote(
 
 def all_error_codes() -> frozenset[str]:
     """Every stable code a PoCL tx can be rejected with (stateless and stateful)."""
-    from consensus.pocl import txs
+    from pocl.consensus.pocl import txs
 
     names = [n for n in dir(txs) if n.startswith("E_")]
     return frozenset({getattr(txs, n) for n in names} | {v for k, v in globals().items() if k.startswith("E_")})

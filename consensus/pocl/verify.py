@@ -24,10 +24,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
-from consensus.pocl.params import PoclParams
-from ledger.hashing import tagged_hash
-from ledger.params import BPS
+from pocl.consensus.pocl.params import PoclParams
+from pocl.ledger.hashing import tagged_hash
+from pocl.ledger.params import BPS
 
 TAG_VERIFY_PICK = b"pocl/verify-pick"
 
@@ -66,7 +65,7 @@ def verify_claims(
     spec: object, weights: list[np.ndarray], claims: list[ShardClaim], params: PoclParams
 ) -> Verdict:
     """Re-run canonical inference on the claimed shards (one batch) and judge the claims."""
-    from ml.inference import predict
+    from pocl.ml.model.inference import predict
 
     owners = tuple(c.owner for c in claims)
     if not claims:

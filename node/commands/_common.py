@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ledger.keys import PrivateKey
-from ledger.keystore import KeyInfo, read_key_info
-from ledger.keystore import load_key as _load_key
-from node.config import Config
-from node.errors import UsageError, UserError
-from node.home import NodeHome
-from node.logging import FORMATS, setup_logging
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.storage.keystore import KeyInfo, read_key_info
+from pocl.ledger.storage.keystore import load_key as _load_key
+from pocl.node.config import Config
+from pocl.node.errors import UsageError, UserError
+from pocl.node.home import NodeHome
+from pocl.node.logging import FORMATS, setup_logging
 
 PASSPHRASE_ENV = "POCL_PASSPHRASE"
 MAX_PASSPHRASE_FILE_BYTES = 4096

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from node.commands._common import shared_options_parent
-from node.errors import UserError
+from pocl.node.commands._common import shared_options_parent
+from pocl.node.errors import UserError
 
 HELP = "run a local PoCL network of N validator-miners with a live view, a report and a plot"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from scripts.devnet import build_parser
+    from pocl.node.devnet.runner import build_parser
 
     # `--json PATH` (the report) replaces the shared `--json` flag for this command
     p = subparsers.add_parser(
@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scripts.devnet import DevnetError, run_devnet
+    from pocl.node.devnet.runner import DevnetError, run_devnet
 
     try:
         return run_devnet(args)

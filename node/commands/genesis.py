@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genesis.schema import (
+from pocl.genesis.schema import (
     SHIPPED_NAMES,
     Genesis,
     build_genesis,
@@ -17,12 +17,12 @@ from genesis.schema import (
     shipped_genesis_path,
     write_genesis,
 )
-from ledger.keys import PUBKEY_LEN, KeyFormatError, format_address, parse_address
-from ledger.keystore import read_key_info
-from ledger.params import ChainParams
-from node.commands._common import add_command_parser, add_subcommands, emit, home_of
-from node.errors import UsageError, UserError
-from node.home import INIT_VALIDATOR_BALANCE, INIT_VALIDATOR_STAKE
+from pocl.ledger.keys import PUBKEY_LEN, KeyFormatError, format_address, parse_address
+from pocl.ledger.params import ChainParams
+from pocl.ledger.storage.keystore import read_key_info
+from pocl.node.commands._common import add_command_parser, add_subcommands, emit, home_of
+from pocl.node.errors import UsageError, UserError
+from pocl.node.home import INIT_VALIDATOR_BALANCE, INIT_VALIDATOR_STAKE
 
 HELP = "create or validate a genesis file"
 DESCRIPTION = """\

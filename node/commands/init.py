@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ledger.keys import format_address
-from node.commands._common import add_command_parser, add_passphrase_args, emit, home_of, read_passphrase
-from node.home import init_home
+from pocl.ledger.keys import format_address
+from pocl.node.commands._common import add_command_parser, add_passphrase_args, emit, home_of, read_passphrase
+from pocl.node.home import init_home
 
 HELP = "create a node home: keys, genesis.json, config.toml"
 DESCRIPTION = """\

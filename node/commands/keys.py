@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ledger.keys import SEED_LEN, PrivateKey, format_address
-from ledger.keystore import (
+from pocl.ledger.keys import SEED_LEN, PrivateKey, format_address
+from pocl.ledger.storage.keystore import (
     KeyInfo,
     KeystoreError,
     parse_key_document,
@@ -18,7 +18,7 @@ from ledger.keystore import (
     save_key,
     write_private_file,
 )
-from node.commands._common import (
+from pocl.node.commands._common import (
     add_command_parser,
     add_passphrase_args,
     add_subcommands,
@@ -28,8 +28,8 @@ from node.commands._common import (
     table,
     unlock_key,
 )
-from node.errors import UsageError, UserError
-from node.home import NODE_KEY, VALIDATOR_KEY, NodeHome
+from pocl.node.errors import UsageError, UserError
+from pocl.node.home import NODE_KEY, VALIDATOR_KEY, NodeHome
 
 HELP = "manage keys (new, show, list, import, export)"
 DESCRIPTION = """\

@@ -14,10 +14,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ledger.durable_file import PUBLIC_MODE, replace_durably
-from node.commands._common import add_command_parser, add_subcommands, emit, home_of
-from node.errors import UserError
-from node.rpc_client import RpcUnavailable, add_node_args, client_for
+from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
+from pocl.node.commands._common import add_command_parser, add_subcommands, emit, home_of
+from pocl.node.errors import UserError
+from pocl.node.rpc_client import RpcUnavailable, add_node_args, client_for
 
 HELP = "export a round's global model (.npz or .keras)"
 DESCRIPTION = """\
@@ -62,11 +62,11 @@ def _via_rpc(args: argparse.Namespace, round_ref: str) -> bytes:
 
 
 def _via_store(args: argparse.Namespace, round_ref: str) -> bytes:
-    from consensus.pocl.execution import PoclExecution
-    from consensus.pocl.params import PoclParams
-    from ledger.store import Store, StoreError
-    from ml.weights import decode_weights
-    from node.pocl_rpc import model_arrays, npz_bytes
+    from pocl.consensus.pocl.execution import PoclExecution
+    from pocl.consensus.pocl.params import PoclParams
+    from pocl.ledger.storage.store import Store, StoreError
+    from pocl.ml.model.weights import decode_weights
+    from pocl.node.pocl_rpc import model_arrays, npz_bytes
 
     home = home_of(args)
     config = home.load_config()
@@ -105,12 +105,12 @@ def _via_store(args: argparse.Namespace, round_ref: str) -> bytes:
 
 
 def _write_keras(path: Path, npz: bytes) -> None:
-    from ml.registry import get_model
-    from node.pocl_rpc import weights_from_npz
+    from pocl.ml.model.registry import get_model
+    from pocl.node.pocl_rpc import weights_from_npz
 
     weights, meta = weights_from_npz(npz)
     try:
-        from ml.keras_model import build_keras_model
+        from pocl.ml.keras_model import build_keras_model
 
         model = build_keras_model(get_model(str(meta["model"])), weights)
     except ImportError:
@@ -121,7 +121,7 @@ def _write_keras(path: Path, npz: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from node.pocl_rpc import weights_from_npz
+    from pocl.node.pocl_rpc import weights_from_npz
 
     ref = str(args.round)
     if ref != "latest" and not ref.isdigit():

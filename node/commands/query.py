@@ -6,7 +6,7 @@ import argparse
 import datetime
 from typing import Any
 
-from node.commands._common import (
+from pocl.node.commands._common import (
     add_command_parser,
     add_subcommands,
     emit,
@@ -14,8 +14,8 @@ from node.commands._common import (
     named_key_info,
     table,
 )
-from node.errors import UsageError
-from node.rpc_client import RpcClient, add_node_args, client_for
+from pocl.node.errors import UsageError
+from pocl.node.rpc_client import RpcClient, add_node_args, client_for
 
 HELP = "query a node over RPC (status, account, block, tx, validators, round, peers, mempool)"
 DESCRIPTION = """\

@@ -8,15 +8,15 @@ import logging
 import signal
 from typing import Any
 
-from ledger.store import StoreError
-from node.commands._common import (
+from pocl.ledger.storage.store import StoreError
+from pocl.node.commands._common import (
     add_command_parser,
     add_passphrase_args,
     home_of,
     setup_command_logging,
     unlock_key,
 )
-from node.errors import UserError
+from pocl.node.errors import UserError
 
 HELP = "run the node (validator if its key is in the validator set)"
 USER_ERRORS: tuple[type[Exception], ...] = (StoreError,)
@@ -63,7 +63,7 @@ async def _serve(node: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from node.node import Node, NodeError  # lazy: keeps `pocl-node --help` fast
+    from pocl.node.node import Node, NodeError  # lazy: keeps `pocl-node --help` fast
 
     try:
         return _run(args, Node)

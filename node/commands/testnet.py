@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from node.commands._common import add_command_parser, add_passphrase_args, emit, read_passphrase, table
-from node.errors import UsageError, UserError
+from pocl.node.commands._common import add_command_parser, add_passphrase_args, emit, read_passphrase, table
+from pocl.node.errors import UsageError, UserError
 
 HELP = "generate homes, keys, genesis and peer lists for a local N-validator network"
 DESCRIPTION = """\
@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from node.testnet import PORTS_PER_NODE, generate_testnet
+    from pocl.node.testnet import PORTS_PER_NODE, generate_testnet
 
     total = args.validators + args.non_validators
     if args.validators < 1:

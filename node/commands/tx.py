@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.keys import KeyFormatError, PrivateKey, format_address, parse_address
-from ledger.tx import MAX_AMOUNT, SignedTx, make_stake, make_transfer, make_unstake
-from node.commands._common import (
+from pocl.ledger.keys import KeyFormatError, PrivateKey, format_address, parse_address
+from pocl.ledger.tx import MAX_AMOUNT, SignedTx, make_stake, make_transfer, make_unstake
+from pocl.node.commands._common import (
     add_command_parser,
     add_passphrase_args,
     add_subcommands,
@@ -23,9 +23,9 @@ from node.commands._common import (
     named_key_info,
     unlock_key,
 )
-from node.errors import UsageError, UserError
-from node.home import VALIDATOR_KEY
-from node.rpc_client import RpcClient, RpcRequestError, add_node_args, client_for
+from pocl.node.errors import UsageError, UserError
+from pocl.node.home import VALIDATOR_KEY
+from pocl.node.rpc_client import RpcClient, RpcRequestError, add_node_args, client_for
 
 HELP = "sign a transaction locally and send it to a node (transfer, stake, unstake)"
 DESCRIPTION = """\

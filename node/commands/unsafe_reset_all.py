@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.commands._common import add_command_parser, emit, home_of
-from node.errors import UserError
+from pocl.node.commands._common import add_command_parser, emit, home_of
+from pocl.node.errors import UserError
 
 HELP = "DANGER: delete the chain database, address book, ban list and signing state (keeps keys, config, genesis)"
 

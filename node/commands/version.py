@@ -7,9 +7,9 @@ import importlib.metadata
 import platform
 from typing import Any
 
-from genesis.schema import GENESIS_ENCODING_VERSION
-from ledger.keystore import KEYSTORE_VERSION
-from node.commands._common import add_command_parser, emit
+from pocl.genesis.schema import GENESIS_ENCODING_VERSION
+from pocl.ledger.storage.keystore import KEYSTORE_VERSION
+from pocl.node.commands._common import add_command_parser, emit
 
 HELP = "print version information"
 

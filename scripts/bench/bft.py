@@ -20,15 +20,23 @@ import time
 from collections import deque
 from pathlib import Path
 
-from consensus.bft import Broadcast, ConsensusMachine, Decide, NewHeight, ProposalReceived, VoteReceived
-from consensus.commit import verify_commit
-from consensus.messages import Proposal, ProposalMessage, make_vote
-from consensus.proposer import ProposerSchedule, _schedule, proposer_for, proposer_weights
-from consensus.signing_state import SigningGuard
-from consensus.votes import ValidatorSet
-from ledger.block import VOTE_PREVOTE, Block, Header, Vote, txs_root
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
+from pocl.consensus.bft.commit import verify_commit
+from pocl.consensus.bft.machine import (
+    Broadcast,
+    ConsensusMachine,
+    Decide,
+    NewHeight,
+    ProposalReceived,
+    VoteReceived,
+)
+from pocl.consensus.bft.messages import Proposal, ProposalMessage, make_vote
+from pocl.consensus.bft.proposer import ProposerSchedule, _schedule, proposer_for, proposer_weights
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.consensus.signing_state import SigningGuard
+from pocl.ledger.block import VOTE_PREVOTE, Block, Header, Vote, txs_root
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
+
 from scripts.bench.report import write_json
 
 CHAIN_ID = "bench"
@@ -105,8 +113,8 @@ def bench_machine(n: int, heights: int) -> dict[str, float]:
 def bench_commit(n: int, reps: int = 20) -> float:
     keys = [PrivateKey.from_seed_text(f"bench-{i}") for i in range(n)]
     vals = ValidatorSet([(k.pubkey, 1) for k in keys])
-    from consensus.votes import VoteSet
-    from ledger.block import VOTE_PRECOMMIT
+    from pocl.consensus.bft.votes import VoteSet
+    from pocl.ledger.block import VOTE_PRECOMMIT
 
     block = b"\x01" * 32
     vs = VoteSet(CHAIN_ID, 1, 0, VOTE_PRECOMMIT, vals)

@@ -57,13 +57,12 @@ from typing import Any
 import aiohttp
 import msgpack
 import nacl.bindings
-
-from ledger.hashing import TAG_TX_SIG
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
-from ledger.tx import make_transfer
-from node.cluster import LocalCluster
-from node.config import Config
+from pocl.ledger.hashing import TAG_TX_SIG
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
+from pocl.ledger.tx import make_transfer
+from pocl.node.cluster import LocalCluster
+from pocl.node.config import Config
 
 CHAIN_ID = "pocl-bench-chain"
 ACCOUNT_BALANCE = 10**12

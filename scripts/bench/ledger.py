@@ -25,15 +25,15 @@ import time
 
 import nacl.bindings
 import nacl.signing
+from pocl.ledger.block import Block, Header, txs_root
+from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.hashing import TAG_TX, TAG_TX_SIG, tagged_hash
+from pocl.ledger.keys import PrivateKey, address_of
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.storage.store import Store
+from pocl.ledger.tx import KIND_TRANSFER, TX_VERSION, SignedTx, TransferPayload, Tx
 
-from ledger.block import Block, Header, txs_root
-from ledger.executor import BlockContext, Executor
-from ledger.hashing import TAG_TX, TAG_TX_SIG, tagged_hash
-from ledger.keys import PrivateKey, address_of
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.store import Store
-from ledger.tx import KIND_TRANSFER, TX_VERSION, SignedTx, TransferPayload, Tx
 from scripts.bench.report import print_rows, write_json
 
 CHAIN_ID = "bench"

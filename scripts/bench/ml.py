@@ -26,11 +26,11 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+from pocl.ml.model.aggregate import aggregate, fedavg, parse_rule
+from pocl.ml.model.inference import INFERENCE_BLAS_THREADS, logits
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import decode_weights, encode_weights, initial_weights, weights_hash
 
-from ml.aggregate import aggregate, fedavg, parse_rule
-from ml.inference import INFERENCE_BLAS_THREADS, logits
-from ml.registry import get_model
-from ml.weights import decode_weights, encode_weights, initial_weights, weights_hash
 from scripts.bench.report import best_time, print_rows, write_json
 
 MODEL = "cnn-mnist"
@@ -41,7 +41,7 @@ ROBUST_MODELS = 10
 
 def bench_inference(samples: int, repeats: int) -> dict[str, Any]:
     spec = get_model(MODEL)
-    from ml.keras_model import build_keras_model
+    from pocl.ml.keras_model import build_keras_model
 
     w = initial_weights(spec, seed=0)
     x = np.random.default_rng(0).random((samples, *spec.input_shape), dtype=np.float32)
@@ -98,8 +98,7 @@ def bench_aggregation(repeats: int) -> dict[str, Any]:
 
 def bench_training(samples: int) -> dict[str, Any]:
     import keras
-
-    from ml.keras_model import build_keras_model
+    from pocl.ml.keras_model import build_keras_model
 
     spec = get_model(MODEL)
     keras.utils.set_random_seed(0)

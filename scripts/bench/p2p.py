@@ -35,10 +35,9 @@ import sys
 import time
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-from ledger.codec import Struct
-from ledger.keys import PrivateKey
-from p2p.connection import (
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p.connection import (
     ConnectionConfig,
     PeerConnection,
     congestion_control_of,
@@ -46,9 +45,10 @@ from p2p.connection import (
     serve,
     use_unpaced_congestion_control,
 )
-from p2p.frames import TAG_LEN
-from p2p.malloc_tuning import keep_large_buffers_in_heap
-from p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
+from pocl.p2p.frames import TAG_LEN
+from pocl.p2p.malloc_tuning import keep_large_buffers_in_heap
+from pocl.p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
+
 from scripts.bench.report import print_rows, write_json
 
 MIB = 1024 * 1024

@@ -26,14 +26,15 @@ import platform
 import statistics
 import time
 
-from ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root, vote_sign_bytes
-from ledger.codec import Struct
-from ledger.hashing import TAG_VOTE
-from ledger.keys import PrivateKey
-from p2p.connection import ConnectionConfig
-from p2p.gossip import Gossip
-from p2p.host import Host, HostConfig
-from p2p.sync import SyncConfig, SyncService
+from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root, vote_sign_bytes
+from pocl.ledger.codec import Struct
+from pocl.ledger.hashing import TAG_VOTE
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p.connection import ConnectionConfig
+from pocl.p2p.gossip import Gossip
+from pocl.p2p.host import Host, HostConfig
+from pocl.p2p.sync import SyncConfig, SyncService
+
 from scripts.bench.report import print_rows, write_json
 
 CHAIN_ID = "bench-p2p"

@@ -22,12 +22,11 @@ import platform
 from typing import Any
 
 import numpy as np
-
-from consensus.pocl.finalize import finalize_round
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import PHASE_PREDICT, RoundData, RoundRecord
-from consensus.pocl.schedule import advance
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.finalize import finalize_round
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import PHASE_PREDICT, RoundData, RoundRecord
+from pocl.consensus.pocl.schedule import advance
+from pocl.consensus.pocl.txs import (
     CommitPayload,
     NdArray,
     PredictPayload,
@@ -36,11 +35,12 @@ from consensus.pocl.txs import (
     labels_array,
     model_commitment,
 )
-from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
-from consensus.pocl.verify import ShardClaim, verify_claims
-from ml.aggregate import aggregate
-from ml.inference import predict
-from ml.weights import encode_weights, initial_weights, weights_hash
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.consensus.pocl.verify import ShardClaim, verify_claims
+from pocl.ml.model.aggregate import aggregate
+from pocl.ml.model.inference import predict
+from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
+
 from scripts.bench.report import best_time, write_json
 
 CHAIN_ID = "bench"
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args(argv)
-    from ml.registry import get_model
+    from pocl.ml.model.registry import get_model
 
     spec = get_model(args.model)
     params = PoclParams(

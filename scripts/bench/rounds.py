@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pocl.node.cluster import ClusterError, RpcError
+from pocl.node.devnet.runner import Evaluator, Follower, create_devnet, kill_leftovers, stop_nodes
+from pocl.node.miner import DEFAULT_LR
 
-from node.cluster import ClusterError, RpcError
-from node.miner import DEFAULT_LR
 from scripts.bench.report import write_json
-from scripts.devnet import Evaluator, Follower, create_devnet, kill_leftovers, stop_nodes
 
 POLL_S = 0.5
 START_TIMEOUT_S = 180.0
@@ -102,11 +102,11 @@ def run_chain(n: int, rounds: int, epochs: int, batch: int, timeout_s: float) ->
 
 def centralised_accuracy(n: int, rounds: int, epochs: int, batch: int) -> float:
     """Same architecture from G_0 on the union of the n miners' training parts, rounds × epochs epochs."""
-    from ml.datasets import load_dataset
-    from ml.registry import get_model
-    from ml.shards import miner_data
-    from ml.training import accuracy, train
-    from ml.weights import initial_weights
+    from pocl.ml.datasets import load_dataset
+    from pocl.ml.model.registry import get_model
+    from pocl.ml.model.weights import initial_weights
+    from pocl.ml.shards import miner_data
+    from pocl.ml.training import accuracy, train
 
     ds = load_dataset("digits")
     parts = [miner_data(ds, n, i, scheme="iid", seed=0) for i in range(n)]

@@ -7,11 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from pocl.genesis.schema import load_genesis, shipped_genesis_path
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.storage.keystore import ScryptParams
+from pocl.node.home import init_home
 
-from genesis.schema import load_genesis, shipped_genesis_path
-from ledger.keys import PrivateKey
-from ledger.keystore import ScryptParams
-from node.home import init_home
 from tests.cli.conftest import Runner, assert_ok, assert_user_error
 
 OTHER = PrivateKey.from_seed_text("cli-other")
@@ -269,8 +269,8 @@ def test_key_mistakes(cli: Runner, home: Path) -> None:
 def test_corrupt_config_is_one_line(cli: Runner, home: Path) -> None:
     (home / "config.toml").write_text("[p2p]\nmax_inbund = 3\n")
     # genesis validate does not need the config; but a command that loads it must fail cleanly
-    from node.config import load_config
-    from node.errors import ConfigError
+    from pocl.node.config import load_config
+    from pocl.node.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"p2p\.max_inbund"):
         load_config(home / "config.toml")

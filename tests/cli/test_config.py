@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from node.config import Config, load_config, parse_host_port, write_config
-from node.errors import ConfigError
+from pocl.node.config import Config, load_config, parse_host_port, write_config
+from pocl.node.errors import ConfigError
 
 
 def test_defaults_round_trip(tmp_path: Path) -> None:

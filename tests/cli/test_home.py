@@ -6,12 +6,11 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from genesis.schema import GenesisError, devnet_validator_key, load_genesis
-from ledger.keystore import ScryptParams
-from node.config import load_config
-from node.errors import HomeError, UserError
-from node.home import NodeHome, init_home
+from pocl.genesis.schema import GenesisError, devnet_validator_key, load_genesis
+from pocl.ledger.storage.keystore import ScryptParams
+from pocl.node.config import load_config
+from pocl.node.errors import HomeError, UserError
+from pocl.node.home import NodeHome, init_home
 
 FAST = ScryptParams(n=2**10)
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from pocl.ledger.storage.keystore import ScryptParams
+from pocl.node.home import init_home
 
-from ledger.keystore import ScryptParams
-from node.home import init_home
 from tests.cli.conftest import POCL_NODE, Runner, assert_ok
 
 

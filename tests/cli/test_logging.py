@@ -8,8 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
-from node.logging import LogConfigError, get_logger, parse_level_spec, setup_logging
+from pocl.node.logging import LogConfigError, get_logger, parse_level_spec, setup_logging
 
 
 @pytest.fixture

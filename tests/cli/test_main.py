@@ -7,10 +7,9 @@ import types
 from typing import Any
 
 import pytest
-
-from node import cli, commands
-from node.commands._common import add_command_parser
-from node.errors import UserError
+from pocl.node import cli, commands
+from pocl.node.commands._common import add_command_parser
+from pocl.node.errors import UserError
 
 
 def _fake_module(exc: BaseException) -> types.ModuleType:
@@ -84,7 +83,7 @@ def test_real_discovery_finds_core_commands() -> None:
 
 
 def test_corrupt_database_error_is_one_line(with_command, capsys: pytest.CaptureFixture[str]) -> None:
-    store = pytest.importorskip("ledger.store")
+    store = pytest.importorskip("pocl.ledger.storage.store")
     with_command(store.StoreError("database /x/chain.db is corrupt: bad block at height 7"))
     assert cli.main(["explode"]) == 1
     assert capsys.readouterr().err == "error: database /x/chain.db is corrupt: bad block at height 7\n"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from consensus.bft import (
+from pocl.consensus.bft.commit import verify_commit
+from pocl.consensus.bft.machine import (
     Broadcast,
     ConsensusMachine,
     Decide,
@@ -14,10 +15,10 @@ from consensus.bft import (
     VoteReceived,
     timeout_duration_ms,
 )
-from consensus.commit import verify_commit
-from consensus.messages import Proposal, ProposalMessage, VoteMessage, make_vote
-from ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Block, Vote
-from tests.consensus.bft_harness import (
+from pocl.consensus.bft.messages import Proposal, ProposalMessage, VoteMessage, make_vote
+from pocl.ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Block, Vote
+
+from tests.support.bft_harness import (
     CHAIN_ID,
     PARAMS,
     MemorySigner,
@@ -305,7 +306,7 @@ def test_decides_once_the_fetched_block_arrives() -> None:
     block = net.nodes[p].decisions[1].block
     fetch = net.nodes[late].fetches
     assert fetch and fetch[0].block_hash == block.hash
-    from consensus.bft import BlockReceived
+    from pocl.consensus.bft.machine import BlockReceived
 
     net.deliver(late, BlockReceived(make_block(1, b"\x00" * 20, "unrequested")))  # ignored
     assert 1 not in net.nodes[late].decisions
@@ -486,7 +487,7 @@ def test_commit_received_decides_a_lagging_node() -> None:
     d = net.nodes[others[0]].decisions[1]
     net.nodes[lagging].down = False
     m = net.nodes[lagging].machine
-    from consensus.bft import CommitReceived, InvalidMessage
+    from pocl.consensus.bft.machine import CommitReceived, InvalidMessage
 
     # a commit that does not carry +2/3 is reported and ignored
     weak = type(d.commit)(d.commit.height, d.commit.round, d.commit.block_hash, d.commit.signatures[:2])
@@ -500,7 +501,7 @@ def test_commit_received_decides_a_lagging_node() -> None:
 
 def test_restarted_validator_never_signs_conflicting_votes(tmp_path) -> None:
     """A validator crashes after voting and restarts mid-height with its persisted signing state."""
-    from consensus.signing_state import SigningGuard
+    from pocl.consensus.signing_state import SigningGuard
 
     net = SimNetwork(4, guard_dir=tmp_path)
     victim = proposer_name(net, 1, 0)  # it proposed block A in round 0 before crashing

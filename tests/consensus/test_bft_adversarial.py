@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
-from consensus.bft import Action, Broadcast, Event, ProposalReceived
-from consensus.evidence import check_duplicate_vote_evidence
-from consensus.messages import Proposal, ProposalMessage
-from tests.consensus.bft_harness import CHAIN_ID, SimNetwork, make_block, make_equivocator
+from pocl.consensus.bft.evidence import check_duplicate_vote_evidence
+from pocl.consensus.bft.machine import Action, Broadcast, Event, ProposalReceived
+from pocl.consensus.bft.messages import Proposal, ProposalMessage
+
+from tests.support.bft_harness import CHAIN_ID, SimNetwork, make_block, make_equivocator
 
 GST_MS = 20_000
 

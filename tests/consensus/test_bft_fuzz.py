@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from consensus.bft import (
+from pocl.consensus.bft.machine import (
     BlockReceived,
     CommitReceived,
     ConsensusMachine,
@@ -15,9 +14,10 @@ from consensus.bft import (
     TimeoutFired,
     VoteReceived,
 )
-from consensus.messages import Proposal, ProposalMessage, make_vote
-from ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Commit, CommitSig, Vote
-from tests.consensus.bft_harness import (
+from pocl.consensus.bft.messages import Proposal, ProposalMessage, make_vote
+from pocl.ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Commit, CommitSig, Vote
+
+from tests.support.bft_harness import (
     CHAIN_ID,
     PARAMS,
     MemorySigner,

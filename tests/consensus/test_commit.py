@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from consensus.commit import CommitError, verify_commit
-from consensus.messages import make_vote
-from consensus.votes import ValidatorSet
-from ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE, Commit, CommitSig
-from ledger.keys import PrivateKey
+from pocl.consensus.bft.commit import CommitError, verify_commit
+from pocl.consensus.bft.messages import make_vote
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE, Commit, CommitSig
+from pocl.ledger.keys import PrivateKey
 
 CHAIN = "pocl-test"
 KEYS = [PrivateKey.from_seed_text(f"commit-{i}") for i in range(4)]

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from consensus.bft import ConsensusMachine, EvidenceFound, NewHeight, VoteReceived
-from consensus.evidence import (
+from pocl.consensus.bft.evidence import (
     EvidenceError,
     check_duplicate_vote_evidence,
     evidence_hash,
@@ -15,11 +13,12 @@ from consensus.evidence import (
     offender,
     votes_conflict,
 )
-from consensus.messages import make_vote
-from consensus.votes import ValidatorSet
-from ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, DuplicateVoteEvidence
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
+from pocl.consensus.bft.machine import ConsensusMachine, EvidenceFound, NewHeight, VoteReceived
+from pocl.consensus.bft.messages import make_vote
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, DuplicateVoteEvidence
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
 
 CHAIN = "pocl-test"
 KEYS = [PrivateKey.from_seed_text(f"ev-{i}") for i in range(4)]

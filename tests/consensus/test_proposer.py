@@ -7,8 +7,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from consensus.proposer import (
+from pocl.consensus.bft.proposer import (
     MAX_CYCLE,
     ProposerSchedule,
     increment_priorities,
@@ -16,8 +15,8 @@ from consensus.proposer import (
     proposer_index,
     proposer_weights,
 )
-from consensus.votes import ValidatorSet
-from ledger.keys import PrivateKey
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.ledger.keys import PrivateKey
 
 
 def vset(powers: list[int], prefix: str = "p") -> ValidatorSet:

@@ -7,8 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from consensus.signing_state import (
+from pocl.consensus.signing_state import (
     STEP_PRECOMMIT,
     STEP_PREVOTE,
     DoubleSignError,
@@ -16,8 +15,8 @@ from consensus.signing_state import (
     SigningGuard,
     SigningStateError,
 )
-from ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE
-from ledger.keys import PrivateKey
+from pocl.ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE
+from pocl.ledger.keys import PrivateKey
 
 CHAIN = "pocl-test"
 KEY = PrivateKey.from_seed_text("guard")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from consensus.messages import make_vote
-from consensus.votes import (
+from pocl.consensus.bft.messages import make_vote
+from pocl.consensus.bft.votes import (
     MAX_FUTURE_ROUNDS_PER_VALIDATOR,
     HeightVoteSet,
     ValidatorSet,
@@ -14,8 +13,8 @@ from consensus.votes import (
     is_one_third,
     is_quorum,
 )
-from ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Vote
-from ledger.keys import PrivateKey
+from pocl.ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Vote
+from pocl.ledger.keys import PrivateKey
 
 CHAIN = "pocl-test"
 KEYS = [PrivateKey.from_seed_text(f"votes-{i}") for i in range(4)]
@@ -154,7 +153,7 @@ def test_height_vote_set_round_skip_power() -> None:
 
 
 def test_height_vote_set_rejects_absurd_rounds() -> None:
-    from consensus.messages import MAX_ROUND
+    from pocl.consensus.bft.messages import MAX_ROUND
 
     hvs = HeightVoteSet(CHAIN, 1, vset([1, 1, 1, 1]))
     with pytest.raises(VoteError, match="round out of range"):

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from genesis.schema import (
+from pocl.genesis.schema import (
     DEVNET_VALIDATOR_COUNT,
     MAP_MARKER,
     GenesisError,
@@ -21,10 +20,10 @@ from genesis.schema import (
     parse_genesis_text,
     shipped_genesis_path,
 )
-from ledger.codec import decode
-from ledger.hashing import TAG_GENESIS, tagged_hash
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
+from pocl.ledger.codec import decode
+from pocl.ledger.hashing import TAG_GENESIS, tagged_hash
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
 
 V0 = PrivateKey.from_seed_text("golden-v0")
 A0 = PrivateKey.from_seed_text("golden-a")
@@ -252,6 +251,6 @@ def test_build_genesis_validates() -> None:
 
 
 def test_initial_state_from_genesis() -> None:
-    pytest.importorskip("ledger.state")
+    pytest.importorskip("pocl.ledger.state")
     state = golden().initial_state()
     assert state is not None

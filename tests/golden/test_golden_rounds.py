@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from pocl.consensus.pocl.execution import EVENT_FINALISED
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.tx import make_stake, make_transfer
 
-from consensus.pocl.execution import EVENT_FINALISED
-from ledger.keys import PrivateKey
-from ledger.tx import make_stake, make_transfer
-from tests.consensus.pocl.scenario import HONEST, KNN, WITHHOLD, make_params, make_scenario, perturbed
 from tests.consensus.pocl.test_execution import Chain, key
+from tests.support.pocl_scenario import HONEST, KNN, WITHHOLD, make_params, make_scenario, perturbed
 
 ROUNDS = 3
 

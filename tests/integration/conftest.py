@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from node.cluster import LocalCluster
-from scripts.devnet import DEVNET_CHAIN_PARAMS
+from pocl.node.cluster import LocalCluster
+from pocl.node.devnet.runner import DEVNET_CHAIN_PARAMS
 
 # The devnet's timeouts (a height takes ~0.5-1 s on a loaded 2-core machine) with a short unbonding
 # period that still outlasts a PoCL round (stake stays slashable while unbonding).

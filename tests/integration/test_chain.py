@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from consensus.signing_state import SigningGuard
-from ledger.keys import PrivateKey
-from ledger.keystore import load_key
-from ledger.tx import make_stake, make_transfer
-from node.cluster import ClusterError, LocalCluster, RpcError, wait_until
+from pocl.consensus.signing_state import SigningGuard
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.storage.keystore import load_key
+from pocl.ledger.tx import make_stake, make_transfer
+from pocl.node.cluster import ClusterError, LocalCluster, RpcError, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from ledger.keys import PrivateKey
-from ledger.keystore import (
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.storage.keystore import (
     DEFAULT_SCRYPT,
     WRONG_PASSPHRASE,
     KeystoreError,

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-
-from ledger.block import Block, Header, txs_root
-from ledger.executor import BlockContext, BlockResult, Executor
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.tx import SignedTx
+from pocl.ledger.block import Block, Header, txs_root
+from pocl.ledger.executor import BlockContext, BlockResult, Executor
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.tx import SignedTx
 
 CHAIN_ID = "pocl-test"
 BALANCE = 1_000_000

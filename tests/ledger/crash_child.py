@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import sys
 
-from ledger.block import Block, Commit, CommitSig, Header, txs_root
-from ledger.executor import BlockContext, Executor
-from ledger.hashing import tagged_hash
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.store import Store
-from ledger.tx import make_stake, make_transfer, make_unstake
+from pocl.ledger.block import Block, Commit, CommitSig, Header, txs_root
+from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.hashing import tagged_hash
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.storage.store import Store
+from pocl.ledger.tx import make_stake, make_transfer, make_unstake
 
 CHAIN_ID = "crash-test"
 PARAMS = ChainParams(unbonding_blocks=3)

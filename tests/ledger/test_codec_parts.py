@@ -10,9 +10,8 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ledger import codec
-from ledger.codec import CodecError, decode, decode_segments, encode, encode_parts
+from pocl.ledger import codec
+from pocl.ledger.codec import CodecError, decode, decode_segments, encode, encode_parts
 
 MIN = 300  # a small threshold so hypothesis finds long strings quickly (the default is 64 KiB)
 

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ledger.hashing import TAG_TX, tagged_hash
-from ledger.store import Store
+from pocl.ledger.hashing import TAG_TX, tagged_hash
+from pocl.ledger.storage.store import Store
 
 from . import crash_child
 

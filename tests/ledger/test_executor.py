@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from ledger import errors
-from ledger.block import (
+from pocl.ledger import errors
+from pocl.ledger.block import (
     VOTE_PRECOMMIT,
     VOTE_PREVOTE,
     Block,
@@ -16,14 +15,14 @@ from ledger.block import (
     txs_root,
     vote_sign_bytes,
 )
-from ledger.codec import Struct
-from ledger.errors import BlockError, TxError
-from ledger.executor import BlockContext, Executor, TxKind, apply_block, check_tx, default_registry
-from ledger.hashing import TAG_VOTE
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
-from ledger.state import State
-from ledger.tx import (
+from pocl.ledger.codec import Struct
+from pocl.ledger.errors import BlockError, TxError
+from pocl.ledger.executor import BlockContext, Executor, TxKind, apply_block, check_tx, default_registry
+from pocl.ledger.hashing import TAG_VOTE
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import State
+from pocl.ledger.tx import (
     KIND_POCL_COMMIT,
     KIND_POCL_PREDICT,
     KIND_POCL_VOTE,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
-from ledger import errors
-from ledger.errors import BlockError
-from ledger.executor import PARALLEL_VERIFY_MIN, BlockContext, Executor
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.tx import make_transfer
+from pocl.ledger import errors
+from pocl.ledger.errors import BlockError
+from pocl.ledger.executor import PARALLEL_VERIFY_MIN, BlockContext, Executor
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.tx import make_transfer
 
 CHAIN = "parallel-verify"
 SENDERS = [PrivateKey.from_seed_text(f"pv-{i}") for i in range(PARALLEL_VERIFY_MIN * 2)]

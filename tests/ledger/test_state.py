@@ -7,15 +7,14 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ledger import codec
-from ledger.codec import CodecError
-from ledger.executor import BlockContext, Executor
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import Account, State, full_key, split_key
-from ledger.state_root import NUM_BUCKETS, BucketTree, bucket_of, compute_root
-from ledger.tx import make_stake, make_transfer, make_unstake
+from pocl.ledger import codec
+from pocl.ledger.codec import CodecError
+from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import Account, State, full_key, split_key
+from pocl.ledger.state_root import NUM_BUCKETS, BucketTree, bucket_of, compute_root
+from pocl.ledger.tx import make_stake, make_transfer, make_unstake
 
 from .conftest import ALICE, BOB, CHAIN_ID, PROPOSER, VAL1, apply_new_block
 

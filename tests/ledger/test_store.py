@@ -6,13 +6,12 @@ from pathlib import Path
 
 import plyvel
 import pytest
-
-from ledger.block import Block, Commit, CommitSig
-from ledger.executor import Executor
-from ledger.params import ChainParams
-from ledger.state import State
-from ledger.store import K_SCHEMA, P_BLOCK, P_BUCKET, P_STATE, SCHEMA_VERSION, Store, StoreError
-from ledger.tx import make_stake, make_transfer
+from pocl.ledger.block import Block, Commit, CommitSig
+from pocl.ledger.executor import Executor
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import State
+from pocl.ledger.storage.store import K_SCHEMA, P_BLOCK, P_BUCKET, P_STATE, SCHEMA_VERSION, Store, StoreError
+from pocl.ledger.tx import make_stake, make_transfer
 
 from .conftest import ALICE, BOB, CHAIN_ID, VAL1, build_block, genesis_accounts
 

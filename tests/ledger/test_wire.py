@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ledger import codec
-from ledger.arrays import array_from_plain, array_to_plain
-from ledger.block import (
+from pocl.ledger import codec
+from pocl.ledger.arrays import array_from_plain, array_to_plain
+from pocl.ledger.block import (
     VOTE_PRECOMMIT,
     Block,
     Commit,
@@ -21,12 +20,12 @@ from ledger.block import (
     txs_root,
     vote_sign_bytes,
 )
-from ledger.codec import CodecError
-from ledger.hashing import TAG_TX, TAG_VOTE, merkle_root, tagged_hash
-from ledger.keys import KeyFormatError, PrivateKey, address_of, format_address, parse_address, verify
-from ledger.params import ChainParams
-from ledger.state import State
-from ledger.tx import SignedTx, TransferPayload, Tx, make_transfer, sign_tx
+from pocl.ledger.codec import CodecError
+from pocl.ledger.hashing import TAG_TX, TAG_VOTE, merkle_root, tagged_hash
+from pocl.ledger.keys import KeyFormatError, PrivateKey, address_of, format_address, parse_address, verify
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import State
+from pocl.ledger.tx import SignedTx, TransferPayload, Tx, make_transfer, sign_tx
 
 from .conftest import ALICE, BOB, CHAIN_ID, PROPOSER, VAL1, genesis_accounts
 
@@ -305,6 +304,6 @@ def test_arrays_reject(plain: list) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.binary(max_size=30), max_size=40))
 def test_fast_txs_root_matches_reference(txs: list[bytes]) -> None:
-    from ledger.executor import fast_txs_root
+    from pocl.ledger.executor import fast_txs_root
 
     assert fast_txs_root(txs) == txs_root(txs)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ml.adversary import (
+from pocl.ml.adversary import (
     ADVERSARIAL_KINDS,
     BPS,
     AdversaryError,
@@ -14,10 +13,10 @@ from ml.adversary import (
     knn_predict,
     parse_adversaries,
 )
-from ml.datasets import load_dataset
-from ml.inference import predict
-from ml.registry import get_model
-from ml.weights import check_weights, initial_weights
+from pocl.ml.datasets import load_dataset
+from pocl.ml.model.inference import predict
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import check_weights, initial_weights
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
-from ml.aggregate import (
+from pocl.ml.model.aggregate import (
     LANES,
     AggregationError,
     AggregationRule,
@@ -24,8 +23,8 @@ from ml.aggregate import (
     trim_count,
     update_norm,
 )
-from ml.registry import get_model
-from ml.weights import encode_weights, initial_weights, weights_hash
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
 
 SPEC = get_model("cnn-digits")
 RULES = ["fedavg", "clip:2", "clip:0.5", "multi-krum:1", "multi-krum:1:2", "median", "trimmed-mean:0.2"]
@@ -42,9 +41,9 @@ def _models(n: int, seed: int = 0, scale: float = 0.01) -> tuple[list[np.ndarray
 _SUBPROCESS_SCRIPT = """
 import hashlib, sys
 import numpy as np
-from ml.aggregate import aggregate, parse_rule, update_norm
-from ml.registry import get_model
-from ml.weights import initial_weights, weights_hash
+from pocl.ml.model.aggregate import aggregate, parse_rule, update_norm
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import initial_weights, weights_hash
 spec = get_model("cnn-digits")
 g = initial_weights(spec, seed=0)
 rng = np.random.default_rng(1)
@@ -232,7 +231,7 @@ def test_parse_rule_rejects(text: str) -> None:
 
 
 def test_sort_rules_are_independent_of_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ml.aggregate as agg
+    import pocl.ml.model.aggregate as agg
 
     g, models = _models(5)
     want = {

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ml.datasets import (
+from pocl.ml.datasets import (
     CIFAR_DIR,
     CIFAR_TARBALL,
     DatasetError,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ml import inference
-from ml.inference import (
+from pocl.ml.model import inference
+from pocl.ml.model.inference import (
     NEAR_TIE_MARGIN,
     NEAR_TIE_MARGIN_PPM,
     decisive_mismatches,
@@ -15,7 +14,7 @@ from ml.inference import (
     margins_of,
     predict,
 )
-from ml.registry import (
+from pocl.ml.model.registry import (
     ModelSpec,
     batchnorm,
     conv2d,
@@ -27,7 +26,7 @@ from ml.registry import (
     model_names,
     relu,
 )
-from ml.weights import WeightsError, initial_weights
+from pocl.ml.model.weights import WeightsError, initial_weights
 
 RNG = np.random.default_rng(1234)
 

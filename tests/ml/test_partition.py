@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ml.partition import (
+from pocl.ml.partition import (
     PartitionError,
     Scheme,
     label_entropy,

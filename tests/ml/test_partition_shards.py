@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ml.shards import ShardError, draw_test_shard, split_holdout
+from pocl.ml.shards import ShardError, draw_test_shard, split_holdout
 
 
 def test_split_holdout_disjoint_and_deterministic() -> None:
@@ -60,8 +59,8 @@ def test_shard_errors() -> None:
 
 
 def test_miner_data_shares_are_disjoint() -> None:
-    from ml.datasets import load_dataset
-    from ml.shards import miner_data
+    from pocl.ml.datasets import load_dataset
+    from pocl.ml.shards import miner_data
 
     ds = load_dataset("digits")
     shares = [miner_data(ds, 3, i, seed=4) for i in range(3)]

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from ml.registry import (
+from pocl.ml.model.registry import (
     ModelSpec,
     UnknownModelError,
     conv2d,
@@ -83,7 +82,7 @@ def test_layer_helpers_build_valid_spec() -> None:
 
 def test_ml_core_never_imports_tensorflow_at_import_time() -> None:
     code = (
-        "import sys, ml.registry, ml.weights, ml.inference, ml.aggregate, ml.keras_model\n"
+        "import sys, pocl.ml.model.registry, pocl.ml.model.weights, pocl.ml.model.inference, pocl.ml.model.aggregate, pocl.ml.keras_model\n"
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

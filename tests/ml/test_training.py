@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ml.datasets import load_dataset
-from ml.registry import get_model
-from ml.training import Trainer, TrainingError, accuracy, train
-from ml.weights import check_weights, initial_weights
+from pocl.ml.datasets import load_dataset
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import check_weights, initial_weights
+from pocl.ml.training import Trainer, TrainingError, accuracy, train
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import math
 
 import numpy as np
 import pytest
-
-from ledger import codec
-from ledger.arrays import array_to_plain
-from ledger.codec import CodecError
-from ml.registry import get_model, model_names
-from ml.weights import (
+from pocl.ledger import codec
+from pocl.ledger.arrays import array_to_plain
+from pocl.ledger.codec import CodecError
+from pocl.ml.model.registry import get_model, model_names
+from pocl.ml.model.weights import (
     WeightsError,
     decode_weights,
     encode_weights,

@@ -13,12 +13,11 @@ import time
 import numpy as np
 import pytest
 import pytest_asyncio
-
-from ml.datasets import load_dataset
-from ml.registry import get_model
-from ml.train_worker import TrainingCancelled, TrainingWorker, WorkerDied
-from ml.training import TrainingError, accuracy
-from ml.weights import check_weights, initial_weights
+from pocl.ml.datasets import load_dataset
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import check_weights, initial_weights
+from pocl.ml.train_worker import TrainingCancelled, TrainingWorker, WorkerDied
+from pocl.ml.training import TrainingError, accuracy
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

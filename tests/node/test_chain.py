@@ -10,21 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from consensus.messages import make_vote
-from consensus.pocl.execution import PoclExecution
-from consensus.pocl.params import PoclParams
-from genesis.schema import Genesis, build_genesis
-from ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
-from ledger.store import Store
-from ledger.tx import make_transfer
-from node.chain import Chain, InvalidBlock
-from node.config import Config
-from node.node import Node, build_node_executor
-from p2p.host import Host, HostConfig
-from p2p.sync import SyncService
+from pocl.consensus.bft.messages import make_vote
+from pocl.consensus.pocl.execution import PoclExecution
+from pocl.consensus.pocl.params import PoclParams
+from pocl.genesis.schema import Genesis, build_genesis
+from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
+from pocl.ledger.storage.store import Store
+from pocl.ledger.tx import make_transfer
+from pocl.node.chain import Chain, InvalidBlock
+from pocl.node.config import Config
+from pocl.node.node import Node, build_node_executor
+from pocl.p2p.host import Host, HostConfig
+from pocl.p2p.sync import SyncService
 
 VALIDATORS = [PrivateKey.from_seed_text(f"chain-test-val-{i}") for i in range(4)]
 FUNDED = PrivateKey.from_seed_text("chain-test-funded")

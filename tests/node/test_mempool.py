@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from ledger import errors
-from ledger.block import Block, Header, txs_root
-from ledger.executor import BlockContext, Executor
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.tx import make_transfer
-from node.mempool import MEMPOOL_FULL, Mempool, MempoolConfig
+from pocl.ledger import errors
+from pocl.ledger.block import Block, Header, txs_root
+from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.tx import make_transfer
+from pocl.node.mempool import MEMPOOL_FULL, Mempool, MempoolConfig
 
 CHAIN = "mempool-test"
 ALICE = PrivateKey.from_seed_text("alice")

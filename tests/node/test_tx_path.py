@@ -7,19 +7,18 @@ import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-
-from ledger import codec, errors
-from ledger.block import Block, Header
-from ledger.errors import TxError
-from ledger.executor import BlockContext, Executor, fast_txs_root
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.tx import make_transfer
-from node.mempool import AddResult, Mempool
-from node.rpc_tx_batch import MAX_BATCH_TXS, tx_batch_routes
-from node.tx_gossip import MAX_BATCH_TXS as MAX_GOSSIP_BATCH
-from node.tx_gossip import TYPE_TX_BATCH, TxBatchMessage, TxGossip
+from pocl.ledger import codec, errors
+from pocl.ledger.block import Block, Header
+from pocl.ledger.errors import TxError
+from pocl.ledger.executor import BlockContext, Executor, fast_txs_root
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.tx import make_transfer
+from pocl.node.mempool import AddResult, Mempool
+from pocl.node.rpc_tx_batch import MAX_BATCH_TXS, tx_batch_routes
+from pocl.node.tx_gossip import MAX_BATCH_TXS as MAX_GOSSIP_BATCH
+from pocl.node.tx_gossip import TYPE_TX_BATCH, TxBatchMessage, TxGossip
 
 CHAIN = "tx-path-test"
 KEYS = [PrivateKey.from_seed_text(f"tx-path-{i}") for i in range(4)]
@@ -109,7 +108,7 @@ class FakeNode:
 
 
 async def _client(node: FakeNode) -> TestClient:
-    from node.rpc import RpcServer
+    from pocl.node.rpc import RpcServer
 
     server = RpcServer(node, "127.0.0.1:0", extra_routes=tx_batch_routes(node))  # type: ignore[arg-type]
     client = TestClient(TestServer(server.app()))
@@ -224,7 +223,7 @@ def test_update_with_a_conflicting_block_drops_the_broken_tail() -> None:
 
 
 def test_batch_message_fast_paths_match_the_generic_codec() -> None:
-    from ledger.codec import CodecError, Struct
+    from pocl.ledger.codec import CodecError, Struct
 
     msg = TxBatchMessage([transfer(KEYS[0], 0).raw, b"", b"\x00" * 300])
     assert msg.encode() == codec.encode(Struct.to_list(msg))

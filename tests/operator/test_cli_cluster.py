@@ -12,12 +12,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pocl.genesis.schema import load_genesis
+from pocl.ledger.keys import PrivateKey, format_address
+from pocl.node import testnet as tn
+from pocl.node.cluster import LocalCluster, wait_until
 
-from genesis.schema import load_genesis
-from ledger.keys import PrivateKey, format_address
-from node import testnet as tn
-from node.cluster import LocalCluster, wait_until
-from tests.operator.cli_helpers import run_cli, run_json
+from tests.support.cli_helpers import run_cli, run_json
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
 
     # the real console script: same behaviour from a separate process
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "query", "account", bob_addr, "--node", n0.rpc_url, "--json"],
+        [sys.executable, "-m", "pocl.node.cli", "query", "account", bob_addr, "--node", n0.rpc_url, "--json"],
         capture_output=True,
         text=True,
         timeout=60,

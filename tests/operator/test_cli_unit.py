@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from pocl.ledger.storage.keystore import read_key_info
+from pocl.node.config import Config
+from pocl.node.home import init_home
+from pocl.node.rpc_client import RpcClient, RpcUnavailable, normalise_url, url_from_config
 
-from ledger.keystore import read_key_info
-from node.config import Config
-from node.home import init_home
-from node.rpc_client import RpcClient, RpcUnavailable, normalise_url, url_from_config
-from tests.operator.cli_helpers import run_cli, run_json
+from tests.support.cli_helpers import run_cli, run_json
 
 ADDR = "0x" + "11" * 20
 
@@ -162,7 +162,7 @@ class FakeClient:
 def test_round_view_shows_phase_winners_rewards_and_slashes() -> None:
     import argparse
 
-    from node.commands import query
+    from pocl.node.commands import query
 
     rnd = {
         "round": 3, "phase": "done", "final": True, "start_height": 10, "end_height": 25,
@@ -181,7 +181,7 @@ def test_round_view_shows_phase_winners_rewards_and_slashes() -> None:
 
 
 def test_peers_and_mempool_views() -> None:
-    from node.commands import query
+    from pocl.node.commands import query
 
     _, human = query._peers(FakeClient({"/peers": {"peers": []}}))
     assert human == "no peers"

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from ledger.codec import Struct
-from ledger.keys import PrivateKey
-from p2p.connection import ConnectionConfig, PeerConnection, dial, serve
-from p2p.errors import HandshakeError, ProtocolViolation
-from p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p.connection import ConnectionConfig, PeerConnection, dial, serve
+from pocl.p2p.errors import HandshakeError, ProtocolViolation
+from pocl.p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
 
 GENESIS = b"\x11" * 32
 CHAIN_ID = "pocl-test"

@@ -7,8 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-
-from p2p.addrbook import (
+from pocl.p2p.addrbook import (
     AddressBook,
     AddressError,
     PeerAddr,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from p2p.bans import BanList
+from pocl.p2p.bans import BanList
 
 
 class FakeClock:

@@ -14,11 +14,11 @@ import dataclasses
 import os
 import random
 
-from ledger import codec
-from p2p.connection import ConnectionConfig, PeerConnection
-from p2p.errors import P2PError
-from p2p.handshake import HANDSHAKE_VERSION, MAGIC
-from p2p.messages import Disconnect, ErrorResponse, Hello, Ping, Pong
+from pocl.ledger import codec
+from pocl.p2p.connection import ConnectionConfig, PeerConnection
+from pocl.p2p.errors import P2PError
+from pocl.p2p.handshake import HANDSHAKE_VERSION, MAGIC
+from pocl.p2p.messages import Disconnect, ErrorResponse, Hello, Ping, Pong
 
 from .conftest import Echo, Fail, Slow, make_hello, wait_until
 

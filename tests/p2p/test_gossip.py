@@ -6,11 +6,11 @@ import collections
 import dataclasses
 
 import pytest
+from pocl.ledger.codec import Struct
+from pocl.p2p.gossip import Gossip, SeenCache, TokenBucket
+from pocl.p2p.host import Host
 
-from ledger.codec import Struct
-from p2p.gossip import Gossip, SeenCache, TokenBucket
-from p2p.host import Host
-from tests.p2p.hostkit import make_host, running, wait_until
+from tests.support.hostkit import make_host, running, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

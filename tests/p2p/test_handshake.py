@@ -8,14 +8,13 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
-from ledger import codec
-from ledger.keys import PrivateKey
-from p2p import errors
-from p2p.connection import REASON_CONNECT_FAILED, ConnectionConfig, accept, check_hello
-from p2p.errors import HandshakeError
-from p2p.frames import DEFAULT_MAX_FRAME_BYTES, FrameProtocol
-from p2p.handshake import (
+from pocl.ledger import codec
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p import errors
+from pocl.p2p.connection import REASON_CONNECT_FAILED, ConnectionConfig, accept, check_hello
+from pocl.p2p.errors import HandshakeError
+from pocl.p2p.frames import DEFAULT_MAX_FRAME_BYTES, FrameProtocol
+from pocl.p2p.handshake import (
     HANDSHAKE_VERSION,
     LOW_ORDER_POINTS,
     MAGIC,
@@ -23,7 +22,7 @@ from p2p.handshake import (
     secret_handshake,
     x25519_shared,
 )
-from p2p.messages import Ping
+from pocl.p2p.messages import Ping
 
 from .conftest import CHAIN_ID, Echo, make_hello, make_registry, wait_until
 

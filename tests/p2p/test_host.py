@@ -6,16 +6,16 @@ import asyncio
 import dataclasses
 
 import pytest
+from pocl.ledger.codec import Struct
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p import connection as transport
+from pocl.p2p.addrbook import PeerAddr
+from pocl.p2p.bans import BanList
+from pocl.p2p.errors import REASON_SELF, HandshakeError
+from pocl.p2p.host import REASON_BANNED, Host, PeerInfo
+from pocl.p2p.messages import PROTOCOL_VERSION, Hello
 
-from ledger.codec import Struct
-from ledger.keys import PrivateKey
-from p2p import connection as transport
-from p2p.addrbook import PeerAddr
-from p2p.bans import BanList
-from p2p.errors import REASON_SELF, HandshakeError
-from p2p.host import REASON_BANNED, Host, PeerInfo
-from p2p.messages import PROTOCOL_VERSION, Hello
-from tests.p2p.hostkit import (
+from tests.support.hostkit import (
     CHAIN_ID,
     FAST_TRANSPORT,
     GENESIS_HASH,

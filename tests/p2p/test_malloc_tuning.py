@@ -13,7 +13,7 @@ import pytest
 PROBE = textwrap.dedent(
     """
     import resource, sys
-    from p2p.malloc_tuning import keep_large_buffers_in_heap
+    from pocl.p2p.malloc_tuning import keep_large_buffers_in_heap
     tuned = keep_large_buffers_in_heap() if sys.argv[1] == "tune" else False
 
     def one_message():  # the temporaries a 1 MiB message leaves behind, roughly

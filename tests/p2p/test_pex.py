@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pocl.p2p.addrbook import AddressBook, PeerAddr
+from pocl.p2p.host import Host
+from pocl.p2p.pex import Addrs, GetAddrs, PeerExchange, PexConfig
 
-from p2p.addrbook import AddressBook, PeerAddr
-from p2p.host import Host
-from p2p.pex import Addrs, GetAddrs, PeerExchange, PexConfig
-from tests.p2p.hostkit import connected_ids, make_host, running, wait_until
+from tests.support.hostkit import connected_ids, make_host, running, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,12 +6,11 @@ import asyncio
 import dataclasses
 
 import pytest
-
-from ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root, vote_sign_bytes
-from ledger.hashing import TAG_VOTE
-from ledger.keys import PrivateKey
-from p2p.host import Host
-from p2p.sync import (
+from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root, vote_sign_bytes
+from pocl.ledger.hashing import TAG_VOTE
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p.host import Host
+from pocl.p2p.sync import (
     BadBatch,
     Blocks,
     BlockWithCommit,
@@ -22,7 +21,8 @@ from p2p.sync import (
     SyncService,
     check_batch,
 )
-from tests.p2p.hostkit import CHAIN_ID, make_host, running, wait_until
+
+from tests.support.hostkit import CHAIN_ID, make_host, running, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -7,13 +7,12 @@ import dataclasses
 import socket
 
 import pytest
-
-from ledger import codec
-from p2p import errors
-from p2p.connection import ConnectionConfig, PeerConnection, use_unpaced_congestion_control
-from p2p.errors import ConnectionClosed, RemoteError, TooManyRequests
-from p2p.frames import FLAG_MORE, HEADER_LEN, RECV_BUFFER_BYTES, TAG_LEN, FrameOpener, FrameSealer
-from p2p.messages import TYPE_PING, Disconnect, Ping, Pong, default_registry
+from pocl.ledger import codec
+from pocl.p2p import errors
+from pocl.p2p.connection import ConnectionConfig, PeerConnection, use_unpaced_congestion_control
+from pocl.p2p.errors import ConnectionClosed, RemoteError, TooManyRequests
+from pocl.p2p.frames import FLAG_MORE, HEADER_LEN, RECV_BUFFER_BYTES, TAG_LEN, FrameOpener, FrameSealer
+from pocl.p2p.messages import TYPE_PING, Disconnect, Ping, Pong, default_registry
 
 from .conftest import CHAIN_ID, Echo, Fail, Slow, make_registry, wait_until
 

@@ -9,11 +9,10 @@ import random
 import socket
 
 import pytest
-
-from ledger.codec import Struct
-from p2p import errors
-from p2p import frames as frames_module
-from p2p.frames import (
+from pocl.ledger.codec import Struct
+from pocl.p2p import errors
+from pocl.p2p import frames as frames_module
+from pocl.p2p.frames import (
     BIG_FRAME_BYTES,
     RECV_BUFFER_BYTES,
     FrameOpener,
@@ -22,7 +21,7 @@ from p2p.frames import (
     SendBuffer,
     plan_frames,
 )
-from p2p.messages import MessageRegistry, default_registry
+from pocl.p2p.messages import MessageRegistry, default_registry
 
 from .conftest import wait_until
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pocl.node.cluster import LocalCluster
+from pocl.node.devnet.runner import create_devnet
 
-from node.cluster import LocalCluster
-from scripts.devnet import create_devnet
 from tests.integration.conftest import (  # noqa: F401 - the hook records failures for stop_clusters
     pytest_runtest_makereport,
     stop_clusters,

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_devnet(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", "devnet", *args],
+        [sys.executable, "-m", "pocl.node.cli", "devnet", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from ml.datasets import load_dataset
-from ml.registry import get_model
-from ml.training import accuracy
-from ml.weights import weights_hash
-from node.cluster import LocalCluster, NodeProcess, RpcError, wait_until
-from node.pocl_rpc import weights_from_npz
+from pocl.ml.datasets import load_dataset
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import weights_hash
+from pocl.ml.training import accuracy
+from pocl.node.cluster import LocalCluster, NodeProcess, RpcError, wait_until
+from pocl.node.pocl_rpc import weights_from_npz
 
 pytestmark = pytest.mark.slow
 
@@ -186,7 +185,7 @@ async def ws_round_events(url: str, timeout: float = 60.0) -> set[str]:
 
 def cli(*args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pocl.node.cli", *args], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

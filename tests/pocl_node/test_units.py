@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ml.registry import get_model
-from ml.weights import initial_weights, weights_hash
-from node.commands.run import _mining_overrides, parse_shard
-from node.config import Config
-from node.errors import UserError
-from node.miner_store import KEEP_ROUNDS, MinerStore, MinerStoreError, RoundSecrets
-from node.pocl_rpc import model_arrays, npz_bytes, round_events, weights_from_npz
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import initial_weights, weights_hash
+from pocl.node.commands.run import _mining_overrides, parse_shard
+from pocl.node.config import Config
+from pocl.node.errors import UserError
+from pocl.node.miner_store import KEEP_ROUNDS, MinerStore, MinerStoreError, RoundSecrets
+from pocl.node.pocl_rpc import model_arrays, npz_bytes, round_events, weights_from_npz
 
 
 def secrets(round_: int) -> RoundSecrets:
@@ -166,14 +165,14 @@ def test_mining_overrides() -> None:
 def test_devnet_rejects_bad_arguments(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scripts.devnet import main
+    from pocl.node.devnet.runner import main
 
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
 
 def test_devnet_refuses_non_empty_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scripts.devnet import main
+    from pocl.node.devnet.runner import main
 
     (tmp_path / "keep.txt").write_text("x")
     assert main(["--out", str(tmp_path)]) == 2

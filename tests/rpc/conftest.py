@@ -10,13 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from genesis.schema import Genesis, build_genesis
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
-from node.config import Config
-from node.home import init_home
-from node.node import Node
+from pocl.genesis.schema import Genesis, build_genesis
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
+from pocl.node.config import Config
+from pocl.node.home import init_home
+from pocl.node.node import Node
 
 FAST = ChainParams(
     timeout_propose_ms=300,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+from pocl.ledger.keys import PrivateKey, format_address
+from pocl.ledger.tx import make_transfer
+from pocl.node.node import Node, NodeEvent
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from ledger.keys import PrivateKey, format_address
-from ledger.tx import make_transfer
-from node.node import Node, NodeEvent
 from tests.rpc.conftest import FAUCET, make_node, wait_for
 
 
@@ -100,9 +100,8 @@ async def test_two_nodes_in_one_process_have_separate_registries(tmp_path: Path)
 
 async def test_busy_metrics_port_is_a_clear_error(node: Node) -> None:
     import pytest
-
-    from node.errors import UserError
-    from node.metrics import NodeMetrics
+    from pocl.node.errors import UserError
+    from pocl.node.metrics import NodeMetrics
 
     assert node.metrics is not None
     other = NodeMetrics(node)

@@ -6,11 +6,11 @@ import asyncio
 
 import aiohttp
 import pytest
+from pocl.ledger.keys import PrivateKey, format_address
+from pocl.ledger.tx import make_stake, make_transfer
+from pocl.node.node import Node
+from pocl.node.rpc import WS_QUEUE_SIZE, openapi_document
 
-from ledger.keys import PrivateKey, format_address
-from ledger.tx import make_stake, make_transfer
-from node.node import Node
-from node.rpc import WS_QUEUE_SIZE, openapi_document
 from tests.rpc.conftest import FAUCET, FAUCET_BALANCE, Api, wait_for
 
 CHAIN = "rpc-test"
@@ -257,7 +257,7 @@ async def test_openapi_validates_and_matches_the_router(node: Node, api: Api) ->
 
 
 def test_openapi_with_unsafe_and_extra_routes_validates() -> None:
-    from node.rpc import CORE_ROUTES, UNSAFE_ROUTES, Route
+    from pocl.node.rpc import CORE_ROUTES, UNSAFE_ROUTES, Route
 
     extra = (Route("GET", "/rounds/{round}", "round", "A PoCL round", (("round", "round number"),)),)
     validate(openapi_document(CORE_ROUTES + extra + UNSAFE_ROUTES))
@@ -321,7 +321,7 @@ async def test_events_errors(node: Node, api: Api) -> None:
 
 
 def test_slow_subscriber_is_cut_off_with_lagged() -> None:
-    from node.rpc import _Subscriber
+    from pocl.node.rpc import _Subscriber
 
     sub = _Subscriber()
     for i in range(WS_QUEUE_SIZE + 10):

@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from pocl.consensus.pocl.execution import EVENT_FINALISED, EVENT_SLASH, NS_POCL, build_executor
+from pocl.consensus.pocl.records import PENALTY_PREDICTION_FRAUD, PHASE_COMMIT, PHASE_DONE, predict_key
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
+from pocl.ledger.executor import BlockContext
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
+from pocl.ml.model.weights import decode_weights
 
-from consensus.pocl.execution import EVENT_FINALISED, EVENT_SLASH, NS_POCL, build_executor
-from consensus.pocl.records import PENALTY_PREDICTION_FRAUD, PHASE_COMMIT, PHASE_DONE, predict_key
-from consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
-from consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
-from ledger.executor import BlockContext
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams, GenesisAccount
-from ledger.state import State
-from ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
-from ml.weights import decode_weights
-from tests.consensus.pocl.scenario import (
+from tests.support.pocl_scenario import (
     CHAIN_ID,
     HONEST,
     KNN,

@@ -7,8 +7,7 @@ import random
 
 import numpy as np
 import pytest
-
-from consensus.pocl.finalize import (
+from pocl.consensus.pocl.finalize import (
     NO_WINNER,
     VOID_TOO_FEW,
     finalize_round,
@@ -17,7 +16,7 @@ from consensus.pocl.finalize import (
     round_seed,
     tiebreak_key,
 )
-from consensus.pocl.records import (
+from pocl.consensus.pocl.records import (
     NO_SCORE,
     PENALTY_LABEL_MISMATCH,
     PENALTY_MODEL_MISMATCH,
@@ -29,11 +28,12 @@ from consensus.pocl.records import (
     RoundData,
     RoundOutcome,
 )
-from consensus.pocl.verify import ShardClaim, choose_shards, verify_claims
-from ledger import codec
-from ml.inference import predict
-from ml.weights import encode_weights, weights_hash
-from tests.consensus.pocl.scenario import (
+from pocl.consensus.pocl.verify import ShardClaim, choose_shards, verify_claims
+from pocl.ledger import codec
+from pocl.ml.model.inference import predict
+from pocl.ml.model.weights import encode_weights, weights_hash
+
+from tests.support.pocl_scenario import (
     ABSENT,
     CHAIN_ID,
     HONEST,
@@ -152,7 +152,7 @@ def test_scores_are_medians_of_the_matrix(honest_run) -> None:  # type: ignore[n
 
 
 def test_winners_are_aggregated_in_address_order(honest_run) -> None:  # type: ignore[no-untyped-def]
-    from ml.aggregate import aggregate
+    from pocl.ml.model.aggregate import aggregate
 
     s, run = honest_run
     models = [s.by_address()[w].weights for w in sorted(run.result.outcome.winners)]

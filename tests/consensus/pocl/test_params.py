@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from consensus.pocl.params import PoclParams, PoclParamsError
-from consensus.pocl.schedule import max_round_blocks
+from pocl.consensus.pocl.params import PoclParams, PoclParamsError
+from pocl.consensus.pocl.schedule import max_round_blocks
 
 
 def test_defaults_are_a_valid_devnet() -> None:
@@ -59,7 +58,7 @@ def test_not_an_object() -> None:
 
 
 def test_cross_checks_with_chain_params() -> None:
-    from ledger.params import ChainParams
+    from pocl.ledger.params import ChainParams
 
     PoclParams().check_chain_params(ChainParams())  # the shipped defaults agree
     with pytest.raises(PoclParamsError) as exc:

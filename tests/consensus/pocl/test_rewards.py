@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from pocl.consensus.pocl.records import ROLE_VOTER, ROLE_WINNER
+from pocl.consensus.pocl.rewards import compute_payouts, split_proportional
 
-from consensus.pocl.records import ROLE_VOTER, ROLE_WINNER
-from consensus.pocl.rewards import compute_payouts, split_proportional
-from tests.consensus.pocl.scenario import make_params
+from tests.support.pocl_scenario import make_params
 
 W1, W2, W3 = b"\x01" * 20, b"\x02" * 20, b"\x03" * 20
 V1, V2 = b"\x11" * 20, b"\x12" * 20

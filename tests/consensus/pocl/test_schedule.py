@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from consensus.pocl.records import PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from consensus.pocl.schedule import (
+from pocl.consensus.pocl.records import PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
+from pocl.consensus.pocl.schedule import (
     Step,
     advance,
     end_block_step,
@@ -17,8 +16,9 @@ from consensus.pocl.schedule import (
     select_eligible,
     tx_in_phase,
 )
-from consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
-from tests.consensus.pocl.scenario import (
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+
+from tests.support.pocl_scenario import (
     ABSENT,
     HONEST,
     WITHHOLD,

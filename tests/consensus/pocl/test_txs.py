@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.txs import (
     E_BAD_DTYPE,
     E_BAD_INPUT,
     E_BAD_LABEL,
@@ -32,11 +31,12 @@ from consensus.pocl.txs import (
     model_commitment,
     weights_digest,
 )
-from ledger import codec
-from ledger import tx as ledger_tx
-from ml.registry import get_model
-from ml.weights import encode_weights, initial_weights, weights_hash
-from tests.consensus.pocl.scenario import make_params
+from pocl.ledger import codec
+from pocl.ledger import tx as ledger_tx
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
+
+from tests.support.pocl_scenario import make_params
 
 P = make_params()
 SPEC = get_model("cnn-digits")
@@ -54,7 +54,7 @@ def test_kind_names_match_the_ledger() -> None:
 
 def test_ndarray_is_the_ledger_plain_form() -> None:
     arr = np.arange(6, dtype=np.int64).reshape(2, 3)
-    from ledger.arrays import array_to_plain
+    from pocl.ledger.arrays import array_to_plain
 
     assert NdArray.of(arr).to_list() == array_to_plain(arr)
     assert np.array_equal(NdArray.of(arr).to_numpy(1024), arr)
@@ -161,11 +161,12 @@ def test_label_commitment_binds_labels_and_salt() -> None:
 
 
 def test_builders_match_what_the_chain_checks() -> None:
-    from consensus.pocl.records import RoundRecord
-    from consensus.pocl.schedule import advance
-    from consensus.pocl.txs import build_commit, build_predict, build_vote
-    from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
-    from tests.consensus.pocl.scenario import CHAIN_ID, HONEST, make_scenario, true_scores
+    from pocl.consensus.pocl.records import RoundRecord
+    from pocl.consensus.pocl.schedule import advance
+    from pocl.consensus.pocl.txs import build_commit, build_predict, build_vote
+    from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+
+    from tests.support.pocl_scenario import CHAIN_ID, HONEST, make_scenario, true_scores
 
     s = make_scenario([HONEST, HONEST, HONEST], trained=False)
     rec = RoundRecord.open(1, 10, [m.address for m in s.miners], weights_hash(s.global_weights))

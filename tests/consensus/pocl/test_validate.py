@@ -6,11 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from consensus.pocl.records import CommitEntry, RoundRecord
-from consensus.pocl.schedule import advance
-from consensus.pocl.txs import PayloadError, PredictPayload, VotePayload, labels_array
-from consensus.pocl.validate import (
+from pocl.consensus.pocl.records import CommitEntry, RoundRecord
+from pocl.consensus.pocl.schedule import advance
+from pocl.consensus.pocl.txs import PayloadError, PredictPayload, VotePayload, labels_array
+from pocl.consensus.pocl.validate import (
     E_DUPLICATE,
     E_NO_ROUND,
     E_NOT_COMMITTER,
@@ -23,8 +22,9 @@ from consensus.pocl.validate import (
     accept_predict,
     accept_vote,
 )
-from ml.weights import encode_weights, weights_hash
-from tests.consensus.pocl.scenario import (
+from pocl.ml.model.weights import encode_weights, weights_hash
+
+from tests.support.pocl_scenario import (
     CHAIN_ID,
     HONEST,
     address_of_index,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pocl.consensus.pocl.verify import ShardClaim, near_tie_allowance, verify_claims
+from pocl.ml.model.inference import _forward, predict
+from pocl.ml.model.weights import initial_weights
 
-from consensus.pocl.verify import ShardClaim, near_tie_allowance, verify_claims
-from ml.inference import _forward, predict
-from ml.weights import initial_weights
-from tests.consensus.pocl.scenario import SPEC, digits, make_params, perturbed, trained_weights
+from tests.support.pocl_scenario import SPEC, digits, make_params, perturbed, trained_weights
 
 P = make_params()
 OWNER = b"o" * 20

@@ -65,12 +65,20 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from consensus.commit import CommitError, verify_commit
-from consensus.messages import NO_POL_ROUND, Proposal, ProposalMessage, VoteMessage
-from consensus.signing_state import DoubleSignError
-from consensus.votes import HeightVoteSet, ValidatorSet, VoteError
-from ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Block, Commit, DuplicateVoteEvidence, Vote
-from ledger.params import ChainParams
+from pocl.consensus.bft.commit import CommitError, verify_commit
+from pocl.consensus.bft.messages import NO_POL_ROUND, Proposal, ProposalMessage, VoteMessage
+from pocl.consensus.bft.votes import HeightVoteSet, ValidatorSet, VoteError
+from pocl.consensus.signing_state import DoubleSignError
+from pocl.ledger.block import (
+    NIL_HASH,
+    VOTE_PRECOMMIT,
+    VOTE_PREVOTE,
+    Block,
+    Commit,
+    DuplicateVoteEvidence,
+    Vote,
+)
+from pocl.ledger.params import ChainParams
 
 log = logging.getLogger(__name__)
 

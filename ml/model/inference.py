@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-
-from ml.registry import BATCHNORM, BN_EPSILON, CONV2D, DENSE, FLATTEN, MAXPOOL, RELU, ModelSpec
-from ml.weights import check_weights
+from pocl.ml.model.registry import BATCHNORM, BN_EPSILON, CONV2D, DENSE, FLATTEN, MAXPOOL, RELU, ModelSpec
+from pocl.ml.model.weights import check_weights
 
 # Near-tie guard (DESIGN §5.2). `predict` reports margin = (top1 - top2) / max(1, |top1|, |top2|): the gap
 # between the two largest logits relative to their own scale, because float32 round-off (and so the

@@ -38,13 +38,12 @@ import os
 from collections.abc import Iterator, Sequence
 
 import plyvel
-
-from ledger.block import Block, Commit
-from ledger.codec import CodecError
-from ledger.hashing import TAG_TX, tagged_hash
-from ledger.params import ChainParams
-from ledger.state import State, StateDelta
-from ledger.state_root import EMPTY_BUCKET_HASH, NUM_BUCKETS, BucketTree, compute_root, root_of
+from pocl.ledger.block import Block, Commit
+from pocl.ledger.codec import CodecError
+from pocl.ledger.hashing import TAG_TX, tagged_hash
+from pocl.ledger.params import ChainParams
+from pocl.ledger.state import State, StateDelta
+from pocl.ledger.state_root import EMPTY_BUCKET_HASH, NUM_BUCKETS, BucketTree, compute_root, root_of
 
 SCHEMA_VERSION = b"pocl-ledger/1"
 

@@ -9,8 +9,8 @@ the evidence may be, is checked by the executor against its state.
 
 from __future__ import annotations
 
-from ledger.block import VOTE_TYPES, DuplicateVoteEvidence, Vote
-from ledger.hashing import tagged_hash
+from pocl.ledger.block import VOTE_TYPES, DuplicateVoteEvidence, Vote
+from pocl.ledger.hashing import tagged_hash
 
 TAG_EVIDENCE = b"pocl/evidence"
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from consensus.bft import (
+from pocl.consensus.bft.machine import (
     Action,
     BlockReceived,
     Broadcast,
@@ -30,12 +30,12 @@ from consensus.bft import (
     TimeoutFired,
     VoteReceived,
 )
-from consensus.messages import Proposal, ProposalMessage, VoteMessage, make_vote
-from consensus.signing_state import SigningGuard
-from consensus.votes import ValidatorSet
-from ledger.block import Block, Header, Vote, txs_root
-from ledger.keys import PrivateKey
-from ledger.params import ChainParams
+from pocl.consensus.bft.messages import Proposal, ProposalMessage, VoteMessage, make_vote
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.consensus.signing_state import SigningGuard
+from pocl.ledger.block import Block, Header, Vote, txs_root
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams
 
 CHAIN_ID = "pocl-test"
 PARAMS = ChainParams()

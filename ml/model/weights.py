@@ -17,12 +17,11 @@ import math
 from typing import Any
 
 import numpy as np
-
-from ledger import codec
-from ledger.arrays import array_from_plain, array_to_plain
-from ledger.codec import CodecError
-from ledger.hashing import TAG_WEIGHTS, tagged_hash
-from ml.registry import ModelSpec
+from pocl.ledger import codec
+from pocl.ledger.arrays import array_from_plain, array_to_plain
+from pocl.ledger.codec import CodecError
+from pocl.ledger.hashing import TAG_WEIGHTS, tagged_hash
+from pocl.ml.model.registry import ModelSpec
 
 WEIGHT_DTYPE = np.dtype("<f4")
 WEIGHT_DTYPE_NAME = "f4"

@@ -24,9 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-from ledger.durable_file import fsync_dir, write_temp
-from ledger.keys import (
+from pocl.ledger.keys import (
     PUBKEY_LEN,
     SEED_LEN,
     KeyFormatError,
@@ -35,6 +33,7 @@ from ledger.keys import (
     format_address,
     parse_address,
 )
+from pocl.ledger.storage.durable_file import fsync_dir, write_temp
 
 KEYSTORE_VERSION = 1
 KEYSTORE_TYPE = "pocl-ed25519-key"

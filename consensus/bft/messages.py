@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from ledger.block import HASH_LEN, Block, Vote
-from ledger.codec import Struct, encode
-from ledger.hashing import TAG_PROPOSAL
-from ledger.keys import PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, verify
+from pocl.ledger.block import HASH_LEN, Block, Vote
+from pocl.ledger.codec import Struct, encode
+from pocl.ledger.hashing import TAG_PROPOSAL
+from pocl.ledger.keys import PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 
 NO_POL_ROUND = -1  # a proposal with no proof-of-lock round (the paper's validRound = -1)
 # Rounds beyond this are rejected: honest validators never get near it (timeouts grow per round), and
@@ -87,8 +87,8 @@ class VoteMessage(Struct):
 def make_vote(key: PrivateKey, chain_id: str, vote_type: int, height: int, round_: int, block_hash: bytes) -> Vote:
     """Sign a vote directly (no double-sign guard): for tests and tools; validators go through
     consensus.signing_state.SigningGuard."""
-    from ledger.block import vote_sign_bytes
-    from ledger.hashing import TAG_VOTE
+    from pocl.ledger.block import vote_sign_bytes
+    from pocl.ledger.hashing import TAG_VOTE
 
     sig = key.sign(TAG_VOTE, vote_sign_bytes(chain_id, vote_type, height, round_, block_hash))
     return Vote(chain_id, vote_type, height, round_, block_hash, key.pubkey, sig)

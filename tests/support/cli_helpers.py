@@ -1,4 +1,4 @@
-"""Run `pocl-node` in-process (`node.cli.main`) and capture its output."""
+"""Run `pocl-node` in-process (`pocl.node.cli.main`) and capture its output."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 import pytest
-
-from node.cli import main
+from pocl.node.cli import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:

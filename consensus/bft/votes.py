@@ -19,11 +19,11 @@ import itertools
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 
-from consensus.evidence import make_duplicate_vote_evidence
-from consensus.messages import MAX_ROUND
-from consensus.proposer import ProposerSchedule, schedule_for
-from consensus.proposer import pick_number as _pick_number
-from ledger.block import (
+from pocl.consensus.bft.evidence import make_duplicate_vote_evidence
+from pocl.consensus.bft.messages import MAX_ROUND
+from pocl.consensus.bft.proposer import ProposerSchedule, schedule_for
+from pocl.consensus.bft.proposer import pick_number as _pick_number
+from pocl.ledger.block import (
     NIL_HASH,
     VOTE_PRECOMMIT,
     VOTE_PREVOTE,
@@ -33,9 +33,9 @@ from ledger.block import (
     DuplicateVoteEvidence,
     Vote,
 )
-from ledger.codec import encode
-from ledger.hashing import tagged_hash
-from ledger.keys import PUBKEY_LEN, address_of
+from pocl.ledger.codec import encode
+from pocl.ledger.hashing import tagged_hash
+from pocl.ledger.keys import PUBKEY_LEN, address_of
 
 TAG_VALIDATOR_SET = b"pocl/validator-set"
 

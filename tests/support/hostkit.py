@@ -8,9 +8,9 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-from ledger.keys import PrivateKey
-from p2p.connection import ConnectionConfig
-from p2p.host import Host, HostConfig
+from pocl.ledger.keys import PrivateKey
+from pocl.p2p.connection import ConnectionConfig
+from pocl.p2p.host import Host, HostConfig
 
 CHAIN_ID = "pocl-p2p-test"
 GENESIS_HASH = hashlib.sha256(b"p2p-test-genesis").digest()

@@ -6,8 +6,8 @@ validation (`last_commit` of the next block) and by the node. Every signature is
 
 from __future__ import annotations
 
-from consensus.votes import ValidatorSet
-from ledger.block import NIL_HASH, Commit
+from pocl.consensus.bft.votes import ValidatorSet
+from pocl.ledger.block import NIL_HASH, Commit
 
 
 class CommitError(ValueError):

@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.params import ChainParams
-from node.cluster import ClusterError, LocalCluster, NodeProcess, RpcError
-from node.config import Config, load_config, write_config
+from pocl.ledger.params import ChainParams
+from pocl.node.cluster import ClusterError, LocalCluster, NodeProcess, RpcError
+from pocl.node.config import Config, load_config, write_config
 
 DEFAULT_MINERS = 4
 DEFAULT_ROUNDS = 5
@@ -116,14 +116,14 @@ class Evaluator:
     """Accuracy of a global model on the dataset's held-out test split (canonical inference)."""
 
     def __init__(self, dataset: str, data_dir: str | None) -> None:
-        from ml.datasets import load_dataset
+        from pocl.ml.datasets import load_dataset
 
         self.ds = load_dataset(dataset, data_dir)
 
     def accuracy(self, npz: bytes) -> float:
-        from ml.registry import get_model
-        from ml.training import accuracy
-        from node.pocl_rpc import weights_from_npz
+        from pocl.ml.model.registry import get_model
+        from pocl.ml.training import accuracy
+        from pocl.node.pocl_rpc import weights_from_npz
 
         weights, meta = weights_from_npz(npz)
         return accuracy(get_model(str(meta["model"])), weights, self.ds.x_test, self.ds.y_test)
@@ -184,8 +184,8 @@ def create_devnet(
 
 def send_demo_transfers(cluster: LocalCluster, count: int = DEMO_TRANSFERS) -> list[str]:
     """A few faucet transfers, so the first blocks carry transactions."""
-    from ledger.keystore import load_key
-    from ledger.tx import make_transfer
+    from pocl.ledger.storage.keystore import load_key
+    from pocl.ledger.tx import make_transfer
 
     faucet = load_key(cluster.testnet.faucet_key_path, None)
     genesis = cluster.testnet.genesis
@@ -482,8 +482,8 @@ class DevnetError(Exception):
 
 
 def check_args(args: argparse.Namespace) -> list[str]:
-    from ml.adversary import AdversaryError, assign_behaviours, parse_adversaries
-    from ml.partition import PartitionError, parse_scheme
+    from pocl.ml.adversary import AdversaryError, assign_behaviours, parse_adversaries
+    from pocl.ml.partition import PartitionError, parse_scheme
 
     if args.miners < 2:
         raise DevnetError("--miners must be at least 2 (a round needs 2 participants)")

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from consensus.votes import Validator, ValidatorSet
+    from pocl.consensus.bft.votes import Validator, ValidatorSet
 
 PRIORITY_WINDOW_SIZE_FACTOR = 2  # CometBFT: rescale when max - min priority > 2 × total power
 MAX_CYCLE = 10_000  # upper bound (≈) on the period of the proposer sequence

@@ -12,12 +12,11 @@ import functools
 import hashlib
 
 import numpy as np
-
-from consensus.pocl.finalize import FinalizeResult, finalize_round
-from consensus.pocl.params import PoclParams
-from consensus.pocl.records import CommitEntry, PredictEntry, RoundData, RoundRecord, VoteEntry
-from consensus.pocl.schedule import Step, advance, end_block_step, mark_finalised
-from consensus.pocl.txs import (
+from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round
+from pocl.consensus.pocl.params import PoclParams
+from pocl.consensus.pocl.records import CommitEntry, PredictEntry, RoundData, RoundRecord, VoteEntry
+from pocl.consensus.pocl.schedule import Step, advance, end_block_step, mark_finalised
+from pocl.consensus.pocl.txs import (
     CommitPayload,
     NdArray,
     PredictPayload,
@@ -26,11 +25,11 @@ from consensus.pocl.txs import (
     labels_array,
     model_commitment,
 )
-from consensus.pocl.validate import accept_commit, accept_predict, accept_vote
-from ledger.keys import PrivateKey
-from ml.inference import predict
-from ml.registry import get_model
-from ml.weights import encode_weights, initial_weights, weights_hash
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.ledger.keys import PrivateKey
+from pocl.ml.model.inference import predict
+from pocl.ml.model.registry import get_model
+from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
 
 CHAIN_ID = "pocl-test"
 SPEC = get_model("cnn-digits")
@@ -87,8 +86,8 @@ def trained_weights(seed: int) -> tuple[np.ndarray, ...]:
     Deterministic per seed; reaches well above chance on digits, so honest miners have real, distinct
     accuracies and confident (decisive) predictions.
     """
-    from ml.inference import logits
-    from ml.registry import ModelSpec
+    from pocl.ml.model.inference import logits
+    from pocl.ml.model.registry import ModelSpec
 
     w = initial_weights(SPEC, seed)
     x, y = digits()
@@ -198,7 +197,7 @@ def true_scores(
     s: Scenario, m: Miner, record: RoundRecord, predictions: dict[bytes, PredictEntry]
 ) -> list[int]:
     """What an honest voter claims: accuracy of each other revealed predictor on its committed labels."""
-    from ledger.params import BPS
+    from pocl.ledger.params import BPS
 
     committed = m.committed_labels().to_numpy(1 << 20)
     out = []
