@@ -19,7 +19,7 @@ every check passed, so a failing tx never leaves partial writes: the sender pays
 block proposer at end of block), its nonce increments, then the kind's `apply` runs.
 
 Block execution: `begin_block` (height, unbonding releases, begin hooks), every tx (any invalid tx makes
-the whole block invalid: `BlockError`), `end_block` (end hooks, e.g. PoCL finalisation, then fees to the
+the whole block invalid: `BlockError`), `end_block` (end hooks, e.g. PoCL finalization, then fees to the
 proposer). Hooks are `Callable[[State, BlockContext], None]` and may append `Event`s to `ctx.events`.
 
 Public API:
@@ -106,7 +106,7 @@ NO_PROPOSER = b"\x00" * 20
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """Something a block did that clients may want to see (slash, unbond release, round finalised...)."""
+    """Something a block did that clients may want to see (slash, unbond release, round finalized...)."""
 
     kind: str
     data: dict[str, Any]

@@ -88,10 +88,10 @@ class NodeMetrics:
             registry=r,
         )
         self.pocl_winners = Gauge(
-            "round_winners", "Winners of the last finalised PoCL round", namespace=NAMESPACE, registry=r
+            "round_winners", "Winners of the last finalized PoCL round", namespace=NAMESPACE, registry=r
         )
         self.pocl_rounds = Counter(
-            "rounds_finalised", "PoCL rounds finalised", ["void"], namespace=NAMESPACE, registry=r
+            "rounds_finalized", "PoCL rounds finalized", ["void"], namespace=NAMESPACE, registry=r
         )
         self.pocl_slashes = Counter(
             "slashes", "PoCL penalties applied", ["kind"], namespace=NAMESPACE, registry=r
@@ -101,7 +101,7 @@ class NodeMetrics:
         )
         self.pocl_round_blocks = Gauge(
             "round_duration_blocks",
-            "Blocks the last finalised PoCL round took from opening to finalisation",
+            "Blocks the last finalized PoCL round took from opening to finalization",
             namespace=NAMESPACE,
             registry=r,
         )
@@ -220,7 +220,7 @@ class NodeMetrics:
         elif kind == "pocl_phase":
             self.pocl_round.set(int(data.get("round", 0)))
             self._set_phase(str(data.get("phase", "")))
-        elif kind == "pocl_round_finalised":
+        elif kind == "pocl_round_finalized":
             rnd = int(data.get("round", 0))
             self.pocl_winners.set(len(data.get("winners", [])))
             self.pocl_rounds.labels("true" if data.get("void") else "false").inc()

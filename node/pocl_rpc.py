@@ -10,7 +10,7 @@ Routes (passed to `RpcServer(extra_routes=pocl_routes(node))`, so they appear in
     GET /miner                  this node's miner (behaviour, per-round training time, submissions)
 
 `attach_round_events(node)` turns the PoCL executor events of each committed block into NodeEvents
-"round" (opened, finalised, reward, slash) and "phase" on the WebSocket stream.
+"round" (opened, finalized, reward, slash) and "phase" on the WebSocket stream.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 from pocl.consensus.pocl.execution import (
-    EVENT_FINALISED,
+    EVENT_FINALIZED,
     EVENT_PHASE,
     EVENT_REWARD,
     EVENT_ROUND_OPENED,
@@ -318,8 +318,8 @@ def round_events(block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             out.append(("phase", {"round": data.get("round"), "phase": "commit", "height": height}))
         elif kind == EVENT_PHASE:
             out.append(("phase", {"height": height, **data}))
-        elif kind == EVENT_FINALISED:
-            out.append(("round", {"event": "finalised", "height": height, **data}))
+        elif kind == EVENT_FINALIZED:
+            out.append(("round", {"event": "finalized", "height": height, **data}))
             out.append(("phase", {"round": data.get("round"), "phase": "done", "height": height}))
         elif kind == EVENT_REWARD:
             out.append(("round", {"event": "reward", "height": height, **data}))

@@ -219,7 +219,7 @@ def simulate(cfg: SimConfig, log: Callable[[str], None] = _log_default) -> dict[
                 acc[i][v.index] = s
         valid_voters = [j for j in ids if j not in vote_fraud]
 
-        # FINALISE: median scores, verification, top-K, aggregation.
+        # FINALIZE: median scores, verification, top-K, aggregation.
         scores = {i: median_low([acc[i][j] for j in valid_voters if j != i]) for i in ids}
         tie = {i: hashlib.sha256(f"{cfg.seed}/{r}/{i}".encode()).digest() for i in ids}
         order = sorted(ids, key=lambda i: (-scores[i], tie[i]))

@@ -15,7 +15,7 @@ blobs (`State.put_model` / `get_model`) that the store persists with the block.
 Lifecycle: the first block lazily writes the genesis model (deterministic from `init_seed`) and the head.
 `begin_block` at `s_r` opens round r with the eligible set read from the state as it is before any tx
 of that block. Txs update the record and write their entry. `end_block` applies the schedule's step;
-on FINALISE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, stores
+on FINALIZE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, stores
 G_r, prunes the round's weight-carrying predict entries (the txs stay in the blocks) and schedules
 round r+1 at `end + 1 + round_gap_blocks`.
 """
@@ -71,7 +71,7 @@ NS_POCL = "pocl"
 
 EVENT_ROUND_OPENED = "pocl_round_opened"
 EVENT_PHASE = "pocl_phase"
-EVENT_FINALISED = "pocl_round_finalised"
+EVENT_FINALIZED = "pocl_round_finalized"
 EVENT_REWARD = "pocl_reward"
 EVENT_SLASH = "pocl_slashed"
 
@@ -301,17 +301,17 @@ class PoclExecution:
                     EVENT_PHASE, {"round": rec.round, "phase": rec.phase_name, "start_height": ctx.height + 1}
                 )
             )
-        elif step is schedule.Step.FINALISE:
-            self.finalise(state, ctx, rec)
+        elif step is schedule.Step.FINALIZE:
+            self.finalize(state, ctx, rec)
 
     def seed_for(self, ctx: BlockContext, round_: int) -> bytes:
         """Verification seed: from the parent block hash when the context carries one, else from the
-        finalising block's (height, time, proposer). Both are fixed only after every prediction was."""
+        finalizing block's (height, time, proposer). Both are fixed only after every prediction was."""
         prev = getattr(ctx, "prev_hash", b"") or b""
         material = prev if prev else codec.encode([ctx.height, ctx.time_ms, ctx.proposer])
         return round_seed(ctx.chain_id, round_, material)
 
-    def finalise(self, state: State, ctx: BlockContext, rec: RoundRecord) -> FinalizeResult:
+    def finalize(self, state: State, ctx: BlockContext, rec: RoundRecord) -> FinalizeResult:
         from pocl.ml.model.weights import encode_weights
 
         data = self.round_data(state, rec)
@@ -349,13 +349,13 @@ class PoclExecution:
             head = dataclasses.replace(head, model_round=rec.round, model_hash=out.model_hash)
         for m in rec.predictors:  # weights are bulky and live on in the block's txs
             state.delete_raw(NS_POCL, predict_key(rec.round, m))
-        done = schedule.mark_finalised(rec, ctx.height, out)
+        done = schedule.mark_finalized(rec, ctx.height, out)
         self._put(state, round_key(rec.round), done)
         nxt = schedule.next_round_start(done, self.params)
         self._put(state, HEAD_KEY, dataclasses.replace(head, round=rec.round + 1, next_start=nxt))
         ctx.events.append(
             Event(
-                EVENT_FINALISED,
+                EVENT_FINALIZED,
                 {
                     "round": rec.round,
                     "void": out.void,

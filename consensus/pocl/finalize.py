@@ -1,4 +1,4 @@
-"""Deterministic round finalisation (DESIGN §5.2 step 4; docs/pocl-protocol.md).
+"""Deterministic round finalization (DESIGN §5.2 step 4; docs/pocl-protocol.md).
 
 `finalize_round` is a pure function of the round's record and entries, the previous global model, the
 params, the chain id and a chain-derived seed; every node runs it in the execution of the round's last
@@ -66,9 +66,9 @@ class FinalizeResult:
 
 
 def round_seed(chain_id: str, round_: int, block_hash: bytes) -> bytes:
-    """The finalisation seed: bound to chain and round, drawn from a block hash fixed after all predictions.
+    """The finalization seed: bound to chain and round, drawn from a block hash fixed after all predictions.
 
-    Execution passes the parent hash of the finalising block; it was unknown when predictions were made.
+    Execution passes the parent hash of the finalizing block; it was unknown when predictions were made.
     """
     return tagged_hash(TAG_ROUND_SEED, codec.encode([chain_id, round_, block_hash]))
 

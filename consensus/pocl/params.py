@@ -41,7 +41,7 @@ class PoclParams:
     aggregation: str = "clip:2.0"  # ml.aggregate rule: robust clipping at 2x the winners' median norm
     # schedule (heights)
     first_round_height: int = 1  # s_1
-    round_gap_blocks: int = 0  # blocks between a round's finalising block and the next s_r
+    round_gap_blocks: int = 0  # blocks between a round's finalizing block and the next s_r
     train_blocks: int = 12  # maximum COMMIT length
     predict_blocks: int = 4
     vote_blocks: int = 3
@@ -180,7 +180,7 @@ class PoclParams:
     def check_chain_params(self, chain: ChainParams) -> None:
         """Cross-checks with the ledger params that PoCL safety depends on.
 
-        - a miner that unstakes during a round must still be slashable when the round finalises, so
+        - a miner that unstakes during a round must still be slashable when the round finalizes, so
           unbonding must outlast the longest round;
         - a predict tx for this model must fit in one tx (`max_pocl_tx_bytes`) and one block.
         """

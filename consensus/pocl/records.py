@@ -1,6 +1,6 @@
 """PoCL round records kept in state, with their canonical encodings (DESIGN §4, §5.2).
 
-A round is stored as one small `RoundRecord` (phase, heights, participant sets, and once finalised the
+A round is stored as one small `RoundRecord` (phase, heights, participant sets, and once finalized the
 `RoundOutcome`) plus one entry per miner per phase (`CommitEntry`, `PredictEntry`, `VoteEntry`) under
 their own keys, so a tx only rewrites its own entry and the (small) record, never every miner's weights.
 Participant lists are kept sorted by address: that canonical order is what predictions and scores
@@ -164,7 +164,7 @@ class RoundRecord(Struct):
     phase: int  # PHASE_*
     predict_start: int  # first PREDICT height (0 until then; stays 0 when the phase was skipped)
     vote_start: int  # first VOTE height (0 until then / skipped)
-    end_height: int  # height whose execution finalised the round (0 until then)
+    end_height: int  # height whose execution finalized the round (0 until then)
     prev_model_hash: bytes  # H(G_{r-1})
     eligible: list[bytes]  # fixed from the state before s_r, sorted
     committers: list[bytes]  # sorted
@@ -214,7 +214,7 @@ class PoclHead(Struct):
 
 @dataclasses.dataclass
 class RoundData:
-    """A round's record and entries, keyed by miner; what finalisation reads."""
+    """A round's record and entries, keyed by miner; what finalization reads."""
 
     record: RoundRecord
     commits: dict[bytes, CommitEntry]

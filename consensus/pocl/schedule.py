@@ -9,8 +9,8 @@ the block in which everyone expected has acted:
 
 Transitions happen in the end-block step of the phase's last block, so every tx of block h is judged by
 the phase the round was in when block h started. A phase that cannot lead to a valid round is skipped:
-with < 2 committers after COMMIT, or < 2 revealed predictors after PREDICT, the round finalises right
-there (void; withholders are still penalised). FINALISE runs in the execution of the last block; round
+with < 2 committers after COMMIT, or < 2 revealed predictors after PREDICT, the round finalizes right
+there (void; withholders are still penalised). FINALIZE runs in the execution of the last block; round
 r+1 opens at `end_height + 1 + round_gap_blocks` with its eligible set taken from the state as it is
 before that height.
 
@@ -34,7 +34,7 @@ MIN_PARTICIPANTS = 2
 class Step(enum.Enum):
     NONE = "none"  # stay in the phase
     ADVANCE = "advance"  # the next phase starts at height + 1
-    FINALISE = "finalise"  # run finalisation now, in this block's execution
+    FINALIZE = "finalize"  # run finalization now, in this block's execution
 
 
 def phase_start(rec: RoundRecord) -> int:
@@ -44,7 +44,7 @@ def phase_start(rec: RoundRecord) -> int:
         return rec.predict_start
     if rec.phase == PHASE_VOTE:
         return rec.vote_start
-    raise ValueError("round is finalised")
+    raise ValueError("round is finalized")
 
 
 def phase_max_blocks(phase: int, params: PoclParams) -> int:
@@ -92,11 +92,11 @@ def end_block_step(rec: RoundRecord, height: int, params: PoclParams) -> Step:
     if not (everyone_acted(rec) or height >= phase_deadline(rec, params)):
         return Step.NONE
     if rec.phase == PHASE_COMMIT and len(rec.committers) < MIN_PARTICIPANTS:
-        return Step.FINALISE
+        return Step.FINALIZE
     if rec.phase == PHASE_PREDICT and len(rec.revealed) < MIN_PARTICIPANTS:
-        return Step.FINALISE
+        return Step.FINALIZE
     if rec.phase == PHASE_VOTE:
-        return Step.FINALISE
+        return Step.FINALIZE
     return Step.ADVANCE
 
 
@@ -109,13 +109,13 @@ def advance(rec: RoundRecord, height: int) -> RoundRecord:
     raise ValueError(f"cannot advance from phase {rec.phase_name}")
 
 
-def mark_finalised(rec: RoundRecord, height: int, outcome: object) -> RoundRecord:
+def mark_finalized(rec: RoundRecord, height: int, outcome: object) -> RoundRecord:
     return dataclasses.replace(rec, phase=PHASE_DONE, end_height=height, outcome=outcome)
 
 
 def next_round_start(rec: RoundRecord, params: PoclParams) -> int:
     if rec.phase != PHASE_DONE:
-        raise ValueError("round not finalised yet")
+        raise ValueError("round not finalized yet")
     return rec.end_height + 1 + params.round_gap_blocks
 
 

@@ -11,7 +11,7 @@ Rules:
 
 A reveal that does not match its commitment (weights vs model_commit, labels vs label_commit) is NOT
 rejected: it is accepted, flagged in the entry (`reveal_ok` / `labels_ok`) and penalised at
-finalisation. Rejecting it would let the cheater walk away with at most a withholding penalty and
+finalization. Rejecting it would let the cheater walk away with at most a withholding penalty and
 leave no evidence on chain; accepting it records the proof in the block.
 """
 

@@ -374,7 +374,7 @@ def render(p: Progress, title: str) -> Any:
         "genesis acc " + (f"{p.genesis_accuracy:.4f}" if p.genesis_accuracy is not None else "-"),
         "",
     )
-    table = Table(title="finalised rounds", expand=False)
+    table = Table(title="finalized rounds", expand=False)
     for col in ("round", "participants", "winners (score bps)", "slashed", "accuracy", "duration"):
         table.add_column(col)
     for r in p.rounds[-12:]:
@@ -458,7 +458,7 @@ def build_report(
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--miners", type=int, default=DEFAULT_MINERS, help="validator-miners (default 4)")
-    parser.add_argument("--rounds", type=int, default=None, help="stop after R finalised rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="stop after R finalized rounds (default 5)")
     parser.add_argument("--blocks", type=int, default=None, help="stop at height N")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     parser.add_argument("--dataset", default="digits", help="digits (default) | mnist | cifar10 | npz:PATH")

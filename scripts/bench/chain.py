@@ -1,4 +1,4 @@
-"""End-to-end chain throughput: 4 validator processes on loopback finalising signed transfers.
+"""End-to-end chain throughput: 4 validator processes on loopback finalizing signed transfers.
 
     python -m scripts.bench.chain [--duration 60] [--validators 4] [--rate 1000] [--batch 100]
                                   [--profile DIR] [--json PATH]
@@ -13,11 +13,11 @@ pipelined keep-alive HTTP connection per node: every 50 ms the txs that are due 
 one node, so its nonces arrive in order.
 
 Measured:
-- finalised_tx_per_s: txs committed in the send window (after `--warmup` s), block to block: the txs
+- finalized_tx_per_s: txs committed in the send window (after `--warmup` s), block to block: the txs
   of every block after the first one in the window / time from the first to the last of them;
 - latency_p50_s / latency_p99_s: submit (the tx's scheduled send time, so a backlog in the client
   counts too: no coordinated omission) -> block carrying the tx committed, seen by
-  polling node0 (`GET /blocks/{next}` every 50 ms); every tx sent is tracked, and one not finalised
+  polling node0 (`GET /blocks/{next}` every 50 ms); every tx sent is tracked, and one not finalized
   30 s after the load ends counts as infinitely late (a percentile landing on it is null);
 - block_interval_s: mean time between committed blocks in the window;
 - rss_mb_max: per node, the kernel's peak RSS (VmHWM) at the end, with VmRSS sampled every second;
@@ -349,7 +349,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _seconds(value: float) -> float | None:
-    """Rounded seconds; None (JSON null) for a percentile that falls on a tx never finalised."""
+    """Rounded seconds; None (JSON null) for a percentile that falls on a tx never finalized."""
     return None if math.isinf(value) else round(value, 3)
 
 
@@ -455,8 +455,8 @@ def summarise(m: dict[str, Any], args: argparse.Namespace, verify_s: float, core
     times = sorted(t for t, _hs in tracker.blocks.values() if m["send_start"] <= t <= t_end)
     intervals = [b - a for a, b in itertools.pairwise(times)]
     lat = [tracker.committed_at[h] - t for h, t in sent.items() if h in tracker.committed_at]
-    finalised = len(lat)
-    lat += [math.inf] * (len(sent) - finalised)  # not finalised by the end of the drain: counts as worst
+    finalized = len(lat)
+    lat += [math.inf] * (len(sent) - finalized)  # not finalized by the end of the drain: counts as worst
     errors: dict[str, int] = {}
     for r in m["results"]:
         for k, v in r["errors"].items():
@@ -487,10 +487,10 @@ def summarise(m: dict[str, Any], args: argparse.Namespace, verify_s: float, core
         "accepted_txs": sum(r["accepted"] for r in m["results"]),
         "batch": args.batch,
         "rejected": errors,
-        "finalised_txs": finalised,
-        "finalised_fraction": round(finalised / max(1, len(sent)), 4),
-        "finalised_tx_per_s": round(in_window / span, 1) if span > 0 else 0.0,
-        "finalised_tx_per_s_overall": round(finalised / max(1e-9, max(tracker.committed_at.get(h, 0) for h in sent) - m["send_start"]), 1) if finalised else 0.0,
+        "finalized_txs": finalized,
+        "finalized_fraction": round(finalized / max(1, len(sent)), 4),
+        "finalized_tx_per_s": round(in_window / span, 1) if span > 0 else 0.0,
+        "finalized_tx_per_s_overall": round(finalized / max(1e-9, max(tracker.committed_at.get(h, 0) for h in sent) - m["send_start"]), 1) if finalized else 0.0,
         "latency_p50_s": _seconds(percentile(lat, 0.50)),
         "latency_p90_s": _seconds(percentile(lat, 0.90)),
         "latency_p99_s": _seconds(percentile(lat, 0.99)),
@@ -583,7 +583,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 p.join(5)
                 if p.is_alive():
                     p.kill()
-    summary["ratio_to_verify_floor"] = round(summary["finalised_tx_per_s"] / summary["verify_floor_tx_per_s"], 3)
+    summary["ratio_to_verify_floor"] = round(summary["finalized_tx_per_s"] / summary["verify_floor_tx_per_s"], 3)
     return summary
 
 
@@ -592,8 +592,8 @@ def print_table(s: dict[str, Any]) -> None:
         ("validators / cores", f"{s['validators']} / {s['cores']}"),
         ("offered rate (tx/s)", f"{s['offered_rate_tx_per_s']:.0f}"),
         ("sent / accepted", f"{s['sent_txs']} / {s['accepted_txs']}  rejected={s['rejected']}"),
-        ("finalised (of sent)", f"{s['finalised_txs']} ({s['finalised_fraction']:.1%})"),
-        ("finalised tx/s (window)", f"{s['finalised_tx_per_s']:.0f}   target >= 1000"),
+        ("finalized (of sent)", f"{s['finalized_txs']} ({s['finalized_fraction']:.1%})"),
+        ("finalized tx/s (window)", f"{s['finalized_tx_per_s']:.0f}   target >= 1000"),
         ("latency p50 / p90 / p99 (s)", f"{s['latency_p50_s']} / {s['latency_p90_s']} / {s['latency_p99_s']}   target p50 <= 2"),
         ("block interval (s)", f"{s['block_interval_s']}  ({s['blocks_in_window']} blocks, mean {s['txs_per_block_mean']} txs, max {s['txs_per_block_max']})"),
         ("node RSS peak (MB)", f"{s['rss_mb_max']}   target <= 200"),
@@ -604,7 +604,7 @@ def print_table(s: dict[str, Any]) -> None:
         ("CPU-bound capacity (tx/s)", f"{s['cpu_bound_tx_per_s']:.0f}   = cores / node CPU per tx"),
         ("Ed25519 verify (us)", f"{s['verify_us']}"),
         ("verify floor (tx/s)", f"{s['verify_floor_tx_per_s']:.0f}   = cores / (validators x verify)"),
-        ("finalised / floor", f"{s['ratio_to_verify_floor']:.3f}"),
+        ("finalized / floor", f"{s['ratio_to_verify_floor']:.3f}"),
     ]
     width = max(len(k) for k, _ in rows)
     print(f"\nchain benchmark ({s['validators']} validators, {s['duration_s']:.0f} s, timeout_commit {s['timeouts_ms']['commit']} ms)")

@@ -7,7 +7,7 @@ For each miner count n, with random-but-real models (perturbed G_0) and random t
   the per-tx cost every node pays in block execution;
 - `finalize_ms`: `finalize_round` (accuracy matrix, medians, verification of candidates by canonical
   inference, robust aggregation, payouts), the cost of the round's last block;
-- `verify_ms` / `aggregate_ms`: the two heavy parts of finalisation on their own.
+- `verify_ms` / `aggregate_ms`: the two heavy parts of finalization on their own.
 Every miner is honest, so verification runs on exactly K candidates. BLAS is limited to one thread
 (threadpoolctl) when available, as a busy validator would want. Prints a table; `--json` writes it.
 """

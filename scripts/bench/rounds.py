@@ -5,9 +5,9 @@
 For each miner count n, a devnet of n validator-miners (separate `pocl-node run` processes, digits,
 IID shares, `scripts.devnet` genesis) runs `--rounds` rounds. Per round r:
 
-- `round_s`: chain time from the block that finalised round r-1 (for r = 1: the block before s_1)
-  to the block that finalised round r (header timestamps). Miners start training as soon as G_{r-1}
-  is final, so this is one full cycle: training + commit + predict + vote blocks + finalisation.
+- `round_s`: chain time from the block that finalized round r-1 (for r = 1: the block before s_1)
+  to the block that finalized round r (header timestamps). Miners start training as soon as G_{r-1}
+  is final, so this is one full cycle: training + commit + predict + vote blocks + finalization.
 - `train_s_max`: the slowest miner's local training time for round r, as each miner reports it on
   `/miner` (measured in its training worker).
 - `overhead_s = round_s - train_s_max`: what the protocol adds on top of training.

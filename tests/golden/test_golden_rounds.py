@@ -2,7 +2,7 @@
 
 A refactor that moves code must leave these bytes unchanged; a protocol change that alters them must
 update the pins on purpose (and say so in its commit). The run goes through the real ledger executor:
-signed txs (PoCL and core kinds) in blocks, begin/end-block hooks, finalisation, rewards and slashing.
+signed txs (PoCL and core kinds) in blocks, begin/end-block hooks, finalization, rewards and slashing.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from pocl.consensus.pocl.execution import EVENT_FINALISED
+from pocl.consensus.pocl.execution import EVENT_FINALIZED
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.tx import make_stake, make_transfer
 
@@ -47,7 +47,7 @@ def run_golden() -> tuple[Chain, list[str]]:
         seen = len(c.events)
         c.block(txs)
         for e in c.events[seen:]:
-            if e.kind == EVENT_FINALISED:
+            if e.kind == EVENT_FINALIZED:
                 models.append(c.state.global_model_hash.hex())
                 for m in s.miners:  # miners train on: every round brings new weights
                     if m.behaviour == HONEST:

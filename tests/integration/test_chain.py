@@ -16,7 +16,7 @@ def faucet(cluster: LocalCluster) -> PrivateKey:
     return load_key(cluster.testnet.faucet_key_path, None)
 
 
-def test_four_validators_finalise_twenty_blocks_without_fork(make_cluster) -> None:
+def test_four_validators_finalize_twenty_blocks_without_fork(make_cluster) -> None:
     cluster = make_cluster(4)
     cluster.start()
     cluster.wait_for_height(20, timeout=120)

@@ -75,13 +75,13 @@ def test_rounds_deterministic_restart_and_sync(
     victim = cluster.testnet.nodes[1].address
     r_kill = kill_after_commit(cluster, 1, observer=0)
     cluster.nodes[1].start()
-    rec = wait_until(lambda: final_round(miners[0], r_kill), ROUND_TIMEOUT_S, f"round {r_kill} to finalise")
+    rec = wait_until(lambda: final_round(miners[0], r_kill), ROUND_TIMEOUT_S, f"round {r_kill} to finalize")
     assert victim in rec["participants"]["predictors"] and victim in rec["participants"]["voters"]
     assert victim in rec["participants"]["revealed"]
     assert "reloaded" in cluster.nodes[1].log_path.read_text()
 
     last = max(ROUNDS, r_kill + 1)
-    wait_until(lambda: final_round(miners[0], last), ROUND_TIMEOUT_S, f"round {last} to finalise")
+    wait_until(lambda: final_round(miners[0], last), ROUND_TIMEOUT_S, f"round {last} to finalize")
     cluster.sync_blocks(miners, timeout=60)
 
     # every node: same blocks (so the same state roots) and the same G_r at every round
@@ -167,7 +167,7 @@ def test_rounds_deterministic_restart_and_sync(
 
 
 async def ws_round_events(url: str, timeout: float = 60.0) -> set[str]:
-    """Event types seen on /events until both a "phase" and a "round" (finalised) event arrived."""
+    """Event types seen on /events until both a "phase" and a "round" (finalized) event arrived."""
     import aiohttp
 
     seen: set[str] = set()
@@ -177,8 +177,8 @@ async def ws_round_events(url: str, timeout: float = 60.0) -> set[str]:
                 event = msg.json()
                 seen.add(event["type"])
                 if event["type"] == "round":
-                    assert event["event"] in ("opened", "finalised", "reward", "slash")
-                if event["type"] == "round" and event["event"] == "finalised" and "phase" in seen:
+                    assert event["event"] in ("opened", "finalized", "reward", "slash")
+                if event["type"] == "round" and event["event"] == "finalized" and "phase" in seen:
                     return seen
     return seen
 

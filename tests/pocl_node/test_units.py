@@ -99,7 +99,7 @@ def test_round_events_from_block_events() -> None:
                 "kind": "pocl_slashed",
                 "data": {"round": 1, "address": "0xbb", "kind": "withhold", "slashed": 3},
             },
-            {"kind": "pocl_round_finalised", "data": {"round": 2, "void": False, "winners": ["0xaa"]}},
+            {"kind": "pocl_round_finalized", "data": {"round": 2, "void": False, "winners": ["0xaa"]}},
             {"kind": "transfer", "data": {}},
         ],
     }
@@ -111,7 +111,7 @@ def test_round_events_from_block_events() -> None:
         ("phase", "predict"),
         ("round", "reward"),
         ("round", "slash"),
-        ("round", "finalised"),
+        ("round", "finalized"),
         ("phase", "done"),
     ]
     assert all(d["height"] == 12 for _, d in out)

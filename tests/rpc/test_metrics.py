@@ -65,7 +65,7 @@ async def test_pocl_events_feed_round_gauges(node: Node) -> None:
         {"kind": "pocl_phase", "data": {"round": 7, "phase": "predict", "start_height": 5}},
         {"kind": "pocl_reward", "data": {"round": 7, "address": "0x1", "role": "winner", "amount": 40}},
         {"kind": "pocl_slashed", "data": {"round": 7, "address": "0x3", "kind": "bad_commit"}},
-        {"kind": "pocl_round_finalised", "data": {"round": 7, "void": False, "winners": ["0x1", "0x2"]}},
+        {"kind": "pocl_round_finalized", "data": {"round": 7, "void": False, "winners": ["0x1", "0x2"]}},
     ]
     node.metrics.observe_event(NodeEvent("pocl_round_opened", events[0]["data"]))
     m = await scrape(node)
@@ -77,7 +77,7 @@ async def test_pocl_events_feed_round_gauges(node: Node) -> None:
     assert m["pocl_round_winners"] == 2
     assert m["pocl_rewards_total{role=winner}"] == 40
     assert m["pocl_slashes_total{kind=bad_commit}"] == 1
-    assert m["pocl_rounds_finalised_total{void=false}"] == 1
+    assert m["pocl_rounds_finalized_total{void=false}"] == 1
     assert seen == ["pocl_round_opened", "block"]
     # a malformed event is logged, not raised into the node
     node.metrics.observe_event(NodeEvent("block", {"nonsense": True}))

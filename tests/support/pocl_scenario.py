@@ -15,7 +15,7 @@ import numpy as np
 from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import CommitEntry, PredictEntry, RoundData, RoundRecord, VoteEntry
-from pocl.consensus.pocl.schedule import Step, advance, end_block_step, mark_finalised
+from pocl.consensus.pocl.schedule import Step, advance, end_block_step, mark_finalized
 from pocl.consensus.pocl.txs import (
     CommitPayload,
     NdArray,
@@ -230,7 +230,7 @@ class RoundRun:
     record: RoundRecord
     data: RoundData
     result: FinalizeResult
-    transitions: list[tuple[int, str]]  # (height, phase entered / "finalise")
+    transitions: list[tuple[int, str]]  # (height, phase entered / "finalize")
 
 
 def run_round(
@@ -277,12 +277,12 @@ def run_round(
             rec = advance(rec, h)
             transitions.append((h + 1, rec.phase_name))
             phase_first = h + 1
-        elif step is Step.FINALISE:
+        elif step is Step.FINALIZE:
             data = RoundData.build(rec, commits.values(), predictions.values(), votes.values())
             result = finalize_round(data, s.global_weights, s.params, CHAIN_ID, s.seed)
-            rec = mark_finalised(rec, h, result.outcome)
-            transitions.append((h, "finalise"))
+            rec = mark_finalized(rec, h, result.outcome)
+            transitions.append((h, "finalize"))
             return RoundRun(rec, data, result, transitions)
         h += 1
         if h > s.start_height + 1000:
-            raise AssertionError("round never finalised")
+            raise AssertionError("round never finalized")

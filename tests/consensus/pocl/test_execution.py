@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pocl.consensus.pocl.execution import EVENT_FINALISED, EVENT_SLASH, NS_POCL, build_executor
+from pocl.consensus.pocl.execution import EVENT_FINALIZED, EVENT_SLASH, NS_POCL, build_executor
 from pocl.consensus.pocl.records import PENALTY_PREDICTION_FRAUD, PHASE_COMMIT, PHASE_DONE, predict_key
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
 from pocl.consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
@@ -114,7 +114,7 @@ def test_round_runs_on_chain(chain: Chain) -> None:
     assert len(weights) == len(chain.s.global_weights)
     # predict entries (with weights) are pruned once final
     assert all(chain.state.get_raw(NS_POCL, predict_key(1, m)) is None for m in rec1.predictors)
-    finals = [e for e in chain.events if e.kind == EVENT_FINALISED]
+    finals = [e for e in chain.events if e.kind == EVENT_FINALIZED]
     assert finals and finals[0].data["round"] == 1 and finals[0].data["next_round_start"] == 5
 
 

@@ -1,4 +1,4 @@
-"""Round finalisation: scores, verification, penalties, void rounds, rewards, determinism."""
+"""Round finalization: scores, verification, penalties, void rounds, rewards, determinism."""
 
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def test_void_when_only_one_miner_commits() -> None:
     o = run.result.outcome
     assert o.void and o.reason == VOID_TOO_FEW and o.payouts == [] and o.penalties == []
     assert not run.result.changed and o.model_hash == o.prev_model_hash
-    assert run.transitions[-1] == (s.start_height + s.params.train_blocks - 1, "finalise")
+    assert run.transitions[-1] == (s.start_height + s.params.train_blocks - 1, "finalize")
 
 
 def test_void_when_a_withholder_leaves_one_revealer_but_it_is_still_penalised() -> None:
@@ -321,7 +321,7 @@ def test_void_when_a_withholder_leaves_one_revealer_but_it_is_still_penalised() 
     o = run.result.outcome
     assert o.void and o.payouts == [] and not run.result.changed
     assert penalties_by_index(s, run) == {1: PENALTY_WITHHOLD}
-    assert [t[1] for t in run.transitions] == ["predict", "finalise"]  # VOTE skipped
+    assert [t[1] for t in run.transitions] == ["predict", "finalize"]  # VOTE skipped
 
 
 def test_void_when_too_few_valid_participants_remain() -> None:

@@ -10,7 +10,7 @@ from pocl.consensus.pocl.schedule import (
     Step,
     advance,
     end_block_step,
-    mark_finalised,
+    mark_finalized,
     next_round_start,
     phase_deadline,
     select_eligible,
@@ -51,7 +51,7 @@ def test_commit_closes_early_when_every_eligible_miner_committed() -> None:
     assert end_block_step(r, 100, P) is Step.ADVANCE
 
 
-def test_predict_and_vote_close_early_and_finalise() -> None:
+def test_predict_and_vote_close_early_and_finalize() -> None:
     r = advance(rec(committers=[A, B, C]), 100)
     r = dataclasses.replace(r, predictors=[A, B], revealed=[A, B])
     assert end_block_step(r, 101, P) is Step.NONE  # C may still predict
@@ -61,27 +61,27 @@ def test_predict_and_vote_close_early_and_finalise() -> None:
     assert (r.phase, r.vote_start) == (PHASE_VOTE, 102)
     assert end_block_step(r, 102, P) is Step.NONE
     assert (
-        end_block_step(dataclasses.replace(r, voters=[A, B]), 102, P) is Step.FINALISE
+        end_block_step(dataclasses.replace(r, voters=[A, B]), 102, P) is Step.FINALIZE
     )  # only revealed vote
-    assert end_block_step(r, 103, P) is Step.FINALISE  # deadline: vote_blocks = 2
+    assert end_block_step(r, 103, P) is Step.FINALIZE  # deadline: vote_blocks = 2
 
 
-def test_too_few_participants_skip_to_finalise() -> None:
-    assert end_block_step(rec(committers=[A]), 103, P) is Step.FINALISE
-    assert end_block_step(rec(committers=[]), 103, P) is Step.FINALISE
+def test_too_few_participants_skip_to_finalize() -> None:
+    assert end_block_step(rec(committers=[A]), 103, P) is Step.FINALIZE
+    assert end_block_step(rec(committers=[]), 103, P) is Step.FINALIZE
     r = advance(rec(committers=[A, B]), 103)
     r = dataclasses.replace(r, predictors=[A, B], revealed=[A])
-    assert end_block_step(r, 104, P) is Step.FINALISE
+    assert end_block_step(r, 104, P) is Step.FINALIZE
 
 
 def test_empty_eligible_set_never_closes_early() -> None:
     r = RoundRecord.open(1, 100, [], b"\0" * 32)
     assert end_block_step(r, 100, P) is Step.NONE
-    assert end_block_step(r, 103, P) is Step.FINALISE
+    assert end_block_step(r, 103, P) is Step.FINALIZE
 
 
 def test_next_round_start_and_done_rounds() -> None:
-    r = mark_finalised(rec(), 110, None)
+    r = mark_finalized(rec(), 110, None)
     assert r.phase == PHASE_DONE and r.end_height == 110
     assert next_round_start(r, P) == 113  # end + 1 + gap
     assert end_block_step(r, 111, P) is Step.NONE
@@ -109,7 +109,7 @@ def test_driven_round_closes_every_phase_early() -> None:
     s = make_scenario([HONEST, HONEST, HONEST], trained=False)
     run = run_round(s)
     h = s.start_height
-    assert run.transitions == [(h + 1, "predict"), (h + 2, "vote"), (h + 2, "finalise")]
+    assert run.transitions == [(h + 1, "predict"), (h + 2, "vote"), (h + 2, "finalize")]
     assert run.record.end_height == h + 2 and run.record.predict_start == h + 1
 
 
@@ -119,4 +119,4 @@ def test_driven_round_waits_for_stragglers_up_to_the_maximum() -> None:
     h, p = s.start_height, s.params
     predict_at = h + p.train_blocks  # the absent miner keeps COMMIT open to its maximum
     vote_at = predict_at + p.predict_blocks  # the withholder keeps PREDICT open to its maximum
-    assert run.transitions == [(predict_at, "predict"), (vote_at, "vote"), (vote_at, "finalise")]
+    assert run.transitions == [(predict_at, "predict"), (vote_at, "vote"), (vote_at, "finalize")]
