@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from pocl.consensus.bft.messages import Proposal, proposal_sign_bytes
+from pocl.consensus.bft.signer import DoubleSignError
 from pocl.ledger.block import VOTE_PRECOMMIT, VOTE_PREVOTE, Vote, vote_sign_bytes
 from pocl.ledger.codec import CodecError, Struct
 from pocl.ledger.hashing import TAG_PROPOSAL, TAG_VOTE
@@ -35,10 +36,6 @@ STEP_PREVOTE = 2
 STEP_PRECOMMIT = 3
 STEP_OF_VOTE = {VOTE_PREVOTE: STEP_PREVOTE, VOTE_PRECOMMIT: STEP_PRECOMMIT}
 STATE_FORMAT_VERSION = 1
-
-
-class DoubleSignError(Exception):
-    """Signing this message could conflict with one already signed: refused."""
 
 
 class SigningStateError(Exception):
@@ -60,15 +57,10 @@ class LastSigned(Struct):
         return (self.height, self.round, self.step)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Replace `path` atomically and durably (temp file, fsync, rename, fsync of the directory)."""
-    replace_durably(path, data)
-
-
 class SigningGuard:
     """Signs votes and proposals for one validator key, never conflicting with what it signed before.
 
-    It implements the `Signer` protocol used by `consensus.bft.ConsensusMachine`.
+    It implements the `consensus.bft.signer.Signer` protocol used by the BFT machine.
     """
 
     def __init__(self, path: str | os.PathLike[str], key: PrivateKey, chain_id: str, *,
@@ -144,7 +136,7 @@ class SigningGuard:
                             sign_bytes, signature)
         if self.allow_double_sign and self.last is not None and record.hrs() < self.last.hrs():
             return signature  # never move the persisted state backwards, even in test mode
-        write_durably(self.path, record.encode())
+        replace_durably(self.path, record.encode())
         self.last = record
         return signature
 

@@ -58,8 +58,8 @@ ACCOUNT_KEYS = ("address", "balance", "stake", "pubkey")
 MAP_MARKER = b"map"  # JSON has no bytes, so this can never collide with a JSON list's first element
 
 SHIPPED_DIR = Path(__file__).resolve().parent
-SHIPPED_NAMES = ("devnet",)
-DEVNET_VALIDATOR_COUNT = 4
+SHIPPED_NAMES = ("localnet",)
+LOCALNET_VALIDATOR_COUNT = 4
 
 
 class GenesisError(ValueError):
@@ -443,43 +443,49 @@ def build_genesis(
 
 
 def shipped_genesis_path(name: str) -> Path:
-    """Path of a genesis shipped with the package (`devnet`)."""
+    """Path of a genesis shipped with the package (`localnet`)."""
     if name not in SHIPPED_NAMES:
         raise GenesisError("", f"no shipped genesis named {name!r} (known: {', '.join(SHIPPED_NAMES)})")
     return SHIPPED_DIR / f"{name}.json"
 
 
-def devnet_validator_key(index: int) -> PrivateKey:
-    """INSECURE deterministic key of devnet validator `index` (anyone can derive it)."""
+# `localnet` is the shipped public test chain: its validator and faucet keys are derived from fixed seed
+# texts, so anyone can run (and sign for) it. It was first shipped as `devnet`; the chain id and the seed
+# texts keep that spelling, because changing them would change the chain (its genesis hash and state roots).
+# The cluster runner `pocl-node devnet` (`pocl.node.devnet`) does not use it: it generates a fresh testnet.
+
+
+def localnet_validator_key(index: int) -> PrivateKey:
+    """INSECURE deterministic key of localnet validator `index` (anyone can derive it)."""
     return PrivateKey.from_seed_text(f"devnet-validator-{index}")
 
 
-DEVNET_CHAIN_ID = "pocl-devnet"
-DEVNET_GENESIS_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-DEVNET_STAKE = 1_000_000
-DEVNET_BALANCE = 1_000_000_000
-DEVNET_FAUCET_BALANCE = 1_000_000_000_000
-DEVNET_COMMENT = (
+LOCALNET_CHAIN_ID = "pocl-devnet"
+LOCALNET_GENESIS_TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+LOCALNET_STAKE = 1_000_000
+LOCALNET_BALANCE = 1_000_000_000
+LOCALNET_FAUCET_BALANCE = 1_000_000_000_000
+LOCALNET_COMMENT = (
     "INSECURE devnet: validator keys are PrivateKey.from_seed_text('devnet-validator-N') and the faucet key is "
     "from_seed_text('devnet-faucet'); anyone can sign for them. Never use this genesis for value."
 )
 
 
-def devnet_faucet_key() -> PrivateKey:
+def localnet_faucet_key() -> PrivateKey:
     return PrivateKey.from_seed_text("devnet-faucet")
 
 
-def build_devnet_genesis(validators: int = DEVNET_VALIDATOR_COUNT) -> Genesis:
-    """The shipped devnet genesis (regenerate `genesis/devnet.json` with `python -m pocl.genesis.schema`)."""
+def build_localnet_genesis(validators: int = LOCALNET_VALIDATOR_COUNT) -> Genesis:
+    """The shipped localnet genesis (regenerate `genesis/localnet.json` with `python -m pocl.genesis.schema`)."""
     return build_genesis(
-        DEVNET_CHAIN_ID,
-        [(devnet_validator_key(i).pubkey, DEVNET_STAKE, DEVNET_BALANCE) for i in range(validators)],
-        accounts=[(devnet_faucet_key().address, DEVNET_FAUCET_BALANCE)],
-        genesis_time_ms=DEVNET_GENESIS_TIME_MS,
-        comment=DEVNET_COMMENT,
+        LOCALNET_CHAIN_ID,
+        [(localnet_validator_key(i).pubkey, LOCALNET_STAKE, LOCALNET_BALANCE) for i in range(validators)],
+        accounts=[(localnet_faucet_key().address, LOCALNET_FAUCET_BALANCE)],
+        genesis_time_ms=LOCALNET_GENESIS_TIME_MS,
+        comment=LOCALNET_COMMENT,
     )
 
 
-if __name__ == "__main__":  # regenerate the shipped devnet genesis
-    write_genesis(shipped_genesis_path("devnet"), build_devnet_genesis())
-    print(f"wrote {shipped_genesis_path('devnet')}")
+if __name__ == "__main__":  # regenerate the shipped localnet genesis
+    write_genesis(shipped_genesis_path("localnet"), build_localnet_genesis())
+    print(f"wrote {shipped_genesis_path('localnet')}")

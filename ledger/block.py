@@ -7,12 +7,14 @@ and depend on nothing above it. A header's `state_root` is the root *after* exec
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from functools import cached_property
 from typing import ClassVar
 
 from pocl.ledger.codec import Struct
-from pocl.ledger.hashing import TAG_COMMIT, TAG_HEADER, TAG_TXS_ROOT, TAG_VOTE, merkle_root, tagged_hash
+from pocl.ledger.hashing import TAG_COMMIT, TAG_HEADER, TAG_TXS_ROOT, TAG_VOTE, tagged_hash
 from pocl.ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, address_of, verify
+from pocl.ledger.merkle import merkle_root
 
 HASH_LEN = 32
 NIL_HASH = b""  # a vote for nil carries an empty block hash
@@ -65,10 +67,6 @@ class Vote(Struct):
 
     def verify_signature(self) -> bool:
         return verify(self.validator, TAG_VOTE, self.sign_bytes(), self.signature)
-
-    @property
-    def is_nil(self) -> bool:
-        return self.block_hash == NIL_HASH
 
 
 def vote_sign_bytes(chain_id: str, vote_type: int, height: int, round_: int, block_hash: bytes) -> bytes:
@@ -123,7 +121,8 @@ class Block(Struct):
         return self.header.height
 
 
-def txs_root(txs: list[bytes]) -> bytes:
+def txs_root(txs: Sequence[bytes]) -> bytes:
+    """The header's commitment to the block's txs (canonical encodings, in block order)."""
     return tagged_hash(TAG_TXS_ROOT, merkle_root(txs))
 
 

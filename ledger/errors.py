@@ -62,9 +62,7 @@ BLOCK_TXS_ROOT_MISMATCH = "txs_root_mismatch"
 BLOCK_STATE_ROOT_MISMATCH = "state_root_mismatch"
 BLOCK_TOO_MANY_TXS = "too_many_txs"
 BLOCK_TOO_LARGE = "block_too_large"
-BLOCK_DUPLICATE_TX = "duplicate_tx"
 BLOCK_INVALID_TX = "invalid_tx"
-BLOCK_HOOK_FAILED = "hook_failed"
 
 
 class TxError(Exception):

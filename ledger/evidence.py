@@ -11,7 +11,8 @@ unbonding); the same offence (validator, height, round, type) was not punished b
 Punishment: slash `double_sign_slash_bps` of bonded stake and of each unbonding entry (burned),
 jail until `current height + double_sign_jail_blocks`, and record the offence.
 
-Public API: evidence_key(ev), check_evidence(state, ev, chain_id, height, params) -> TxError | None,
+Public API: evidence_key(ev), make_duplicate_vote_evidence(a, b) (the BFT engine's constructor),
+check_evidence(state, ev, chain_id, height, params) -> TxError | None,
 punish_double_sign(state, ev, height, params) -> int (amount slashed),
 slash_stake(state, address, bps) -> int (generic slashing, also for PoCL penalties).
 """
@@ -19,7 +20,7 @@ slash_stake(state, address, bps) -> int (generic slashing, also for PoCL penalti
 from __future__ import annotations
 
 from pocl.ledger import errors
-from pocl.ledger.block import VOTE_TYPES, DuplicateVoteEvidence
+from pocl.ledger.block import VOTE_TYPES, DuplicateVoteEvidence, Vote
 from pocl.ledger.errors import TxError
 from pocl.ledger.params import BPS, ChainParams
 from pocl.ledger.state import MAX_AMOUNT, State
@@ -40,23 +41,43 @@ def _bad(message: str) -> TxError:
     return TxError(errors.INVALID_EVIDENCE, message)
 
 
+def conflict_error(a: Vote, b: Vote) -> str | None:
+    """Why two votes of one chain do not prove a double sign, or None if they do (either order)."""
+    if a.validator != b.validator:
+        return "votes are from different validators"
+    if a.vote_type not in VOTE_TYPES or a.vote_type != b.vote_type:
+        return "votes have different or unknown types"
+    if a.height != b.height or a.round != b.round:
+        return "votes are for different heights or rounds"
+    if a.round < 0 or a.height < 1 or a.round >= 2**63 or a.height >= 2**63:
+        return "vote height/round out of range"
+    if a.block_hash == b.block_hash:
+        return "votes are for the same block: not a double sign"
+    return None
+
+
+def make_duplicate_vote_evidence(a: Vote, b: Vote) -> DuplicateVoteEvidence:
+    """Evidence from two conflicting votes (ValueError if they do not conflict). The vote with the
+    smaller block hash goes first, so one double sign always yields the same evidence bytes."""
+    reason = "votes are for different chains" if a.chain_id != b.chain_id else conflict_error(a, b)
+    if reason is not None:
+        raise ValueError(reason)
+    if b.block_hash < a.block_hash:
+        a, b = b, a
+    return DuplicateVoteEvidence(a, b)
+
+
 def check_evidence(
     state: State, ev: DuplicateVoteEvidence, chain_id: str, height: int, params: ChainParams
 ) -> TxError | None:
-    """None if `ev` is punishable in the block at `height`, else the reason."""
+    """None if `ev` is punishable in the block at `height`, else the reason. Accepts either vote order:
+    `evidence_key` identifies the offence, so a swapped pair cannot be punished twice."""
     a, b = ev.vote_a, ev.vote_b
     if a.chain_id != chain_id or b.chain_id != chain_id:
         return _bad("votes are for another chain")
-    if a.validator != b.validator:
-        return _bad("votes are from different validators")
-    if a.vote_type not in VOTE_TYPES or a.vote_type != b.vote_type:
-        return _bad("votes have different or unknown types")
-    if a.height != b.height or a.round != b.round:
-        return _bad("votes are for different heights or rounds")
-    if a.round < 0 or a.height < 1 or a.round >= 2**63 or a.height >= 2**63:
-        return _bad("vote height/round out of range")
-    if a.block_hash == b.block_hash:
-        return _bad("votes are for the same block: not a double sign")
+    reason = conflict_error(a, b)
+    if reason is not None:
+        return _bad(reason)
     if a.height > height:
         return _bad("evidence is for a future height")
     if height - a.height > params.evidence_max_age_blocks:

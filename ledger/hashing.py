@@ -22,10 +22,8 @@ TAG_STATE_BUCKET = b"pocl/state-bucket"
 TAG_STATE_ROOT = b"pocl/state-root"
 TAG_GENESIS = b"pocl/genesis"
 TAG_WEIGHTS = b"pocl/weights"
-TAG_ARRAY = b"pocl/array"
 TAG_MERKLE_LEAF = b"pocl/merkle-leaf"
 TAG_MERKLE_NODE = b"pocl/merkle-node"
-TAG_NODE_ID = b"pocl/node-id"
 TAG_HANDSHAKE = b"pocl/p2p-handshake"
 
 
@@ -37,18 +35,3 @@ def tagged_hash(tag: bytes, data: bytes) -> bytes:
     h.update(tag)
     h.update(data)
     return h.digest()
-
-
-def merkle_root(leaves: list[bytes]) -> bytes:
-    """Binary Merkle root over already-hashed-or-raw leaves (RFC 6962 style, no duplicate-last trick)."""
-    if not leaves:
-        return tagged_hash(TAG_MERKLE_LEAF, b"")
-    level = [tagged_hash(TAG_MERKLE_LEAF, leaf) for leaf in leaves]
-    while len(level) > 1:
-        nxt = []
-        for i in range(0, len(level) - 1, 2):
-            nxt.append(tagged_hash(TAG_MERKLE_NODE, level[i] + level[i + 1]))
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]

@@ -30,16 +30,15 @@ start of block `unstake height + max(1, unbonding_blocks)`.
 
 Public API: State (from_genesis(params, accounts, chain_id), from_entries, copy, commit, delta,
 state_root, height, account(addr), balance(addr), account_for_update(addr), get_raw/set_raw/delete_raw,
-global_model_hash/set_global_model_hash, stakers, validator_set(height=None), total_voting_power,
-put_model/get_model, entries_snapshot, iter_accounts), Account, Validator(address, pubkey, power),
-StateDelta, full_key/split_key, NS_* constants.
+global_model_hash/set_global_model_hash, stakers, validator_set(height=None),
+put_model/get_model, entries_snapshot), Account, Validator(address, pubkey, power),
+StateDelta, full_key, NS_* constants.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import msgpack
 from pocl.ledger import codec
@@ -69,11 +68,6 @@ def full_key(ns: str, key: bytes) -> bytes:
     return bytes([len(nsb)]) + nsb + key
 
 
-def split_key(fk: bytes) -> tuple[str, bytes]:
-    n = fk[0]
-    return fk[1 : 1 + n].decode("ascii"), fk[1 + n :]
-
-
 _ACCT_PREFIX = full_key(NS_ACCOUNT, b"")
 _HEIGHT_KEY = full_key(NS_META, META_HEIGHT)
 _STAKERS_KEY = full_key(NS_META, META_STAKERS)
@@ -86,14 +80,9 @@ def height_key(height: int) -> bytes:
 # --------------------------------------------------------------------------- account
 
 
-_PACKERS = threading.local()  # msgpack.Packer is not thread-safe; one per thread
-
-
 def _packer() -> msgpack.Packer:
-    packer = _PACKERS.__dict__.get("p")
-    if packer is None:
-        packer = _PACKERS.p = msgpack.Packer(use_bin_type=True)
-    return packer
+    """A packer of our own: msgpack.Packer is not thread-safe, and a new one costs next to nothing (measured)."""
+    return msgpack.Packer(use_bin_type=True)
 
 
 def _reject_map(_pairs: object) -> object:
@@ -166,18 +155,6 @@ class Account:
 
     def is_jailed_at_height(self, height: int) -> bool:
         return height <= self.jailed_until_height
-
-    def is_empty(self) -> bool:
-        return (
-            self.balance == 0
-            and self.nonce == 0
-            and not self.pubkey
-            and self.stake == 0
-            and not self.unbonding
-            and self.jailed_until_height == 0
-            and self.jailed_until_round == 0
-            and self.slashed_total == 0
-        )
 
     def to_list(self) -> list:
         return [
@@ -518,9 +495,6 @@ class State:
         vals.sort(key=lambda v: (-v.power, v.address))
         return vals[: self.params.max_validators]
 
-    def total_voting_power(self, height: int | None = None) -> int:
-        return sum(v.power for v in self.validator_set(height))
-
     # ------------------------------------------------------------------ models (content-addressed blobs)
 
     def put_model(self, model_hash: bytes, data: bytes) -> None:
@@ -628,12 +602,3 @@ class State:
             else:
                 out[fk] = enc
         return out
-
-    def iter_accounts(self) -> Iterator[tuple[bytes, Account]]:
-        """All accounts (O(all entries): RPC/tests only, never in block execution)."""
-        n = len(_ACCT_PREFIX)
-        for fk in sorted(self.entries_snapshot()):
-            if fk.startswith(_ACCT_PREFIX):
-                acct = self.account(fk[n:])
-                if acct is not None:
-                    yield fk[n:], acct

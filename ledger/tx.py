@@ -15,8 +15,7 @@ Wire format (canonical msgpack arrays, see `ledger.codec`):
   encoding; the payload is type-checked by the executor (`malformed_tx` on mismatch).
 
 Public API:
-    Tx, SignedTx (SignedTx.decode(raw), .raw, .hash, .sign_bytes, .verify_signature(), .sender_address,
-    .payload_as(StructType))
+    Tx, SignedTx (SignedTx.decode(raw), .raw, .hash, .sign_bytes, .verify_signature(), .sender_address)
     TransferPayload, StakePayload, UnstakePayload
     sign_tx(key, tx) -> SignedTx
     make_transfer(key, chain_id, nonce, to, amount, fee) / make_stake / make_unstake / make_evidence
@@ -27,8 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import msgpack
 import nacl.bindings
@@ -51,13 +49,10 @@ KIND_EVIDENCE = "evidence"
 KIND_POCL_COMMIT = "pocl.commit"
 KIND_POCL_PREDICT = "pocl.predict"
 KIND_POCL_VOTE = "pocl.vote"
-CORE_KINDS = (KIND_TRANSFER, KIND_STAKE, KIND_UNSTAKE, KIND_EVIDENCE)
 RESERVED_KINDS = (KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE)
 
 _SIG_PREFIX = bytes([len(TAG_TX_SIG)]) + TAG_TX_SIG
 _SIG_SUFFIX_LEN = 2 + SIGNATURE_LEN  # bin8 header (0xc4 0x40) + 64 signature bytes
-
-P = TypeVar("P", bound=Struct)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +99,11 @@ class SignedTx(Struct):
         if type(payload) is list:
             for item in payload:
                 if type(item) not in _FLAT_TYPES:
-                    codec._check_value(item)
+                    codec.check_value(item)
         else:
-            codec._check_value(payload)
-        packer = _PACKERS.__dict__.get("p")
-        if packer is None:
-            packer = _PACKERS.p = msgpack.Packer(use_bin_type=True)
-        if packer.pack(value) != raw:
+            codec.check_value(payload)
+        # A fresh packer (not thread-safe to share); it costs next to nothing next to decoding (measured).
+        if msgpack.Packer(use_bin_type=True).pack(value) != raw:
             raise CodecError("non-canonical encoding")
         stx.__dict__["_raw"] = raw  # cache: the canonical bytes are exactly the input
         return stx
@@ -155,22 +148,12 @@ class SignedTx(Struct):
             return False
         return True
 
-    def payload_as(self, cls: type[P]) -> P:
-        """The payload decoded as `cls` (cached per class); raises CodecError if it does not fit."""
-        cache = self.__dict__.setdefault("_payload_cache", {})
-        obj = cache.get(cls)
-        if obj is None:
-            obj = cls.from_list(self.tx.payload)
-            cache[cls] = obj
-        return obj
-
 
 _new = object.__new__
 _sha256 = hashlib.sha256
 _TX_HASH_PREFIX = bytes([len(TAG_TX)]) + TAG_TX
-# Leaf types msgpack can yield that codec._check_value accepts (decoded ints always fit its range).
+# Leaf types msgpack can yield that codec.check_value accepts (decoded ints always fit its range).
 _FLAT_TYPES = (bytes, str, int, bool, type(None))
-_PACKERS = threading.local()  # msgpack.Packer is not thread-safe; one per thread
 
 
 def _reject_map(_pairs: Any) -> Any:

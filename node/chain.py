@@ -10,8 +10,8 @@ persisted by one piece of code whichever way it arrived:
 - `commit_block(block, commit)` persists block, commit and state delta in one synced batch (the store's
   guarantee) and swaps in the new state.
 
-The validator set that signed height h is recorded in state by a begin-block hook
-(`record_signing_validators`), so `last_commit` of any block can be checked after a restart without
+The validator set that signed height h is recorded in state by the executor
+(`ledger.signing_validators`), so `last_commit` of any block can be checked after a restart without
 replaying history.
 """
 
@@ -24,20 +24,19 @@ from collections.abc import Callable, Mapping
 
 from pocl.consensus.bft.commit import CommitError, verify_commit
 from pocl.consensus.bft.votes import ValidatorSet
-from pocl.ledger.block import Block, Commit, Header, txs_root
-from pocl.ledger.codec import CodecError, decode, encode
+from pocl.ledger.block import Block, Commit
+from pocl.ledger.block_builder import build_block, no_round_info
 from pocl.ledger.errors import BlockError
-from pocl.ledger.executor import BlockContext, BlockResult, Executor
+from pocl.ledger.executor import BlockResult, Executor
 from pocl.ledger.keys import address_of
 from pocl.ledger.params import ChainParams
+from pocl.ledger.signing_validators import signing_validators
 from pocl.ledger.state import State
 from pocl.ledger.storage.store import Store
 from pocl.ledger.tx import SignedTx
 
 log = logging.getLogger(__name__)
 
-NS_CONSENSUS = "consensus"
-KEY_SIGNING_VALIDATORS = b"signing-validators"  # validator set of the block being executed
 RESULT_CACHE_SIZE = 16
 
 
@@ -57,24 +56,10 @@ def validator_set_of(state: State, height: int | None = None) -> ValidatorSet | 
     return ValidatorSet((v.pubkey, v.power) for v in vals)
 
 
-def record_signing_validators(state: State, ctx: BlockContext) -> None:
-    """Begin-block hook: remember which validators sign this height (checked in the next block)."""
-    vals = state.validator_set(ctx.height)
-    raw = encode([[v.pubkey, v.power] for v in vals])
-    if state.get_raw(NS_CONSENSUS, KEY_SIGNING_VALIDATORS) != raw:
-        state.set_raw(NS_CONSENSUS, KEY_SIGNING_VALIDATORS, raw)
-
-
-def signing_validators(state: State) -> ValidatorSet | None:
+def signing_validator_set(state: State) -> ValidatorSet | None:
     """The validator set that signed the block at `state.height` (None at genesis)."""
-    raw = state.get_raw(NS_CONSENSUS, KEY_SIGNING_VALIDATORS)
-    if raw is None:
-        return None
-    try:
-        items = decode(raw)
-        return ValidatorSet((bytes(pk), int(power)) for pk, power in items)
-    except (CodecError, ValueError, TypeError) as exc:  # state is ours: corruption is a bug
-        raise RuntimeError(f"corrupt signing-validator record: {exc}") from exc
+    pairs = signing_validators(state)
+    return None if pairs is None else ValidatorSet(pairs)
 
 
 @dataclasses.dataclass
@@ -94,7 +79,7 @@ class Chain:
         round_info: Callable[[State], bytes] | None = None,
     ) -> None:
         self.store = store
-        self._round_info = round_info or (lambda _state: b"")
+        self._round_info = round_info or no_round_info
         self.state = state
         self.executor = executor
         self.params = params
@@ -132,25 +117,20 @@ class Chain:
         last_commit: Commit | None,
         verified: set[bytes] | None = None,
     ) -> Block:
-        """Execute `txs` (dropping any that fail) on a copy of state and assemble a block."""
-        height = self.height + 1
-        time_ms = max(time_ms, self.head_time_ms + 1)
-        overlay = self.state.copy()
-        ctx = BlockContext(height, time_ms, proposer, self.state.chain_id, self.params)
-        result = self.executor.execute_block(overlay, ctx, txs, verified_sigs=verified, skip_invalid=True)
-        header = Header(
-            height=height,
-            time_ms=time_ms,
-            prev_hash=self.head_hash,
+        """The next block on our head from `txs` (any that fail are dropped), remembered as checked."""
+        built = build_block(
+            self.executor,
+            self.state,
+            txs,
             proposer=proposer,
-            txs_root=txs_root(result.txs),
-            state_root=result.state_root,
-            last_commit_hash=last_commit.hash if last_commit is not None else b"",
-            round_info=self._round_info(overlay),
+            time_ms=max(time_ms, self.head_time_ms + 1),
+            prev_hash=self.head_hash,
+            last_commit=last_commit,
+            verified_sigs=verified,
+            round_info=self._round_info,
         )
-        block = Block(header, result.txs, last_commit)
-        self._remember(block.hash, _Checked(overlay, result))
-        return block
+        self._remember(built.block.hash, _Checked(built.state, built.result))
+        return built.block
 
     # ------------------------------------------------------------------ validity (valid(v))
 
@@ -199,7 +179,7 @@ class Chain:
             raise InvalidBlock("bad_last_commit", "missing the parent's commit")
         if commit.hash != h.last_commit_hash:
             raise InvalidBlock("bad_last_commit", "last_commit_hash does not match last_commit")
-        signers = signing_validators(self.state)
+        signers = signing_validator_set(self.state)
         if signers is None:
             raise InvalidBlock("bad_last_commit", "no validator set recorded for the parent")
         try:

@@ -1,12 +1,11 @@
 """Runs the pure BFT machine inside the asyncio node (DESIGN §5.1).
 
-The machine decides; this module only carries out its actions: gossip our signed messages, arm
-timers, fetch blocks that +2/3 voted for, submit evidence, and on `Decide` persist the block through
-`Chain`, re-base the mempool and start the next height after `timeout_commit`.
-
-Peers' proposals and votes enter through the gossip validate hook, so a message is relayed only after
-the machine accepted it, and a peer that sends an invalid one is scored by gossip.
-Everything runs on the event loop thread: `machine.handle` is synchronous, so events never interleave.
+The machine decides; this module only carries out its actions: publish our signed messages and fetch
+blocks that +2/3 voted for (through the `ConsensusNetwork`, the consensus reactor in
+`node/reactors/consensus.py`, which also feeds peers' messages in), arm timers, submit evidence, and on
+`Decide` persist the block through `Chain`, re-base the mempool and start the next height after
+`timeout_commit`. Everything runs on the event loop thread: `machine.handle` is synchronous, so events
+never interleave.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from pocl.consensus.bft.machine import (
     BlockReceived,
@@ -36,38 +35,26 @@ from pocl.consensus.bft.machine import (
 from pocl.consensus.bft.messages import ProposalMessage, VoteMessage
 from pocl.consensus.signing_state import SigningGuard
 from pocl.ledger.block import NIL_HASH, VOTE_PREVOTE, Block, Commit, DuplicateVoteEvidence
-from pocl.ledger.codec import Struct
+from pocl.ledger.executor import BlockResult
 from pocl.ledger.keys import PrivateKey, address_of
 from pocl.ledger.params import ChainParams
 from pocl.ledger.tx import make_evidence
 from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.mempool import Mempool
-from pocl.p2p.gossip import Gossip
-from pocl.p2p.host import Host
 
 log = logging.getLogger("pocl.consensus")
 
-TYPE_PROPOSAL = 64
-TYPE_VOTE = 65
-TYPE_GET_PROPOSAL_BLOCK = 66
-TYPE_PROPOSAL_BLOCK = 67
-MAX_VOTE_MSG_BYTES = 1024
-RECENT_BLOCKS = 32
-FETCH_TIMEOUT_S = 5.0
-REBROADCAST_S = 1.0  # re-send our own votes for the current height (peers may have missed them)
-PROPOSAL_REBROADCAST_EVERY = 3  # ... and our proposal every this many ticks (blocks are big)
 
+class ConsensusNetwork(Protocol):
+    """The consensus reactor, as the driver sees it."""
 
-@dataclasses.dataclass(frozen=True)
-class GetProposalBlock(Struct):
-    height: int
-    block_hash: bytes
+    def publish(self, message: ProposalMessage | VoteMessage) -> None:
+        """Gossip a message we signed."""
+        ...
 
-
-@dataclasses.dataclass(frozen=True)
-class ProposalBlock(Struct):
-    found: bool
-    block: bytes  # canonical Block encoding, empty when not found
+    def fetch_block(self, height: int, block_hash: bytes) -> Awaitable[Block | None]:
+        """The block `block_hash` from some peer, or None if none serves it."""
+        ...
 
 
 @dataclasses.dataclass
@@ -76,7 +63,7 @@ class DecidedBlock:
 
     block: Block
     commit: Commit
-    result: object  # ledger.executor.BlockResult
+    result: BlockResult
     round: int
     interval_s: float
 
@@ -87,8 +74,7 @@ class ConsensusDriver:
         *,
         chain: Chain,
         mempool: Mempool,
-        host: Host,
-        gossip: Gossip,
+        network: ConsensusNetwork,
         params: ChainParams,
         signer: SigningGuard | None,
         account_key: PrivateKey | None,
@@ -100,8 +86,7 @@ class ConsensusDriver:
     ) -> None:
         self.chain = chain
         self.mempool = mempool
-        self.host = host
-        self.gossip = gossip
+        self.network = network
         self.params = params
         self.signer = signer
         self.account_key = account_key
@@ -111,7 +96,6 @@ class ConsensusDriver:
         self.double_sign = double_sign
         self._clock_ms = clock_ms
         self._timers: set[asyncio.TimerHandle] = set()
-        self._recent_blocks: OrderedDict[bytes, Block] = OrderedDict()
         self._tasks: set[asyncio.Task[object]] = set()
         self._new_height_handle: asyncio.TimerHandle | None = None
         self._running = False
@@ -121,42 +105,16 @@ class ConsensusDriver:
         self.machine = ConsensusMachine(
             chain.state.chain_id, params, signer=signer, get_value=self._get_value, valid=self._valid
         )
-        gossip.register(
-            TYPE_PROPOSAL,
-            "proposal",
-            ProposalMessage,
-            params.max_block_bytes + 64 * 1024,
-            validate=self._on_proposal,
-        )
-        gossip.register(TYPE_VOTE, "vote", VoteMessage, MAX_VOTE_MSG_BYTES, validate=self._on_vote)
-        host.register(TYPE_GET_PROPOSAL_BLOCK, "get_proposal_block", GetProposalBlock, 128, self._serve_block)
-        host.register(
-            TYPE_PROPOSAL_BLOCK, "proposal_block", ProposalBlock, params.max_block_bytes + 64 * 1024
-        )
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._running = True
-        self.host.on_connect(self._send_own_to)
-        self._spawn(self._rebroadcast_loop())
         self._enter_height()
 
-    async def _rebroadcast_loop(self) -> None:
-        """Gossip is fire-and-forget: a peer that connected late or dropped a message would never get our
-        vote, and Tendermint's liveness needs every message delivered eventually. So, like CometBFT's vote
-        gossip (simplified to our own messages), re-send what we signed at the current height."""
-        tick = 0
-        while self._running:
-            await asyncio.sleep(REBROADCAST_S)  # a cadence, not a wait for a condition
-            tick += 1
-            for msg in list(self._own):
-                if isinstance(msg, VoteMessage) or tick % PROPOSAL_REBROADCAST_EVERY == 0:
-                    self.host.broadcast(msg)
-
-    def _send_own_to(self, peer: object) -> None:
-        for msg in list(self._own):
-            self.host.send_to(peer.node_id, msg)  # type: ignore[attr-defined]
+    def own_messages(self) -> list[ProposalMessage | VoteMessage]:
+        """What we signed at the current height (the reactor re-sends it until the height ends)."""
+        return list(self._own)
 
     def stop(self) -> None:
         self._running = False
@@ -233,33 +191,15 @@ class ConsensusDriver:
 
     # ------------------------------------------------------------------ incoming
 
-    def _on_proposal(self, msg: ProposalMessage, _sender: bytes) -> bool:
-        self._remember_block(msg.block)
-        return self._feed(ProposalReceived(msg))
-
-    def _on_vote(self, msg: VoteMessage, _sender: bytes) -> bool:
-        return self._feed(VoteReceived(msg.vote))
-
-    def _feed(self, event: object) -> bool:
+    def feed(self, event: ProposalReceived | VoteReceived) -> bool:
         """Hand a peer's message to the machine; False (=> gossip scores the peer) only if invalid.
 
         Always fed, even before `start()`: gossip marks the message seen, so one dropped here would be lost
         for good; the machine buffers early messages itself until its first NewHeight."""
-        actions = self.machine.handle(event)  # type: ignore[arg-type]
+        actions = self.machine.handle(event)
         invalid = any(isinstance(a, InvalidMessage) for a in actions)
         self._execute(actions)
         return not invalid
-
-    def _serve_block(self, _conn: object, req: GetProposalBlock) -> ProposalBlock:
-        block = self._recent_blocks.get(req.block_hash) or self.chain.store.block_by_hash(req.block_hash)
-        if block is None:
-            return ProposalBlock(False, b"")
-        return ProposalBlock(True, block.encode())
-
-    def _remember_block(self, block: Block) -> None:
-        self._recent_blocks[block.hash] = block
-        while len(self._recent_blocks) > RECENT_BLOCKS:
-            self._recent_blocks.popitem(last=False)
 
     # ------------------------------------------------------------------ actions
 
@@ -285,9 +225,7 @@ class ConsensusDriver:
         if height != self._own_height:
             self._own, self._own_height = [], height
         self._own.append(message)
-        if isinstance(message, ProposalMessage):
-            self._remember_block(message.block)
-        self.gossip.publish(message)
+        self.network.publish(message)
         if self.double_sign and isinstance(message, VoteMessage) and message.vote.vote_type == VOTE_PREVOTE:
             self._equivocate(message)
 
@@ -301,7 +239,7 @@ class ConsensusDriver:
         except Exception:  # the guard refused: double signing is disabled
             return
         log.warning("TEST-ONLY double sign at height=%d round=%d", vote.height, vote.round)
-        self.gossip.publish(VoteMessage(twin))
+        self.network.publish(VoteMessage(twin))
 
     def _schedule(self, action: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()
@@ -321,26 +259,9 @@ class ConsensusDriver:
         task.add_done_callback(self._tasks.discard)
 
     async def _fetch_block(self, height: int, block_hash: bytes) -> None:
-        for peer in self.host.peers():
-            try:
-                resp = await self.host.request(
-                    peer.node_id, GetProposalBlock(height, block_hash), FETCH_TIMEOUT_S
-                )
-            except Exception:  # a peer failing to answer is routine
-                continue
-            if not isinstance(resp, ProposalBlock) or not resp.found:
-                continue
-            try:
-                block = Block.decode(resp.block)
-            except Exception:
-                self.host.punish(peer.node_id, 20.0, "undecodable proposal block")
-                continue
-            if block.hash != block_hash:
-                self.host.punish(peer.node_id, 20.0, "proposal block with the wrong hash")
-                continue
-            if self._running:
-                self._execute(self.machine.handle(BlockReceived(block)))
-            return
+        block = await self.network.fetch_block(height, block_hash)
+        if block is not None and self._running:
+            self._execute(self.machine.handle(BlockReceived(block)))
 
     def _submit_evidence(self, evidence: DuplicateVoteEvidence) -> None:
         log.warning(

@@ -168,7 +168,7 @@ class InitResult:
 
 
 def resolve_genesis_source(source: Genesis | Path | str) -> Genesis:
-    """A Genesis from an object, a file path, or the name of a shipped genesis (`devnet`)."""
+    """A Genesis from an object, a file path, or the name of a shipped genesis (`localnet`)."""
     if isinstance(source, Genesis):
         return source
     if isinstance(source, str) and source in SHIPPED_NAMES and not Path(source).exists():

@@ -17,9 +17,10 @@ import heapq
 
 from pocl.ledger import errors
 from pocl.ledger.errors import TxError
-from pocl.ledger.executor import NO_PROPOSER, BlockContext, Executor
+from pocl.ledger.executor import NO_PROPOSER, Executor
 from pocl.ledger.state import State
 from pocl.ledger.tx import SignedTx
+from pocl.ledger.tx_kinds import BlockContext
 from pocl.p2p.gossip import SeenCache
 
 MEMPOOL_FULL = "mempool_full"

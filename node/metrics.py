@@ -3,38 +3,40 @@
 Each node owns its own `CollectorRegistry` (never the process-global one), so tests can run several
 nodes in one process. Live values (height, peers, mempool, sync) are read at scrape time through
 callbacks; history (block interval, rounds per height, missed blocks, PoCL outcomes) is fed by the
-node's events through `observe_event`, which other components may also call, and they may register
-their own collectors on `NodeMetrics.registry`.
+node's typed events (`node.events`) through `observe_event`, which other components may also call,
+and they may register their own collectors on `NodeMetrics.registry`. The node is seen through the
+narrow `interfaces.MetricsNode`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.consensus.pocl.records import PHASE_DONE, PHASE_NAMES
+from pocl.ledger.events import Event
 from pocl.ledger.keys import address_of, format_address
+from pocl.ledger.signing_validators import signing_validators
 from pocl.node.config import parse_host_port
+from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener
 from pocl.node.http_server import serve_app
+from pocl.node.interfaces import MetricsNode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
-if TYPE_CHECKING:
-    from pocl.node.node import Node, NodeEvent
 
 log = logging.getLogger("pocl.metrics")
 
 NAMESPACE = "pocl"
 BLOCK_INTERVAL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 ROUNDS_BUCKETS = (1, 2, 3, 4, 6, 8, 16)
-PHASE_NAMES = ("commit", "predict", "vote", "done")  # consensus.pocl.records phase names; 1/0 gauge
-
-EventHandler = Callable[["NodeEvent"], None]
+PHASES = tuple(PHASE_NAMES.values())  # the round_phase gauge's labels (1 for the current one)
+DONE = PHASE_NAMES[PHASE_DONE]
 
 
 class NodeMetrics:
-    def __init__(self, node: Node, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, node: MetricsNode, registry: CollectorRegistry | None = None) -> None:
         self.node = node
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -105,9 +107,9 @@ class NodeMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
-        for phase in PHASE_NAMES:
+        for phase in PHASES:
             self.pocl_phase.labels(phase).set(0)
-        self._handlers: list[EventHandler] = []
+        self._handlers: list[NodeEventListener] = []
         self._last_time_ms: int | None = None
         self._signers: dict[bytes, bytes] | None = None  # pubkey -> address of the last block's signers
         self._round_opened_at: dict[int, int] = {}
@@ -137,7 +139,7 @@ class NodeMetrics:
 
     # ------------------------------------------------------------------ events
 
-    def add_handler(self, handler: EventHandler) -> None:
+    def add_handler(self, handler: NodeEventListener) -> None:
         """Call `handler(event)` for every node event (for collectors registered by other components)."""
         self._handlers.append(handler)
 
@@ -153,15 +155,13 @@ class NodeMetrics:
         self._signers = self._signing_set()
 
     def _signing_set(self) -> dict[bytes, bytes] | None:
-        from pocl.node.chain import signing_validators
-
         chain = self.node.chain
         if chain is None:
             return None
         vals = signing_validators(chain.state)
         if vals is None:
             return None
-        out = {v.pubkey: address_of(v.pubkey) for v in vals}
+        out = {pk: address_of(pk) for pk, _power in vals}
         for addr in out.values():
             self.missed.labels(format_address(addr))  # export zeros for every validator
         return out
@@ -169,30 +169,27 @@ class NodeMetrics:
     def observe_event(self, event: NodeEvent) -> None:
         """Fold one node event into the metrics; never raises (a metrics bug must not stop the node)."""
         try:
-            if event.kind == "block":
-                self._on_block(event.data)
-                for item in event.data.get("events", []):
-                    self._on_executor_event(item.get("kind", ""), item.get("data", {}))
-            elif event.kind.startswith("pocl_"):
-                self._on_executor_event(event.kind, event.data)
+            if isinstance(event, BlockCommitted):  # PoCL round/phase node events repeat its events
+                self._on_block(event)
+                for executor_event in event.events:
+                    self._on_executor_event(executor_event, event.height)
         except Exception:
-            log.exception("metrics: cannot fold event %s", event.kind)
+            log.exception("metrics: cannot fold event %s", type(event).__name__)
         for handler in list(self._handlers):
             try:
                 handler(event)
             except Exception:
                 log.exception("metrics handler failed")
 
-    def _on_block(self, data: dict[str, Any]) -> None:
+    def _on_block(self, block: BlockCommitted) -> None:
         self.blocks.inc()
-        self.txs.inc(int(data.get("txs", 0)))
-        time_ms = int(data.get("time_ms", 0))
-        if self._last_time_ms is not None and time_ms >= self._last_time_ms:
-            self.block_interval.observe((time_ms - self._last_time_ms) / 1000)
-        self._last_time_ms = time_ms
-        if not data.get("synced"):
-            self.rounds.observe(int(data.get("round", 0)) + 1)
-        self._count_missed(int(data["height"]))
+        self.txs.inc(block.txs)
+        if self._last_time_ms is not None and block.time_ms >= self._last_time_ms:
+            self.block_interval.observe((block.time_ms - self._last_time_ms) / 1000)
+        self._last_time_ms = block.time_ms
+        if not block.synced:
+            self.rounds.observe(block.round + 1)
+        self._count_missed(block.height)
 
     def _count_missed(self, height: int) -> None:
         """The block's last_commit certifies height-1: every validator of that height's set that is
@@ -210,33 +207,32 @@ class NodeMetrics:
             if pubkey not in signed:
                 self.missed.labels(format_address(addr)).inc()
 
-    def _on_executor_event(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "pocl_round_opened":
-            rnd = int(data.get("round", 0))
-            self.pocl_round.set(rnd)
-            self.pocl_participants.set(len(data.get("eligible", [])))
-            self._set_phase(PHASE_NAMES[0])
-            self._round_opened_at = {rnd: int(data.get("height", 0))}
-        elif kind == "pocl_phase":
-            self.pocl_round.set(int(data.get("round", 0)))
-            self._set_phase(str(data.get("phase", "")))
-        elif kind == "pocl_round_finalized":
-            rnd = int(data.get("round", 0))
-            self.pocl_winners.set(len(data.get("winners", [])))
-            self.pocl_rounds.labels("true" if data.get("void") else "false").inc()
-            self._set_phase("done")
-            opened = self._round_opened_at.pop(rnd, None)
-            if opened is not None and self.node.chain is not None:
-                self.pocl_round_blocks.set(max(0, self.node.chain.height - opened + 1))
-        elif kind == "pocl_slashed":
-            self.pocl_slashes.labels(str(data.get("kind", "unknown"))).inc()
-        elif kind == "pocl_reward":
-            self.pocl_rewards.labels(str(data.get("role", "unknown"))).inc(int(data.get("amount", 0)))
+    def _on_executor_event(self, event: Event, height: int) -> None:
+        match event:
+            case RoundOpened():
+                self.pocl_round.set(event.round)
+                self.pocl_participants.set(len(event.eligible))
+                self._set_phase(PHASES[0])
+                self._round_opened_at = {event.round: event.height}
+            case PhaseStarted():
+                self.pocl_round.set(event.round)
+                self._set_phase(event.phase)
+            case RoundFinalized():
+                self.pocl_winners.set(len(event.winners))
+                self.pocl_rounds.labels("true" if event.void else "false").inc()
+                self._set_phase(DONE)
+                opened = self._round_opened_at.pop(event.round, None)
+                if opened is not None:
+                    self.pocl_round_blocks.set(max(0, height - opened + 1))
+            case Slashed():
+                self.pocl_slashes.labels(event.kind).inc()
+            case RewardPaid():
+                self.pocl_rewards.labels(event.role).inc(event.amount)
 
     def _set_phase(self, phase: str) -> None:
-        if phase not in PHASE_NAMES:
+        if phase not in PHASES:
             self.pocl_phase.labels(phase)
-        for name in {*PHASE_NAMES, phase}:
+        for name in {*PHASES, phase}:
             self.pocl_phase.labels(name).set(1 if name == phase else 0)
 
     # ------------------------------------------------------------------ HTTP

@@ -28,34 +28,19 @@ import logging
 import secrets as secrets_mod
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
+from pocl.consensus.pocl.events import RewardPaid, Slashed
 from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from pocl.consensus.pocl.txs import (
-    KIND_POCL_COMMIT,
-    KIND_POCL_PREDICT,
-    KIND_POCL_VOTE,
-    SALT_LEN,
-    CommitPayload,
-    NdArray,
-    PredictPayload,
-    VotePayload,
-    build_vote,
-    label_commitment,
-    labels_array,
-    model_commitment,
-    weights_digest,
-)
-from pocl.ledger.arrays import array_from_plain
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE, SALT_LEN
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey, format_address
 from pocl.ledger.tx import TX_VERSION, Tx, sign_tx
+from pocl.node.config import MiningSection
+from pocl.node.events import BlockCommitted, NodeEvent
+from pocl.node.interfaces import MinerNode
+from pocl.node.miner_payloads import commit_payload, predict_payload, round_secrets, vote_payload
 from pocl.node.miner_store import MinerStore, MinerStoreError, RoundSecrets
-
-if TYPE_CHECKING:
-    from pocl.node.config import MiningSection
-    from pocl.node.node import Node, NodeEvent
 
 log = logging.getLogger("pocl.miner")
 
@@ -124,7 +109,7 @@ class RoundStats:
 
 
 class Miner:
-    def __init__(self, node: Node, key: PrivateKey, settings: MinerSettings, store_dir: Path) -> None:
+    def __init__(self, node: MinerNode, key: PrivateKey, settings: MinerSettings, store_dir: Path) -> None:
         from pocl.ml.adversary import AdversaryError, Behaviour
 
         self.node = node
@@ -238,22 +223,20 @@ class Miner:
         log.info("miner: stopped")
 
     def _on_event(self, event: NodeEvent) -> None:
-        if event.kind != "block":
+        if not isinstance(event, BlockCommitted):
             return
         self._wake.set()
-        me = format_address(self.address)
-        for ev in event.data.get("events", []):
-            data = ev.get("data", {})
-            if data.get("address") != me:
-                continue
-            st = self._stat(int(data.get("round", 0)))
-            if ev.get("kind") == "pocl_reward":
-                st.reward += int(data.get("amount", 0))
-                log.info("miner: round %d rewarded %d as %s", st.round, data.get("amount"), data.get("role"))
-            elif ev.get("kind") == "pocl_slashed":
-                st.slashed += int(data.get("slashed", 0))
-                st.penalty = str(data.get("kind", ""))
-                log.warning("miner: round %d SLASHED %s for %s", st.round, data.get("slashed"), st.penalty)
+        for ev in event.events:
+            match ev:
+                case RewardPaid(address=self.address):
+                    st = self._stat(ev.round)
+                    st.reward += ev.amount
+                    log.info("miner: round %d rewarded %d as %s", ev.round, ev.amount, ev.role)
+                case Slashed(address=self.address):
+                    st = self._stat(ev.round)
+                    st.slashed += ev.slashed
+                    st.penalty = ev.kind
+                    log.warning("miner: round %d SLASHED %d for %s", ev.round, ev.slashed, ev.kind)
 
     async def _run(self) -> None:
         while True:
@@ -371,9 +354,6 @@ class Miner:
 
     async def _prepare(self, round_: int, model_hash: bytes) -> None:
         """Train (or build the behaviour's model), draw the test shard, persist the secrets."""
-        from pocl.ml.model.weights import encode_weights
-        from pocl.ml.shards import draw_test_shard
-
         try:
             g = self.node.pocl.global_weights(self.node.chain.state, model_hash)  # type: ignore[union-attr]
         except RuntimeError as exc:
@@ -405,21 +385,16 @@ class Miner:
                 return
             trained = res.weights
             train_s = res.seconds
-        weights = self.behaviour.make_model(
-            self.spec, g, trained, seed=sub_seed(self.settings.seed, "model", self.settings.shard, round_)
-        )
-        size = self.params.test_shard_size
-        idx = draw_test_shard(np.arange(d.pool_y.shape[0]), size, round_, d.shard_seed)
-        labels = self.behaviour.reveal_labels(d.pool_y[idx], self.params.classes)
-        sec = RoundSecrets(
-            round=round_,
-            prev_model_hash=model_hash,
-            weights=encode_weights(weights),
-            labels=np.asarray(labels, dtype=np.int64),
+        sec = round_secrets(
+            self.behaviour,
+            self.params,
+            round_,
+            model_hash,
+            g,
+            trained,
+            d,
             salt=secrets_mod.token_bytes(SALT_LEN),
-            test_x=np.ascontiguousarray(d.pool_x[idx], dtype=np.float32),
-            shard_indices=np.asarray(idx, dtype=np.int64),
-            n_train=len(d.y_train),
+            model_seed=sub_seed(self.settings.seed, "model", self.settings.shard, round_),
             train_s=train_s,
         )
         await asyncio.get_running_loop().run_in_executor(None, self.store.save, sec)
@@ -484,22 +459,12 @@ class Miner:
         return True
 
     def _commit(self, rec: RoundRecord, sec: RoundSecrets) -> None:
-        payload = CommitPayload(
-            rec.round,
-            model_commitment(
-                self.node.genesis.chain_id, rec.round, self.address, weights_digest(sec.weights)
-            ),
-            label_commitment(labels_array(sec.labels), sec.salt),
-            NdArray.of(np.ascontiguousarray(sec.test_x, dtype="<f4")),
-            sec.n_train,
-        )
+        payload = commit_payload(self.node.genesis.chain_id, self.address, sec)
         if self._submit(rec.round, KIND_POCL_COMMIT, payload):
             self._stat(rec.round).commit_height = self.node.chain.height + 1  # type: ignore[union-attr]
             self.last_step = f"committed round {rec.round}"
 
     def _predict(self, rec: RoundRecord, state: Any) -> None:
-        from pocl.ml.model.weights import decode_weights
-
         if self.behaviour.withholds:
             self._once(rec.round, "withholding its reveal (adversarial behaviour)", logging.WARNING)
             return
@@ -510,13 +475,7 @@ class Miner:
         if self._pending(rec.round, KIND_POCL_PREDICT):
             return
         data = self.node.pocl.round_data(state, rec)
-        owners = [c for c in rec.committers if c != self.address]
-        shards = [array_from_plain(data.commits[o].test_x.to_list()) for o in owners]
-        weights = decode_weights(self.spec, sec.weights)
-        preds = self.behaviour.make_predictions(
-            self.spec, weights, shards, train_x=self.data.x_train, train_y=self.data.y_train
-        )
-        payload = PredictPayload(rec.round, sec.weights, [labels_array(p) for p in preds])
+        payload = predict_payload(self.behaviour, self.spec, self.address, sec, data, self.data)
         if self._submit(rec.round, KIND_POCL_PREDICT, payload):
             self._stat(rec.round).predict_height = self.node.chain.height + 1  # type: ignore[union-attr]
             self.last_step = f"revealed round {rec.round}"
@@ -528,12 +487,7 @@ class Miner:
             return
         if self._pending(rec.round, KIND_POCL_VOTE):
             return
-        data = self.node.pocl.round_data(state, rec)
-        revealed = {p: data.predictions[p].predictions for p in rec.revealed if p in data.predictions}
-        honest = build_vote(rec.round, self.address, sec.labels, sec.salt, rec.committers, revealed)
-        payload = VotePayload(
-            rec.round, honest.labels, honest.salt, self.behaviour.report_scores(honest.scores)
-        )
+        payload = vote_payload(self.behaviour, self.address, sec, self.node.pocl.round_data(state, rec))
         if self._submit(rec.round, KIND_POCL_VOTE, payload):
             self._stat(rec.round).vote_height = self.node.chain.height + 1  # type: ignore[union-attr]
             self.last_step = f"voted round {rec.round}"

@@ -4,7 +4,8 @@ Start-up order: open (or initialise) the store from genesis, start P2P, catch up
 peers, then join consensus. Block sync keeps running in the background, so a node that fell behind
 (partition, restart) catches up by fetching blocks with their commits instead of replaying consensus.
 
-Listeners (`Node.subscribe`) hear `NodeEvent`s: the RPC event stream, metrics and the miner build on them.
+Listeners (`Node.subscribe`) hear typed `node.events.NodeEvent`s: the RPC event stream, metrics and the
+miner build on them, each through the narrow Protocol of `node.interfaces` that `Node` satisfies.
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pocl.consensus.pocl.execution import PoclExecution
+from pocl.consensus.pocl.execution import PoclExecution, build_executor
 from pocl.consensus.pocl.params import PoclParams, PoclParamsError
 from pocl.consensus.signing_state import SigningGuard
 from pocl.genesis.schema import Genesis
 from pocl.ledger.block import Block, Commit
-from pocl.ledger.codec import Struct
-from pocl.ledger.executor import Executor, default_registry
+from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
 from pocl.ledger.storage.store import Store, StoreError
-from pocl.node.chain import Chain, InvalidBlock, record_signing_validators
+from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.config import Config, parse_host_port
 from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
+from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener, pocl_events
 from pocl.node.mempool import AddResult, Mempool, MempoolConfig
 from pocl.node.metrics import NodeMetrics
-from pocl.node.pocl_rpc import attach_round_events, pocl_routes
-from pocl.node.rpc import RpcServer
-from pocl.node.rpc_tx_batch import tx_batch_routes
-from pocl.node.tx_gossip import TxGossip
+from pocl.node.reactors.consensus import ConsensusReactor
+from pocl.node.reactors.tx_gossip import TxGossipReactor
+from pocl.node.rpc.pocl import pocl_routes
+from pocl.node.rpc.server import RpcServer
+from pocl.node.rpc.tx_batch import tx_batch_routes
+from pocl.node.signature_verifier import ParallelSignatureVerifier
 from pocl.p2p.addrbook import AddressBook
 from pocl.p2p.bans import BanList
 from pocl.p2p.connection import ConnectionConfig
@@ -48,9 +51,7 @@ from pocl.p2p.sync import SyncConfig, SyncService
 
 log = logging.getLogger("pocl.node")
 
-TYPE_TX = 68
 SYNC_POLL_S = 1.0
-MALICIOUS_TX_CODES = frozenset({"malformed_tx", "bad_signature", "tx_too_large", "unsupported_version"})
 
 
 def limit_blas_threads() -> None:
@@ -65,28 +66,6 @@ def limit_blas_threads() -> None:
 
 class NodeError(Exception):
     """The node cannot start (foreign database, bad configuration); the message is for the operator."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TxMessage(Struct):
-    raw: bytes
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeEvent:
-    kind: str  # "block", "tx", "round", ...
-    data: dict[str, Any]
-
-
-def build_node_executor(pocl: PoclExecution) -> Executor:
-    """The executor every node runs: core kinds + PoCL kinds, validator-set recording, PoCL hooks."""
-    registry = default_registry()
-    pocl.register(registry)
-    return Executor(
-        registry,
-        begin_block_hooks=[record_signing_validators, pocl.begin_block],
-        end_block_hooks=[pocl.end_block],
-    )
 
 
 def effective_params(genesis: Genesis, config: Config) -> ChainParams:
@@ -115,7 +94,7 @@ class Node:
             self.pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
         except PoclParamsError as exc:
             raise NodeError(f"genesis.json {exc}") from exc
-        self.executor = executor or build_node_executor(self.pocl)
+        self.executor = executor or build_executor(self.pocl, ParallelSignatureVerifier())
         self.double_sign = double_sign
         self.params = genesis.params
         self.chain: Chain | None = None
@@ -125,13 +104,14 @@ class Node:
         self.sync: SyncService | None = None
         self.pex: PeerExchange | None = None
         self.driver: ConsensusDriver | None = None
+        self.consensus: ConsensusReactor | None = None
         self.rpc: RpcServer | None = None
-        self.tx_gossip: TxGossip | None = None
+        self.tx_gossip: TxGossipReactor | None = None
         self.miner: Any = None  # node.miner.Miner when [mining] enabled
         self.metrics: NodeMetrics | None = None
         self.syncing = True
         self.started_at = time.time()
-        self._listeners: list[Callable[[NodeEvent], None]] = []
+        self._listeners: list[NodeEventListener] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._running = False
         self._stopped = asyncio.Event()
@@ -210,15 +190,8 @@ class Node:
             ),
         )
         self.gossip = Gossip(self.host)
-        self.gossip.register(
-            TYPE_TX,
-            "tx",
-            TxMessage,
-            self.executor.max_any_tx_bytes(self.params) + 64,
-            validate=self._on_gossip_tx,
-        )
-        self.tx_gossip = TxGossip(  # new txs go out in batches (type 70); single txs are still accepted
-            self.gossip, self._admit_gossiped_tx, self.executor.max_any_tx_bytes(self.params)
+        self.tx_gossip = TxGossipReactor(
+            self.gossip, self.mempool.add, self.executor.max_any_tx_bytes(self.params)
         )
         self.sync = SyncService(
             self.host,
@@ -235,11 +208,16 @@ class Node:
                 self.genesis.chain_id,
                 allow_double_sign=self.double_sign,
             )
+        self.consensus = ConsensusReactor(
+            self.host,
+            self.gossip,
+            max_block_bytes=self.params.max_block_bytes,
+            stored_block=chain.store.block_by_hash,
+        )
         self.driver = ConsensusDriver(
             chain=chain,
             mempool=self.mempool,
-            host=self.host,
-            gossip=self.gossip,
+            network=self.consensus,
             params=effective_params(self.genesis, self.config),
             signer=signer,
             account_key=self.validator_key,
@@ -248,6 +226,7 @@ class Node:
             submit_tx=self.submit_tx,
             double_sign=self.double_sign,
         )
+        self.consensus.bind(self.driver)
         await self.host.start()
         if self.pex is not None:
             self.pex.start()
@@ -262,7 +241,6 @@ class Node:
                 extra_routes=pocl_routes(self) + tx_batch_routes(self),
             )
             await self.rpc.start()
-        self._unsubscribe_rounds = attach_round_events(self)
         if self.config.mining.enabled:
             await self._start_miner()
         if self.config.metrics.enabled:
@@ -281,7 +259,8 @@ class Node:
         """Catch up from peers first (briefly), then run consensus with sync in the background."""
         await self._sync_once(peer_wait=2.0)
         self.syncing = False
-        assert self.driver is not None
+        assert self.driver is not None and self.consensus is not None
+        self.consensus.start()
         self.driver.start()
         self._tasks.append(asyncio.create_task(self._sync_loop(), name="block-sync"))
 
@@ -296,6 +275,8 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.consensus is not None:
+            self.consensus.stop()
         if self.driver is not None:
             self.driver.stop()
         if self.rpc is not None:
@@ -397,25 +378,13 @@ class Node:
             self.tx_gossip.publish(raw)
         return res
 
-    def _admit_gossiped_tx(self, raw: bytes) -> bool:
-        return self._on_gossip_tx(TxMessage(raw), b"")
-
-    def _on_gossip_tx(self, msg: TxMessage, _sender: bytes) -> bool:
-        assert self.mempool is not None
-        res = self.mempool.add(msg.raw)
-        if res.error is not None:
-            # stateful failures (nonce raced a block, balance spent) are not the peer's fault
-            return res.error.code not in MALICIOUS_TX_CODES
-        return True
-
     # ------------------------------------------------------------------ events
 
-    def subscribe(self, listener: Callable[[NodeEvent], None]) -> Callable[[], None]:
+    def subscribe(self, listener: NodeEventListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
-        event = NodeEvent(kind, data)
+    def _publish(self, event: NodeEvent) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -423,30 +392,17 @@ class Node:
                 log.exception("event listener failed")
 
     def _on_decided(self, decided: DecidedBlock, synced: bool = False) -> None:
-        block = decided.block
-        self.emit(
-            "block",
-            {
-                "height": block.height,
-                "hash": block.hash.hex(),
-                "time_ms": block.header.time_ms,
-                "txs": len(block.txs),
-                "round": decided.round,
-                "interval_s": decided.interval_s,
-                "synced": synced,
-                "tx_hashes": [h.hex() for h in getattr(decided.result, "tx_hashes", [])],
-                "events": [
-                    {"kind": e.kind, "data": _jsonable(e.data)} for e in getattr(decided.result, "events", [])
-                ],
-            },
+        block, result = decided.block, decided.result
+        committed = BlockCommitted(
+            height=block.height,
+            hash=block.hash,
+            time_ms=block.header.time_ms,
+            txs=len(block.txs),
+            round=decided.round,
+            interval_s=decided.interval_s,
+            synced=synced,
+            tx_hashes=tuple(result.tx_hashes),
+            events=tuple(result.events),
         )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+        for event in (committed, *pocl_events(committed)):
+            self._publish(event)

@@ -1,8 +1,8 @@
-"""An authenticated, encrypted connection to one peer (DESIGN §6).
+"""An established, authenticated and encrypted connection to one peer (DESIGN §6).
 
-`dial` / `accept` run the secret handshake (`handshake.py`) and the hello exchange, then hand back a
-`PeerConnection` that frames (`frames.py`) typed messages (`messages.py`) with request/response ids,
-timeouts, ping/pong keepalive, an idle timeout and write backpressure.
+A `PeerConnection` (made by `dial.py` after the handshake and hello exchange) frames (`frames.py`) typed
+messages (`messages.py`) with request/response ids, timeouts, ping/pong keepalive, an idle timeout and
+write backpressure.
 
 Incoming messages: responses and pings are handled inside the read callback (so a handler awaiting a
 request on the same connection cannot deadlock on its own response); other messages queue for a single
@@ -17,36 +17,25 @@ import asyncio
 import collections
 import dataclasses
 import inspect
-import ipaddress
 import itertools
 import logging
 import secrets
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pocl.ledger.codec import Struct
-from pocl.ledger.keys import PrivateKey
 
+from . import message_ids
+from .callbacks import call_back
 from .errors import (
     PENALTY_UNEXPECTED_MESSAGE,
     PENALTY_UNEXPECTED_RESPONSE,
-    REASON_BAD_HANDSHAKE,
-    REASON_BAD_HELLO,
-    REASON_CHAIN_ID,
     REASON_CONNECTION_LOST,
-    REASON_EXPECTED_HELLO,
-    REASON_GENESIS,
-    REASON_HANDSHAKE_TIMEOUT,
     REASON_IDLE_TIMEOUT,
-    REASON_NODE_ID,
     REASON_NONCE_EXHAUSTED,
-    REASON_PROTOCOL_VERSION,
-    REASON_SELF,
     REASON_UNEXPECTED_MESSAGE,
     REASON_UNEXPECTED_RESPONSE,
     ConnectionClosed,
-    HandshakeError,
     P2PError,
     ProtocolViolation,
     RemoteError,
@@ -60,13 +49,8 @@ from .frames import (
     SendBuffer,
     plan_frames,
 )
-from .handshake import SecretChannel, secret_handshake
+from .handshake import SecretChannel
 from .messages import (
-    TYPE_DISCONNECT,
-    TYPE_ERROR,
-    TYPE_HELLO,
-    TYPE_PING,
-    TYPE_PONG,
     Disconnect,
     Envelope,
     ErrorResponse,
@@ -78,7 +62,6 @@ from .messages import (
 
 log = logging.getLogger("pocl.p2p")
 
-REASON_CONNECT_FAILED = "connect_failed"
 FLUSH_NOW_BYTES = 64 * 1024  # coalesce smaller writes until the end of this loop iteration
 
 Handler = Callable[["PeerConnection", Struct], Awaitable[Struct | None]]
@@ -107,79 +90,6 @@ class ConnectionConfig:
     loopback_congestion_control: tuple[str, ...] = ("cubic", "reno")
 
 
-def congestion_control_of(sock: Any) -> str | None:
-    """The TCP congestion control algorithm of a socket (Linux), or None where it cannot be read."""
-    if not hasattr(socket, "TCP_CONGESTION"):
-        return None
-    try:
-        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def use_unpaced_congestion_control(sock: Any, algorithms: tuple[str, ...]) -> str | None:
-    """On a loopback connection, replace a pacing congestion control (BBR, the default on many hosts)
-    with the first of `algorithms` the kernel allows; returns the one set, or None.
-
-    Pacing spreads packets out for a bottleneck link; on loopback (a devnet or cluster on one machine)
-    there is none, and BBR's pacing timers cost the sender about as much CPU as encrypting the data
-    (docs/benchmarks/p2p.md). Best effort: any failure keeps the default.
-    """
-    if not algorithms or sock is None:
-        return None
-    try:
-        if not ipaddress.ip_address(sock.getpeername()[0]).is_loopback:
-            return None
-    except (OSError, ValueError, IndexError):
-        return None
-    current = congestion_control_of(sock)
-    if current is None:
-        return None
-    if current in algorithms:
-        return current
-    for name in algorithms:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
-            return name
-        except OSError:
-            continue
-    return None
-
-
-def check_hello(local: Hello, remote: Hello, remote_node_id: bytes) -> str | None:
-    """The REASON_* code for a peer we must not talk to, or None."""
-    if remote.protocol_version != local.protocol_version:
-        return REASON_PROTOCOL_VERSION
-    if remote.chain_id != local.chain_id:
-        return REASON_CHAIN_ID
-    if remote.genesis_hash != local.genesis_hash:
-        return REASON_GENESIS
-    if remote.node_id != remote_node_id:
-        return REASON_BAD_HELLO
-    return None
-
-
-def _call_back(fn: Callable[..., Any] | None, tasks: set[asyncio.Future[Any]], *args: Any) -> None:
-    """Run a user callback without letting it break the transport; if it is async, run it as a task
-    held in `tasks` (the event loop keeps only weak references to tasks)."""
-    if fn is None:
-        return
-    try:
-        result = fn(*args)
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            task.add_done_callback(_log_task_error)
-    except Exception:
-        log.exception("p2p callback %r failed", fn)
-
-
-def _log_task_error(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("p2p callback task failed", exc_info=task.exception())
-
-
 class PeerConnection:
     """One established connection; see module docstring for the threading of messages."""
 
@@ -197,7 +107,6 @@ class PeerConnection:
         on_misbehaviour: MisbehaviourCallback | None,
         on_close: CloseCallback | None,
         config: ConnectionConfig,
-        keepalive: Any = None,
     ) -> None:
         self.node_id = channel.remote_node_id
         self.local_hello = local_hello
@@ -217,7 +126,6 @@ class PeerConnection:
         self._handler = handler
         self._on_misbehaviour = on_misbehaviour
         self._on_close = on_close
-        self._keep = keepalive  # e.g. the StreamWriter whose __del__ would otherwise close our transport
         self._loop = asyncio.get_running_loop()
         self.last_recv = self._loop.time()
         self._request_ids = itertools.count(1)
@@ -243,7 +151,8 @@ class PeerConnection:
         return f"PeerConnection({self.node_id.hex()[:12]} {direction} {self.remote_addr[0]}:{self.remote_addr[1]})"
 
     # ------------------------------------------------------------------ lifecycle
-    def _start(self, early: list[list[bytes]]) -> None:
+    def start(self, early: list[list[bytes]]) -> None:
+        """Take over the stream: handle `early` (messages that arrived with the hello), then the rest."""
         for payload in early:
             self._on_payload(payload)
         self._proto.set_callbacks(self._on_payload, self._on_broken)
@@ -291,7 +200,7 @@ class PeerConnection:
         except (TimeoutError, asyncio.CancelledError):
             pass
         self._closed_event.set()
-        _call_back(self._on_close, self._callback_tasks, self, self.close_reason or REASON_CONNECTION_LOST)
+        call_back(self._on_close, self._callback_tasks, self, self.close_reason or REASON_CONNECTION_LOST)
 
     async def wait_closed(self) -> None:
         await self._closed_event.wait()
@@ -412,7 +321,7 @@ class PeerConnection:
                 self._misbehaved(REASON_UNEXPECTED_RESPONSE, PENALTY_UNEXPECTED_RESPONSE)
             return
         type_id = env.type_id
-        if type_id == TYPE_PING:
+        if type_id == message_ids.PING.type_id:
             assert isinstance(env.body, Ping)
             if self._proto.write_paused:  # the peer is not reading: no unbounded pile of pongs
                 return
@@ -423,18 +332,18 @@ class PeerConnection:
             except P2PError:
                 pass
             return
-        if type_id == TYPE_PONG:
+        if type_id == message_ids.PONG.type_id:
             assert isinstance(env.body, Pong)
             if self._ping_nonce is not None and env.body.nonce == self._ping_nonce:
                 self.rtt_s = self._loop.time() - self._ping_sent_at
                 self._ping_nonce = None
             return
-        if type_id == TYPE_DISCONNECT:
+        if type_id == message_ids.DISCONNECT.type_id:
             assert isinstance(env.body, Disconnect)
             self.remote_close_reason = env.body.reason
             self.close(env.body.reason, notify=False)
             return
-        if type_id in (TYPE_HELLO, TYPE_ERROR):
+        if type_id in (message_ids.HELLO.type_id, message_ids.ERROR.type_id):
             self._misbehaved(REASON_UNEXPECTED_MESSAGE, PENALTY_UNEXPECTED_MESSAGE)
             return
         self._inbound.append(env)
@@ -452,7 +361,7 @@ class PeerConnection:
 
     def _misbehaved(self, reason: str, penalty: int) -> None:
         log.info("%r misbehaved: %s (penalty %d)", self, reason, penalty)
-        _call_back(self._on_misbehaviour, self._callback_tasks, self, reason, penalty)
+        call_back(self._on_misbehaviour, self._callback_tasks, self, reason, penalty)
         if penalty >= self.config.close_penalty:
             self.close(reason)
 
@@ -534,247 +443,3 @@ class PeerConnection:
                     return
                 next_ping = now + cfg.ping_interval_s
             await asyncio.sleep(max(0.0, min(idle_deadline, next_ping) - now))
-
-
-# ---------------------------------------------------------------------- establishing
-
-
-async def _establish(
-    proto: FrameProtocol,
-    *,
-    node_key: PrivateKey,
-    local_hello: Hello,
-    registry: MessageRegistry,
-    handler: Handler,
-    on_misbehaviour: MisbehaviourCallback | None,
-    on_close: CloseCallback | None,
-    expected_node_id: bytes | None,
-    outbound: bool,
-    config: ConnectionConfig,
-    keepalive: Any = None,
-) -> PeerConnection:
-    if local_hello.node_id != node_key.pubkey:
-        raise ValueError("local_hello.node_id must be node_key.pubkey")
-    channel = await secret_handshake(
-        proto,
-        node_key,
-        max_frame_bytes=config.max_frame_bytes,
-        nonce_limit=config.nonce_limit,
-        chunk_bytes=config.frame_chunk_bytes,
-    )
-
-    def refuse(reason: str, detail: str = "") -> HandshakeError:
-        try:
-            proto.write(channel.sealer.seal_frame(registry.encode_body(Disconnect(reason))))
-        except P2PError:
-            pass
-        return HandshakeError(reason, detail)
-
-    if expected_node_id is not None and channel.remote_node_id != expected_node_id:
-        raise refuse(REASON_NODE_ID, f"expected {expected_node_id.hex()}, got {channel.remote_node_id.hex()}")
-    if channel.remote_node_id == node_key.pubkey:
-        raise refuse(REASON_SELF)
-    proto.write(channel.sealer.seal_frame(registry.encode_body(local_hello)))
-    try:
-        raw = await channel.inbox.get()
-    except ConnectionClosed as exc:
-        raise HandshakeError(exc.reason, "waiting for hello") from None
-    try:
-        env = registry.decode(raw)
-    except ProtocolViolation as violation:
-        raise refuse(REASON_EXPECTED_HELLO, violation.reason) from None
-    if isinstance(env.body, Disconnect):
-        raise HandshakeError(env.body.reason, "refused by peer", remote=True)
-    if not isinstance(env.body, Hello) or env.request_id != 0:
-        raise refuse(REASON_EXPECTED_HELLO, type(env.body).__name__)
-    reason = check_hello(local_hello, env.body, channel.remote_node_id)
-    if reason is not None:
-        raise refuse(reason)
-    assert proto.transport is not None
-    peer = proto.transport.get_extra_info("peername") or ("?", 0)
-    conn = PeerConnection(
-        proto,
-        channel,
-        local_hello=local_hello,
-        remote_hello=env.body,
-        outbound=outbound,
-        remote_addr=(str(peer[0]), int(peer[1])),
-        registry=registry,
-        handler=handler,
-        on_misbehaviour=on_misbehaviour,
-        on_close=on_close,
-        config=config,
-        keepalive=keepalive,
-    )
-    early = list(channel.inbox.messages)
-    channel.inbox.messages.clear()
-    conn._start(early)
-    return conn
-
-
-def _frame_protocol(config: ConnectionConfig, registry: MessageRegistry) -> FrameProtocol:
-    max_message = min(config.max_message_bytes, max(registry.max_message_bytes, 1))
-    proto = FrameProtocol(config.max_frame_bytes, max_message)
-    proto.message_limit = registry.limit_for
-    return proto
-
-
-async def _establish_or_close(proto: FrameProtocol, **kwargs: Any) -> PeerConnection:
-    config: ConnectionConfig = kwargs["config"]
-    if proto.transport is not None:
-        use_unpaced_congestion_control(proto.transport.get_extra_info("socket"), config.loopback_congestion_control)
-    try:
-        async with asyncio.timeout(config.handshake_timeout_s):
-            return await _establish(proto, **kwargs)
-    except TimeoutError:
-        _close_transport(proto)
-        raise HandshakeError(REASON_HANDSHAKE_TIMEOUT) from None
-    except BaseException:
-        _close_transport(proto)
-        raise
-
-
-def _close_transport(proto: FrameProtocol) -> None:
-    if proto.transport is not None and not proto.transport.is_closing():
-        proto.transport.close()
-        asyncio.get_running_loop().call_later(1.0, proto.transport.abort)
-
-
-async def dial(
-    host: str,
-    port: int,
-    *,
-    node_key: PrivateKey,
-    local_hello: Hello,
-    registry: MessageRegistry,
-    handler: Handler,
-    on_misbehaviour: MisbehaviourCallback | None = None,
-    on_close: CloseCallback | None = None,
-    expected_node_id: bytes | None = None,
-    config: ConnectionConfig | None = None,
-) -> PeerConnection:
-    """Connect, handshake and exchange hellos. Every failure raises HandshakeError (a P2PError)."""
-    config = config or ConnectionConfig()
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(config.handshake_timeout_s):
-            _transport, proto = await loop.create_connection(
-                lambda: _frame_protocol(config, registry), host, port
-            )
-    except TimeoutError:
-        raise HandshakeError(REASON_HANDSHAKE_TIMEOUT, "connect") from None
-    except OSError as exc:
-        raise HandshakeError(REASON_CONNECT_FAILED, str(exc)) from None
-    return await _establish_or_close(
-        proto,
-        node_key=node_key,
-        local_hello=local_hello,
-        registry=registry,
-        handler=handler,
-        on_misbehaviour=on_misbehaviour,
-        on_close=on_close,
-        expected_node_id=expected_node_id,
-        outbound=True,
-        config=config,
-    )
-
-
-async def accept(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    *,
-    node_key: PrivateKey,
-    local_hello: Hello,
-    registry: MessageRegistry,
-    handler: Handler,
-    on_misbehaviour: MisbehaviourCallback | None = None,
-    on_close: CloseCallback | None = None,
-    config: ConnectionConfig | None = None,
-) -> PeerConnection:
-    """Handshake an inbound stream from `asyncio.start_server`; raises HandshakeError on failure.
-
-    The transport is taken over from the stream objects (so frames are received without the
-    StreamReader's copies); bytes the StreamReader already buffered are replayed first.
-    """
-    config = config or ConnectionConfig()
-    transport = writer.transport
-    assert isinstance(transport, asyncio.Transport)
-    proto = _frame_protocol(config, registry)
-    buffered = getattr(reader, "_buffer", None)
-    leftover = bytes(buffered) if buffered else b""
-    if buffered:
-        buffered.clear()
-    proto.connection_made(transport)
-    transport.set_protocol(proto)
-    transport.resume_reading()
-    if transport.is_closing():
-        proto.connection_lost(None)
-    else:
-        view = memoryview(leftover)
-        while view:
-            buf = proto.get_buffer(len(view))
-            n = min(len(buf), len(view))
-            buf[:n] = view[:n]
-            proto.buffer_updated(n)
-            view = view[n:]
-        if reader.at_eof():
-            proto.eof_received()
-    return await _establish_or_close(
-        proto,
-        node_key=node_key,
-        local_hello=local_hello,
-        registry=registry,
-        handler=handler,
-        on_misbehaviour=on_misbehaviour,
-        on_close=on_close,
-        expected_node_id=None,
-        outbound=False,
-        config=config,
-        keepalive=writer,
-    )
-
-
-async def serve(
-    host: str,
-    port: int,
-    on_connection: Callable[[PeerConnection], Any],
-    *,
-    on_handshake_error: Callable[[tuple[str, int], HandshakeError], Any] | None = None,
-    **kwargs: Any,
-) -> asyncio.Server:
-    """Listen and `accept` every inbound stream; `kwargs` are accept's keyword arguments.
-
-    A convenience for tests and benchmarks; the network layer may use `asyncio.start_server` + `accept`
-    itself to apply its own inbound limits and bans before the handshake.
-    """
-
-    callback_tasks: set[asyncio.Future[Any]] = set()
-
-    async def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        try:
-            conn = await accept(reader, writer, **kwargs)
-        except HandshakeError as exc:
-            _call_back(on_handshake_error, callback_tasks, (str(peer[0]), int(peer[1])), exc)
-            return
-        except Exception:
-            log.exception("accept from %s failed", peer)
-            writer.transport.abort()
-            return
-        _call_back(on_connection, callback_tasks, conn)
-
-    return await asyncio.start_server(on_stream, host, port)
-
-
-__all__ = [
-    "REASON_BAD_HANDSHAKE",
-    "ConnectionConfig",
-    "Handler",
-    "PeerConnection",
-    "accept",
-    "check_hello",
-    "congestion_control_of",
-    "dial",
-    "serve",
-    "use_unpaced_congestion_control",
-]

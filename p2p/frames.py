@@ -11,7 +11,7 @@ fails authentication too. The counter never wraps: the sender refuses to seal at
 prefix is checked against `max_frame_bytes` before a single body byte is buffered. A message is delivered
 as the plaintexts of its frames; the sender gives each long byte string frames of its own
 (`plan_frames`), so it is encrypted straight from the message object and decoded without a copy
-(`ledger.codec.encode_parts` / `decode_segments`).
+(`message_parts.encode_parts` / `decode_segments`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class SendBuffer:
 
 
 def plan_frames(parts: list[bytes], chunk: int, alone: int = BIG_FRAME_BYTES) -> list[bytes | memoryview]:
-    """Frame plaintexts for one message given as parts (see `codec.encode_parts`): each part of at least
+    """Frame plaintexts for one message given as parts (see `message_parts.encode_parts`): each part of at least
     `alone` bytes gets frames of its own, sealed straight from the part; runs of smaller parts are joined.
     No frame exceeds `chunk` bytes; the concatenation is the message."""
     frames: list[bytes | memoryview] = []
@@ -414,7 +414,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
                 message = [plaintext]
             else:
                 # A message of several frames is handed on as its frames' plaintexts: long byte strings
-                # sent as frames of their own are then decoded without a copy (codec.decode_segments).
+                # sent as frames of their own are then decoded without a copy (message_parts.decode_segments).
                 if not self._segments and self.message_limit is not None:
                     self._msg_limit = min(self.max_message_bytes, self.message_limit(plaintext[:8]))
                 frame_cap = FRAMES_BASE + self._msg_limit // FRAME_BYTES_PER_EXTRA

@@ -21,6 +21,7 @@ from pocl.ledger.codec import Struct
 from pocl.ledger.hashing import tagged_hash
 
 from .host import Host
+from .message_ids import MessageId
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,7 @@ class Gossip:
 
     def register(
         self,
-        type_id: int,
-        name: str,
+        message: MessageId,
         body_cls: type[Struct],
         max_bytes: int,
         *,
@@ -155,8 +155,8 @@ class Gossip:
         deliver: Deliver | None = None,
     ) -> None:
         """Gossip `body_cls`: `validate(body, from_node_id)` gates relay; `deliver` is called once per message."""
-        self._topics[body_cls] = _Topic(type_id, name, validate, deliver)
-        self.host.register(type_id, name, body_cls, max_bytes, self._on_message)
+        self._topics[body_cls] = _Topic(message.type_id, message.name, validate, deliver)
+        self.host.register(message, body_cls, max_bytes, self._on_message)
 
     def message_id(self, body: Struct) -> bytes:
         return message_id(self._topics[type(body)].type_id, body)

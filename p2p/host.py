@@ -3,8 +3,8 @@
 `Host` owns every live `PeerConnection` and enforces the connection policy the transport knows nothing
 about: inbound/outbound limits, no connection to ourselves, at most one connection per node id, refusal
 of banned peers right after the handshake, misbehaviour scoring, and redialling persistent peers with
-exponential backoff. Upper layers (gossip, peer exchange, block sync, the node) register message types
-with a handler each; `p2p/` never imports consensus code.
+exponential backoff. Upper layers (gossip, peer exchange, block sync, the node's reactors) register
+their message types (entries of `message_ids`) with a handler each; `p2p/` never imports node code.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey
 
-from . import connection as transport
+from . import dial
 from .addrbook import (
     AddressBook,
     AddressError,
@@ -33,6 +33,7 @@ from .addrbook import (
     parse_peer_addr,
 )
 from .bans import BanList
+from .connection import ConnectionConfig, PeerConnection
 from .errors import (
     REASON_CHAIN_ID,
     REASON_CONNECTION_LOST,
@@ -44,6 +45,8 @@ from .errors import (
     HandshakeError,
     P2PError,
 )
+from .frames import FrameProtocol
+from .message_ids import MessageId
 from .messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,7 @@ BENIGN_HANDSHAKE_REASONS = frozenset(
     }
 )
 
-Handler = Callable[[transport.PeerConnection, Any], Awaitable[Struct | None] | Struct | None]
+Handler = Callable[[PeerConnection, Any], Awaitable[Struct | None] | Struct | None]
 PeerCallback = Callable[["PeerInfo"], Awaitable[None] | None]
 
 
@@ -92,7 +95,7 @@ class HostConfig:
     send_queue_size: int = 4096  # per-peer queue of one-way messages; full => drop (gossip is best effort)
     persist_interval_s: float = 30.0  # how often a changed address book / ban list is written out
     agent: str = AGENT
-    transport: transport.ConnectionConfig = dataclasses.field(default_factory=transport.ConnectionConfig)
+    transport: ConnectionConfig = dataclasses.field(default_factory=ConnectionConfig)
 
 
 @dataclasses.dataclass
@@ -100,7 +103,7 @@ class PeerInfo:
     """A connected peer, as reported to callbacks and by `Host.peers()`."""
 
     node_id: bytes
-    conn: transport.PeerConnection
+    conn: PeerConnection
     outbound: bool
     persistent: bool
     remote_ip: str
@@ -162,10 +165,11 @@ class Host:
     # ------------------------------------------------------------------ registration and events
 
     def register(
-        self, type_id: int, name: str, body_cls: type[Struct], max_bytes: int, handler: Handler | None = None
+        self, message: MessageId, body_cls: type[Struct], max_bytes: int, handler: Handler | None = None
     ) -> None:
-        """Add a message type; `handler(conn, body)` may return a Struct, the response to a request."""
-        self.registry.register(type_id, name, body_cls, max_bytes)
+        """Add a message type (see `message_ids`); `handler(conn, body)` may return a Struct, the response
+        to a request."""
+        self.registry.register(message, body_cls, max_bytes)
         if handler is not None:
             self._handlers[body_cls] = handler
 
@@ -210,8 +214,12 @@ class Host:
     async def start(self) -> None:
         if self._running:
             return
-        self._server = await asyncio.start_server(
-            self._on_tcp, self.config.listen_host, self.config.listen_port, limit=2**20
+        self._server = await dial.listen(
+            self.config.listen_host,
+            self.config.listen_port,
+            self._on_inbound,
+            registry=self.registry,
+            config=self.config.transport,
         )
         self.listen_port = self._server.sockets[0].getsockname()[1]
         self._running = True
@@ -336,12 +344,12 @@ class Host:
                 self._close(peer, REASON_BANNED)
         return banned
 
-    def _on_misbehaviour(self, conn: transport.PeerConnection, reason: str, penalty: float) -> None:
+    def _on_misbehaviour(self, conn: PeerConnection, reason: str, penalty: float) -> None:
         self.punish(conn.node_id, penalty, reason)
 
     # ------------------------------------------------------------------ dispatch
 
-    async def _dispatch(self, conn: transport.PeerConnection, body: Struct) -> Struct | None:
+    async def _dispatch(self, conn: PeerConnection, body: Struct) -> Struct | None:
         handler = self._handlers.get(type(body))
         if handler is None:
             return None
@@ -376,26 +384,28 @@ class Host:
 
     # ------------------------------------------------------------------ inbound
 
-    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        ip = str(peername[0]) if peername else "?"
+    def _on_inbound(self, proto: FrameProtocol) -> None:
+        self.spawn(self._accept(proto), name="p2p-accept")
+
+    async def _accept(self, proto: FrameProtocol) -> None:
+        ip = dial.peer_address(proto)[0]
         if not self._running or self.bans.is_banned(ip):
-            writer.close()
+            dial.close_transport(proto)
             return
         if self.count(outbound=False) + self._inbound_pending >= self.config.max_inbound:
             log.debug("refusing inbound from %s: inbound limit", ip)
-            writer.close()
+            dial.close_transport(proto)
             return
         self._inbound_pending += 1
         try:
-            conn = await transport.accept(reader, writer, **self._conn_kwargs())
+            conn = await dial.accept(proto, **self._conn_kwargs())
         except HandshakeError as exc:
             self._score_handshake_failure(ip, REASON_REMOTE_REFUSED if exc.remote else exc.reason, str(exc))
-            writer.close()
+            dial.close_transport(proto)
             return
         except Exception as exc:  # whatever a stranger sends must not escape into the server loop
             self._score_handshake_failure(ip, "bad_handshake", repr(exc))
-            writer.close()
+            dial.close_transport(proto)
             return
         finally:
             self._inbound_pending -= 1
@@ -432,7 +442,7 @@ class Host:
         self.addrbook.mark_attempt(nid)
         try:
             conn = await asyncio.wait_for(
-                transport.dial(addr.host, addr.port, expected_node_id=nid, **self._conn_kwargs()),
+                dial.dial(addr.host, addr.port, expected_node_id=nid, **self._conn_kwargs()),
                 self.config.dial_timeout,
             )
         except (P2PError, OSError, TimeoutError) as exc:
@@ -502,7 +512,7 @@ class Host:
     # ------------------------------------------------------------------ admission
 
     def _admit(
-        self, conn: transport.PeerConnection, *, outbound: bool, remote_ip: str, dial_addr: PeerAddr | None
+        self, conn: PeerConnection, *, outbound: bool, remote_ip: str, dial_addr: PeerAddr | None
     ) -> PeerInfo | None:
         """Apply the connection policy to a freshly handshaken connection."""
         nid = conn.node_id
@@ -577,7 +587,7 @@ class Host:
         peer.conn.close(reason)
         self._drop(peer, reason)
 
-    def _on_close(self, conn: transport.PeerConnection, reason: str) -> None:
+    def _on_close(self, conn: PeerConnection, reason: str) -> None:
         peer = self._peers.get(conn.node_id)
         if peer is not None and peer.conn is conn:
             self._drop(peer, reason)

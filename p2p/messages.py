@@ -4,9 +4,9 @@ On the wire every message is the canonical msgpack array `[type_id, request_id, 
 where `body` is the `Struct` registered for `type_id`. `request_id` 0 means a one-way message; a request
 carries a non-zero id that its response (`is_response` true) echoes.
 
-Type ids are partitioned so layers never collide: 1–15 transport (this module), 16–63 network layer
-(`p2p/`), 64+ node/consensus. A `MessageRegistry` is an object, not global state: each connection set-up
-gets one (usually `default_registry()` plus the caller's own registrations).
+Type ids, names and owner protocols are in one table, `message_ids.py`. A `MessageRegistry` is an object,
+not global state: each connection set-up gets one (usually `default_registry()` plus the caller's own
+registrations).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from pocl.ledger import codec
 from pocl.ledger.codec import CodecError, Struct
 
+from . import message_ids
 from .errors import (
     PENALTY_MALFORMED,
     PENALTY_UNKNOWN_TYPE,
@@ -26,18 +26,15 @@ from .errors import (
     REASON_UNKNOWN_TYPE,
     ProtocolViolation,
 )
+from .message_ids import MAX_TYPE_ID, MessageId
+from .message_parts import decode_segments, encode_parts
 
 PROTOCOL_VERSION = 1
 
-MAX_TYPE_ID = 0xFFFF
 MAX_REQUEST_ID = 2**63 - 1
-TRANSPORT_TYPE_IDS = range(1, 16)
-NETWORK_TYPE_IDS = range(16, 64)
-NODE_TYPE_IDS = range(64, MAX_TYPE_ID + 1)
 
 HASH_LEN = 32
 NODE_ID_LEN = 32
-SMALL_MESSAGE_MAX_BYTES = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +85,6 @@ class ErrorResponse(Struct):
     MAX_LEN: ClassVar[dict[str, int]] = {"code": 64, "detail": 512}
 
 
-TYPE_HELLO = 1
-TYPE_PING = 2
-TYPE_PONG = 3
-TYPE_DISCONNECT = 4
-TYPE_ERROR = 5
-
-
 @dataclasses.dataclass
 class Envelope:
     type_id: int
@@ -132,7 +122,9 @@ class MessageRegistry:
         self._by_id: dict[int, MessageSpec] = {}
         self._by_cls: dict[type[Struct], MessageSpec] = {}
 
-    def register(self, type_id: int, name: str, body_cls: type[Struct], max_bytes: int) -> None:
+    def register(self, message: MessageId, body_cls: type[Struct], max_bytes: int) -> None:
+        """Carry `body_cls` as `message` (an entry of `message_ids`), at most `max_bytes` encoded."""
+        type_id, name = message.type_id, message.name
         if not 1 <= type_id <= MAX_TYPE_ID:
             raise ValueError(f"type id out of range: {type_id}")
         if type_id in self._by_id:
@@ -150,9 +142,6 @@ class MessageRegistry:
             return self._by_cls[body_cls]
         except KeyError:
             raise KeyError(f"message class not registered: {body_cls.__name__}") from None
-
-    def spec_by_id(self, type_id: int) -> MessageSpec | None:
-        return self._by_id.get(type_id)
 
     def specs(self) -> Iterable[MessageSpec]:
         return self._by_id.values()
@@ -174,13 +163,13 @@ class MessageRegistry:
         return Envelope(self.spec_for(type(body)).type_id, request_id, is_response, body)
 
     def encode_parts(self, env: Envelope) -> list[bytes]:
-        """The canonical encoding as `codec.encode_parts` cuts it (long byte strings stand alone, so the
+        """The canonical encoding as `message_parts.encode_parts` cuts it (long byte strings stand alone, so the
         transport can encrypt them without a copy). A message over its own type's limit is a local
         bug, so it raises ValueError."""
         spec = self._by_id.get(env.type_id)
         if spec is None or not isinstance(env.body, spec.body_cls):
             raise ValueError(f"body {type(env.body).__name__} does not match type id {env.type_id}")
-        parts = codec.encode_parts([env.type_id, env.request_id, env.is_response, env.body.to_list()])
+        parts = encode_parts([env.type_id, env.request_id, env.is_response, env.body.to_list()])
         size = sum(len(part) for part in parts)
         if size > spec.max_bytes:
             raise ValueError(f"{spec.name} message of {size} bytes exceeds its limit {spec.max_bytes}")
@@ -197,7 +186,7 @@ class MessageRegistry:
 
     def decode(self, raw: bytes | Sequence[bytes]) -> Envelope:
         """Decode a peer's message, whole or as the plaintexts of its frames (see
-        `codec.decode_segments`); any defect raises ProtocolViolation (never another exception)."""
+        `message_parts.decode_segments`); any defect raises ProtocolViolation (never another exception)."""
         segments: Sequence[bytes] = (raw,) if isinstance(raw, bytes) else raw
         if len(segments) > 1 and len(segments[0]) < 4:  # too short to show the type id: rare, join
             segments = (b"".join(segments),)
@@ -215,7 +204,7 @@ class MessageRegistry:
                 f"{spec.name}: {size} > {spec.max_bytes} bytes",
             )
         try:
-            value = codec.decode_segments(segments, max_size=spec.max_bytes)
+            value = decode_segments(segments, max_size=spec.max_bytes)
             if not isinstance(value, list) or len(value) != 4:
                 raise CodecError("envelope must be a 4-element array")
             _tid, request_id, is_response, body_list = value
@@ -233,19 +222,12 @@ class MessageRegistry:
         return Envelope(type_id, request_id, is_response, body)
 
 
-def register_message(
-    registry: MessageRegistry, type_id: int, name: str, body_cls: type[Struct], max_bytes: int
-) -> None:
-    """Functional alias of `registry.register`."""
-    registry.register(type_id, name, body_cls, max_bytes)
-
-
 def default_registry() -> MessageRegistry:
     """A NEW registry holding the transport's own messages; callers register theirs on top."""
     reg = MessageRegistry()
-    reg.register(TYPE_HELLO, "hello", Hello, 1024)
-    reg.register(TYPE_PING, "ping", Ping, 64)
-    reg.register(TYPE_PONG, "pong", Pong, 64)
-    reg.register(TYPE_DISCONNECT, "disconnect", Disconnect, 256)
-    reg.register(TYPE_ERROR, "error", ErrorResponse, 1024)
+    reg.register(message_ids.HELLO, Hello, 1024)
+    reg.register(message_ids.PING, Ping, 64)
+    reg.register(message_ids.PONG, Pong, 64)
+    reg.register(message_ids.DISCONNECT, Disconnect, 256)
+    reg.register(message_ids.ERROR, ErrorResponse, 1024)
     return reg

@@ -17,14 +17,13 @@ from typing import ClassVar
 
 from pocl.ledger.codec import Struct
 
+from . import message_ids
 from .addrbook import AddressError, PeerAddr, parse_peer_addr
 from .errors import P2PError
 from .host import Host, PeerInfo
 
 log = logging.getLogger(__name__)
 
-TYPE_GET_ADDRS = 16
-TYPE_ADDRS = 17
 MAX_ADDRS = 100
 MAX_ADDR_TEXT = 64 + 1 + 300
 BAD_ADDRS_PENALTY = 10.0
@@ -64,8 +63,8 @@ class PeerExchange:
         self._wake = asyncio.Event()
         self._asked: set[bytes] = set()
         self._seeded = False  # seeds are dialled once at start, then again only when isolated
-        host.register(TYPE_GET_ADDRS, "get_addrs", GetAddrs, 64, self._on_get_addrs)
-        host.register(TYPE_ADDRS, "addrs", Addrs, MAX_ADDRS * (MAX_ADDR_TEXT + 3) + 64)
+        host.register(message_ids.GET_ADDRS, GetAddrs, 64, self._on_get_addrs)
+        host.register(message_ids.ADDRS, Addrs, MAX_ADDRS * (MAX_ADDR_TEXT + 3) + 64)
         host.on_connect(self._on_connect)
         host.on_disconnect(self._on_disconnect)
 

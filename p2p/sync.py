@@ -26,15 +26,11 @@ from typing import Any, ClassVar
 from pocl.ledger.block import Block, Commit, txs_root
 from pocl.ledger.codec import CodecError, Struct
 
+from . import message_ids
 from .errors import P2PError
 from .host import Host
 
 log = logging.getLogger(__name__)
-
-TYPE_GET_STATUS = 20
-TYPE_STATUS = 21
-TYPE_GET_BLOCKS = 22
-TYPE_BLOCKS = 23
 
 HASH_LEN = 32
 MAX_BLOCKS_PER_RESPONSE = 128
@@ -107,10 +103,10 @@ class SyncService:
         self._base = base_height or (lambda: 1)
         self.max_blocks = max(1, min(max_blocks_per_response, MAX_BLOCKS_PER_RESPONSE))
         self.max_bytes = min(max_response_bytes, MAX_BLOCKS_MESSAGE_BYTES - ENVELOPE_OVERHEAD)
-        host.register(TYPE_GET_STATUS, "get_status", GetStatus, 64, self._on_get_status)
-        host.register(TYPE_STATUS, "status", Status, 128)
-        host.register(TYPE_GET_BLOCKS, "get_blocks", GetBlocks, 64, self._on_get_blocks)
-        host.register(TYPE_BLOCKS, "blocks", Blocks, MAX_BLOCKS_MESSAGE_BYTES)
+        host.register(message_ids.GET_STATUS, GetStatus, 64, self._on_get_status)
+        host.register(message_ids.STATUS, Status, 128)
+        host.register(message_ids.GET_BLOCKS, GetBlocks, 64, self._on_get_blocks)
+        host.register(message_ids.BLOCKS, Blocks, MAX_BLOCKS_MESSAGE_BYTES)
 
     def _on_get_status(self, _conn: object, _body: GetStatus) -> Status:
         height, best_hash = self._status()

@@ -43,10 +43,9 @@ Injected callables (synchronous, deterministic for a given block):
 
 Read-only state for RPC/metrics: `height`, `round`, `step`, `locked_round`/`locked_value`,
 `valid_round`/`valid_value`, `decision`, `proposer(round)`, `is_validator`.
-`catchup_messages()` lists what a peer that lost messages needs (this round's proposal, the votes of
-this and the previous round): re-gossip it periodically. Lost messages are expected: the machine drops
-proposals more than PROPOSAL_FUTURE_ROUNDS ahead and votes beyond MAX_FUTURE_ROUNDS_PER_VALIDATOR
-future rounds per validator (memory bounds against Byzantine spam); resending makes that harmless.
+Lost messages are expected: the machine drops proposals more than PROPOSAL_FUTURE_ROUNDS ahead and votes
+beyond MAX_FUTURE_ROUNDS_PER_VALIDATOR future rounds per validator (memory bounds against Byzantine spam);
+the node re-sends its own messages of the current height, which makes that harmless.
 
 Line numbers in comments refer to Algorithm 1. Deviations, all taken from CometBFT: the propose timeout
 is scheduled also when we are the proposer (so a proposer that cannot build a block still moves on);
@@ -63,12 +62,12 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from pocl.consensus.bft.commit import CommitError, verify_commit
 from pocl.consensus.bft.messages import NO_POL_ROUND, Proposal, ProposalMessage, VoteMessage
+from pocl.consensus.bft.proposer import proposer_for
+from pocl.consensus.bft.signer import DoubleSignError, Signer
 from pocl.consensus.bft.votes import HeightVoteSet, ValidatorSet, VoteError
-from pocl.consensus.signing_state import DoubleSignError
 from pocl.ledger.block import (
     NIL_HASH,
     VOTE_PRECOMMIT,
@@ -85,7 +84,6 @@ log = logging.getLogger(__name__)
 TIMEOUT_PROPOSE = "propose"
 TIMEOUT_PREVOTE = "prevote"
 TIMEOUT_PRECOMMIT = "precommit"
-TIMEOUT_KINDS = (TIMEOUT_PROPOSE, TIMEOUT_PREVOTE, TIMEOUT_PRECOMMIT)
 
 MAX_PROPOSALS_PER_ROUND = 4  # distinct proposals kept from an equivocating proposer; more are dropped
 PROPOSAL_FUTURE_ROUNDS = 10  # proposals for rounds beyond round_p + this are dropped (re-gossiped later)
@@ -99,17 +97,6 @@ class Step(enum.IntEnum):
     PREVOTE = 2
     PRECOMMIT = 3
     COMMITTED = 4  # decided; waiting for NewHeight(height + 1)
-
-
-class Signer(Protocol):
-    """Signs our votes and proposals; raises DoubleSignError to refuse (see signing_state)."""
-
-    @property
-    def pubkey(self) -> bytes: ...
-
-    def sign_vote(self, vote_type: int, height: int, round_: int, block_hash: bytes) -> Vote: ...
-
-    def sign_proposal(self, height: int, round_: int, block_hash: bytes, pol_round: int) -> Proposal: ...
 
 
 # --------------------------------------------------------------------------- events
@@ -260,7 +247,7 @@ class ConsensusMachine:
     def proposer(self, round_: int) -> bytes:
         """Public key of the proposer of `round_` at the current height."""
         assert self.validators is not None
-        return self.validators.proposer(self.height, round_).pubkey
+        return proposer_for(self.validators, self.height, round_).pubkey
 
     def decided_commit(self) -> Commit | None:
         """After Decide: the commit with every precommit for the decided block received so far."""
@@ -273,24 +260,6 @@ class ConsensusMachine:
             if len(ours.signatures) >= len(self._decided_commit.signatures):
                 return ours
         return self._decided_commit
-
-    def catchup_messages(self) -> list[Message]:
-        """Messages a peer that lost some would need: this round's proposal and the votes of this and
-        the previous round (after Decide: the decided round's precommits). Re-gossip them periodically;
-        the machine ignores duplicates, so resending is cheap and makes lost messages harmless."""
-        if self.votes is None:
-            return []
-        out: list[Message] = []
-        rounds = [self.decision[0]] if self.decision is not None else [r for r in (self.round - 1, self.round) if r >= 0]
-        for r in rounds:
-            p = self._proposal.get(r)
-            if p is not None:
-                out.append(ProposalMessage(p, self._blocks[p.block_hash]))
-            for vote_type in (VOTE_PREVOTE, VOTE_PRECOMMIT):
-                vs = self.votes.existing(r, vote_type)
-                if vs is not None:
-                    out.extend(VoteMessage(v) for v in vs.votes())
-        return out
 
     def handle(self, event: Event) -> list[Action]:
         """Apply one event; return the actions to carry out, in order."""

@@ -30,12 +30,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import gcd
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from pocl.consensus.bft.votes import Validator, ValidatorSet
+from pocl.consensus.bft.votes import Validator, ValidatorSet
 
 PRIORITY_WINDOW_SIZE_FACTOR = 2  # CometBFT: rescale when max - min priority > 2 × total power
 MAX_CYCLE = 10_000  # upper bound (≈) on the period of the proposer sequence
@@ -157,9 +154,9 @@ def pick_number(height: int, round_: int) -> int:
 
 def proposer_index(validator_set: ValidatorSet, height: int, round_: int) -> int:
     """Index in validator-set (address) order of the proposer of (height, round)."""
-    return validator_set.proposer_schedule.pick(pick_number(height, round_))
+    return schedule_for(validator_set).pick(pick_number(height, round_))
 
 
 def proposer_for(validator_set: ValidatorSet, height: int, round_: int) -> Validator:
-    """The validator that proposes at (height, round)."""
+    """The validator that proposes at (height, round): the one selection rule every node runs."""
     return validator_set.validators[proposer_index(validator_set, height, round_)]

@@ -19,10 +19,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 
-from pocl.consensus.bft.evidence import make_duplicate_vote_evidence
 from pocl.consensus.bft.messages import MAX_ROUND
-from pocl.consensus.bft.proposer import ProposerSchedule, schedule_for
-from pocl.consensus.bft.proposer import pick_number as _pick_number
 from pocl.ledger.block import (
     NIL_HASH,
     VOTE_PRECOMMIT,
@@ -34,6 +31,7 @@ from pocl.ledger.block import (
     Vote,
 )
 from pocl.ledger.codec import encode
+from pocl.ledger.evidence import make_duplicate_vote_evidence
 from pocl.ledger.hashing import tagged_hash
 from pocl.ledger.keys import PUBKEY_LEN, address_of
 
@@ -121,9 +119,6 @@ class ValidatorSet:
         i = self._index.get(pubkey)
         return 0 if i is None else self._validators[i].power
 
-    def index_of(self, pubkey: bytes) -> int | None:
-        return self._index.get(pubkey)
-
     def pairs(self) -> list[tuple[bytes, int]]:
         return [(v.pubkey, v.power) for v in self._validators]
 
@@ -136,14 +131,6 @@ class ValidatorSet:
 
     def has_one_third(self, power: int) -> bool:
         return is_one_third(power, self.total_power)
-
-    def proposer(self, height: int, round_: int) -> Validator:
-        """The proposer of (height, round); see consensus.proposer."""
-        return self._validators[self.proposer_schedule.pick(_pick_number(height, round_))]
-
-    @cached_property
-    def proposer_schedule(self) -> ProposerSchedule:
-        return schedule_for(self)
 
 
 # --------------------------------------------------------------------------- vote sets
@@ -238,9 +225,6 @@ class VoteSet:
     def has_quorum_any(self) -> bool:
         return self.validators.has_quorum(self.power_any)
 
-    def has_one_third_any(self) -> bool:
-        return self.validators.has_one_third(self.power_any)
-
     def quorum_value(self) -> bytes | None:
         """The value (block hash, or NIL_HASH for nil) with +2/3 of the power, if any."""
         for value, power in self._power_by_value.items():
@@ -322,9 +306,6 @@ class HeightVoteSet:
         if pubkey not in senders and pubkey in self.validators:
             senders.add(pubkey)
             self._sender_power[round_] = self._sender_power.get(round_, 0) + self.validators.power_of(pubkey)
-
-    def sender_power(self, round_: int) -> int:
-        return self._sender_power.get(round_, 0)
 
     def rounds_with_one_third_above(self, round_: int) -> list[int]:
         """Rounds > round_ in which senders of > 1/3 of the power sent messages (Algorithm 1, line 55)."""

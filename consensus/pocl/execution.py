@@ -1,8 +1,7 @@
 """PoCL on chain: the three tx kinds and the begin/end-block hooks for the ledger executor (DESIGN §5.2).
 
-    pocl = PoclExecution(pocl_params)
-    registry = default_registry(); pocl.register(registry)
-    executor = Executor(registry, begin_block_hooks=[pocl.begin_block], end_block_hooks=[pocl.end_block])
+    pocl = PoclExecution(pocl_params, chain_params)
+    executor = build_executor(pocl)
 
 State layout (raw namespace `NS_POCL`, keys from `consensus.pocl.records`):
 
@@ -26,6 +25,7 @@ import dataclasses
 from typing import Any
 
 from pocl.consensus.pocl import schedule
+from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
 from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round, round_seed
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import (
@@ -53,27 +53,16 @@ from pocl.consensus.pocl.txs import (
 )
 from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
 from pocl.ledger import codec
+from pocl.ledger.core_txs import default_registry
 from pocl.ledger.errors import TxError
 from pocl.ledger.evidence import slash_stake
-from pocl.ledger.executor import (
-    BlockContext,
-    Event,
-    Executor,
-    TxContext,
-    TxKind,
-    TxRegistry,
-    default_registry,
-)
+from pocl.ledger.executor import Executor, SignatureVerifier, no_preverification
 from pocl.ledger.params import ChainParams
 from pocl.ledger.state import MAX_AMOUNT, State
+from pocl.ledger.tx_kinds import BlockContext, TxContext, TxKind, TxRegistry
 
 NS_POCL = "pocl"
 
-EVENT_ROUND_OPENED = "pocl_round_opened"
-EVENT_PHASE = "pocl_phase"
-EVENT_FINALIZED = "pocl_round_finalized"
-EVENT_REWARD = "pocl_reward"
-EVENT_SLASH = "pocl_slashed"
 
 
 def _pocl_max_bytes(params: ChainParams) -> int:
@@ -81,13 +70,18 @@ def _pocl_max_bytes(params: ChainParams) -> int:
 
 
 def build_executor(
-    pocl_params: PoclParams, chain_params: ChainParams | None = None
-) -> tuple[Executor, PoclExecution]:
-    """An executor with the core kinds plus PoCL's kinds and hooks (the node's one-liner)."""
-    pocl = PoclExecution(pocl_params, chain_params)
+    pocl: PoclExecution, verify_signatures: SignatureVerifier = no_preverification
+) -> Executor:
+    """The executor every node runs (and tests drive): the core kinds plus PoCL's kinds and hooks.
+    `verify_signatures` only saves time (the node passes its parallel verifier)."""
     registry = default_registry()
     pocl.register(registry)
-    return Executor(registry, begin_block_hooks=[pocl.begin_block], end_block_hooks=[pocl.end_block]), pocl
+    return Executor(
+        registry,
+        begin_block_hooks=[pocl.begin_block],
+        end_block_hooks=[pocl.end_block],
+        verify_signatures=verify_signatures,
+    )
 
 
 class PoclExecution:
@@ -284,9 +278,7 @@ class PoclExecution:
         rec = RoundRecord.open(head.round, ctx.height, eligible, head.model_hash)
         self._put(state, round_key(rec.round), rec)
         self._put(state, HEAD_KEY, dataclasses.replace(head, next_start=0))
-        ctx.events.append(
-            Event(EVENT_ROUND_OPENED, {"round": rec.round, "height": ctx.height, "eligible": list(eligible)})
-        )
+        ctx.events.append(RoundOpened(rec.round, ctx.height, tuple(eligible)))
 
     def end_block(self, state: State, ctx: BlockContext) -> None:
         rec = self.open_record(state)
@@ -296,20 +288,15 @@ class PoclExecution:
         if step is schedule.Step.ADVANCE:
             rec = schedule.advance(rec, ctx.height)
             self._put(state, round_key(rec.round), rec)
-            ctx.events.append(
-                Event(
-                    EVENT_PHASE, {"round": rec.round, "phase": rec.phase_name, "start_height": ctx.height + 1}
-                )
-            )
+            ctx.events.append(PhaseStarted(rec.round, rec.phase_name, start_height=ctx.height + 1))
         elif step is schedule.Step.FINALIZE:
             self.finalize(state, ctx, rec)
 
-    def seed_for(self, ctx: BlockContext, round_: int) -> bytes:
-        """Verification seed: from the parent block hash when the context carries one, else from the
-        finalizing block's (height, time, proposer). Both are fixed only after every prediction was."""
-        prev = getattr(ctx, "prev_hash", b"") or b""
-        material = prev if prev else codec.encode([ctx.height, ctx.time_ms, ctx.proposer])
-        return round_seed(ctx.chain_id, round_, material)
+    @staticmethod
+    def seed_for(ctx: BlockContext, round_: int) -> bytes:
+        """Finalization seed from the finalizing block's (height, time_ms, proposer): fixed only after
+        every prediction was, but chosen by that block's proposer (docs/pocl-protocol.md §4, §10)."""
+        return round_seed(ctx.chain_id, round_, codec.encode([ctx.height, ctx.time_ms, ctx.proposer]))
 
     def finalize(self, state: State, ctx: BlockContext, rec: RoundRecord) -> FinalizeResult:
         from pocl.ml.model.weights import encode_weights
@@ -321,25 +308,11 @@ class PoclExecution:
         for pay in out.payouts:
             acct = state.account_for_update(pay.miner)
             acct.balance = min(MAX_AMOUNT, acct.balance + pay.amount)
-            ctx.events.append(
-                Event(
-                    EVENT_REWARD,
-                    {"round": rec.round, "address": pay.miner, "role": pay.role, "amount": pay.amount},
-                )
-            )
+            ctx.events.append(RewardPaid(rec.round, pay.miner, pay.role, pay.amount))
         for pen in out.penalties:
             slashed = self._slash(state, pen.miner, pen.slash_bps, rec.round + pen.jail_rounds)
             ctx.events.append(
-                Event(
-                    EVENT_SLASH,
-                    {
-                        "round": rec.round,
-                        "address": pen.miner,
-                        "kind": pen.kind,
-                        "slashed": slashed,
-                        "jailed_until_round": rec.round + pen.jail_rounds,
-                    },
-                )
+                Slashed(rec.round, pen.miner, pen.kind, slashed, jailed_until_round=rec.round + pen.jail_rounds)
             )
         head = self.head(state)
         assert head is not None
@@ -353,18 +326,7 @@ class PoclExecution:
         self._put(state, round_key(rec.round), done)
         nxt = schedule.next_round_start(done, self.params)
         self._put(state, HEAD_KEY, dataclasses.replace(head, round=rec.round + 1, next_start=nxt))
-        ctx.events.append(
-            Event(
-                EVENT_FINALIZED,
-                {
-                    "round": rec.round,
-                    "void": out.void,
-                    "winners": list(out.winners),
-                    "model_hash": out.model_hash,
-                    "next_round_start": nxt,
-                },
-            )
-        )
+        ctx.events.append(RoundFinalized(rec.round, out.void, tuple(out.winners), out.model_hash, nxt))
         return result
 
     @staticmethod

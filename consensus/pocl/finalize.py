@@ -40,6 +40,7 @@ from pocl.consensus.pocl.records import (
 from pocl.consensus.pocl.rewards import compute_payouts
 from pocl.consensus.pocl.txs import (
     TEST_X_DTYPE,
+    accuracy_bps,
     check_array,
     check_labels,
     label_commitment,
@@ -49,7 +50,6 @@ from pocl.consensus.pocl.txs import (
 from pocl.consensus.pocl.verify import ShardClaim, Verdict, choose_shards, verify_claims
 from pocl.ledger import codec
 from pocl.ledger.hashing import tagged_hash
-from pocl.ledger.params import BPS
 
 TAG_TIEBREAK = b"pocl/tiebreak"
 TAG_ROUND_SEED = b"pocl/round-seed"
@@ -65,12 +65,11 @@ class FinalizeResult:
     changed: bool  # a new model was aggregated
 
 
-def round_seed(chain_id: str, round_: int, block_hash: bytes) -> bytes:
-    """The finalization seed: bound to chain and round, drawn from a block hash fixed after all predictions.
-
-    Execution passes the parent hash of the finalizing block; it was unknown when predictions were made.
-    """
-    return tagged_hash(TAG_ROUND_SEED, codec.encode([chain_id, round_, block_hash]))
+def round_seed(chain_id: str, round_: int, material: bytes) -> bytes:
+    """The finalization seed, bound to chain and round. Execution passes as `material` the canonical
+    encoding of the finalizing block's [height, time_ms, proposer] (`PoclExecution.seed_for`): unknown
+    while predictions were made, but picked by that block's proposer (docs/pocl-protocol.md §10)."""
+    return tagged_hash(TAG_ROUND_SEED, codec.encode([chain_id, round_, material]))
 
 
 def median_bps(values: list[int]) -> int:
@@ -82,10 +81,6 @@ def median_bps(values: list[int]) -> int:
     if n % 2:
         return s[n // 2]
     return (s[n // 2 - 1] + s[n // 2]) // 2
-
-
-def accuracy_bps(pred: np.ndarray, labels: np.ndarray) -> int:
-    return int(np.count_nonzero(pred == labels)) * BPS // int(labels.shape[0])
 
 
 def tiebreak_key(seed: bytes, address: bytes) -> bytes:

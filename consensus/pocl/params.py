@@ -9,7 +9,6 @@ model this build does not know fails at load time, not in the middle of a round.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from pocl.ledger.params import BPS, ChainParams
@@ -79,11 +78,6 @@ class PoclParams:
     @property
     def voters_pool(self) -> int:
         return self.round_reward - self.winners_pool
-
-    @property
-    def sample_count(self) -> int:
-        """Scalars in one test sample (product of input_shape)."""
-        return math.prod(self.input_shape)
 
     def model_spec(self) -> Any:
         from pocl.ml.model.registry import get_model

@@ -266,8 +266,4 @@ def vote_key(round_: int, miner: bytes) -> bytes:
 
 
 HEAD_KEY = b"head"
-MODEL_KEY_PREFIX = b"m"  # + model hash -> canonical weight bytes
 
-
-def model_key(model_hash: bytes) -> bytes:
-    return MODEL_KEY_PREFIX + model_hash

@@ -38,6 +38,7 @@ from pocl.ledger.arrays import ALLOWED_DTYPES, array_from_plain, array_to_plain
 from pocl.ledger.codec import CodecError, Struct
 from pocl.ledger.hashing import HASH_LEN, TAG_WEIGHTS, tagged_hash
 from pocl.ledger.keys import ADDRESS_LEN
+from pocl.ledger.params import BPS
 
 TAG_MODEL_COMMIT = b"pocl/model-commit"
 TAG_LABEL_COMMIT = b"pocl/label-commit"
@@ -247,59 +248,59 @@ def check_vote_payload(p: VotePayload, params: PoclParams) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- builders (miner side)
+# The one way a miner (the node's, the simulator's) turns its weights, shard, labels, salt, predictions
+# and scores into payloads. They take what the miner decided (an adversary may decide differently) and
+# put it in the canonical wire form the chain checks; `shards_to_predict` and `vote_scores` give the
+# honest inputs in the order the chain indexes them.
 
 
 def build_commit(
     chain_id: str,
     round_: int,
     sender: bytes,
-    weights: list[np.ndarray],
+    weights: bytes,
     test_x: np.ndarray,
     labels: np.ndarray,
     salt: bytes,
     n_train: int,
 ) -> CommitPayload:
-    """The commit a miner sends after training: it must keep `weights`, `labels` and `salt` to reveal."""
-    from pocl.ml.model.weights import weights_hash
-
+    """The commit a miner sends after training; it must keep `weights` (canonical encoded bytes, as it
+    will reveal them), `labels` and `salt` to reveal them later."""
     return CommitPayload(
         round_,
-        model_commitment(chain_id, round_, sender, weights_hash(weights)),
+        model_commitment(chain_id, round_, sender, weights_digest(weights)),
         label_commitment(labels_array(labels), salt),
         NdArray.of(np.ascontiguousarray(test_x, dtype="<f4")),
         n_train,
     )
 
 
-def build_predict(
-    spec: Any, round_: int, sender: bytes, weights: list[np.ndarray], shards: dict[bytes, NdArray]
-) -> PredictPayload:
-    """Canonical-inference predictions on every OTHER committer's shard, in address order.
+def shards_to_predict(sender: bytes, shards: dict[bytes, NdArray]) -> list[np.ndarray]:
+    """Test inputs of every OTHER committer in address order: what a predict tx labels, in its order.
 
     `shards` maps each committer (the round record's `committers`) to its commit's `test_x`.
     """
-    from pocl.ml.model.inference import predict
-    from pocl.ml.model.weights import encode_weights
-
-    preds = []
-    for owner in sorted(shards):
-        if owner == sender:
-            continue
-        x = array_from_plain(shards[owner].to_list())
-        labels, _ = predict(spec, weights, x)
-        preds.append(labels_array(labels))
-    return PredictPayload(round_, encode_weights(weights), preds)
+    return [array_from_plain(shards[owner].to_list()) for owner in sorted(shards) if owner != sender]
 
 
-def build_vote(
-    round_: int,
+def build_predict(round_: int, weights: bytes, predictions: list[np.ndarray]) -> PredictPayload:
+    """Reveal the committed weights with one label vector per `shards_to_predict` shard (same order)."""
+    return PredictPayload(round_, weights, [labels_array(p) for p in predictions])
+
+
+def accuracy_bps(predicted: np.ndarray, labels: np.ndarray) -> int:
+    """Accuracy of `predicted` against `labels` in integer basis points (floor): a vote's score unit."""
+    return int(np.count_nonzero(np.asarray(predicted) == np.asarray(labels))) * BPS // len(labels)
+
+
+def vote_scores(
     sender: bytes,
     labels: np.ndarray,
-    salt: bytes,
     committers: list[bytes],
     revealed_predictions: dict[bytes, list[NdArray]],
-) -> VotePayload:
-    """Reveal labels and score every OTHER revealed predictor on my shard (bps, address order).
+) -> list[int]:
+    """The scores every node recomputes for my vote: each OTHER revealed predictor's accuracy on my
+    shard (bps, address order).
 
     `revealed_predictions` maps each revealed predictor (the record's `revealed`) to its predictions
     list (one array per other committer, address order), as stored in its predict entry.
@@ -310,6 +311,11 @@ def build_vote(
         if p == sender:
             continue
         owners = [c for c in sorted(committers) if c != p]
-        arr = array_from_plain(revealed_predictions[p][owners.index(sender)].to_list())
-        scores.append(int(np.count_nonzero(arr == mine)) * 10_000 // len(mine))
-    return VotePayload(round_, labels_array(mine), salt, scores)
+        theirs = array_from_plain(revealed_predictions[p][owners.index(sender)].to_list())
+        scores.append(accuracy_bps(theirs, mine))
+    return scores
+
+
+def build_vote(round_: int, labels: np.ndarray, salt: bytes, scores: list[int]) -> VotePayload:
+    """Reveal my shard's labels and salt with the scores I report (`vote_scores` when honest)."""
+    return VotePayload(round_, labels_array(labels), salt, list(scores))

@@ -148,11 +148,3 @@ def accept_vote(
     ok = label_commitment(p.labels, p.salt) == commit.label_commit
     entry = VoteEntry(sender, height, tx_hash, p.labels, p.salt, list(p.scores), ok)
     return dataclasses.replace(rec, voters=insert_sorted(rec.voters, sender)), entry
-
-
-def all_error_codes() -> frozenset[str]:
-    """Every stable code a PoCL tx can be rejected with (stateless and stateful)."""
-    from pocl.consensus.pocl import txs
-
-    names = [n for n in dir(txs) if n.startswith("E_")]
-    return frozenset({getattr(txs, n) for n in names} | {v for k, v in globals().items() if k.startswith("E_")})

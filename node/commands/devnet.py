@@ -1,4 +1,4 @@
-"""`pocl-node devnet`: N validator-miners learning together on this machine (see scripts/devnet.py)."""
+"""`pocl-node devnet`: N validator-miners learning together on this machine (see pocl.node.devnet.runner)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ HELP = "run a local PoCL network of N validator-miners with a live view, a repor
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from pocl.node.devnet.runner import build_parser
+    from pocl.node.devnet.params import build_parser
 
     # `--json PATH` (the report) replaces the shared `--json` flag for this command
     p = subparsers.add_parser(
@@ -27,9 +27,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pocl.node.devnet.runner import DevnetError, run_devnet
+    from pocl.node.devnet.params import DevnetError, parse_params
+    from pocl.node.devnet.runner import run_devnet
 
     try:
-        return run_devnet(args)
+        return run_devnet(parse_params(args))
     except DevnetError as exc:
         raise UserError(str(exc)) from None

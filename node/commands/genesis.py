@@ -57,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     val = add_command_parser(sub, "validate", "validate a genesis file and print its hash")
     val.add_argument(
-        "file", nargs="?", type=Path, help="genesis file or 'devnet' (default: HOME/genesis.json)"
+        "file", nargs="?", type=Path, help="genesis file or 'localnet' (default: HOME/genesis.json)"
     )
     return p
 

@@ -13,7 +13,7 @@ HELP = "create a node home: keys, genesis.json, config.toml"
 DESCRIPTION = """\
 Create a node home directory. Without --genesis, writes a single-validator genesis whose only
 validator is this node's new key, so the node can run a one-node chain at once. With --genesis FILE
-(or the shipped name devnet), joins that chain instead.
+(or the shipped name localnet), joins that chain instead.
 
 Keys are encrypted with a passphrase from --passphrase-file, $POCL_PASSPHRASE or a prompt;
 --insecure-unencrypted stores them in clear (throwaway devnets only). Existing keys are reused.
@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--chain-id", help="chain id of the new single-validator genesis (default: pocl-local-XXXXXX)"
     )
-    p.add_argument("--genesis", metavar="FILE", help="join the chain of this genesis file (or: devnet)")
+    p.add_argument("--genesis", metavar="FILE", help="join the chain of this genesis file (or: localnet)")
     p.add_argument("--moniker", help="human-readable node name (config node.moniker)")
     p.add_argument(
         "--force", action="store_true", help="rewrite config.toml and genesis.json of an existing home"

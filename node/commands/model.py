@@ -17,7 +17,7 @@ from typing import Any
 from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
 from pocl.node.commands._common import add_command_parser, add_subcommands, emit, home_of
 from pocl.node.errors import UserError
-from pocl.node.rpc_client import RpcUnavailable, add_node_args, client_for
+from pocl.node.rpc.client import RpcUnavailable, add_node_args, client_for
 
 HELP = "export a round's global model (.npz or .keras)"
 DESCRIPTION = """\
@@ -66,7 +66,7 @@ def _via_store(args: argparse.Namespace, round_ref: str) -> bytes:
     from pocl.consensus.pocl.params import PoclParams
     from pocl.ledger.storage.store import Store, StoreError
     from pocl.ml.model.weights import decode_weights
-    from pocl.node.pocl_rpc import model_arrays, npz_bytes
+    from pocl.node.rpc.model_npz import model_arrays, npz_bytes
 
     home = home_of(args)
     config = home.load_config()
@@ -106,7 +106,7 @@ def _via_store(args: argparse.Namespace, round_ref: str) -> bytes:
 
 def _write_keras(path: Path, npz: bytes) -> None:
     from pocl.ml.model.registry import get_model
-    from pocl.node.pocl_rpc import weights_from_npz
+    from pocl.node.rpc.model_npz import weights_from_npz
 
     weights, meta = weights_from_npz(npz)
     try:
@@ -121,7 +121,7 @@ def _write_keras(path: Path, npz: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pocl.node.pocl_rpc import weights_from_npz
+    from pocl.node.rpc.model_npz import weights_from_npz
 
     ref = str(args.round)
     if ref != "latest" and not ref.isdigit():

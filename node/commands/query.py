@@ -15,7 +15,7 @@ from pocl.node.commands._common import (
     table,
 )
 from pocl.node.errors import UsageError
-from pocl.node.rpc_client import RpcClient, add_node_args, client_for
+from pocl.node.rpc.client import RpcClient, add_node_args, client_for
 
 HELP = "query a node over RPC (status, account, block, tx, validators, round, peers, mempool)"
 DESCRIPTION = """\

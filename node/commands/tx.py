@@ -25,7 +25,7 @@ from pocl.node.commands._common import (
 )
 from pocl.node.errors import UsageError, UserError
 from pocl.node.home import VALIDATOR_KEY
-from pocl.node.rpc_client import RpcClient, RpcRequestError, add_node_args, client_for
+from pocl.node.rpc.client import RpcClient, RpcRequestError, add_node_args, client_for
 
 HELP = "sign a transaction locally and send it to a node (transfer, stake, unstake)"
 DESCRIPTION = """\

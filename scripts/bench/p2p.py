@@ -37,17 +37,13 @@ import time
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey
-from pocl.p2p.connection import (
-    ConnectionConfig,
-    PeerConnection,
-    congestion_control_of,
-    dial,
-    serve,
-    use_unpaced_congestion_control,
-)
+from pocl.p2p.connection import ConnectionConfig, PeerConnection
+from pocl.p2p.dial import dial, serve
 from pocl.p2p.frames import TAG_LEN
 from pocl.p2p.malloc_tuning import keep_large_buffers_in_heap
+from pocl.p2p.message_ids import MessageId
 from pocl.p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
+from pocl.p2p.socket_tuning import congestion_control_of, use_unpaced_congestion_control
 
 from scripts.bench.report import print_rows, write_json
 
@@ -75,9 +71,9 @@ class StatsReply(Struct):
 
 def bench_registry() -> MessageRegistry:
     reg = default_registry()
-    reg.register(200, "blob", Blob, 2 * MIB)
-    reg.register(201, "stats", Stats, 64)
-    reg.register(202, "stats_reply", StatsReply, 64)
+    reg.register(MessageId(200, "blob", "bench"), Blob, 2 * MIB)
+    reg.register(MessageId(201, "stats", "bench"), Stats, 64)
+    reg.register(MessageId(202, "stats_reply", "bench"), StatsReply, 64)
     return reg
 
 

@@ -33,13 +33,14 @@ from pocl.ledger.keys import PrivateKey
 from pocl.p2p.connection import ConnectionConfig
 from pocl.p2p.gossip import Gossip
 from pocl.p2p.host import Host, HostConfig
+from pocl.p2p.message_ids import MessageId
 from pocl.p2p.sync import SyncConfig, SyncService
 
 from scripts.bench.report import print_rows, write_json
 
 CHAIN_ID = "bench-p2p"
 GENESIS_HASH = hashlib.sha256(b"bench-p2p").digest()
-TYPE_BENCH = 300
+BENCH = MessageId(300, "bench", "bench")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ async def bench_gossip(n_hosts: int, n_messages: int) -> dict[str, float]:
         return deliver
 
     for i, g in enumerate(routers):
-        g.register(TYPE_BENCH, "bench", BenchMsg, 4096, validate=lambda b, s: True, deliver=deliver_for(i))
+        g.register(BENCH, BenchMsg, 4096, validate=lambda b, s: True, deliver=deliver_for(i))
     for h in hosts:
         await h.start()
     try:

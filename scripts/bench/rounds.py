@@ -3,7 +3,7 @@
     python -m scripts.bench.rounds [--miners 4,10] [--rounds 10] [--epochs 4] [--json PATH]
 
 For each miner count n, a devnet of n validator-miners (separate `pocl-node run` processes, digits,
-IID shares, `scripts.devnet` genesis) runs `--rounds` rounds. Per round r:
+IID shares, `pocl.node.devnet` genesis settings) runs `--rounds` rounds. Per round r:
 
 - `round_s`: chain time from the block that finalized round r-1 (for r = 1: the block before s_1)
   to the block that finalized round r (header timestamps). Miners start training as soon as G_{r-1}
@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 from pocl.node.cluster import ClusterError, RpcError
-from pocl.node.devnet.runner import Evaluator, Follower, create_devnet, kill_leftovers, stop_nodes
+from pocl.node.devnet.follower import Evaluator, Follower
+from pocl.node.devnet.network import create_devnet, kill_leftovers, stop_nodes
 from pocl.node.miner import DEFAULT_LR
 
 from scripts.bench.report import write_json

@@ -1,18 +1,14 @@
-"""Helpers to run the installed `pocl-node` console script as a subprocess."""
+"""The `cli` fixture: run the installed `pocl-node` console script as a subprocess."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-POCL_NODE = Path(sys.executable).parent / "pocl-node"
-
-Runner = Callable[..., subprocess.CompletedProcess]
+from tests.support.cli_helpers import POCL_NODE, Runner
 
 
 @pytest.fixture
@@ -39,21 +35,3 @@ def cli(tmp_path: Path) -> Runner:
         )
 
     return run
-
-
-def assert_ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert res.returncode == 0, f"rc={res.returncode}\nstdout={res.stdout}\nstderr={res.stderr}"
-    assert "Traceback" not in res.stdout + res.stderr
-    return res
-
-
-def assert_user_error(res: subprocess.CompletedProcess, contains: str, code: int = 1) -> str:
-    """Exactly one `error: ...` line on stderr, the given exit status, and no traceback anywhere."""
-    out = res.stdout + res.stderr
-    assert "Traceback" not in out, out
-    assert res.returncode == code, f"rc={res.returncode}\nstdout={res.stdout}\nstderr={res.stderr}"
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error: "), res.stderr
-    assert contains in lines[0], lines[0]
-    return lines[0]

@@ -12,7 +12,7 @@ from pocl.ledger.keys import PrivateKey
 from pocl.ledger.storage.keystore import ScryptParams
 from pocl.node.home import init_home
 
-from tests.cli.conftest import Runner, assert_ok, assert_user_error
+from tests.support.cli_helpers import Runner, assert_ok, assert_user_error
 
 OTHER = PrivateKey.from_seed_text("cli-other")
 
@@ -46,7 +46,7 @@ def test_init_then_validate(cli: Runner, tmp_path: Path) -> None:
 
 def test_init_json_and_refusal(cli: Runner, tmp_path: Path) -> None:
     h = tmp_path / "j"
-    data = json.loads(assert_ok(cli("init", "--home", h, "--json", "--genesis", "devnet")).stdout)
+    data = json.loads(assert_ok(cli("init", "--home", h, "--json", "--genesis", "localnet")).stdout)
     assert data["chain_id"] == "pocl-devnet" and data["is_genesis_validator"] is False
     assert set(data["created_keys"]) == {"node_key", "priv_validator_key"}
     assert_user_error(cli("init", "--home", h), "already initialised")
@@ -190,12 +190,12 @@ def test_genesis_new_and_validate(cli: Runner, home: Path, tmp_path: Path) -> No
     )
     from_home = json.loads(assert_ok(cli("genesis", "new", "--chain-id", "net-2", "--home", home)).stdout)
     assert from_home["accounts"][0]["stake"] > 0
-    assert "pocl-devnet" in assert_ok(cli("genesis", "validate", shipped_genesis_path("devnet"))).stdout
-    assert "pocl-devnet" in assert_ok(cli("genesis", "validate", "devnet")).stdout
+    assert "pocl-devnet" in assert_ok(cli("genesis", "validate", shipped_genesis_path("localnet"))).stdout
+    assert "pocl-devnet" in assert_ok(cli("genesis", "validate", "localnet")).stdout
 
 
 def _bad_genesis(tmp_path: Path, mutate) -> Path:
-    doc = json.loads(shipped_genesis_path("devnet").read_text())
+    doc = json.loads(shipped_genesis_path("localnet").read_text())
     mutate(doc)
     path = tmp_path / "bad-genesis.json"
     path.write_text(json.dumps(doc))

@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from pocl.genesis.schema import GenesisError, devnet_validator_key, load_genesis
+from pocl.genesis.schema import GenesisError, load_genesis, localnet_validator_key
 from pocl.ledger.storage.keystore import ScryptParams
 from pocl.node.config import load_config
 from pocl.node.errors import HomeError, UserError
@@ -40,7 +40,7 @@ def test_init_refuses_existing_home_and_force_keeps_keys(tmp_path: Path) -> None
     before = home.validator_key_path.read_bytes()
     with pytest.raises(HomeError, match="already initialised"):
         init_home(home, passphrase="pw", kdf=FAST)
-    again = init_home(home, force=True, genesis="devnet")  # no passphrase needed: keys are reused
+    again = init_home(home, force=True, genesis="localnet")  # no passphrase needed: keys are reused
     assert again.created_keys == () and home.validator_key_path.read_bytes() == before
     assert again.genesis.chain_id == "pocl-devnet" and not again.is_genesis_validator
     assert first.validator_key.address == again.validator_key.address
@@ -48,10 +48,10 @@ def test_init_refuses_existing_home_and_force_keeps_keys(tmp_path: Path) -> None
 
 def test_init_with_given_validator_key_and_genesis(tmp_path: Path) -> None:
     home = NodeHome.at(tmp_path / "h")
-    result = init_home(home, genesis="devnet", validator_key=devnet_validator_key(1), insecure_keys=True)
+    result = init_home(home, genesis="localnet", validator_key=localnet_validator_key(1), insecure_keys=True)
     assert result.is_genesis_validator and not result.validator_key.encrypted
     with pytest.raises(UserError, match="does not match the genesis chain_id"):
-        init_home(tmp_path / "h2", genesis="devnet", chain_id="other", passphrase="pw", kdf=FAST)
+        init_home(tmp_path / "h2", genesis="localnet", chain_id="other", passphrase="pw", kdf=FAST)
 
 
 def test_failed_init_leaves_nothing(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from pocl.ledger.storage.keystore import ScryptParams
 from pocl.node.home import init_home
 
-from tests.cli.conftest import POCL_NODE, Runner, assert_ok
+from tests.support.cli_helpers import POCL_NODE, Runner, assert_ok
 
 
 def _run_on_pty(

@@ -16,6 +16,7 @@ from pocl.consensus.bft.machine import (
     timeout_duration_ms,
 )
 from pocl.consensus.bft.messages import Proposal, ProposalMessage, VoteMessage, make_vote
+from pocl.consensus.bft.proposer import proposer_for
 from pocl.ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, Block, Vote
 
 from tests.support.bft_harness import (
@@ -34,7 +35,7 @@ def name_of(net: SimNetwork, pubkey: bytes) -> str:
 
 
 def proposer_name(net: SimNetwork, height: int, round_: int) -> str:
-    return name_of(net, net.validators.proposer(height, round_).pubkey)
+    return name_of(net, proposer_for(net.validators, height, round_).pubkey)
 
 
 def own_votes(net: SimNetwork, name: str, height: int, round_: int, vote_type: int) -> list[Vote]:
@@ -253,7 +254,7 @@ def test_locked_validator_prevotes_nil_for_other_value() -> None:
     m = ConsensusMachine(CHAIN_ID, PARAMS, signer=MemorySigner(me), get_value=lambda h, r: None,
                          valid=lambda b: True)
     m.handle(NewHeight(1, vals))
-    p0 = next(k for k in ks if k.pubkey == vals.proposer(1, 0).pubkey)
+    p0 = next(k for k in ks if k.pubkey == proposer_for(vals, 1, 0).pubkey)
     v = make_block(1, p0.address, "v")
     acts = m.handle(ProposalReceived(ProposalMessage(Proposal.create(p0, CHAIN_ID, 1, 0, v.hash, -1), v)))
     if p0 is not me:
@@ -266,7 +267,7 @@ def test_locked_validator_prevotes_nil_for_other_value() -> None:
         m.handle(VoteReceived(make_vote(k, CHAIN_ID, VOTE_PRECOMMIT, 1, 0, NIL_HASH)))
     m.handle(TimeoutFired("precommit", 1, 0))
     assert m.round == 1 and m.locked_round == 0
-    p1 = next(k for k in ks if k.pubkey == vals.proposer(1, 1).pubkey)
+    p1 = next(k for k in ks if k.pubkey == proposer_for(vals, 1, 1).pubkey)
     if p1 is me:  # we would re-propose v ourselves; nothing more to check
         return
     w = make_block(1, p1.address, "w")
@@ -432,7 +433,7 @@ def test_messages_for_the_next_height_are_buffered() -> None:
     vals = validator_set(ks)
     m = ConsensusMachine(CHAIN_ID, PARAMS, signer=None, get_value=lambda h, r: None, valid=lambda b: True)
     m.handle(NewHeight(1, vals))
-    p = next(k for k in ks if k.pubkey == vals.proposer(2, 0).pubkey)
+    p = next(k for k in ks if k.pubkey == proposer_for(vals, 2, 0).pubkey)
     b = make_block(2, p.address, "next")
     m.handle(ProposalReceived(ProposalMessage(Proposal.create(p, CHAIN_ID, 2, 0, b.hash, -1), b)))
     for k in ks:
@@ -540,7 +541,7 @@ class Scripted:
     def __init__(self) -> None:
         self.ks = keys(4)
         self.vals = validator_set(self.ks)
-        proposers = {self.vals.proposer(1, r).pubkey for r in range(3)}
+        proposers = {proposer_for(self.vals, 1, r).pubkey for r in range(3)}
         self.me = next(k for k in self.ks if k.pubkey not in proposers)
         self.others = [k for k in self.ks if k is not self.me]
         self.m = ConsensusMachine(CHAIN_ID, PARAMS, signer=MemorySigner(self.me), get_value=lambda h, r: None,
@@ -548,7 +549,7 @@ class Scripted:
         self.m.handle(NewHeight(1, self.vals))
 
     def proposer_key(self, round_: int):
-        return next(k for k in self.ks if k.pubkey == self.vals.proposer(1, round_).pubkey)
+        return next(k for k in self.ks if k.pubkey == proposer_for(self.vals, 1, round_).pubkey)
 
     def block(self, tag: str) -> Block:
         return make_block(1, self.proposer_key(0).address, tag)

@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from pocl.consensus.bft.signer import DoubleSignError
 from pocl.consensus.signing_state import (
     STEP_PRECOMMIT,
     STEP_PREVOTE,
-    DoubleSignError,
     LastSigned,
     SigningGuard,
     SigningStateError,

@@ -66,18 +66,17 @@ def test_vote_set_tallies_by_power_and_dedups() -> None:
     assert vs.power_for(H1) == 1 and not vs.has_quorum_for(H1)
     vs.add(pv(1, H1))
     vs.add(pv(2, NIL_HASH))
-    assert vs.power_any == 3 and vs.has_one_third_any() and not vs.has_quorum_any()  # 3 of 7
+    assert vs.power_any == 3 and not vs.has_quorum_any()  # 3 of 7
     vs.add(pv(3, H1))
     assert vs.power_for(H1) == 6 and vs.has_quorum_for(H1) and vs.quorum_value() == H1
     assert vs.has_quorum_any() and len(vs) == 4
 
 
-def test_one_third_any() -> None:
+def test_quorum_of_any_values() -> None:
     vs = VoteSet(CHAIN, 1, 0, VOTE_PREVOTE, vset([1, 1, 1, 1]))
     vs.add(pv(0, NIL_HASH))
-    assert not vs.has_one_third_any()
     vs.add(pv(1, H2))
-    assert vs.has_one_third_any() and not vs.has_quorum_any()
+    assert not vs.has_quorum_any()
     vs.add(pv(2, H1))
     assert vs.has_quorum_any() and vs.quorum_value() is None
 

@@ -1,4 +1,4 @@
-"""Genesis schema: validation names the bad field, canonical hash, shipped devnet."""
+"""Genesis schema: validation names the bad field, canonical hash, shipped localnet."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from pocl.genesis.schema import (
-    DEVNET_VALIDATOR_COUNT,
+    LOCALNET_VALIDATOR_COUNT,
     MAP_MARKER,
     GenesisError,
-    build_devnet_genesis,
     build_genesis,
-    devnet_validator_key,
+    build_localnet_genesis,
     load_genesis,
+    localnet_validator_key,
     parse_genesis,
     parse_genesis_text,
     shipped_genesis_path,
@@ -234,12 +234,12 @@ def test_load_genesis_errors_name_the_file(tmp_path: Path) -> None:
         load_genesis(tmp_path / "missing.json")
 
 
-def test_shipped_devnet_validates_and_matches_builder() -> None:
-    g = load_genesis(shipped_genesis_path("devnet"))
-    assert g == build_devnet_genesis()
+def test_shipped_localnet_validates_and_matches_builder() -> None:
+    g = load_genesis(shipped_genesis_path("localnet"))
+    assert g == build_localnet_genesis()
     assert g.chain_id == "pocl-devnet"
     assert "INSECURE" in g.comment
-    keys = [devnet_validator_key(i) for i in range(DEVNET_VALIDATOR_COUNT)]
+    keys = [localnet_validator_key(i) for i in range(LOCALNET_VALIDATOR_COUNT)]
     assert {(v.address, v.pubkey) for v in g.validators} == {(k.address, k.pubkey) for k in keys}
 
 

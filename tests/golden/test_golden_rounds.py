@@ -10,23 +10,25 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from pocl.consensus.pocl.execution import EVENT_FINALIZED
+from pocl.consensus.pocl.events import RoundFinalized
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.tx import make_stake, make_transfer
 
-from tests.consensus.pocl.test_execution import Chain, key
+from tests.support.pocl_chain import Chain, key
 from tests.support.pocl_scenario import HONEST, KNN, WITHHOLD, make_params, make_scenario, perturbed
 
 ROUNDS = 3
 
-# sha256 over every block's state root, in height order, and the global-model hash after each round
-GOLDEN_ROOTS_DIGEST = "ab5c0eaae48c184ab49b10c1089cbe3f6294e9dc73eabd45c4f891a4ec6e146f"
+# sha256 over every block's state root, in height order, and the global-model hash after each round.
+# The roots are those of the node's executor (with the signing-validator record), as the node's
+# `build_node_executor` produced them before the executor assemblies were merged into one.
+GOLDEN_ROOTS_DIGEST = "21453c32aab3c4e12d0cd7be8200e212d80e4f01634b12a8cf229ab5c6c50b1a"
 GOLDEN_MODEL_HASHES = [
     "2858199d2c00208ecba46fcf01f22093b189de50e8017b3e720f8827a8819882",
     "578f3179f19a784272185bac0e6bb7e003c807f75afce8c9e72e7bea41acafdb",
     "74933d7ba5086b4903640e2213e2358e20dfdfd31b603150341c7113f95dc108",
 ]
-GOLDEN_FINAL_ROOT = "3943efee2be5c94af8c8910473f8c3e64f89d06600a768fae6c62ff5c7542daa"
+GOLDEN_FINAL_ROOT = "ec17265ad214c614611fb06c04b2ae7221797a9d57ce4a601133d24d18836bca"
 
 
 def run_golden() -> tuple[Chain, list[str]]:
@@ -47,7 +49,7 @@ def run_golden() -> tuple[Chain, list[str]]:
         seen = len(c.events)
         c.block(txs)
         for e in c.events[seen:]:
-            if e.kind == EVENT_FINALIZED:
+            if isinstance(e, RoundFinalized):
                 models.append(c.state.global_model_hash.hex())
                 for m in s.miners:  # miners train on: every round brings new weights
                     if m.behaviour == HONEST:

@@ -15,7 +15,7 @@ import pytest
 from pocl.ledger.hashing import TAG_TX, tagged_hash
 from pocl.ledger.storage.store import Store
 
-from . import crash_child
+from tests.support import crash_child
 
 KILLS = 22
 CHILD = Path(crash_child.__file__)

@@ -15,9 +15,12 @@ from pocl.ledger.block import (
     txs_root,
     vote_sign_bytes,
 )
+from pocl.ledger.block_builder import build_block as build_block_on
 from pocl.ledger.codec import Struct
+from pocl.ledger.core_txs import default_registry
 from pocl.ledger.errors import BlockError, TxError
-from pocl.ledger.executor import BlockContext, Executor, TxKind, apply_block, check_tx, default_registry
+from pocl.ledger.events import DoubleSignSlashed
+from pocl.ledger.executor import Executor
 from pocl.ledger.hashing import TAG_VOTE
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
@@ -35,8 +38,20 @@ from pocl.ledger.tx import (
     make_unstake,
     sign_tx,
 )
+from pocl.ledger.tx_kinds import BlockContext, TxKind
 
-from .conftest import ALICE, BALANCE, BOB, CAROL, CHAIN_ID, PROPOSER, VAL1, VAL2, apply_new_block, build_block
+from tests.support.ledger_kit import (
+    ALICE,
+    BALANCE,
+    BOB,
+    CAROL,
+    CHAIN_ID,
+    PROPOSER,
+    VAL1,
+    VAL2,
+    apply_new_block,
+    build_block,
+)
 
 EX = Executor()
 
@@ -56,7 +71,7 @@ def raw_tx(key: PrivateKey, kind: str, payload: list, nonce: int = 0, fee: int =
 
 
 def test_valid_transfer_passes(genesis: State) -> None:
-    assert check_tx(genesis, make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 10, 1), genesis.params) is None
+    assert EX.check_tx(genesis, make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 10, 1), genesis.params) is None
     assert EX.check_tx(genesis, make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 10, 1).raw) is None
 
 
@@ -133,7 +148,7 @@ def test_recipient_overflow(genesis: State) -> None:
 
 
 def test_fee_too_low(params: ChainParams) -> None:
-    from .conftest import genesis_accounts
+    from tests.support.ledger_kit import genesis_accounts
 
     state = State.from_genesis(dataclasses.replace(params, min_fee=5), genesis_accounts(), CHAIN_ID)
     assert code_of(state, make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 1, 4)) == errors.FEE_TOO_LOW
@@ -141,7 +156,7 @@ def test_fee_too_low(params: ChainParams) -> None:
 
 
 def test_tx_too_large(params: ChainParams) -> None:
-    from .conftest import genesis_accounts
+    from tests.support.ledger_kit import genesis_accounts
 
     state = State.from_genesis(dataclasses.replace(params, max_tx_bytes=300), genesis_accounts(), CHAIN_ID)
     big = raw_tx(ALICE, "transfer", [BOB.address, 1], chain_id=CHAIN_ID)
@@ -203,7 +218,7 @@ def test_block_with_invalid_tx_is_invalid(genesis: State) -> None:
         dataclasses.replace(block.header, txs_root=txs_root(bad_block.txs)), bad_block.txs, None
     )
     with pytest.raises(BlockError) as exc:
-        apply_block(genesis.copy(), bad_block, genesis.params)
+        EX.apply_block(genesis.copy(), bad_block, genesis.params)
     assert exc.value.code == errors.BLOCK_INVALID_TX and exc.value.tx_index == 1
     assert exc.value.tx_error is not None and exc.value.tx_error.code == errors.NONCE_TOO_LOW
     assert genesis.height == 0 and genesis.balance(BOB.address) == BALANCE  # base untouched
@@ -260,7 +275,7 @@ def test_skip_invalid_for_proposers(genesis: State) -> None:
 
 
 def test_same_block_same_root_on_two_states(genesis: State, params: ChainParams) -> None:
-    from .conftest import genesis_accounts
+    from tests.support.ledger_kit import genesis_accounts
 
     block, result = build_block(EX, genesis, [make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 9, 1)])
     other = State.from_genesis(params, genesis_accounts(), CHAIN_ID)
@@ -295,8 +310,7 @@ def test_validator_set_order_and_limits(genesis: State, params: ChainParams) -> 
     vals = genesis.validator_set()
     assert [v.address for v in vals] == [VAL1.address, VAL2.address]
     assert [v.power for v in vals] == [5_000, 3_000] and vals[0].pubkey == VAL1.pubkey
-    assert genesis.total_voting_power() == 8_000
-    from .conftest import genesis_accounts
+    from tests.support.ledger_kit import genesis_accounts
 
     one = State.from_genesis(dataclasses.replace(params, max_validators=1), genesis_accounts(), CHAIN_ID)
     assert [v.address for v in one.validator_set()] == [VAL1.address]
@@ -472,7 +486,7 @@ def test_proposer_defers_txs_beyond_block_limits(genesis: State) -> None:
 
 
 def test_zero_unbonding_blocks_releases_next_block(genesis: State) -> None:
-    from .conftest import genesis_accounts
+    from tests.support.ledger_kit import genesis_accounts
 
     p0 = dataclasses.replace(genesis.params, unbonding_blocks=0)
     state = State.from_genesis(p0, genesis_accounts(), CHAIN_ID)
@@ -483,30 +497,20 @@ def test_zero_unbonding_blocks_releases_next_block(genesis: State) -> None:
     assert state.balance(VAL1.address) == BALANCE - 1 + 100
 
 
-def test_propose_block_then_apply_elsewhere(genesis: State) -> None:
+def test_built_block_drops_invalid_txs_and_applies_elsewhere(genesis: State) -> None:
     cands = [
         make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 5, 1),
         make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 6, 1),  # same nonce: dropped
         make_stake(BOB, CHAIN_ID, 0, 10, 1).raw,
     ]
-    block, result, work = EX.propose_block(
-        genesis, time_ms=5, proposer=PROPOSER.address, prev_hash=b"", last_commit=None, candidate_txs=cands
+    built = build_block_on(
+        EX, genesis, cands, proposer=PROPOSER.address, time_ms=5, prev_hash=b"", last_commit=None
     )
+    block, result = built.block, built.result
     assert block.txs == [cands[0].raw, cands[2]] and [i for i, _ in result.rejected] == [1]
-    assert block.header.state_root == work.state_root() and genesis.height == 0
+    assert block.header.state_root == built.state.state_root() and genesis.height == 0
     other = genesis.copy()
     assert EX.apply_block(other, Block.decode(block.encode())).state_root == block.header.state_root
-
-
-def test_check_and_apply_tx_chains_nonces_for_mempools(genesis: State) -> None:
-    check_state = genesis.copy()
-    assert EX.check_and_apply_tx(check_state, make_transfer(ALICE, CHAIN_ID, 0, BOB.address, 5, 1)) is None
-    assert (
-        EX.check_and_apply_tx(check_state, make_transfer(ALICE, CHAIN_ID, 1, BOB.address, 5, 1).raw) is None
-    )
-    err = EX.check_and_apply_tx(check_state, make_transfer(ALICE, CHAIN_ID, 1, BOB.address, 5, 1))
-    assert err is not None and err.code == errors.NONCE_TOO_LOW
-    assert check_state.account(ALICE.address).nonce == 2 and genesis.account(ALICE.address).nonce == 0
 
 
 def test_duplicate_evidence_in_one_block_invalidates_it(genesis: State) -> None:
@@ -520,4 +524,4 @@ def test_duplicate_evidence_in_one_block_invalidates_it(genesis: State) -> None:
     with pytest.raises(BlockError) as exc:
         EX.apply_block(state.copy(), bad)
     assert exc.value.tx_error is not None and exc.value.tx_error.code == errors.DUPLICATE_EVIDENCE
-    assert [e.kind for e in result.events] == ["double_sign_slashed"]
+    assert [type(e) for e in result.events] == [DoubleSignSlashed]

@@ -9,14 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pocl.ledger import codec
 from pocl.ledger.codec import CodecError
-from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams, GenesisAccount
-from pocl.ledger.state import Account, State, full_key, split_key
+from pocl.ledger.state import Account, State, full_key
 from pocl.ledger.state_root import NUM_BUCKETS, BucketTree, bucket_of, compute_root
 from pocl.ledger.tx import make_stake, make_transfer, make_unstake
+from pocl.ledger.tx_kinds import BlockContext
 
-from .conftest import ALICE, BOB, CHAIN_ID, PROPOSER, VAL1, apply_new_block
+from tests.support.ledger_kit import ALICE, BOB, CHAIN_ID, PROPOSER, VAL1, apply_new_block
 
 EX = Executor()
 
@@ -140,8 +141,8 @@ def test_account_encoding_is_strict() -> None:
             Account.decode(bad)
 
 
-def test_full_key_round_trip() -> None:
-    assert split_key(full_key("acct", b"\x01\x02")) == ("acct", b"\x01\x02")
+def test_full_key_layout() -> None:
+    assert full_key("acct", b"\x01\x02") == b"\x04acct\x01\x02"
     with pytest.raises(ValueError):
         full_key("", b"x")
 

@@ -13,7 +13,7 @@ from pocl.ledger.state import State
 from pocl.ledger.storage.store import K_SCHEMA, P_BLOCK, P_BUCKET, P_STATE, SCHEMA_VERSION, Store, StoreError
 from pocl.ledger.tx import make_stake, make_transfer
 
-from .conftest import ALICE, BOB, CHAIN_ID, VAL1, build_block, genesis_accounts
+from tests.support.ledger_kit import ALICE, BOB, CHAIN_ID, VAL1, build_block, genesis_accounts
 
 EX = Executor()
 

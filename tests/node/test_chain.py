@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pocl.consensus.bft.messages import make_vote
-from pocl.consensus.pocl.execution import PoclExecution
+from pocl.consensus.pocl.execution import PoclExecution, build_executor
 from pocl.consensus.pocl.params import PoclParams
 from pocl.genesis.schema import Genesis, build_genesis
 from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root
@@ -21,7 +21,7 @@ from pocl.ledger.storage.store import Store
 from pocl.ledger.tx import make_transfer
 from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.config import Config
-from pocl.node.node import Node, build_node_executor
+from pocl.node.node import Node
 from pocl.p2p.host import Host, HostConfig
 from pocl.p2p.sync import SyncService
 
@@ -44,7 +44,7 @@ def open_chain(path: Path, genesis: Genesis) -> Chain:
     store = Store.open(path)
     store.init_genesis(genesis.initial_state(), genesis.hash)
     pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
-    return Chain(store, store.load_state(genesis.params), build_node_executor(pocl), genesis.params,
+    return Chain(store, store.load_state(genesis.params), build_executor(pocl), genesis.params,
                  genesis.genesis_time_ms, round_info=pocl.round_info)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from pocl.ledger import errors
 from pocl.ledger.block import Block, Header, txs_root
-from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams, GenesisAccount
 from pocl.ledger.state import State
 from pocl.ledger.tx import make_transfer
+from pocl.ledger.tx_kinds import BlockContext
 from pocl.node.mempool import MEMPOOL_FULL, Mempool, MempoolConfig
 
 CHAIN = "mempool-test"

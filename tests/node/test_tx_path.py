@@ -1,24 +1,21 @@
-"""The transaction fast path: batched tx gossip, POST /txs/batch, the mempool's decoded-tx map and the
-block check that reuses it (unit tests; the chain benchmark exercises them end to end)."""
+"""The transaction fast path: POST /txs/batch, the mempool's decoded-tx map and the block check that
+reuses it (unit tests; the chain benchmark exercises them end to end; batched gossip is in
+test_tx_gossip_reactor.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from aiohttp.test_utils import TestClient, TestServer
 from pocl.ledger import codec, errors
-from pocl.ledger.block import Block, Header
+from pocl.ledger.block import Block
+from pocl.ledger.block_builder import build_block
 from pocl.ledger.errors import TxError
-from pocl.ledger.executor import BlockContext, Executor, fast_txs_root
+from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams, GenesisAccount
 from pocl.ledger.state import State
 from pocl.ledger.tx import make_transfer
 from pocl.node.mempool import AddResult, Mempool
-from pocl.node.rpc_tx_batch import MAX_BATCH_TXS, tx_batch_routes
-from pocl.node.tx_gossip import MAX_BATCH_TXS as MAX_GOSSIP_BATCH
-from pocl.node.tx_gossip import TYPE_TX_BATCH, TxBatchMessage, TxGossip
+from pocl.node.rpc.tx_batch import MAX_BATCH_TXS, tx_batch_routes
 
 CHAIN = "tx-path-test"
 KEYS = [PrivateKey.from_seed_text(f"tx-path-{i}") for i in range(4)]
@@ -34,68 +31,6 @@ def transfer(key: PrivateKey, nonce: int, amount: int = 5):
     return make_transfer(key, CHAIN, nonce, SINK, amount, 1)
 
 
-# --------------------------------------------------------------------------- batched gossip
-
-
-class FakeGossip:
-    """Records registrations and published messages (the unit under test is TxGossip)."""
-
-    def __init__(self) -> None:
-        self.registered: dict[int, tuple[str, type, int, Any]] = {}
-        self.published: list[Any] = []
-
-    def register(self, type_id: int, name: str, cls: type, max_bytes: int, *, validate: Any = None) -> None:
-        self.registered[type_id] = (name, cls, max_bytes, validate)
-
-    def publish(self, body: Any) -> bool:
-        self.published.append(body)
-        return True
-
-
-async def test_tx_gossip_batches_until_delay_or_count() -> None:
-    gossip = FakeGossip()
-    txg = TxGossip(gossip, lambda _raw: True, max_tx_bytes=4096, delay_s=0.01, max_txs=3)  # type: ignore[arg-type]
-    assert TYPE_TX_BATCH in gossip.registered
-    raws = [transfer(KEYS[0], n).raw for n in range(4)]
-    for raw in raws:
-        txg.publish(raw)
-    assert [m.txs for m in gossip.published] == [raws[:3]]  # full batch goes at once
-    deadline = asyncio.get_running_loop().time() + 2.0
-    while len(gossip.published) < 2 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.005)  # waiting for the flush timer (condition with a deadline)
-    assert [m.txs for m in gossip.published] == [raws[:3], raws[3:]]
-    batch = gossip.published[0]
-    assert TxBatchMessage.decode(batch.encode()) == batch
-
-
-async def test_tx_gossip_byte_cap_and_close() -> None:
-    gossip = FakeGossip()
-    txg = TxGossip(gossip, lambda _raw: True, max_tx_bytes=4096, delay_s=10.0, max_bytes=500)  # type: ignore[arg-type]
-    raws = [transfer(KEYS[1], n).raw for n in range(5)]
-    size = len(raws[0])
-    for raw in raws:
-        txg.publish(raw)
-    per_batch = 500 // size
-    assert gossip.published and all(len(m.txs) == per_batch for m in gossip.published)
-    txg.close()  # the rest is dropped with the pending timer
-    assert sum(len(m.txs) for m in gossip.published) < len(raws)
-
-
-def test_tx_gossip_receive_flags_dishonest_batches() -> None:
-    gossip = FakeGossip()
-    seen: list[bytes] = []
-
-    def admit(raw: bytes) -> bool:
-        seen.append(raw)
-        return raw != b"bad"
-
-    TxGossip(gossip, admit, max_tx_bytes=4096)  # type: ignore[arg-type]
-    validate = gossip.registered[TYPE_TX_BATCH][3]
-    assert validate(TxBatchMessage([b"a", b"b"]), b"peer") is True
-    assert validate(TxBatchMessage([b"a", b"bad", b"c"]), b"peer") is False
-    assert seen == [b"a", b"b", b"a", b"bad", b"c"]  # every tx is still offered to the mempool
-
-
 # --------------------------------------------------------------------------- POST /txs/batch
 
 
@@ -108,7 +43,7 @@ class FakeNode:
 
 
 async def _client(node: FakeNode) -> TestClient:
-    from pocl.node.rpc import RpcServer
+    from pocl.node.rpc.server import RpcServer
 
     server = RpcServer(node, "127.0.0.1:0", extra_routes=tx_batch_routes(node))  # type: ignore[arg-type]
     client = TestClient(TestServer(server.app()))
@@ -171,12 +106,8 @@ def test_route_is_documented() -> None:
 
 
 def _block_of(state: State, txs: list[bytes]) -> tuple[Block, State]:
-    ex = Executor()
-    work = state.copy()
-    ctx = BlockContext(state.height + 1, 1, KEYS[0].address, CHAIN, state.params)
-    result = ex.execute_block(work, ctx, txs)
-    header = Header(ctx.height, 1, b"", KEYS[0].address, fast_txs_root(result.txs), result.state_root, b"", b"")
-    return Block(header, result.txs, None), work
+    built = build_block(Executor(), state, txs, proposer=KEYS[0].address, time_ms=1, prev_hash=b"", last_commit=None)
+    return built.block, built.state
 
 
 def test_known_txs_give_the_same_block_result() -> None:
@@ -220,17 +151,3 @@ def test_update_with_a_conflicting_block_drops_the_broken_tail() -> None:
     assert len(dropped) == 3 and len(pool) == 0 and not pool.by_raw
     err = Executor().check_tx(committed, transfer(KEYS[0], 1, amount=3_000))
     assert isinstance(err, TxError) and err.code == errors.INSUFFICIENT_BALANCE
-
-
-def test_batch_message_fast_paths_match_the_generic_codec() -> None:
-    from pocl.ledger.codec import CodecError, Struct
-
-    msg = TxBatchMessage([transfer(KEYS[0], 0).raw, b"", b"\x00" * 300])
-    assert msg.encode() == codec.encode(Struct.to_list(msg))
-    assert TxBatchMessage.decode(msg.encode()) == msg
-    for bad in ([["text"]], [[1]], [b"x"], [[b"a"], [b"b"]], "x", [[b"a"] * (MAX_GOSSIP_BATCH + 1)]):
-        try:
-            TxBatchMessage.from_list(bad)
-        except CodecError:
-            continue
-        raise AssertionError(f"accepted {bad!r:.40}")

@@ -10,7 +10,7 @@ import pytest
 from pocl.ledger.storage.keystore import read_key_info
 from pocl.node.config import Config
 from pocl.node.home import init_home
-from pocl.node.rpc_client import RpcClient, RpcUnavailable, normalise_url, url_from_config
+from pocl.node.rpc.client import RpcClient, RpcUnavailable, normalise_url, url_from_config
 
 from tests.support.cli_helpers import run_cli, run_json
 

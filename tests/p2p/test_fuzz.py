@@ -20,7 +20,8 @@ from pocl.p2p.errors import P2PError
 from pocl.p2p.handshake import HANDSHAKE_VERSION, MAGIC
 from pocl.p2p.messages import Disconnect, ErrorResponse, Hello, Ping, Pong
 
-from .conftest import Echo, Fail, Slow, make_hello, wait_until
+from tests.support.hostkit import wait_until
+from tests.support.transport_kit import Echo, Fail, Slow, make_hello
 
 SEED = 20261121
 TARGET_FRAMES = 10_000

@@ -9,12 +9,13 @@ import pytest
 from pocl.ledger.codec import Struct
 from pocl.p2p.gossip import Gossip, SeenCache, TokenBucket
 from pocl.p2p.host import Host
+from pocl.p2p.message_ids import MessageId
 
 from tests.support.hostkit import make_host, running, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-TYPE_RUMOUR = 200
+RUMOUR = MessageId(200, "rumour", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Node:
         self.delivered: collections.Counter[Rumour] = collections.Counter()
         self.validated: collections.Counter[Rumour] = collections.Counter()
         self.gossip.register(
-            TYPE_RUMOUR, "rumour", Rumour, 4096, validate=self._validate, deliver=self._deliver
+            RUMOUR, Rumour, 4096, validate=self._validate, deliver=self._deliver
         )
 
     async def _validate(self, body: Rumour, sender: bytes) -> bool:

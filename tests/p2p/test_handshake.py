@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pocl.ledger import codec
 from pocl.ledger.keys import PrivateKey
 from pocl.p2p import errors
-from pocl.p2p.connection import REASON_CONNECT_FAILED, ConnectionConfig, accept, check_hello
+from pocl.p2p.connection import ConnectionConfig
+from pocl.p2p.dial import REASON_CONNECT_FAILED, accept, listen
 from pocl.p2p.errors import HandshakeError
 from pocl.p2p.frames import DEFAULT_MAX_FRAME_BYTES, FrameProtocol
 from pocl.p2p.handshake import (
@@ -22,9 +23,11 @@ from pocl.p2p.handshake import (
     secret_handshake,
     x25519_shared,
 )
+from pocl.p2p.hello_policy import check_hello
 from pocl.p2p.messages import Ping
 
-from .conftest import CHAIN_ID, Echo, make_hello, make_registry, wait_until
+from tests.support.hostkit import wait_until
+from tests.support.transport_kit import CHAIN_ID, Echo, make_hello, make_registry
 
 
 async def test_handshake_succeeds_and_exchanges_hellos(p2p_node):
@@ -224,15 +227,18 @@ async def test_wrong_first_message_after_handshake_refused(p2p_node, first_messa
     assert await (await a.dial(port)).request(Echo(b"ok"), 2.0) == Echo(b"ok")
 
 
-async def test_accept_replays_bytes_the_stream_reader_already_buffered(p2p_node):
+async def test_accept_handles_bytes_that_arrived_before_it_ran(p2p_node):
     b = p2p_node("b")
     accepted: list = []
+    tasks: list[asyncio.Task] = []
 
-    async def slow_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(0.2)  # the dialler's preamble is already sitting in reader's buffer
-        accepted.append(await accept(reader, writer, **b.kwargs()))
+    async def late_accept(proto: FrameProtocol) -> None:
+        await wait_until(lambda: proto.bytes_received > 0, what="the dialler's preamble")
+        accepted.append(await accept(proto, **b.kwargs()))
 
-    server = await asyncio.start_server(slow_accept, "127.0.0.1", 0)
+    server = await listen(
+        "127.0.0.1", 0, lambda proto: tasks.append(asyncio.ensure_future(late_accept(proto))), registry=b.registry
+    )
     try:
         a = p2p_node("a")
         conn = await a.dial(server.sockets[0].getsockname()[1], expected_node_id=b.key.pubkey)

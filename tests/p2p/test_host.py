@@ -8,11 +8,13 @@ import dataclasses
 import pytest
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey
-from pocl.p2p import connection as transport
+from pocl.p2p import dial
 from pocl.p2p.addrbook import PeerAddr
 from pocl.p2p.bans import BanList
+from pocl.p2p.connection import PeerConnection
 from pocl.p2p.errors import REASON_SELF, HandshakeError
 from pocl.p2p.host import REASON_BANNED, Host, PeerInfo
+from pocl.p2p.message_ids import MessageId
 from pocl.p2p.messages import PROTOCOL_VERSION, Hello
 
 from tests.support.hostkit import (
@@ -46,13 +48,13 @@ def with_echo(host: Host, notes: list[tuple[bytes, str]] | None = None) -> Host:
     async def on_echo(conn: object, body: Echo) -> EchoReply:
         return EchoReply(body.text.upper())
 
-    def on_note(conn: transport.PeerConnection, body: Note) -> None:
+    def on_note(conn: PeerConnection, body: Note) -> None:
         if notes is not None:
             notes.append((conn.node_id, body.text))
 
-    host.register(100, "echo", Echo, 1024, on_echo)
-    host.register(101, "echo_reply", EchoReply, 1024)
-    host.register(102, "note", Note, 1024, on_note)
+    host.register(MessageId(100, "echo", "test"), Echo, 1024, on_echo)
+    host.register(MessageId(101, "echo_reply", "test"), EchoReply, 1024)
+    host.register(MessageId(102, "note", "test"), Note, 1024, on_note)
     return host
 
 
@@ -98,7 +100,7 @@ async def test_self_connection_is_refused() -> None:
         # A raw dial with our own key is refused by the transport's self check.
         hello = a._hello()
         with pytest.raises(HandshakeError) as err:
-            await transport.dial(
+            await dial.dial(
                 "127.0.0.1",
                 a.listen_port,
                 node_key=a.node_key,
@@ -200,14 +202,14 @@ async def test_banned_peer_refused_right_after_handshake() -> None:
         await wait_until(lambda: b.peers() == [], what="b sees the ban")
 
 
-async def raw_dial(host: Host, key: PrivateKey) -> transport.PeerConnection:
+async def raw_dial(host: Host, key: PrivateKey) -> PeerConnection:
     """A bare transport connection to `host`, for misbehaving on purpose."""
     hello = Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, key.pubkey, 0, bytes(32), "127.0.0.1:1", "raw")
 
     async def ignore(conn: object, body: object) -> None:
         return None
 
-    return await transport.dial(
+    return await dial.dial(
         "127.0.0.1",
         host.listen_port,
         node_key=key,
@@ -303,7 +305,7 @@ async def test_persistent_peer_that_refuses_us_is_not_hammered() -> None:
     admitted: list[bytes] = []
     admit = b._admit
 
-    def counting_admit(conn: transport.PeerConnection, **kwargs: object) -> PeerInfo | None:
+    def counting_admit(conn: PeerConnection, **kwargs: object) -> PeerInfo | None:
         admitted.append(conn.node_id)
         return admit(conn, **kwargs)  # type: ignore[arg-type]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pocl.p2p import message_ids
 from pocl.p2p.addrbook import AddressBook, PeerAddr
 from pocl.p2p.host import Host
 from pocl.p2p.pex import Addrs, GetAddrs, PeerExchange, PexConfig
@@ -90,8 +91,8 @@ async def test_malformed_addresses_are_scored() -> None:
     def liar(conn: object, body: GetAddrs) -> Addrs:
         return Addrs(["not an address", "zz@1.2.3.4:5"])
 
-    a.register(16, "get_addrs", GetAddrs, 64, liar)
-    a.register(17, "addrs", Addrs, 64 * 1024)
+    a.register(message_ids.GET_ADDRS, GetAddrs, 64, liar)
+    a.register(message_ids.ADDRS, Addrs, 64 * 1024)
     async with running(a, b):
         await b.connect(a.listen_addr)  # b's pex asks every new peer for addresses
         await wait_until(lambda: b.bans.score(a.node_id) > 0, what="liar scored")

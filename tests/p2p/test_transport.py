@@ -9,12 +9,15 @@ import socket
 import pytest
 from pocl.ledger import codec
 from pocl.p2p import errors
-from pocl.p2p.connection import ConnectionConfig, PeerConnection, use_unpaced_congestion_control
+from pocl.p2p.connection import ConnectionConfig, PeerConnection
 from pocl.p2p.errors import ConnectionClosed, RemoteError, TooManyRequests
 from pocl.p2p.frames import FLAG_MORE, HEADER_LEN, RECV_BUFFER_BYTES, TAG_LEN, FrameOpener, FrameSealer
-from pocl.p2p.messages import TYPE_PING, Disconnect, Ping, Pong, default_registry
+from pocl.p2p.message_ids import PING, MessageId
+from pocl.p2p.messages import Disconnect, Ping, Pong, default_registry
+from pocl.p2p.socket_tuning import use_unpaced_congestion_control
 
-from .conftest import CHAIN_ID, Echo, Fail, Slow, make_registry, wait_until
+from tests.support.hostkit import wait_until
+from tests.support.transport_kit import CHAIN_ID, Echo, Fail, Slow, make_registry
 
 FAST = ConnectionConfig(handshake_timeout_s=5.0, request_timeout_s=5.0)
 
@@ -85,21 +88,21 @@ def test_sealer_refuses_to_reuse_a_nonce():
 def test_registry_limits_and_unknown_types():
     reg = make_registry()
     with pytest.raises(ValueError):
-        reg.register(64, "dup", Ping, 10)
+        reg.register(MessageId(64, "dup", "test"), Ping, 10)
     ping = reg.encode_body(Ping(5))
     assert reg.decode(ping).body == Ping(5)
     with pytest.raises(errors.ProtocolViolation) as info:
         reg.decode(codec.encode([9999, 0, False, [1]]))
     assert info.value.reason == errors.REASON_UNKNOWN_TYPE
     with pytest.raises(errors.ProtocolViolation) as info:
-        reg.decode(codec.encode([TYPE_PING, 0, False, [1, b"x" * 100]]))
+        reg.decode(codec.encode([PING.type_id, 0, False, [1, b"x" * 100]]))
     assert info.value.reason == errors.REASON_MESSAGE_TOO_LARGE
     for bad in [
         b"",
         b"\xc1",
         b"\x94\x02\x00\xc2",
-        codec.encode([TYPE_PING, 0, True, [1]]),
-        codec.encode([TYPE_PING, 0, False, ["x"]]),
+        codec.encode([PING.type_id, 0, True, [1]]),
+        codec.encode([PING.type_id, 0, False, ["x"]]),
         ping + b"\x00",
     ]:
         with pytest.raises(errors.ProtocolViolation):

@@ -21,9 +21,10 @@ from pocl.p2p.frames import (
     SendBuffer,
     plan_frames,
 )
+from pocl.p2p.message_ids import MessageId
 from pocl.p2p.messages import MessageRegistry, default_registry
 
-from .conftest import wait_until
+from tests.support.hostkit import wait_until
 
 KEY = b"\x05" * 32
 
@@ -114,7 +115,7 @@ class Weights(Struct):
 
 def weights_registry() -> MessageRegistry:
     reg = default_registry()
-    reg.register(100, "weights", Weights, 8 * 1024 * 1024)
+    reg.register(MessageId(100, "weights", "test"), Weights, 8 * 1024 * 1024)
     return reg
 
 

@@ -18,7 +18,7 @@ from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import weights_hash
 from pocl.ml.training import accuracy
 from pocl.node.cluster import LocalCluster, NodeProcess, RpcError, wait_until
-from pocl.node.pocl_rpc import weights_from_npz
+from pocl.node.rpc.model_npz import weights_from_npz
 
 pytestmark = pytest.mark.slow
 

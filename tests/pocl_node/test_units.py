@@ -7,13 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.ledger.events import Unbonded
 from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import initial_weights, weights_hash
 from pocl.node.commands.run import _mining_overrides, parse_shard
 from pocl.node.config import Config
 from pocl.node.errors import UserError
+from pocl.node.events import BlockCommitted, pocl_events
 from pocl.node.miner_store import KEEP_ROUNDS, MinerStore, MinerStoreError, RoundSecrets
-from pocl.node.pocl_rpc import model_arrays, npz_bytes, round_events, weights_from_npz
+from pocl.node.rpc.json_view import stream_messages
+from pocl.node.rpc.model_npz import model_arrays, npz_bytes, weights_from_npz
 
 
 def secrets(round_: int) -> RoundSecrets:
@@ -88,24 +92,32 @@ def test_model_npz_round_trip() -> None:
     assert weights_hash(back) == weights_hash(w)
 
 
-def test_round_events_from_block_events() -> None:
-    block = {
-        "height": 12,
-        "events": [
-            {"kind": "pocl_round_opened", "data": {"round": 2, "height": 12, "eligible": ["0xaa"]}},
-            {"kind": "pocl_phase", "data": {"round": 2, "phase": "predict", "start_height": 13}},
-            {"kind": "pocl_reward", "data": {"round": 1, "address": "0xaa", "role": "winner", "amount": 5}},
-            {
-                "kind": "pocl_slashed",
-                "data": {"round": 1, "address": "0xbb", "kind": "withhold", "slashed": 3},
-            },
-            {"kind": "pocl_round_finalized", "data": {"round": 2, "void": False, "winners": ["0xaa"]}},
-            {"kind": "transfer", "data": {}},
-        ],
-    }
-    out = round_events(block)
-    kinds = [(k, d.get("event", d.get("phase"))) for k, d in out]
-    assert kinds == [
+A, B = bytes([0xAA]) * 20, bytes([0xBB]) * 20
+
+
+def test_pocl_node_events_from_a_blocks_executor_events() -> None:
+    events = (
+        RoundOpened(2, 12, (A,)),
+        PhaseStarted(2, "predict", 13),
+        RewardPaid(1, A, "winner", 5),
+        Slashed(1, B, "withhold", 3, 4),
+        RoundFinalized(2, False, (A,), bytes(32), 20),
+        Unbonded(A, 7),
+    )
+    block = BlockCommitted(12, bytes(32), 0, 0, 0, 0.0, False, (), events)
+    out = pocl_events(block)
+    assert [(type(e).__name__, getattr(e, "phase", None)) for e in out] == [
+        ("PoclRoundEvent", None),
+        ("PoclPhaseEvent", "commit"),
+        ("PoclPhaseEvent", "predict"),
+        ("PoclRoundEvent", None),
+        ("PoclRoundEvent", None),
+        ("PoclRoundEvent", None),
+        ("PoclPhaseEvent", "done"),
+    ]
+    assert all(e.height == 12 for e in out)
+    messages = [m for e in out for m in stream_messages(e)]
+    assert [(m["type"], m.get("event", m.get("phase"))) for m in messages] == [
         ("round", "opened"),
         ("phase", "commit"),
         ("phase", "predict"),
@@ -114,7 +126,22 @@ def test_round_events_from_block_events() -> None:
         ("round", "finalized"),
         ("phase", "done"),
     ]
-    assert all(d["height"] == 12 for _, d in out)
+    assert messages[0] == {"type": "round", "event": "opened", "height": 12, "round": 2, "eligible": ["0x" + "aa" * 20]}
+    assert messages[2] == {"type": "phase", "height": 12, "round": 2, "phase": "predict", "start_height": 13}
+    assert messages[4]["address"] == "0x" + "bb" * 20 and messages[4]["kind"] == "withhold"
+    assert messages[5]["model_hash"] == "00" * 32  # bytes render as on /blocks: plain hex
+    assert "start_height" not in messages[1]
+
+
+def test_block_committed_renders_like_the_websocket_always_did() -> None:
+    block = BlockCommitted(5, bytes([1]) * 32, 1_000, 1, 0, 0.5, False, (bytes([2]) * 32,), (Unbonded(A, 7),))
+    head, tx = stream_messages(block)
+    assert head == {
+        "type": "block", "height": 5, "hash": "01" * 32, "time_ms": 1_000, "txs": 1, "round": 0,
+        "interval_s": 0.5, "synced": False, "tx_hashes": ["02" * 32],
+        "events": [{"kind": "unbonded", "data": {"address": "0x" + "aa" * 20, "amount": 7}}],
+    }  # fmt: skip
+    assert tx == {"type": "tx", "hash": "02" * 32, "height": 5}
 
 
 @pytest.mark.parametrize("text,expected", [("0/4", (0, 4)), ("3/4", (3, 4)), ("0/1", (0, 1))])

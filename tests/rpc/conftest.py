@@ -1,102 +1,15 @@
-"""An in-process single-validator node on free loopback ports, started in the test's event loop."""
+"""Fixtures: an in-process single-validator node started in the test's event loop, and its RPC client."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from pocl.genesis.schema import Genesis, build_genesis
-from pocl.ledger.keys import PrivateKey
-from pocl.ledger.params import ChainParams
-from pocl.node.config import Config
-from pocl.node.home import init_home
 from pocl.node.node import Node
 
-FAST = ChainParams(
-    timeout_propose_ms=300,
-    timeout_propose_delta_ms=100,
-    timeout_prevote_ms=200,
-    timeout_prevote_delta_ms=100,
-    timeout_precommit_ms=200,
-    timeout_precommit_delta_ms=100,
-    timeout_commit_ms=100,
-)
-FAUCET = PrivateKey.from_seed_text("rpc-test-faucet")
-FAUCET_BALANCE = 10**12
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class Api:
-    """A small aiohttp client bound to the node's RPC port; returns (status, json)."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.session = session
-        self.base = base
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.session.request(method, self.base + path, **kwargs) as resp:
-            text = await resp.text()
-            try:
-                import json
-
-                return resp.status, json.loads(text)
-            except ValueError:
-                return resp.status, text
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        return await self.request("GET", path)
-
-    async def post(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        return await self.request("POST", path, **kwargs)
-
-
-def make_node(
-    home: Path,
-    *,
-    max_body_bytes: int = 1 << 20,
-    genesis: Genesis | None = None,
-    peers: tuple[str, ...] = (),
-    validator: bool = True,
-) -> Node:
-    """A node on free ports; by default the only validator of its own fresh chain. With `genesis` (and
-    `validator=False`) it joins another node's chain as a full node dialling `peers`."""
-    val = PrivateKey.from_seed_text(f"rpc-val-{home.name}")
-    genesis = genesis or build_genesis(
-        "rpc-test",
-        [(val.pubkey, 1_000_000, 1_000_000_000)],
-        accounts=[(FAUCET.address, FAUCET_BALANCE)],
-        params=FAST,
-        genesis_time_ms=int(time.time() * 1000),
-    )
-    config = (
-        Config()
-        .replace("p2p", listen_addr="127.0.0.1:0", pex=False, persistent_peers=list(peers))
-        .replace("rpc", listen_addr="127.0.0.1:0", max_body_bytes=max_body_bytes, max_ws_clients=4)
-        .replace("metrics", listen_addr="127.0.0.1:0")
-    )
-    init_home(home, genesis=genesis, insecure_keys=True, config=config, validator_key=val)
-    return Node(
-        home=home,
-        config=config,
-        genesis=genesis,
-        node_key=PrivateKey.generate(),
-        validator_key=val if validator else None,
-    )
+from tests.support.rpc_node import Api, make_node, wait_for
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from pocl.node.rpc import RpcServer
+from pocl.node.rpc.server import RpcServer
 
 
 async def client_for(origins: tuple[str, ...]) -> TestClient:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.ledger.events import Event
 from pocl.ledger.keys import PrivateKey, format_address
 from pocl.ledger.tx import make_transfer
-from pocl.node.node import Node, NodeEvent
+from pocl.node.events import BlockCommitted, NodeEvent, PoclPhaseEvent, PoclRoundEvent
+from pocl.node.node import Node
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.rpc.conftest import FAUCET, make_node, wait_for
+from tests.support.rpc_node import FAUCET, make_node, wait_for
 
 
 async def scrape(node: Node) -> dict[str, float]:
@@ -56,31 +59,40 @@ async def test_metrics_track_the_chain(node: Node, height_at_least) -> None:
     assert REGISTRY.get_sample_value("pocl_height") is None
 
 
+def committed(height: int, *events: Event, synced: bool = True) -> BlockCommitted:
+    return BlockCommitted(height, bytes(32), 0, 0, 0, 0.0, synced, (), events)
+
+
 async def test_pocl_events_feed_round_gauges(node: Node) -> None:
     assert node.metrics is not None
-    seen: list[str] = []
-    node.metrics.add_handler(lambda e: seen.append(e.kind))
-    events = [
-        {"kind": "pocl_round_opened", "data": {"round": 7, "height": 3, "eligible": ["0x1", "0x2", "0x3"]}},
-        {"kind": "pocl_phase", "data": {"round": 7, "phase": "predict", "start_height": 5}},
-        {"kind": "pocl_reward", "data": {"round": 7, "address": "0x1", "role": "winner", "amount": 40}},
-        {"kind": "pocl_slashed", "data": {"round": 7, "address": "0x3", "kind": "bad_commit"}},
-        {"kind": "pocl_round_finalized", "data": {"round": 7, "void": False, "winners": ["0x1", "0x2"]}},
-    ]
-    node.metrics.observe_event(NodeEvent("pocl_round_opened", events[0]["data"]))
+    seen: list[NodeEvent] = []
+    node.metrics.add_handler(seen.append)
+    a, b, c = (bytes([i]) * 20 for i in (1, 2, 3))
+    opened = committed(3, RoundOpened(7, 3, (a, b, c)))
+    node.metrics.observe_event(opened)
     m = await scrape(node)
     assert m["pocl_round"] == 7 and m["pocl_round_participants"] == 3
     assert m["pocl_round_phase{phase=commit}"] == 1 and m["pocl_round_phase{phase=vote}"] == 0
-    node.metrics.observe_event(NodeEvent("block", {"height": 0, "txs": 0, "events": events[1:]}))
+    phase = PoclPhaseEvent(4, 7, "vote")  # derived from a block's events: not folded twice
+    node.metrics.observe_event(phase)
+    finalized = committed(
+        12,
+        PhaseStarted(7, "predict", 5),
+        RewardPaid(7, a, "winner", 40),
+        Slashed(7, c, "bad_commit", 9, 9),
+        RoundFinalized(7, False, (a, b), bytes(32), 20),
+    )
+    node.metrics.observe_event(finalized)
+    node.metrics.observe_event(PoclRoundEvent(12, finalized.events[1]))  # repeats the block's reward
     m = await scrape(node)
     assert m["pocl_round_phase{phase=commit}"] == 0 and m["pocl_round_phase{phase=done}"] == 1
     assert m["pocl_round_winners"] == 2
     assert m["pocl_rewards_total{role=winner}"] == 40
     assert m["pocl_slashes_total{kind=bad_commit}"] == 1
     assert m["pocl_rounds_finalized_total{void=false}"] == 1
-    assert seen == ["pocl_round_opened", "block"]
-    # a malformed event is logged, not raised into the node
-    node.metrics.observe_event(NodeEvent("block", {"nonsense": True}))
+    assert m["pocl_round_duration_blocks"] == 10  # opened at 3, finalized at 12
+    mine = [opened, phase, finalized]
+    assert [e for e in seen if any(e is x for x in mine)] == mine  # the node's own blocks come too
 
 
 async def test_two_nodes_in_one_process_have_separate_registries(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ import pytest
 from pocl.ledger.keys import PrivateKey, format_address
 from pocl.ledger.tx import make_stake, make_transfer
 from pocl.node.node import Node
-from pocl.node.rpc import WS_QUEUE_SIZE, openapi_document
+from pocl.node.rpc.openapi import openapi_document
+from pocl.node.rpc.websocket import WS_QUEUE_SIZE
 
-from tests.rpc.conftest import FAUCET, FAUCET_BALANCE, Api, wait_for
+from tests.support.rpc_node import FAUCET, FAUCET_BALANCE, Api, wait_for
 
 CHAIN = "rpc-test"
 BOB = PrivateKey.from_seed_text("rpc-bob")
@@ -257,7 +258,7 @@ async def test_openapi_validates_and_matches_the_router(node: Node, api: Api) ->
 
 
 def test_openapi_with_unsafe_and_extra_routes_validates() -> None:
-    from pocl.node.rpc import CORE_ROUTES, UNSAFE_ROUTES, Route
+    from pocl.node.rpc.routes import CORE_ROUTES, UNSAFE_ROUTES, Route
 
     extra = (Route("GET", "/rounds/{round}", "round", "A PoCL round", (("round", "round number"),)),)
     validate(openapi_document(CORE_ROUTES + extra + UNSAFE_ROUTES))
@@ -317,13 +318,13 @@ async def test_events_errors(node: Node, api: Api) -> None:
     finally:
         for ws in socks:
             await ws.close()
-    await wait_for(lambda: node.rpc is not None and not node.rpc._subscribers, 10, "subscribers to go")
+    await wait_for(lambda: node.rpc is not None and not node.rpc.events.subscribers, 10, "subscribers to go")
 
 
 def test_slow_subscriber_is_cut_off_with_lagged() -> None:
-    from pocl.node.rpc import _Subscriber
+    from pocl.node.rpc.websocket import Subscriber
 
-    sub = _Subscriber()
+    sub = Subscriber()
     for i in range(WS_QUEUE_SIZE + 10):
         sub.push({"type": "block", "height": i})
     assert sub.lagged and sub.queue.qsize() == WS_QUEUE_SIZE + 1
@@ -353,7 +354,7 @@ async def test_malformed_http_is_logged_as_one_line_without_traceback(
 
 
 async def test_peers_and_status_of_two_connected_nodes(node: Node, api: Api, tmp_path) -> None:
-    from tests.rpc.conftest import make_node
+    from tests.support.rpc_node import make_node
 
     assert node.host is not None
     full = make_node(

@@ -21,9 +21,11 @@ from pocl.consensus.pocl.txs import (
     NdArray,
     PredictPayload,
     VotePayload,
-    label_commitment,
+    build_commit,
+    build_predict,
+    build_vote,
     labels_array,
-    model_commitment,
+    vote_scores,
 )
 from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
 from pocl.ledger.keys import PrivateKey
@@ -172,9 +174,9 @@ def make_scenario(
 
 
 def commit_payload(s: Scenario, m: Miner) -> CommitPayload:
-    mc = model_commitment(CHAIN_ID, s.round, m.address, weights_hash(m.weights))
-    return CommitPayload(
-        s.round, mc, label_commitment(m.committed_labels(), m.salt), NdArray.of(m.shard_x), 1000
+    labels = m.committed_labels().to_numpy(1 << 20)
+    return build_commit(
+        CHAIN_ID, s.round, m.address, encode_weights(m.weights), m.shard_x, labels, m.salt, 1000
     )
 
 
@@ -189,37 +191,20 @@ def predict_payload(s: Scenario, m: Miner, committers: list[bytes]) -> PredictPa
             labels = other.shard_y.copy()  # "k-NN": (near-)perfect answers not made by the revealed model
         else:
             labels, _ = predict(SPEC, m.weights, other.shard_x, batch_size=m.predict_batch)
-        preds.append(labels_array(labels))
-    return PredictPayload(s.round, encode_weights(m.revealed_weights()), preds)
-
-
-def true_scores(
-    s: Scenario, m: Miner, record: RoundRecord, predictions: dict[bytes, PredictEntry]
-) -> list[int]:
-    """What an honest voter claims: accuracy of each other revealed predictor on its committed labels."""
-    from pocl.ledger.params import BPS
-
-    committed = m.committed_labels().to_numpy(1 << 20)
-    out = []
-    for p in record.revealed:
-        if p == m.address:
-            continue
-        owners = [c for c in record.committers if c != p]
-        arr = predictions[p].predictions[owners.index(m.address)].to_numpy(1 << 20)
-        out.append(int(np.count_nonzero(arr == committed)) * BPS // len(committed))
-    return out
+        preds.append(labels)
+    return build_predict(s.round, encode_weights(m.revealed_weights()), preds)
 
 
 def vote_payload(
     s: Scenario, m: Miner, record: RoundRecord, predictions: dict[bytes, PredictEntry]
 ) -> VotePayload:
-    scores = true_scores(s, m, record, predictions)
+    committed = m.committed_labels().to_numpy(1 << 20)
+    revealed = {p: predictions[p].predictions for p in record.revealed}
+    scores = vote_scores(m.address, committed, record.committers, revealed)
     if m.behaviour == VOTE_LIAR and scores:
         scores = [10_000 - v for v in scores]
-    labels = m.committed_labels()
-    if m.behaviour == LABEL_MISMATCH:
-        labels = labels_array((labels.to_numpy(1 << 20) + 1) % 10)
-    return VotePayload(s.round, labels, m.salt, scores)
+    labels = (committed + 1) % 10 if m.behaviour == LABEL_MISMATCH else committed
+    return build_vote(s.round, labels, m.salt, scores)
 
 
 # --------------------------------------------------------------------------- driver

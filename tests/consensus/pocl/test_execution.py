@@ -5,91 +5,26 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pocl.consensus.pocl.execution import EVENT_FINALIZED, EVENT_SLASH, NS_POCL, build_executor
+from pocl.consensus.pocl.events import RoundFinalized, Slashed
+from pocl.consensus.pocl.execution import NS_POCL
 from pocl.consensus.pocl.records import PENALTY_PREDICTION_FRAUD, PHASE_COMMIT, PHASE_DONE, predict_key
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
 from pocl.consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
-from pocl.ledger.executor import BlockContext
-from pocl.ledger.keys import PrivateKey
-from pocl.ledger.params import ChainParams, GenesisAccount
-from pocl.ledger.state import State
 from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
+from pocl.ledger.tx_kinds import BlockContext
 from pocl.ml.model.weights import decode_weights
 
+from tests.support.pocl_chain import BALANCE, FEE, PROPOSER, STAKE, Chain, key
 from tests.support.pocl_scenario import (
     CHAIN_ID,
     HONEST,
     KNN,
-    Scenario,
     commit_payload,
     make_params,
     make_scenario,
     perturbed,
-    predict_payload,
     vote_payload,
 )
-
-STAKE = 5_000
-BALANCE = 1_000_000
-FEE = 1
-PROPOSER = b"\xee" * 20
-
-
-def key(i: int) -> PrivateKey:
-    return PrivateKey.from_seed_text(f"miner-{i}")
-
-
-class Chain:
-    def __init__(self, s: Scenario, outsiders: int = 1) -> None:
-        self.s = s
-        self.executor, self.pocl = build_executor(s.params, ChainParams())
-        accounts = [
-            GenesisAccount(key(m.index).address, BALANCE, STAKE, key(m.index).pubkey) for m in s.miners
-        ]
-        accounts += [GenesisAccount(key(100 + i).address, BALANCE, 0, None) for i in range(outsiders)]
-        genesis = State.from_genesis(ChainParams(), accounts, CHAIN_ID)
-        self.models: dict[bytes, bytes] = {}  # plays the store: models persisted with each block
-        self.state = State.from_entries(ChainParams(), CHAIN_ID, genesis.entries_snapshot(), self.models.get)
-        self.nonces: dict[bytes, int] = {}
-        self.roots: list[bytes] = []
-        self.blocks: list[list[bytes]] = []
-        self.events: list = []
-
-    def tx(self, k: PrivateKey, kind: str, payload: object) -> SignedTx:
-        n = self.nonces.get(k.address, 0)
-        self.nonces[k.address] = n + 1
-        return sign_tx(k, Tx(TX_VERSION, CHAIN_ID, kind, k.pubkey, n, FEE, payload.to_list()))  # type: ignore[attr-defined]
-
-    def block(self, txs: list[SignedTx]) -> None:
-        work = self.state.copy()
-        h = work.height + 1
-        ctx = BlockContext(h, 1_000 * h, PROPOSER, CHAIN_ID, work.params)
-        res = self.executor.execute_block(work, ctx, [t.raw for t in txs])
-        self.models.update(work.delta().models)
-        self.state = work.commit()
-        self.roots.append(res.state_root)
-        self.blocks.append([t.raw for t in txs])
-        self.events += res.events
-
-    def miner_txs(self) -> list[SignedTx]:
-        """What honest-or-not miners send in the next block, given the open round's phase."""
-        s, st = self.s, self.state.copy()
-        self.pocl.begin_block(st, BlockContext(st.height + 1, 0, PROPOSER, CHAIN_ID, st.params))
-        rec = self.pocl.open_record(st)
-        if rec is None:
-            return []
-        s.round = rec.round
-        out = []
-        for m in s.miners:
-            a, k = m.address, key(m.index)
-            if rec.phase == PHASE_COMMIT and a in rec.eligible and a not in rec.committers:
-                out.append(self.tx(k, KIND_POCL_COMMIT, commit_payload(s, m)))
-            elif rec.phase_name == "predict" and a in rec.committers and a not in rec.predictors:
-                out.append(self.tx(k, KIND_POCL_PREDICT, predict_payload(s, m, rec.committers)))
-            elif rec.phase_name == "vote" and a in rec.revealed and a not in rec.voters:
-                data = self.pocl.round_data(st, rec)
-                out.append(self.tx(k, KIND_POCL_VOTE, vote_payload(s, m, rec, data.predictions)))
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +49,8 @@ def test_round_runs_on_chain(chain: Chain) -> None:
     assert len(weights) == len(chain.s.global_weights)
     # predict entries (with weights) are pruned once final
     assert all(chain.state.get_raw(NS_POCL, predict_key(1, m)) is None for m in rec1.predictors)
-    finals = [e for e in chain.events if e.kind == EVENT_FINALIZED]
-    assert finals and finals[0].data["round"] == 1 and finals[0].data["next_round_start"] == 5
+    finals = [e for e in chain.events if isinstance(e, RoundFinalized)]
+    assert finals and finals[0].round == 1 and finals[0].next_round_start == 5
 
 
 def test_rewards_and_slashes_land_in_accounts(chain: Chain) -> None:
@@ -126,7 +61,7 @@ def test_rewards_and_slashes_land_in_accounts(chain: Chain) -> None:
     expected_slash = STAKE * chain.s.params.slash_prediction_fraud_bps // 10_000
     assert acct.stake == STAKE - expected_slash and acct.slashed_total == expected_slash
     assert acct.jailed_until_round == 1 + chain.s.params.jail_rounds
-    assert [e.data["slashed"] for e in chain.events if e.kind == EVENT_SLASH] == [expected_slash]
+    assert [e.slashed for e in chain.events if isinstance(e, Slashed)] == [expected_slash]
     paid = {p.miner: 0 for p in out.payouts}
     for p in out.payouts:
         paid[p.miner] += p.amount

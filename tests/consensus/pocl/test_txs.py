@@ -163,30 +163,43 @@ def test_label_commitment_binds_labels_and_salt() -> None:
 def test_builders_match_what_the_chain_checks() -> None:
     from pocl.consensus.pocl.records import RoundRecord
     from pocl.consensus.pocl.schedule import advance
-    from pocl.consensus.pocl.txs import build_commit, build_predict, build_vote
+    from pocl.consensus.pocl.txs import (
+        build_commit,
+        build_predict,
+        build_vote,
+        shards_to_predict,
+        vote_scores,
+    )
     from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+    from pocl.ml.model.inference import predict
 
-    from tests.support.pocl_scenario import CHAIN_ID, HONEST, make_scenario, true_scores
+    from tests.support.pocl_scenario import CHAIN_ID, HONEST, make_scenario
 
     s = make_scenario([HONEST, HONEST, HONEST], trained=False)
     rec = RoundRecord.open(1, 10, [m.address for m in s.miners], weights_hash(s.global_weights))
     commits, preds = {}, {}
     for m in s.miners:
-        p = build_commit(CHAIN_ID, 1, m.address, m.weights, m.shard_x, m.shard_y, m.salt, 7)
+        w = encode_weights(m.weights)
+        p = build_commit(CHAIN_ID, 1, m.address, w, m.shard_x, m.shard_y, m.salt, 7)
         rec, commits[m.address] = accept_commit(rec, m.address, p, s.params, 10, b"")
     rec = advance(rec, 10)
     shards = {a: e.test_x for a, e in commits.items()}
+    by_address = s.by_address()
     for m in s.miners:
-        p = build_predict(SPEC, 1, m.address, m.weights, shards)
+        xs = shards_to_predict(m.address, shards)
+        others = [by_address[a] for a in sorted(shards) if a != m.address]
+        assert [x.tobytes() for x in xs] == [o.shard_x.tobytes() for o in others]
+        p = build_predict(1, encode_weights(m.weights), [predict(SPEC, m.weights, x)[0] for x in xs])
         rec, preds[m.address] = accept_predict(
             rec, m.address, p, commits[m.address], s.params, CHAIN_ID, 11, b""
         )
         assert preds[m.address].reveal_ok
     rec = advance(rec, 11)
+    revealed = {a: e.predictions for a, e in preds.items()}
     for m in s.miners:
-        v = build_vote(
-            1, m.address, m.shard_y, m.salt, rec.committers, {a: e.predictions for a, e in preds.items()}
-        )
-        assert v.scores == true_scores(s, m, rec, preds)
+        scores = vote_scores(m.address, m.shard_y, rec.committers, revealed)
+        others = [a for a in rec.revealed if a != m.address]
+        assert len(scores) == len(others) and all(0 <= v <= 10_000 for v in scores)
+        v = build_vote(1, m.shard_y, m.salt, scores)
         rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, 12, b"")
-        assert e.labels_ok
+        assert e.labels_ok and e.scores == scores

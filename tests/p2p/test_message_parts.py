@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pocl.ledger import codec
-from pocl.ledger.codec import CodecError, decode, decode_segments, encode, encode_parts
+from pocl.ledger.codec import CodecError, decode, encode
+from pocl.p2p.message_parts import decode_segments, encode_parts
 
 MIN = 300  # a small threshold so hypothesis finds long strings quickly (the default is 64 KiB)
 

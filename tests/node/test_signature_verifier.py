@@ -1,19 +1,32 @@
-"""Blocks large enough to have their signatures checked on all cores give the same verdicts as one by one."""
+"""The node's parallel signature verifier: blocks large enough to have their signatures checked on all cores
+give the same verdicts as in-line verification, one by one."""
 
 from __future__ import annotations
 
 import pytest
 from pocl.ledger import errors
 from pocl.ledger.errors import BlockError
-from pocl.ledger.executor import PARALLEL_VERIFY_MIN, BlockContext, Executor
+from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams, GenesisAccount
 from pocl.ledger.state import State
-from pocl.ledger.tx import make_transfer
+from pocl.ledger.tx import SignedTx, make_transfer
+from pocl.ledger.tx_kinds import BlockContext
+from pocl.node.signature_verifier import PARALLEL_VERIFY_MIN, ParallelSignatureVerifier
 
 CHAIN = "parallel-verify"
 SENDERS = [PrivateKey.from_seed_text(f"pv-{i}") for i in range(PARALLEL_VERIFY_MIN * 2)]
 SINK = PrivateKey.from_seed_text("pv-sink").address
+VERIFIER = ParallelSignatureVerifier(workers=2)  # threads even on a one-core machine
+
+
+def test_verifier_vouches_only_for_valid_signatures() -> None:
+    stxs = [SignedTx.decode(raw) for raw in block_txs()]
+    bad = bytearray(stxs[3].raw)
+    bad[-1] ^= 1
+    stxs[3] = SignedTx.decode(bytes(bad))
+    assert VERIFIER(stxs) == {s.hash for i, s in enumerate(stxs) if i != 3}
+    assert VERIFIER(stxs[: PARALLEL_VERIFY_MIN - 1]) == frozenset()  # small batches: verified in-line
 
 
 def state() -> State:
@@ -27,7 +40,7 @@ def block_txs() -> list[bytes]:
 def run(txs: list[bytes], skip_invalid: bool = False):
     st = state().copy()
     ctx = BlockContext(1, 1, SINK, CHAIN, st.params)
-    return Executor().execute_block(st, ctx, txs, skip_invalid=skip_invalid)
+    return Executor(verify_signatures=VERIFIER).execute_block(st, ctx, txs, skip_invalid=skip_invalid)
 
 
 def test_large_valid_block_executes_fully() -> None:

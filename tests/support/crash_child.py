@@ -1,6 +1,6 @@
 """Child process for the crash-safety test: appends blocks to a real store forever (until SIGKILL).
 
-    python crash_child.py DB_DIR
+    python tests/support/crash_child.py DB_DIR
 
 Resumes from the store's head. Each block carries transfers, sometimes a stake/unstake, and stages a
 "global model" blob plus its hash in state, so a torn write would show up as a missing model, a state
@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 
 from pocl.ledger.block import Block, Commit, CommitSig, Header, txs_root
-from pocl.ledger.executor import BlockContext, Executor
+from pocl.ledger.executor import Executor
 from pocl.ledger.hashing import tagged_hash
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams, GenesisAccount
 from pocl.ledger.state import State
 from pocl.ledger.storage.store import Store
 from pocl.ledger.tx import make_stake, make_transfer, make_unstake
+from pocl.ledger.tx_kinds import BlockContext
 
 CHAIN_ID = "crash-test"
 PARAMS = ChainParams(unbonding_blocks=3)

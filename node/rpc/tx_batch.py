@@ -3,7 +3,7 @@
 One HTTP request per transaction costs the node more (request parsing, a JSON answer, one socket write
 each) than admitting the transaction itself, so wallets, exchanges and load generators that hold many
 signed transactions send them together. Each transaction gets exactly the treatment of `POST /txs`
-(`Node.submit_tx`: admission, then gossip); one bad transaction does not reject the others, its error is
+(`TxSubmitter.submit_tx`: admission, then gossip); one bad transaction does not reject the others, its error is
 reported by index.
 
 Body: `application/octet-stream` with the canonical encoding (`ledger.codec`) of an array of signed-tx
@@ -16,14 +16,14 @@ Wired through `RpcServer(extra_routes=...)`, so the route appears in `/openapi.j
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from pocl.ledger import codec
-from pocl.node.rpc import ApiError, Route, hexstr
-
-if TYPE_CHECKING:
-    from pocl.node.node import Node
+from pocl.node.interfaces import TxSubmitter
+from pocl.node.rpc.errors import ApiError
+from pocl.node.rpc.json_view import hexstr
+from pocl.node.rpc.routes import Route
 
 MAX_BATCH_TXS = 1_000
 
@@ -50,7 +50,7 @@ def _parse(body: bytes, content_type: str) -> list[bytes]:
         raise ApiError(400, "bad_hex", "every tx must be hex") from None
 
 
-def tx_batch_routes(node: Node) -> tuple[Route, ...]:
+def tx_batch_routes(node: TxSubmitter) -> tuple[Route, ...]:
     async def submit_batch(request: web.Request) -> web.Response:
         raws = _parse(await request.read(), request.content_type)
         if len(raws) > MAX_BATCH_TXS:

@@ -1,12 +1,13 @@
-"""Transaction gossip in batches (message type 70).
+"""Transaction gossip: single txs (type 68) and batches (type 70), and whom a bad one gets punished.
 
 One gossip message per transaction costs every node, per copy received, a decrypted frame, a decode,
 a message-id hash and a socket write per relay, and counts against each peer's gossip rate limit
 (2,000 messages/s): at 1,000 tx/s over a full mesh that framing costs more than verifying the
 signatures. So newly admitted transactions wait in an outbox for at most `delay_s` (20
 milliseconds, far below a block interval) or until the batch is full, then go out as one
-`TxBatchMessage`. A received batch is admitted tx by tx; gossip relays it whole (validate-before-relay
-as for any topic) unless it carried a transaction that no honest node would have admitted.
+`TxBatchMessage`. A received tx or batch is admitted tx by tx; gossip relays it whole
+(validate-before-relay as for any topic) unless it carried a transaction that no honest node would
+have admitted (`MALICIOUS_TX_CODES`): then the sender is scored by gossip.
 """
 
 from __future__ import annotations
@@ -17,14 +18,27 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgpack
+from pocl.ledger import errors
 from pocl.ledger.codec import Struct
+from pocl.node.mempool import AddResult
+from pocl.p2p import message_ids
 from pocl.p2p.gossip import Gossip
 
-TYPE_TX_BATCH = 70
 MAX_BATCH_TXS = 1_000
 MAX_BATCH_BYTES = 1024 * 1024  # soft cap; one larger tx (PoCL) travels alone
 BATCH_DELAY_S = 0.02  # well below a block interval; bounds batches to ~50/s per node
 FRAME_OVERHEAD = 64 * 1024
+TX_MESSAGE_OVERHEAD = 64
+# Rejections no honest node forwards; stateful failures (nonce raced a block, balance spent) are not
+# the peer's fault.
+MALICIOUS_TX_CODES = frozenset(
+    {errors.MALFORMED_TX, errors.BAD_SIGNATURE, errors.TX_TOO_LARGE, errors.UNSUPPORTED_VERSION}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TxMessage(Struct):
+    raw: bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,17 +68,14 @@ class TxBatchMessage(Struct):
         return super().encode()
 
 
-class TxGossip:
-    """Outbox for locally admitted txs plus the batch topic's receive side.
-
-    `admit(raw) -> bool` admits one gossiped tx and answers whether the *peer* behaved (False only for
-    txs no honest node forwards: undecodable, bad signature...), exactly like the single-tx topic.
-    """
+class TxGossipReactor:
+    """Registers both tx topics on `gossip`, admits what peers send through `add_tx` (the mempool's
+    `add`), and batches what we `publish`."""
 
     def __init__(
         self,
         gossip: Gossip,
-        admit: Callable[[bytes], bool],
+        add_tx: Callable[[bytes], AddResult],
         max_tx_bytes: int,
         *,
         delay_s: float = BATCH_DELAY_S,
@@ -72,20 +83,22 @@ class TxGossip:
         max_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.gossip = gossip
-        self.admit = admit
+        self.add_tx = add_tx
         self.delay_s = delay_s
         self.max_txs = min(max_txs, MAX_BATCH_TXS)
         self.max_bytes = max_bytes
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flush_handle: asyncio.TimerHandle | None = None
+        gossip.register(message_ids.TX, TxMessage, max_tx_bytes + TX_MESSAGE_OVERHEAD, validate=self._on_tx)
         gossip.register(
-            TYPE_TX_BATCH,
-            "tx_batch",
+            message_ids.TX_BATCH,
             TxBatchMessage,
             max(max_bytes, max_tx_bytes) + FRAME_OVERHEAD,
             validate=self._on_batch,
         )
+
+    # ------------------------------------------------------------------ sending
 
     def publish(self, raw: bytes) -> None:
         """Queue a newly admitted tx for the next batch."""
@@ -117,6 +130,18 @@ class TxGossip:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._outbox, self._outbox_bytes = [], 0
+
+    # ------------------------------------------------------------------ receiving
+
+    def admit(self, raw: bytes) -> bool:
+        """Offer a peer's tx to the mempool; False only if no honest node would have forwarded it."""
+        res = self.add_tx(raw)
+        if res.error is not None:
+            return res.error.code not in MALICIOUS_TX_CODES
+        return True
+
+    def _on_tx(self, msg: TxMessage, _sender: bytes) -> bool:
+        return self.admit(msg.raw)
 
     def _on_batch(self, msg: TxBatchMessage, _sender: bytes) -> bool:
         honest = True

@@ -1,0 +1,19 @@
+"""The node's JSON/WebSocket RPC (aiohttp), bound to 127.0.0.1 by default (DESIGN §7).
+
+    server.py      RpcServer: the aiohttp app, CORS and error middleware, start/stop
+    routes.py      Route and the core route table (drives the router and the OpenAPI document)
+    openapi.py     the OpenAPI 3 document generated from the routes
+    errors.py      ApiError: every error is {"error": {"code", "message"}} with a stable code
+    request.py     parsing path parameters, the chain a handler reads (503 while starting)
+    json_view.py   the one rendering of chain data, node events and bytes as JSON
+    status.py      /status, /health, /peers
+    chain.py       /blocks, /accounts, /validators
+    txs.py         /txs (submit, look up), /mempool
+    tx_batch.py    POST /txs/batch
+    websocket.py   /events: the WebSocket stream of node events
+    unsafe.py      /unsafe/p2p/* (test networks only)
+    pocl.py        /rounds, /models/global, /miner
+    pocl_views.py  JSON of a PoCL round record
+    model_npz.py   the .npz layout of a downloaded (or exported) global model
+    client.py      the CLI's synchronous client
+"""

@@ -1,0 +1,35 @@
+"""What every handler checks first: the node is up (503 otherwise) and path parameters are well formed."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pocl.ledger.block import Block
+from pocl.node.chain import Chain
+from pocl.node.interfaces import ChainReader
+from pocl.node.rpc.errors import ApiError
+
+MAX_INT_DIGITS = 19  # fits an int64
+
+
+def require_chain(node: ChainReader) -> Chain:
+    if node.chain is None:
+        raise ApiError(503, "not_ready", "node is starting")
+    return node.chain
+
+
+def parse_uint(text: str, code: str, what: str) -> int:
+    """A non-negative decimal integer, else 400 with `code`."""
+    if not text.isdigit() or len(text) > MAX_INT_DIGITS:
+        raise ApiError(400, code, f"{what} must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def height_param(request: web.Request) -> int:
+    return parse_uint(request.match_info["height"], "bad_height", "height")
+
+
+def block_at(chain: Chain, height: int) -> Block:
+    block = chain.store.block(height)
+    if block is None:
+        raise ApiError(404, "block_not_found", f"no block at height {height}")
+    return block

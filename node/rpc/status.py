@@ -1,0 +1,81 @@
+"""`/status`, `/health`, `/peers`: what an operator asks of a running node."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from pocl.ledger.keys import format_address
+from pocl.node.interfaces import NodeStatusSource
+from pocl.node.rpc.json_view import hexstr
+from pocl.node.rpc.request import require_chain
+from pocl.node.rpc.routes import Handler
+
+
+class StatusApi:
+    def __init__(self, node: NodeStatusSource) -> None:
+        self.node = node
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"status": self.status, "health": self.health, "peers": self.peers}
+
+    def _validator_json(self) -> dict[str, object] | None:
+        key = self.node.validator_key
+        if key is None:
+            return None
+        vals = require_chain(self.node).state.validator_set()
+        power = next((v.power for v in vals if v.address == key.address), 0)
+        return {
+            "address": format_address(key.address),
+            "pubkey": hexstr(key.pubkey),
+            "voting_power": power,
+            "active": power > 0,
+        }
+
+    async def status(self, _request: web.Request) -> web.Response:
+        node = self.node
+        chain = require_chain(node)
+        head = chain.store.head_block()
+        return web.json_response(
+            {
+                "chain_id": node.genesis.chain_id,
+                "genesis_hash": hexstr(node.genesis.hash),
+                "node_id": hexstr(node.node_key.pubkey),
+                "moniker": node.config.node.moniker,
+                "height": chain.height,
+                "latest_block_hash": hexstr(head.hash) if head else "",
+                "latest_block_time_ms": head.header.time_ms if head else node.genesis.genesis_time_ms,
+                "state_root": hexstr(chain.state.state_root()),
+                "peers": len(node.host.peers()) if node.host else 0,
+                "syncing": node.syncing,
+                "consensus": node.driver.summary() if node.driver else None,
+                "mempool": {"txs": len(node.mempool) if node.mempool else 0},
+                "validator": self._validator_json(),
+                "p2p": str(node.host.listen_addr) if node.host else "",
+                "uptime_s": round(time.time() - node.started_at, 1),
+            }
+        )
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "height": require_chain(self.node).height})
+
+    async def peers(self, _request: web.Request) -> web.Response:
+        host = self.node.host
+        peers = host.peers() if host else []
+        return web.json_response(
+            {
+                "peers": [
+                    {
+                        "node_id": hexstr(p.node_id),
+                        "outbound": p.outbound,
+                        "persistent": p.persistent,
+                        "remote_ip": p.remote_ip,
+                        "best_height_at_connect": p.hello.best_height,
+                        "connected_s": round(time.time() - p.connected_at, 1),
+                        "listen_addr": p.hello.listen_addr,
+                        "agent": p.hello.agent,
+                    }
+                    for p in peers
+                ]
+            }
+        )

@@ -1,0 +1,78 @@
+"""A PoCL chain in memory: real signed miner txs through the real executor (begin/end-block hooks,
+finalization, rewards, slashing), block by block, with each block's state root and events kept."""
+
+from __future__ import annotations
+
+from pocl.consensus.pocl.execution import PoclExecution, build_executor
+from pocl.consensus.pocl.records import PHASE_COMMIT
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.ledger.keys import PrivateKey
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.state import State
+from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
+from pocl.ledger.tx_kinds import BlockContext
+
+from tests.support.pocl_scenario import CHAIN_ID, Scenario, commit_payload, predict_payload, vote_payload
+
+STAKE = 5_000
+BALANCE = 1_000_000
+FEE = 1
+PROPOSER = b"\xee" * 20
+
+
+def key(i: int) -> PrivateKey:
+    return PrivateKey.from_seed_text(f"miner-{i}")
+
+
+class Chain:
+    def __init__(self, s: Scenario, outsiders: int = 1) -> None:
+        self.s = s
+        self.pocl = PoclExecution(s.params, ChainParams())
+        self.executor = build_executor(self.pocl)
+        accounts = [
+            GenesisAccount(key(m.index).address, BALANCE, STAKE, key(m.index).pubkey) for m in s.miners
+        ]
+        accounts += [GenesisAccount(key(100 + i).address, BALANCE, 0, None) for i in range(outsiders)]
+        genesis = State.from_genesis(ChainParams(), accounts, CHAIN_ID)
+        self.models: dict[bytes, bytes] = {}  # plays the store: models persisted with each block
+        self.state = State.from_entries(ChainParams(), CHAIN_ID, genesis.entries_snapshot(), self.models.get)
+        self.nonces: dict[bytes, int] = {}
+        self.roots: list[bytes] = []
+        self.blocks: list[list[bytes]] = []
+        self.events: list = []
+
+    def tx(self, k: PrivateKey, kind: str, payload: object) -> SignedTx:
+        n = self.nonces.get(k.address, 0)
+        self.nonces[k.address] = n + 1
+        return sign_tx(k, Tx(TX_VERSION, CHAIN_ID, kind, k.pubkey, n, FEE, payload.to_list()))  # type: ignore[attr-defined]
+
+    def block(self, txs: list[SignedTx]) -> None:
+        work = self.state.copy()
+        h = work.height + 1
+        ctx = BlockContext(h, 1_000 * h, PROPOSER, CHAIN_ID, work.params)
+        res = self.executor.execute_block(work, ctx, [t.raw for t in txs])
+        self.models.update(work.delta().models)
+        self.state = work.commit()
+        self.roots.append(res.state_root)
+        self.blocks.append([t.raw for t in txs])
+        self.events += res.events
+
+    def miner_txs(self) -> list[SignedTx]:
+        """What honest-or-not miners send in the next block, given the open round's phase."""
+        s, st = self.s, self.state.copy()
+        self.pocl.begin_block(st, BlockContext(st.height + 1, 0, PROPOSER, CHAIN_ID, st.params))
+        rec = self.pocl.open_record(st)
+        if rec is None:
+            return []
+        s.round = rec.round
+        out = []
+        for m in s.miners:
+            a, k = m.address, key(m.index)
+            if rec.phase == PHASE_COMMIT and a in rec.eligible and a not in rec.committers:
+                out.append(self.tx(k, KIND_POCL_COMMIT, commit_payload(s, m)))
+            elif rec.phase_name == "predict" and a in rec.committers and a not in rec.predictors:
+                out.append(self.tx(k, KIND_POCL_PREDICT, predict_payload(s, m, rec.committers)))
+            elif rec.phase_name == "vote" and a in rec.revealed and a not in rec.voters:
+                data = self.pocl.round_data(st, rec)
+                out.append(self.tx(k, KIND_POCL_VOTE, vote_payload(s, m, rec, data.predictions)))
+        return out
