@@ -34,8 +34,17 @@ class SimBlock:
 
 
 class InProcessChain:
-    def __init__(self, chain_id: str, pocl_params: PoclParams, accounts: list[GenesisAccount]) -> None:
+    """The one in-process chain: the simulator runs on it, and so do the protocol's golden tests."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        pocl_params: PoclParams,
+        accounts: list[GenesisAccount],
+        proposer: bytes = PROPOSER,
+    ) -> None:
         self.chain_id = chain_id
+        self.proposer = proposer
         self.params = ChainParams()
         self.pocl = PoclExecution(pocl_params, self.params)
         self.executor = build_executor(self.pocl)
@@ -59,7 +68,7 @@ class InProcessChain:
     def execute(self, txs: list[SignedTx]) -> SimBlock:
         work = self.state.copy()
         h = work.height + 1
-        ctx = BlockContext(h, BLOCK_INTERVAL_MS * h, PROPOSER, self.chain_id, work.params)
+        ctx = BlockContext(h, BLOCK_INTERVAL_MS * h, self.proposer, self.chain_id, work.params)
         raw = [t.raw for t in txs]
         result = self.executor.execute_block(work, ctx, raw)
         self._models.update(work.delta().models)

@@ -3,14 +3,14 @@ finalization, rewards, slashing), block by block, with each block's state root a
 
 from __future__ import annotations
 
-from pocl.consensus.pocl.execution import PoclExecution, build_executor
 from pocl.consensus.pocl.records import PHASE_COMMIT
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey
-from pocl.ledger.params import ChainParams, GenesisAccount
-from pocl.ledger.state import State
-from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
+from pocl.ledger.params import GenesisAccount
+from pocl.ledger.tx import SignedTx
 from pocl.ledger.tx_kinds import BlockContext
+from pocl.node.simulation.chain import InProcessChain
 
 from tests.support.pocl_scenario import CHAIN_ID, Scenario, commit_payload, predict_payload, vote_payload
 
@@ -24,38 +24,27 @@ def key(i: int) -> PrivateKey:
     return PrivateKey.from_seed_text(f"miner-{i}")
 
 
-class Chain:
+class Chain(InProcessChain):
+    """The simulator's in-process chain, driven by a test scenario's miners; keeps roots and events."""
+
     def __init__(self, s: Scenario, outsiders: int = 1) -> None:
-        self.s = s
-        self.pocl = PoclExecution(s.params, ChainParams())
-        self.executor = build_executor(self.pocl)
         accounts = [
             GenesisAccount(key(m.index).address, BALANCE, STAKE, key(m.index).pubkey) for m in s.miners
         ]
         accounts += [GenesisAccount(key(100 + i).address, BALANCE, 0, None) for i in range(outsiders)]
-        genesis = State.from_genesis(ChainParams(), accounts, CHAIN_ID)
-        self.models: dict[bytes, bytes] = {}  # plays the store: models persisted with each block
-        self.state = State.from_entries(ChainParams(), CHAIN_ID, genesis.entries_snapshot(), self.models.get)
-        self.nonces: dict[bytes, int] = {}
+        super().__init__(CHAIN_ID, s.params, accounts, proposer=PROPOSER)
+        assert self.params.min_fee == FEE  # the chain signs every tx with the minimum fee
+        self.s = s
         self.roots: list[bytes] = []
-        self.blocks: list[list[bytes]] = []
         self.events: list = []
 
-    def tx(self, k: PrivateKey, kind: str, payload: object) -> SignedTx:
-        n = self.nonces.get(k.address, 0)
-        self.nonces[k.address] = n + 1
-        return sign_tx(k, Tx(TX_VERSION, CHAIN_ID, kind, k.pubkey, n, FEE, payload.to_list()))  # type: ignore[attr-defined]
+    def tx(self, k: PrivateKey, kind: str, payload: Struct) -> SignedTx:
+        return self.sign(k, kind, payload)
 
     def block(self, txs: list[SignedTx]) -> None:
-        work = self.state.copy()
-        h = work.height + 1
-        ctx = BlockContext(h, 1_000 * h, PROPOSER, CHAIN_ID, work.params)
-        res = self.executor.execute_block(work, ctx, [t.raw for t in txs])
-        self.models.update(work.delta().models)
-        self.state = work.commit()
-        self.roots.append(res.state_root)
-        self.blocks.append([t.raw for t in txs])
-        self.events += res.events
+        result = self.execute(txs).result
+        self.roots.append(result.state_root)
+        self.events += result.events
 
     def miner_txs(self) -> list[SignedTx]:
         """What honest-or-not miners send in the next block, given the open round's phase."""
