@@ -5,7 +5,7 @@ nil and nested arrays. Maps and floats are never allowed. Decoding re-encodes th
 bytes, so an object has exactly one accepted encoding (minimal integer widths, no trailing bytes).
 
 `Struct` subclasses (frozen dataclasses) map to arrays field by field; their annotations drive
-type-checked decoding, so `decode_struct(Tx, raw)` either returns a well-typed object or raises
+type-checked decoding, so `SomeStruct.decode(raw)` either returns a well-typed object or raises
 `CodecError`.
 """
 
@@ -64,32 +64,37 @@ def _reject_map(_pairs: Any) -> Any:
     raise CodecError("maps are not allowed in canonical encoding")
 
 
-def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
-    """Decode canonical bytes into plain values; raise CodecError on anything non-canonical."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise CodecError("expected bytes")
-    data = bytes(data)
+_UNPACK_OPTS: dict[str, Any] = {
+    "raw": False,
+    "use_list": True,
+    "strict_map_key": True,
+    "object_pairs_hook": _reject_map,
+    "max_map_len": 0,
+    "max_ext_len": 0,
+}
+
+
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Parse msgpack with the canonical format's limits (no maps, no extensions, no trailing bytes);
+    raise CodecError on anything else. The caller still checks value types and re-encodes."""
     if len(data) > max_size:
         raise CodecError(f"encoding too large: {len(data)} > {max_size} bytes")
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            object_pairs_hook=_reject_map,
-            max_bin_len=max_size,
-            max_str_len=max_size,
-            max_array_len=max_size,
-            max_map_len=0,
-            max_ext_len=0,
-        )
+        return msgpack.unpackb(data, **_UNPACK_OPTS, max_bin_len=max_size, max_str_len=max_size)
     except CodecError:
         raise
     except msgpack.ExtraData as exc:
         raise CodecError("trailing bytes after encoded object") from exc
     except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as exc:
         raise CodecError(f"malformed msgpack: {exc}") from exc
+
+
+def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
+    """Decode canonical bytes into plain values; raise CodecError on anything non-canonical."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError("expected bytes")
+    data = bytes(data)
+    value = unpack(data, max_size)
     check_value(value)
     if encode(value) != data:
         raise CodecError("non-canonical encoding")
@@ -200,11 +205,3 @@ def _from_plain(hint: Any, value: Any, where: str) -> Any:
     if hint is Any:
         return value
     raise CodecError(f"{where}: unsupported annotation {hint!r}")
-
-
-def encode_struct(obj: Struct) -> bytes:
-    return obj.encode()
-
-
-def decode_struct(cls: type[S], data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> S:
-    return cls.decode(data, max_size=max_size)

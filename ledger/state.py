@@ -85,10 +85,6 @@ def _packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True)
 
 
-def _reject_map(_pairs: object) -> object:
-    raise CodecError("maps are not allowed in canonical encoding")
-
-
 def _unpack_trusted(data: bytes) -> object:
     return msgpack.unpackb(data, raw=False, use_list=True)
 
@@ -185,8 +181,8 @@ class Account:
                 pass
             # fall through to the strict path for a clear error
         try:
-            v = msgpack.unpackb(data, raw=False, use_list=True, object_pairs_hook=_reject_map, max_ext_len=0)
-        except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError, CodecError) as exc:
+            v = codec.unpack(data)
+        except CodecError as exc:
             raise CodecError(f"Account: malformed encoding: {exc}") from exc
         if type(v) is not list or len(v) != 8:
             raise CodecError("Account: expected array of 8")

@@ -84,16 +84,7 @@ class SignedTx(Struct):
     def decode(cls, data: bytes, max_size: int = codec.DEFAULT_MAX_SIZE) -> SignedTx:
         """Decode canonical bytes; raises CodecError for anything else (maps, floats, trailing bytes...)."""
         raw = bytes(data)
-        if len(raw) > max_size:
-            raise CodecError(f"encoding too large: {len(raw)} > {max_size} bytes")
-        try:
-            value = msgpack.unpackb(raw, **_UNPACK_OPTS, max_bin_len=max_size, max_str_len=max_size)
-        except CodecError:
-            raise
-        except msgpack.ExtraData as exc:
-            raise CodecError("trailing bytes after encoded object") from exc
-        except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as exc:
-            raise CodecError(f"malformed msgpack: {exc}") from exc
+        value = codec.unpack(raw, max_size)
         stx = _signed_tx_from_list(value)
         payload = value[0][6]  # the payload: no floats/odd types anywhere (envelope typed above)
         if type(payload) is list:
@@ -154,21 +145,6 @@ _sha256 = hashlib.sha256
 _TX_HASH_PREFIX = bytes([len(TAG_TX)]) + TAG_TX
 # Leaf types msgpack can yield that codec.check_value accepts (decoded ints always fit its range).
 _FLAT_TYPES = (bytes, str, int, bool, type(None))
-
-
-def _reject_map(_pairs: Any) -> Any:
-    raise CodecError("maps are not allowed in canonical encoding")
-
-
-# Same strictness as ledger.codec.decode; inlined because decoding txs is the hottest path in the node.
-_UNPACK_OPTS: dict[str, Any] = {
-    "raw": False,
-    "use_list": True,
-    "strict_map_key": True,
-    "object_pairs_hook": _reject_map,
-    "max_map_len": 0,
-    "max_ext_len": 0,
-}
 
 
 def _is_int(v: Any) -> bool:

@@ -24,9 +24,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
-from pocl.ml.model.registry import ModelSpec
-from pocl.ml.training import DEFAULT_OPTIMIZER, DEFAULT_THREADS, TrainingError, TrainResult
+from pocl.ml.training import DEFAULT_THREADS, TrainingError, TrainJob, TrainResult
 
 _MSG_READY = "ready"
 _MSG_JOB = "job"
@@ -77,7 +75,7 @@ def _worker_main(conn: Connection, cancel: Any, threads: int, niceness: int) -> 
             conn.send((_MSG_CANCELLED, job_id, None))
             continue
         try:
-            result = trainer.fit(**job, should_stop=cancel.is_set)
+            result = trainer.fit(job, should_stop=cancel.is_set)
         except Exception as exc:
             conn.send((_MSG_ERROR, job_id, f"{type(exc).__name__}: {exc}"))
             continue
@@ -90,7 +88,7 @@ def _worker_main(conn: Connection, cancel: Any, threads: int, niceness: int) -> 
 class TrainingWorker:
     """Asyncio client of one training worker process; one job at a time (others queue on a lock).
 
-    ``await worker.train(...)`` returns a `TrainResult`; cancelling the awaiting task, or calling
+    ``await worker.train(job)`` returns a `TrainResult`; cancelling the awaiting task, or calling
     ``cancel()``, interrupts the job within one training batch. Use ``async with TrainingWorker() as w``
     or call ``close()``.
     """
@@ -206,32 +204,7 @@ class TrainingWorker:
         if self._lock.locked():
             self._cancel.set()
 
-    async def train(
-        self,
-        spec: ModelSpec,
-        global_weights: list[np.ndarray],
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        seed: int,
-        optimizer: str = DEFAULT_OPTIMIZER,
-        time_limit_s: float | None = None,
-    ) -> TrainResult:
-        job = {
-            "spec": spec,
-            "global_weights": [np.asarray(w) for w in global_weights],
-            "x": np.asarray(x),
-            "y": np.asarray(y),
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "optimizer": optimizer,
-            "time_limit_s": time_limit_s,
-        }
+    async def train(self, job: TrainJob) -> TrainResult:
         async with self._lock:
             self._cancel.clear()
             await self._ensure_started()
@@ -240,7 +213,7 @@ class TrainingWorker:
                 raise TrainingCancelled(f"training job {job_id} was cancelled before it started")
             return await self._run(job_id, job)
 
-    async def _run(self, job_id: int, job: dict[str, Any]) -> TrainResult:
+    async def _run(self, job_id: int, job: TrainJob) -> TrainResult:
         loop = asyncio.get_running_loop()
         conn = self._conn
         assert conn is not None
@@ -273,7 +246,7 @@ class TrainingWorker:
                 await asyncio.wait_for(asyncio.shield(exchange), 5)
 
     @staticmethod
-    def _exchange(conn: Connection, job_id: int, job: dict[str, Any]) -> tuple[str, Any]:
+    def _exchange(conn: Connection, job_id: int, job: TrainJob) -> tuple[str, Any]:
         """Blocking (runs in the I/O thread): send one job, wait for its answer, skip stale answers."""
         conn.send((_MSG_JOB, job_id, job))
         while True:

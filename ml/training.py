@@ -34,6 +34,23 @@ class TrainingError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """One local training run from ``global_weights`` on (x, y): what `Trainer.fit` runs in this process
+    and what `TrainingWorker.train` sends whole to its worker process."""
+
+    spec: ModelSpec
+    global_weights: list[np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    optimizer: str = DEFAULT_OPTIMIZER
+    time_limit_s: float | None = None  # stop early (keeping progress) after this long
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainResult:
     weights: list[np.ndarray]
     epochs_done: int
@@ -103,41 +120,28 @@ class Trainer:
             self._models[key] = model
         return model
 
-    def fit(
-        self,
-        spec: ModelSpec,
-        global_weights: list[np.ndarray],
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        seed: int,
-        optimizer: str = DEFAULT_OPTIMIZER,
-        time_limit_s: float | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> TrainResult:
-        """Train from ``global_weights``; stops early (keeping progress) on the time limit or a stop request."""
+    def fit(self, job: TrainJob, *, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        """Run ``job``; stops early (keeping progress) on its time limit or a stop request."""
+        spec, optimizer, epochs, lr = job.spec, job.optimizer, job.epochs, job.lr
         if optimizer not in OPTIMIZERS:
             raise TrainingError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if epochs < 0 or batch_size < 1 or not lr > 0:
+        if epochs < 0 or job.batch_size < 1 or not lr > 0:
             raise TrainingError("epochs must be ≥ 0, batch_size ≥ 1 and lr > 0")
-        check_weights(spec, global_weights)
-        x, y = _check_inputs(spec, x, y)
+        check_weights(spec, job.global_weights)
+        x, y = _check_inputs(spec, job.x, job.y)
         quiet_tensorflow_env()
         import keras
 
         started = time.monotonic()
         model = self._model(spec, optimizer)
-        model.set_weights([np.asarray(w, dtype=WEIGHT_DTYPE) for w in global_weights])
+        model.set_weights([np.asarray(w, dtype=WEIGHT_DTYPE) for w in job.global_weights])
         opt = model.optimizer
         for var in opt.variables:  # fresh optimiser state (moments, iteration count) per job
             var.assign(np.zeros(var.shape, dtype=var.dtype))
         opt.learning_rate = lr
-        keras.utils.set_random_seed(seed % (2**32))
+        keras.utils.set_random_seed(job.seed % (2**32))
 
-        deadline = started + time_limit_s if time_limit_s is not None else None
+        deadline = started + job.time_limit_s if job.time_limit_s is not None else None
         progress = {"steps": 0, "epochs": 0, "stopped": False}
 
         class _Stop(keras.callbacks.Callback):
@@ -154,7 +158,7 @@ class Trainer:
         loss = float("nan")
         if epochs > 0 and not (should_stop and should_stop()):
             history = model.fit(
-                x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[_Stop()]
+                x, y, epochs=epochs, batch_size=job.batch_size, shuffle=True, verbose=0, callbacks=[_Stop()]
             )
             losses = history.history.get("loss") or []
             if losses:
@@ -174,37 +178,6 @@ class Trainer:
             final_loss=loss,
             seconds=time.monotonic() - started,
         )
-
-
-def train(
-    spec: ModelSpec,
-    global_weights: list[np.ndarray],
-    x: np.ndarray,
-    y: np.ndarray,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    *,
-    optimizer: str = DEFAULT_OPTIMIZER,
-    trainer: Trainer | None = None,
-) -> list[np.ndarray]:
-    """One training job in this process: the trained canonical float32 weights."""
-    return (
-        (trainer or Trainer())
-        .fit(
-            spec,
-            global_weights,
-            x,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            optimizer=optimizer,
-        )
-        .weights
-    )
 
 
 def accuracy(spec: ModelSpec, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:

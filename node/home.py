@@ -103,11 +103,6 @@ class NodeHome:
     def validator_key_path(self) -> Path:
         return self.key_path(VALIDATOR_KEY)
 
-    @property
-    def validator_state_path(self) -> Path:
-        """Last signed height/round/step, for the double-sign guard (consensus owns its format)."""
-        return self.data_dir / VALIDATOR_STATE_FILE
-
     def key_path(self, name: str) -> Path:
         return self.keys_dir / f"{check_key_name(name)}.json"
 

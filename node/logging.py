@@ -179,9 +179,6 @@ class EventLogger:
         """A logger that adds `fields` to every event (e.g. peer=..., height=...)."""
         return EventLogger(self.logger, {**self._fields, **fields})
 
-    def is_enabled_for(self, level: int) -> bool:
-        return self.logger.isEnabledFor(level)
-
     def log(self, level: int, event: str, *, exc_info: Any = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(level):
             self.logger.log(

@@ -36,6 +36,7 @@ from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_PO
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey, format_address
 from pocl.ledger.tx import TX_VERSION, Tx, sign_tx
+from pocl.ml.training import TrainJob
 from pocl.node.config import MiningSection
 from pocl.node.events import BlockCommitted, NodeEvent
 from pocl.node.interfaces import MinerNode
@@ -194,14 +195,16 @@ class Miner:
 
             n = min(len(self.data.y_train), self.settings.batch_size)
             await self.worker.train(
-                self.spec,
-                initial_weights(self.spec, 0),
-                self.data.x_train[:n],
-                self.data.y_train[:n],
-                epochs=1,
-                batch_size=self.settings.batch_size,
-                lr=self.settings.lr,
-                seed=0,
+                TrainJob(
+                    self.spec,
+                    initial_weights(self.spec, 0),
+                    self.data.x_train[:n],
+                    self.data.y_train[:n],
+                    epochs=1,
+                    batch_size=self.settings.batch_size,
+                    lr=self.settings.lr,
+                    seed=0,
+                )
             )
         except Exception as exc:
             log.warning("miner: warm-up training job failed: %s", exc)
@@ -368,14 +371,16 @@ class Miner:
         if self.behaviour.trains:
             try:
                 res = await self.worker.train(
-                    self.spec,
-                    g,
-                    d.x_train,
-                    self.behaviour.training_labels(d.y_train, self.params.classes),
-                    epochs=self.settings.epochs,
-                    batch_size=self.settings.batch_size,
-                    lr=self.settings.lr,
-                    seed=sub_seed(self.settings.seed, "train", self.settings.shard, round_),
+                    TrainJob(
+                        self.spec,
+                        g,
+                        d.x_train,
+                        self.behaviour.training_labels(d.y_train, self.params.classes),
+                        epochs=self.settings.epochs,
+                        batch_size=self.settings.batch_size,
+                        lr=self.settings.lr,
+                        seed=sub_seed(self.settings.seed, "train", self.settings.shard, round_),
+                    )
                 )
             except asyncio.CancelledError:
                 raise

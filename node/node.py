@@ -32,6 +32,7 @@ from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.config import Config, parse_host_port
 from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
 from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener, pocl_events
+from pocl.node.home import VALIDATOR_STATE_FILE
 from pocl.node.mempool import AddResult, Mempool, MempoolConfig
 from pocl.node.metrics import NodeMetrics
 from pocl.node.reactors.consensus import ConsensusReactor
@@ -114,7 +115,6 @@ class Node:
         self._listeners: list[NodeEventListener] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._running = False
-        self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -203,7 +203,7 @@ class Node:
         signer = None
         if self.validator_key is not None:
             signer = SigningGuard(
-                self.home / "data" / "priv_validator_state.json",
+                self.home / "data" / VALIDATOR_STATE_FILE,
                 self.validator_key,
                 self.genesis.chain_id,
                 allow_double_sign=self.double_sign,
@@ -287,11 +287,7 @@ class Node:
             await self.host.stop()
         if self.chain is not None:
             self.chain.store.close()
-        self._stopped.set()
         log.info("node stopped")
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
 
     async def _start_miner(self) -> None:
         """Mining takes part in PoCL rounds with the validator (account) key: it must hold stake."""

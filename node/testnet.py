@@ -47,10 +47,6 @@ class TestnetNode:
     ports: NodePorts
 
     @property
-    def p2p_addr(self) -> str:
-        return f"{self.node_id}@127.0.0.1:{self.ports.p2p}"
-
-    @property
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.rpc}"
 

@@ -158,33 +158,11 @@ class FrameSealer:
         self._seal_into(memoryview(buf), part, more)
         return buf
 
-    def seal_message(self, payload: bytes) -> list[bytearray]:
-        """One message → one or more frames (the last has the `more` flag clear)."""
-        n = len(payload)
-        if n <= self.chunk:
-            return [self.seal_frame(payload)]
-        view = memoryview(payload)
-        return [
-            self.seal_frame(view[off : off + self.chunk], off + self.chunk < n)
-            for off in range(0, n, self.chunk)
-        ]
-
     def seal_part_into(self, out: SendBuffer, part: bytes | memoryview, more: bool) -> None:
         """Append one frame (at most `chunk` bytes of a message) to `out`."""
         frame_len = HEADER_LEN + len(part) + TAG_LEN
         self._seal_into(out.reserve(frame_len), part, more)
         out.used += frame_len
-
-    def seal_message_into(self, out: SendBuffer, payload: bytes) -> None:
-        """Append the frames of one message to `out` (no per-message allocation)."""
-        n = len(payload)
-        if n <= self.chunk:
-            self.seal_part_into(out, payload, False)
-            return
-        view = memoryview(payload)
-        for off in range(0, n, self.chunk):
-            self.seal_part_into(out, view[off : off + self.chunk], off + self.chunk < n)
-
 
 class FrameOpener:
     """Decrypts incoming frames in counter order; any failure is fatal for the stream."""

@@ -462,16 +462,6 @@ class Host:
             self.addrbook.mark_success(nid)
         return peer
 
-    def add_persistent(self, addr: PeerAddr | str) -> None:
-        """Keep a connection to `addr` for as long as the host runs (redialled with backoff)."""
-        if isinstance(addr, str):
-            addr = parse_peer_addr(addr)
-        if addr.node_id == self.node_id:
-            return
-        self._persistent[addr.node_id] = addr
-        if self._running:
-            self._start_persistent(addr)
-
     def _start_persistent(self, addr: PeerAddr) -> None:
         task = self._persistent_tasks.get(addr.node_id)
         if task is None or task.done():

@@ -60,29 +60,17 @@ def phase_deadline(rec: RoundRecord, params: PoclParams) -> int:
     return phase_start(rec) + phase_max_blocks(rec.phase, params) - 1
 
 
-def expected_actors(rec: RoundRecord) -> list[bytes]:
-    if rec.phase == PHASE_COMMIT:
-        return rec.eligible
-    if rec.phase == PHASE_PREDICT:
-        return rec.committers
-    if rec.phase == PHASE_VOTE:
-        return rec.revealed
-    return []
-
-
-def acted(rec: RoundRecord) -> list[bytes]:
-    if rec.phase == PHASE_COMMIT:
-        return rec.committers
-    if rec.phase == PHASE_PREDICT:
-        return rec.predictors
-    if rec.phase == PHASE_VOTE:
-        return rec.voters
-    return []
-
-
 def everyone_acted(rec: RoundRecord) -> bool:
-    expected = expected_actors(rec)
-    return bool(expected) and set(expected) <= set(acted(rec))
+    """Every miner the phase expects (see the module docstring) has sent its tx."""
+    if rec.phase == PHASE_COMMIT:
+        expected, acted = rec.eligible, rec.committers
+    elif rec.phase == PHASE_PREDICT:
+        expected, acted = rec.committers, rec.predictors
+    elif rec.phase == PHASE_VOTE:
+        expected, acted = rec.revealed, rec.voters
+    else:
+        return False
+    return bool(expected) and set(expected) <= set(acted)
 
 
 def end_block_step(rec: RoundRecord, height: int, params: PoclParams) -> Step:

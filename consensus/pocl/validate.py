@@ -71,6 +71,13 @@ def _contains(sorted_list: list[bytes], item: bytes) -> bool:
     return item in set(sorted_list)
 
 
+def _check_one_per_other(count: int, group: list[bytes], what: str) -> None:
+    """A prediction or vote judges every OTHER member of its group, so it carries len(group) - 1 items."""
+    expected = len(group) - 1
+    if count != expected:
+        raise PayloadError(E_WRONG_COUNT, f"expected {expected} {what}, got {count}")
+
+
 def accept_commit(
     rec: RoundRecord | None,
     sender: bytes,
@@ -104,12 +111,7 @@ def accept_predict(
         raise PayloadError(E_NOT_COMMITTER, "only miners that committed this round may predict")
     if _contains(rec.predictors, sender):
         raise PayloadError(E_DUPLICATE, "sender already predicted in this round")
-    expected = len(rec.committers) - 1
-    if len(p.predictions) != expected:
-        raise PayloadError(
-            E_WRONG_COUNT,
-            f"expected {expected} prediction arrays (one per other committer), got {len(p.predictions)}",
-        )
+    _check_one_per_other(len(p.predictions), rec.committers, "prediction arrays (one per other committer)")
     check_predict_payload(p, params)
     digest = weights_digest(p.weights)
     ok = model_commitment(chain_id, rec.round, sender, digest) == commit.model_commit
@@ -139,12 +141,7 @@ def accept_vote(
         )
     if _contains(rec.voters, sender):
         raise PayloadError(E_DUPLICATE, "sender already voted in this round")
-    expected = len(rec.revealed) - 1
-    if len(p.scores) != expected:
-        raise PayloadError(
-            E_WRONG_COUNT,
-            f"expected {expected} scores (one per other revealed predictor), got {len(p.scores)}",
-        )
+    _check_one_per_other(len(p.scores), rec.revealed, "scores (one per other revealed predictor)")
     ok = label_commitment(p.labels, p.salt) == commit.label_commit
     entry = VoteEntry(sender, height, tx_hash, p.labels, p.salt, list(p.scores), ok)
     return dataclasses.replace(rec, voters=insert_sorted(rec.voters, sender)), entry

@@ -350,7 +350,3 @@ def _reraise_with_path(exc: KeystoreError, path: Path | str) -> None:
     """Name the file in the message when it does not already, so the operator knows which key failed."""
     if str(path) not in str(exc):
         raise KeystoreError(f"{exc}: {path}") from exc
-
-
-def is_encrypted(path: Path | str) -> bool:
-    return read_key_info(path).encrypted

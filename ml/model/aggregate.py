@@ -26,8 +26,6 @@ from fractions import Fraction
 import numpy as np
 
 LANES = 4096
-NORM_SCALE = 10**6  # norms as integers (micro-units) for anything that must go into state
-_MAX_STATE_INT = 2**63 - 1
 _F32_MAX = float(np.finfo(np.float32).max)
 
 FEDAVG = "fedavg"
@@ -44,7 +42,7 @@ class AggregationError(ValueError):
 
 @dataclass(frozen=True)
 class AggregationRule:
-    """How winners' updates are combined. Build with `parse_rule`; `to_text()` is its canonical form.
+    """How winners' updates are combined. Build with `parse_rule`.
 
     clip: each update Δ_i with ‖Δ_i‖ > bound = median(‖Δ‖) × clip_factor is scaled down to the bound.
     multi-krum: keep the `m` updates (default n − f) with the smallest sum of squared distances to their
@@ -58,19 +56,6 @@ class AggregationRule:
     f: int = 0
     m: int = 0  # 0: n - f
     beta: Fraction = Fraction(0)
-
-    def to_text(self) -> str:
-        if self.kind == CLIP:
-            return f"{CLIP}:{_fraction_text(self.clip_factor)}"
-        if self.kind == MULTI_KRUM:
-            return f"{MULTI_KRUM}:{self.f}" + (f":{self.m}" if self.m else "")
-        if self.kind == TRIMMED_MEAN:
-            return f"{TRIMMED_MEAN}:{_fraction_text(self.beta)}"
-        return self.kind
-
-
-def _fraction_text(x: Fraction) -> str:
-    return str(x.numerator) if x.denominator == 1 else str(x)
 
 
 def _parse_fraction(text: str, what: str) -> Fraction:
@@ -129,18 +114,6 @@ class AggregationResult:
     bound: float | None = None  # the clip bound, when the rule clips
     scores: tuple[float, ...] = ()  # multi-krum scores per input model (lower is more central)
 
-    @property
-    def scaled_norms(self) -> tuple[int, ...]:
-        """Norms as integers in 1/NORM_SCALE units, for records that go into state (no floats there)."""
-        return tuple(to_scaled_int(v) for v in self.norms)
-
-
-def to_scaled_int(value: float) -> int:
-    """round(value × NORM_SCALE), saturated to the codec's signed range; deterministic for a given float."""
-    if not math.isfinite(value):
-        return _MAX_STATE_INT if value > 0 else -_MAX_STATE_INT
-    return max(-_MAX_STATE_INT, min(_MAX_STATE_INT, round(value * NORM_SCALE)))
-
 
 # ------------------------------------------------------------------------------------------- reductions
 
@@ -180,12 +153,6 @@ def _squared_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     if not math.isfinite(total):
         raise AggregationError("weights hold NaN or infinity")
     return total
-
-
-def update_norm(global_w: list[np.ndarray], w: list[np.ndarray]) -> float:
-    """Deterministic L2 norm of the update W − G (computed in float64)."""
-    _check_layout(global_w, [w])
-    return math.sqrt(_squared_distance(w, global_w))
 
 
 # ------------------------------------------------------------------------------------------ aggregation

@@ -33,11 +33,8 @@ from pocl.ml.model.weights import check_weights
 # disagreement between machines, BLAS thread counts and Keras) grows with the logits' magnitude. Measured
 # float32-vs-Keras logit differences are <= ~1.5e-6 relative; 1e-3 leaves a factor of ~700 and makes ~0.1%
 # of trained cnn-digits samples near-ties. A sample whose margin is <= the near-tie margin is a near-tie:
-# its label is never used as evidence of fraud.
-NEAR_TIE_MARGIN = 1e-3
-# The same threshold as an integer (parts per million) for genesis/chain params, which hold no floats.
-NEAR_TIE_MARGIN_PPM = 1_000
-PPM = 1_000_000
+# its label is never used as evidence of fraud (the threshold is the chain parameter
+# `PoclParams.near_tie_margin`, applied in `consensus.pocl.verify`).
 
 # BLAS threads used by `logits` (None: leave the process setting alone). One thread on purpose: measured on
 # a busy 2-core machine (e.g. a miner training with TensorFlow next to the node), OpenBLAS's spinning worker
@@ -48,18 +45,6 @@ INFERENCE_BLAS_THREADS: int | None = 1
 
 # Samples per chunk: small chunks keep im2col buffers in cache (measured fastest at 32 on cnn-mnist).
 DEFAULT_BATCH = 32
-
-
-def near_tie_threshold(margin_ppm: int) -> float:
-    """The float threshold for a near-tie margin given in parts per million (a chain parameter)."""
-    if isinstance(margin_ppm, bool) or not isinstance(margin_ppm, int) or margin_ppm < 0:
-        raise ValueError("near-tie margin must be a non-negative integer (ppm)")
-    return margin_ppm / PPM
-
-
-def is_decisive(margin: np.ndarray, margin_ppm: int = NEAR_TIE_MARGIN_PPM) -> np.ndarray:
-    """Boolean mask of samples whose predicted label is machine-independent (margin above the guard)."""
-    return np.asarray(margin) > near_tie_threshold(margin_ppm)
 
 
 @functools.cache
@@ -199,24 +184,3 @@ def predict(
     z = logits(spec, weights, x, batch_size=batch_size, dtype=dtype)
     labels = np.argmax(z, axis=1).astype(np.int64)
     return labels, margins_of(z)
-
-
-def decisive_mismatches(
-    spec: ModelSpec,
-    weights: list[np.ndarray],
-    x: np.ndarray,
-    claimed: np.ndarray,
-    margin_ppm: int = NEAR_TIE_MARGIN_PPM,
-    dtype: type[np.floating[Any]] = np.float32,
-) -> np.ndarray:
-    """Indices (int64, ascending) where `claimed` labels differ from the model's decisive predictions.
-
-    This is the prediction-fraud test of DESIGN §5.2: a non-empty result proves the claimed labels were
-    not produced by these weights, and it is the same on every machine because near-ties are excluded.
-    """
-    claimed = np.asarray(claimed)
-    if claimed.ndim != 1 or claimed.shape[0] != np.shape(x)[0]:
-        raise ValueError(f"need one claimed label per sample, got shape {claimed.shape}")
-    labels, margin = predict(spec, weights, x, dtype=dtype)
-    bad = (labels != claimed) & is_decisive(margin, margin_ppm)
-    return np.flatnonzero(bad).astype(np.int64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from pocl.ml.model.registry import ModelSpec
+from pocl.ml.training import TrainJob
 from pocl.node.simulation.config import SimConfig
 from pocl.node.simulation.miners import TrainFn
 
@@ -25,10 +26,10 @@ def keras_train_fn(cfg: SimConfig) -> TrainFn:
 
             configure_threads()
             trainer = Trainer()
-        result = trainer.fit(
+        job = TrainJob(
             spec, g, x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
             optimizer=cfg.optimizer,
         )  # fmt: skip
-        return result.weights
+        return trainer.fit(job).weights
 
     return train

@@ -26,63 +26,64 @@ from pocl.consensus.pocl.finalize import finalize_round
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import PHASE_PREDICT, RoundData, RoundRecord
 from pocl.consensus.pocl.schedule import advance
-from pocl.consensus.pocl.txs import (
-    CommitPayload,
-    NdArray,
-    PredictPayload,
-    VotePayload,
-    label_commitment,
-    labels_array,
-    model_commitment,
-)
 from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
 from pocl.consensus.pocl.verify import ShardClaim, verify_claims
+from pocl.ml.adversary import Behaviour
 from pocl.ml.model.aggregate import aggregate
 from pocl.ml.model.inference import predict
-from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
+from pocl.ml.model.weights import initial_weights, weights_hash
+from pocl.ml.shards import MinerData
+from pocl.node.miner_payloads import commit_payload, predict_payload, round_secrets, vote_payload
 
 from scripts.bench.report import best_time, write_json
 
 CHAIN_ID = "bench"
 TX = b"\x00" * 32
+HONEST = Behaviour()
 
 
 def build_round(n: int, params: PoclParams) -> tuple[RoundData, list[np.ndarray], list[Any]]:
+    """One full round of n honest miners, their payloads made as a node's miner makes them
+    (`node.miner_payloads`), each accepted by the chain's rules."""
     spec = params.model_spec()
     rng = np.random.default_rng(n)
     g = initial_weights(spec, params.init_seed)
     addrs = sorted(hashlib.sha256(b"m%d" % i).digest()[:20] for i in range(n))
     models = {a: [(w + rng.normal(0, 0.05, w.shape)).astype(np.float32) for w in g] for a in addrs}
-    xs = {a: rng.random((params.test_shard_size, *params.input_shape), dtype=np.float32) for a in addrs}
-    ys = {a: rng.integers(0, params.classes, params.test_shard_size) for a in addrs}
-    salt = b"\x01" * 32
+    data = {a: _random_pool(params, rng) for a in addrs}
+    secrets = {
+        a: round_secrets(
+            HONEST, params, 1, weights_hash(g), g, models[a], data[a], salt=b"\x01" * 32, model_seed=0
+        )
+        for a in addrs
+    }
     rec = RoundRecord.open(1, 1, addrs, weights_hash(g))
     commits, preds, votes = {}, {}, {}
     for a in addrs:
-        mc = model_commitment(CHAIN_ID, 1, a, weights_hash(models[a]))
-        payload = CommitPayload(1, mc, label_commitment(labels_array(ys[a]), salt), NdArray.of(xs[a]), 0)
-        rec, commits[a] = accept_commit(rec, a, payload, params, 1, TX)
+        rec, commits[a] = accept_commit(rec, a, commit_payload(CHAIN_ID, a, secrets[a]), params, 1, TX)
     rec = advance(rec, 1)
     predict_payloads = {}
     for a in addrs:
-        labels = [labels_array(predict(spec, models[a], xs[o])[0]) for o in addrs if o != a]
-        predict_payloads[a] = PredictPayload(1, encode_weights(models[a]), labels)
+        seen = RoundData.build(rec, commits.values(), [], [])
+        predict_payloads[a] = predict_payload(HONEST, spec, a, secrets[a], seen, data[a])
         rec, preds[a] = accept_predict(rec, a, predict_payloads[a], commits[a], params, CHAIN_ID, 2, TX)
     rec = advance(rec, 2)
-    for j in addrs:
-        y = ys[j]
-        scores = []
-        for i in addrs:
-            if i != j:
-                arr = preds[i].predictions[[o for o in addrs if o != i].index(j)].to_numpy(1 << 20)
-                scores.append(int(np.count_nonzero(arr == y)) * 10_000 // len(y))
-        rec, votes[j] = accept_vote(
-            rec, j, VotePayload(1, labels_array(y), salt, scores), commits[j], params, 3, TX
-        )
-    data = RoundData.build(rec, commits.values(), preds.values(), votes.values())
+    for a in addrs:
+        seen = RoundData.build(rec, commits.values(), preds.values(), [])
+        vote = vote_payload(HONEST, a, secrets[a], seen)
+        rec, votes[a] = accept_vote(rec, a, vote, commits[a], params, 3, TX)
+    round_data = RoundData.build(rec, commits.values(), preds.values(), votes.values())
     a0 = addrs[0]
+    xs = {a: secrets[a].test_x for a in addrs}
     extra = [rec, predict_payloads[a0], commits[a0], a0, models, xs]
-    return data, g, extra
+    return round_data, g, extra
+
+
+def _random_pool(params: PoclParams, rng: np.random.Generator) -> MinerData:
+    """A miner whose held-out pool is exactly one random test shard (its training data is unused here)."""
+    x = rng.random((params.test_shard_size, *params.input_shape), dtype=np.float32)
+    y = rng.integers(0, params.classes, params.test_shard_size)
+    return MinerData(x_train=x, y_train=y, pool_x=x, pool_y=y, shard_seed=0)
 
 
 def bench(n: int, params: PoclParams, repeats: int) -> dict[str, Any]:
@@ -138,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join(f"{c:>24}" for c in cols))
     for r in rows:
         print("  ".join(f"{r[c]:>24.2f}" if isinstance(r[c], float) else f"{r[c]:>24}" for c in cols))
-    write_json(args.json, {"bench": "pocl", "model": args.model, "platform": platform.platform(), "rows": rows})
+    write_json(
+        args.json, {"bench": "pocl", "model": args.model, "platform": platform.platform(), "rows": rows}
+    )
     return 0
 
 

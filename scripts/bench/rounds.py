@@ -107,14 +107,15 @@ def centralised_accuracy(n: int, rounds: int, epochs: int, batch: int) -> float:
     from pocl.ml.model.registry import get_model
     from pocl.ml.model.weights import initial_weights
     from pocl.ml.shards import miner_data
-    from pocl.ml.training import accuracy, train
+    from pocl.ml.training import Trainer, TrainJob, accuracy
 
     ds = load_dataset("digits")
     parts = [miner_data(ds, n, i, scheme="iid", seed=0) for i in range(n)]
     x = np.concatenate([p.x_train for p in parts])
     y = np.concatenate([p.y_train for p in parts])
     spec = get_model("cnn-digits")
-    w = train(spec, initial_weights(spec, 0), x, y, rounds * epochs, batch, DEFAULT_LR, seed=0)
+    job = TrainJob(spec, initial_weights(spec, 0), x, y, rounds * epochs, batch, DEFAULT_LR, seed=0)
+    w = Trainer().fit(job).weights
     return accuracy(spec, w, ds.x_test, ds.y_test)
 
 

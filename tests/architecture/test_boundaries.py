@@ -14,12 +14,9 @@ import ast
 import sys
 from pathlib import Path
 
-from tests.architecture.import_graph import Import, build_graph, cycles, module_files
+from tests.support.import_graph import CORE_PACKAGES, Import, build_graph, cycles, is_core, module_files
 
 ROOT = Path(__file__).resolve().parents[2]
-
-CORE_PACKAGES = ("pocl.ledger", "pocl.consensus.bft", "pocl.consensus.pocl", "pocl.ml.model")
-NOT_CORE = ("pocl.ledger.storage",)  # plyvel store, encrypted keystore, fsync'd files
 
 # Standard-library modules whose use means I/O, clocks, randomness or concurrency.
 FORBIDDEN_STDLIB = frozenset(
@@ -36,11 +33,6 @@ FORBIDDEN_STDLIB = frozenset(
 # threadpoolctl only caps BLAS threads around canonical inference (speed, never values).
 ALLOWED_THIRD_PARTY = frozenset({"numpy", "msgpack", "nacl", "cryptography", "threadpoolctl"})
 FORBIDDEN_BUILTINS = frozenset({"open", "input", "print", "breakpoint", "exec", "eval", "__import__"})
-
-
-def is_core(module: str) -> bool:
-    in_core = any(module == p or module.startswith(p + ".") for p in CORE_PACKAGES)
-    return in_core and not any(module == p or module.startswith(p + ".") for p in NOT_CORE)
 
 
 def boundary_violations(root: Path) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.architecture.test_boundaries import CORE_PACKAGES
+from tests.support.import_graph import CORE_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"

@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pocl.consensus.pocl.params import PoclParams
 from pocl.ml.keras_model import build_keras_model, keras_weights
-from pocl.ml.model.inference import NEAR_TIE_MARGIN, logits, predict
+from pocl.ml.model.inference import logits, predict
 from pocl.ml.model.registry import ModelSpec, conv2d, dense, flatten, get_model, maxpool, model_names, relu
 from pocl.ml.model.weights import initial_weights, weights_hash
 
+NEAR_TIE_MARGIN = PoclParams().near_tie_threshold  # the chain's default near-tie guard
 LOGIT_REL_TOL = NEAR_TIE_MARGIN / 10  # vs the logits' own scale; measured <= ~1.5e-6
 
 

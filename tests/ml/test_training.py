@@ -7,7 +7,7 @@ import pytest
 from pocl.ml.datasets import load_dataset
 from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import check_weights, initial_weights
-from pocl.ml.training import Trainer, TrainingError, accuracy, train
+from pocl.ml.training import Trainer, TrainingError, TrainJob, accuracy
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,9 @@ def test_training_learns_digits(digits, trainer: Trainer) -> None:
     g = initial_weights(spec, 0)
     g_copy = [w.copy() for w in g]
     before = accuracy(spec, g, digits.x_test, digits.y_test)
-    result = trainer.fit(spec, g, digits.x_train, digits.y_train, epochs=4, batch_size=32, lr=0.05, seed=1)
+    result = trainer.fit(
+        TrainJob(spec, g, digits.x_train, digits.y_train, epochs=4, batch_size=32, lr=0.05, seed=1)
+    )
     check_weights(spec, result.weights)  # canonical float32, the spec's shapes
     assert all(w.dtype == np.float32 for w in result.weights)
     after = accuracy(spec, result.weights, digits.x_test, digits.y_test)
@@ -37,21 +39,12 @@ def test_training_learns_digits(digits, trainer: Trainer) -> None:
         np.testing.assert_array_equal(a, b)  # the global model is not mutated
 
 
-def test_train_function_and_adam(digits, trainer: Trainer) -> None:
+def test_adam_optimizer(digits, trainer: Trainer) -> None:
     spec = get_model(digits.model_name)
     g = initial_weights(spec, 1)
-    w = train(
-        spec,
-        g,
-        digits.x_train[:300],
-        digits.y_train[:300],
-        1,
-        32,
-        0.003,
-        5,
-        optimizer="adam",
-        trainer=trainer,
-    )
+    w = trainer.fit(
+        TrainJob(spec, g, digits.x_train[:300], digits.y_train[:300], 1, 32, 0.003, 5, optimizer="adam")
+    ).weights
     check_weights(spec, w)
     assert any(not np.array_equal(a, b) for a, b in zip(w, g))
 
@@ -65,13 +58,21 @@ def test_stop_request_and_time_limit(digits, trainer: Trainer) -> None:
         calls["n"] += 1
         return calls["n"] > 3
 
-    r = trainer.fit(
-        spec, g, digits.x_train, digits.y_train, epochs=50, batch_size=32, lr=0.05, seed=1,
-        should_stop=stop_after_three,
-    )  # fmt: skip
+    job = TrainJob(spec, g, digits.x_train, digits.y_train, epochs=50, batch_size=32, lr=0.05, seed=1)
+    r = trainer.fit(job, should_stop=stop_after_three)
     assert r.stopped_early and r.epochs_done == 0 and r.steps_done <= 4
     r = trainer.fit(
-        spec, g, digits.x_train, digits.y_train, epochs=1000, batch_size=32, lr=0.05, seed=1, time_limit_s=0.5
+        TrainJob(
+            spec,
+            g,
+            digits.x_train,
+            digits.y_train,
+            epochs=1000,
+            batch_size=32,
+            lr=0.05,
+            seed=1,
+            time_limit_s=0.5,
+        )
     )
     assert r.stopped_early and r.epochs_done < 1000
     check_weights(spec, r.weights)
@@ -82,14 +83,18 @@ def test_bad_inputs(digits, trainer: Trainer) -> None:
     g = initial_weights(spec, 0)
     x, y = digits.x_train[:10], digits.y_train[:10]
     with pytest.raises(TrainingError, match="expects inputs"):
-        trainer.fit(spec, g, np.zeros((10, 28, 28, 1), np.float32), y, epochs=1, batch_size=4, lr=0.1, seed=0)
+        trainer.fit(
+            TrainJob(
+                spec, g, np.zeros((10, 28, 28, 1), np.float32), y, epochs=1, batch_size=4, lr=0.1, seed=0
+            )
+        )
     with pytest.raises(TrainingError, match="labels"):
-        trainer.fit(spec, g, x, y[:5], epochs=1, batch_size=4, lr=0.1, seed=0)
+        trainer.fit(TrainJob(spec, g, x, y[:5], epochs=1, batch_size=4, lr=0.1, seed=0))
     with pytest.raises(TrainingError, match="labels must be"):
-        trainer.fit(spec, g, x, y + 10, epochs=1, batch_size=4, lr=0.1, seed=0)
+        trainer.fit(TrainJob(spec, g, x, y + 10, epochs=1, batch_size=4, lr=0.1, seed=0))
     with pytest.raises(TrainingError, match="optimizer"):
-        trainer.fit(spec, g, x, y, epochs=1, batch_size=4, lr=0.1, seed=0, optimizer="rmsprop")
+        trainer.fit(TrainJob(spec, g, x, y, epochs=1, batch_size=4, lr=0.1, seed=0, optimizer="rmsprop"))
     with pytest.raises(TrainingError):
-        trainer.fit(spec, g, x, y, epochs=1, batch_size=0, lr=0.1, seed=0)
+        trainer.fit(TrainJob(spec, g, x, y, epochs=1, batch_size=0, lr=0.1, seed=0))
     with pytest.raises(Exception, match="weight"):
-        trainer.fit(spec, g[:-1], x, y, epochs=1, batch_size=4, lr=0.1, seed=0)
+        trainer.fit(TrainJob(spec, g[:-1], x, y, epochs=1, batch_size=4, lr=0.1, seed=0))

@@ -17,7 +17,7 @@ from pocl.ml.datasets import load_dataset
 from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import check_weights, initial_weights
 from pocl.ml.train_worker import TrainingCancelled, TrainingWorker, WorkerDied
-from pocl.ml.training import TrainingError, accuracy
+from pocl.ml.training import TrainingError, TrainJob, accuracy
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -77,7 +77,7 @@ async def test_cancel_during_start_keeps_the_start_going(worker: TrainingWorker,
     g = initial_weights(spec, 0)
     with LagProbe() as probe:
         job = asyncio.create_task(
-            worker.train(spec, g, ds.x_train, ds.y_train, epochs=1, batch_size=32, lr=0.05, seed=1)
+            worker.train(TrainJob(spec, g, ds.x_train, ds.y_train, epochs=1, batch_size=32, lr=0.05, seed=1))
         )
         await asyncio.sleep(0.3)
         assert not job.done()
@@ -95,7 +95,9 @@ async def test_trains_while_the_loop_stays_responsive(worker: TrainingWorker, di
     ds, spec = digits
     g = initial_weights(spec, 0)
     with LagProbe() as probe:
-        result = await worker.train(spec, g, ds.x_train, ds.y_train, epochs=6, batch_size=32, lr=0.05, seed=1)
+        result = await worker.train(
+            TrainJob(spec, g, ds.x_train, ds.y_train, epochs=6, batch_size=32, lr=0.05, seed=1)
+        )
     check_weights(spec, result.weights)
     assert accuracy(spec, result.weights, ds.x_test, ds.y_test) > 0.8
     assert result.epochs_done == 6
@@ -108,7 +110,7 @@ async def test_cancel_interrupts_and_worker_stays_usable(worker: TrainingWorker,
     g = initial_weights(spec, 0)
     pid = worker.pid
     job = asyncio.create_task(
-        worker.train(spec, g, ds.x_train, ds.y_train, epochs=500, batch_size=16, lr=0.01, seed=2)
+        worker.train(TrainJob(spec, g, ds.x_train, ds.y_train, epochs=500, batch_size=16, lr=0.01, seed=2))
     )
     await asyncio.sleep(1.0)
     t0 = time.monotonic()
@@ -118,7 +120,7 @@ async def test_cancel_interrupts_and_worker_stays_usable(worker: TrainingWorker,
     assert time.monotonic() - t0 < 5.0
     assert worker.pid == pid, "interrupted, not killed"
     r = await worker.train(
-        spec, g, ds.x_train[:200], ds.y_train[:200], epochs=1, batch_size=32, lr=0.05, seed=3
+        TrainJob(spec, g, ds.x_train[:200], ds.y_train[:200], epochs=1, batch_size=32, lr=0.05, seed=3)
     )
     assert r.epochs_done == 1 and not r.stopped_early
 
@@ -127,7 +129,7 @@ async def test_task_cancellation_interrupts(worker: TrainingWorker, digits) -> N
     ds, spec = digits
     g = initial_weights(spec, 0)
     job = asyncio.create_task(
-        worker.train(spec, g, ds.x_train, ds.y_train, epochs=500, batch_size=16, lr=0.01, seed=2)
+        worker.train(TrainJob(spec, g, ds.x_train, ds.y_train, epochs=500, batch_size=16, lr=0.01, seed=2))
     )
     await asyncio.sleep(1.0)
     t0 = time.monotonic()
@@ -136,7 +138,7 @@ async def test_task_cancellation_interrupts(worker: TrainingWorker, digits) -> N
         await job
     assert time.monotonic() - t0 < 5.0
     r = await worker.train(
-        spec, g, ds.x_train[:200], ds.y_train[:200], epochs=1, batch_size=32, lr=0.05, seed=3
+        TrainJob(spec, g, ds.x_train[:200], ds.y_train[:200], epochs=1, batch_size=32, lr=0.05, seed=3)
     )
     assert r.epochs_done == 1
 
@@ -147,14 +149,16 @@ async def test_bad_job_reports_an_error_and_worker_survives(worker: TrainingWork
     pid = worker.pid
     with pytest.raises(TrainingError, match="expects inputs"):
         await worker.train(
-            spec,
-            g,
-            np.zeros((4, 5, 5, 1), np.float32),
-            np.zeros(4, np.int64),
-            epochs=1,
-            batch_size=2,
-            lr=0.1,
-            seed=0,
+            TrainJob(
+                spec,
+                g,
+                np.zeros((4, 5, 5, 1), np.float32),
+                np.zeros(4, np.int64),
+                epochs=1,
+                batch_size=2,
+                lr=0.1,
+                seed=0,
+            )
         )
     assert worker.pid == pid
 
@@ -164,7 +168,7 @@ async def test_worker_crash_is_reported_then_restarted(worker: TrainingWorker, d
     g = initial_weights(spec, 0)
     restarts = worker.restarts
     job = asyncio.create_task(
-        worker.train(spec, g, ds.x_train, ds.y_train, epochs=500, batch_size=16, lr=0.01, seed=2)
+        worker.train(TrainJob(spec, g, ds.x_train, ds.y_train, epochs=500, batch_size=16, lr=0.01, seed=2))
     )
     await asyncio.sleep(1.0)
     pid = worker.pid
@@ -173,7 +177,7 @@ async def test_worker_crash_is_reported_then_restarted(worker: TrainingWorker, d
     with pytest.raises(WorkerDied):
         await asyncio.wait_for(job, 30)
     r = await worker.train(
-        spec, g, ds.x_train[:200], ds.y_train[:200], epochs=1, batch_size=32, lr=0.05, seed=3
+        TrainJob(spec, g, ds.x_train[:200], ds.y_train[:200], epochs=1, batch_size=32, lr=0.05, seed=3)
     )
     assert r.epochs_done == 1
     assert worker.restarts == restarts + 1

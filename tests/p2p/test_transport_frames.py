@@ -25,6 +25,7 @@ from pocl.p2p.message_ids import MessageId
 from pocl.p2p.messages import MessageRegistry, default_registry
 
 from tests.support.hostkit import wait_until
+from tests.support.transport_kit import seal_message, seal_message_into
 
 KEY = b"\x05" * 32
 
@@ -62,7 +63,7 @@ async def test_random_splits_deliver_every_message_intact(max_piece):
     sealer = FrameSealer(KEY, max_frame_bytes=1024 * 1024 + 4096)
     out = SendBuffer()
     for m in messages:
-        sealer.seal_message_into(out, m)
+        seal_message_into(sealer, out, m)
     stream = bytes(out.take())
 
     got: list[bytes] = []
@@ -79,13 +80,13 @@ async def test_send_buffer_matches_list_sealing():
     out = SendBuffer(16)
     payloads = [b"x" * n for n in (0, 5, 984, 985, 5000)]
     for p in payloads:
-        a.seal_message_into(out, p)
-    assert bytes(out.take()) == b"".join(bytes(f) for p in payloads for f in b.seal_message(p))
+        seal_message_into(a, out, p)
+    assert bytes(out.take()) == b"".join(bytes(f) for p in payloads for f in seal_message(b, p))
 
 
 async def test_message_over_limit_breaks_stream():
     sealer = FrameSealer(KEY, max_frame_bytes=1024)
-    stream = b"".join(bytes(f) for f in sealer.seal_message(b"y" * 5000))
+    stream = b"".join(bytes(f) for f in seal_message(sealer, b"y" * 5000))
     broken: list[str] = []
     proto = FrameProtocol(max_frame_bytes=1024, max_message_bytes=4096)
     proto.start_frames(FrameOpener(KEY), lambda m: None, lambda v, r: broken.append(r))

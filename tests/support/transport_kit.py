@@ -13,6 +13,7 @@ from pocl.ledger.keys import PrivateKey
 from pocl.p2p.connection import ConnectionConfig, PeerConnection
 from pocl.p2p.dial import dial, serve
 from pocl.p2p.errors import HandshakeError, ProtocolViolation
+from pocl.p2p.frames import FrameSealer, SendBuffer, plan_frames
 from pocl.p2p.message_ids import MessageId
 from pocl.p2p.messages import PROTOCOL_VERSION, Hello, MessageRegistry, default_registry
 
@@ -33,6 +34,19 @@ class Slow(Struct):
 @dataclasses.dataclass(frozen=True)
 class Fail(Struct):
     kind: str  # "violation" | "crash" | "none" | "minor"
+
+
+def seal_message(sealer: FrameSealer, payload: bytes) -> list[bytearray]:
+    """The frames of one message, cut as a connection cuts it (`plan_frames`), one buffer each."""
+    frames = plan_frames([payload], sealer.chunk)
+    return [sealer.seal_frame(f, i < len(frames) - 1) for i, f in enumerate(frames)]
+
+
+def seal_message_into(sealer: FrameSealer, out: SendBuffer, payload: bytes) -> None:
+    """The frames of one message appended to `out`, as a connection queues them."""
+    frames = plan_frames([payload], sealer.chunk)
+    for i, f in enumerate(frames):
+        sealer.seal_part_into(out, f, i < len(frames) - 1)
 
 
 def make_registry() -> MessageRegistry:

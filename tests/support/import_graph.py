@@ -10,56 +10,44 @@ import ast
 import dataclasses
 from pathlib import Path
 
-PACKAGE = "pocl"
-TOP_FOLDERS = ("consensus", "genesis", "ledger", "ml", "node", "p2p")
+from tests.support.source_imports import PRODUCT_FOLDERS, imported_names, module_name, python_files
+
+# The deterministic core: what every validator runs to reach the same state (docs/architecture.md).
+CORE_PACKAGES = ("pocl.ledger", "pocl.consensus.bft", "pocl.consensus.pocl", "pocl.ml.model")
+NOT_CORE = ("pocl.ledger.storage",)  # plyvel store, encrypted keystore, fsync'd files
+
+
+def is_core(module: str) -> bool:
+    in_core = any(module == p or module.startswith(p + ".") for p in CORE_PACKAGES)
+    return in_core and not any(module == p or module.startswith(p + ".") for p in NOT_CORE)
 
 
 @dataclasses.dataclass(frozen=True)
 class Import:
-    """One imported name as written, resolved to the module it loads."""
+    """One import statement's target, resolved to an absolute dotted name."""
 
     importer: str
     target: str  # dotted module (or package) name
     line: int
 
 
-def module_files(root: Path, folders: tuple[str, ...] = TOP_FOLDERS) -> dict[str, Path]:
+def module_files(root: Path) -> dict[str, Path]:
     """`pocl.<dotted>` -> file, for every module of the installed package (folder `x/` is `pocl.x`)."""
-    out: dict[str, Path] = {}
-    for folder in folders:
-        for path in sorted((root / folder).rglob("*.py")):
-            parts = path.relative_to(root).with_suffix("").parts
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            out[".".join((PACKAGE, *parts))] = path
-    return out
-
-
-def _resolve_relative(importer: str, is_package: bool, level: int, module: str | None) -> str:
-    base = importer.split(".")
-    if not is_package:
-        base = base[:-1]
-    base = base[: len(base) - (level - 1)] if level > 1 else base
-    return ".".join([*base, module] if module else base)
+    return {module_name(root, p): p for f in PRODUCT_FOLDERS for p in python_files(root, f)}
 
 
 def imports_of(name: str, path: Path, known: set[str]) -> list[Import]:
-    """Imports in one file; `from a import b` targets `a.b` when that is a module, else `a`."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    is_package = path.name == "__init__.py"
+    """Imports in one file with their lines; `from a import b` targets `a.b` when that is a module, else
+    `a` (the package whose `__init__` runs)."""
     out: list[Import] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [Import(name, alias.name, node.lineno) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = (
-                _resolve_relative(name, is_package, node.level, node.module)
-                if node.level
-                else node.module or ""
-            )
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                out.append(Import(name, sub if sub in known else base, node.lineno))
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = set(imported_names(ast.unparse(node), name, path.name == "__init__.py"))
+            targets = {n for n in names if n in known} or names
+            if isinstance(node, ast.ImportFrom):  # a.b when b is a module; a itself only if nothing else
+                specific = {n for n in targets if n.count(".") > (node.module or "").count(".") + node.level}
+                targets = {n for n in specific if n in known} or targets
+            out += [Import(name, t, node.lineno) for t in sorted(targets)]
     return out
 
 
