@@ -2,7 +2,7 @@
 
 TensorFlow/Keras are imported lazily inside the functions: importing this module costs nothing, and a
 validator or full node never loads TensorFlow. The model outputs logits (no softmax), exactly like the
-canonical numpy forward pass in `ml.inference`; train it with a from-logits loss.
+canonical numpy forward pass in `ml.model.inference`; train it with a from-logits loss.
 """
 
 from __future__ import annotations

@@ -71,10 +71,9 @@ class MinerData:
     pool_y: np.ndarray
     shard_seed: int
 
-    def test_shard(self, size: int, round: int) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, labels) of this round's fresh shard."""
-        idx = draw_test_shard(np.arange(self.pool_y.shape[0]), size, round, self.shard_seed)
-        return self.pool_x[idx], self.pool_y[idx]
+    def test_shard_indices(self, size: int, round: int) -> np.ndarray:
+        """Pool indices of this round's fresh test shard (the miner publishes `pool_x` at these)."""
+        return draw_test_shard(np.arange(self.pool_y.shape[0]), size, round, self.shard_seed)
 
 
 def miner_data(

@@ -11,7 +11,7 @@ json:  {"ts": "2026-11-21T18:00:00.123Z", "level": "info", "logger": "p2p", "eve
 
 Newlines inside messages, fields and tracebacks are escaped so an event can never span lines. Levels
 are set per logger with a spec like `info` or `info,p2p=debug,consensus=warning`.
-Plain `logging.getLogger(...)` calls elsewhere (libraries, `ledger.keystore`) go through the same
+Plain `logging.getLogger(...)` calls elsewhere (libraries, `ledger.storage.keystore`) go through the same
 formatter.
 """
 

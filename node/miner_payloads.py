@@ -25,7 +25,7 @@ from pocl.consensus.pocl.txs import (
 from pocl.ml.adversary import Behaviour
 from pocl.ml.model.registry import ModelSpec
 from pocl.ml.model.weights import decode_weights, encode_weights
-from pocl.ml.shards import MinerData, draw_test_shard
+from pocl.ml.shards import MinerData
 from pocl.node.miner_store import RoundSecrets
 
 
@@ -48,7 +48,7 @@ def round_secrets(
     weights = behaviour.make_model(
         spec, global_weights, trained, seed=model_seed, visible_models=visible_models
     )
-    idx = draw_test_shard(np.arange(data.pool_y.shape[0]), params.test_shard_size, round_, data.shard_seed)
+    idx = data.test_shard_indices(params.test_shard_size, round_)
     return RoundSecrets(
         round=round_,
         prev_model_hash=prev_model_hash,

@@ -40,7 +40,7 @@ class RoundSecrets:
 
     round: int
     prev_model_hash: bytes  # G_{r-1} the weights were trained from
-    weights: bytes  # canonical encoded weights (ml.weights.encode_weights) as committed
+    weights: bytes  # canonical encoded weights (ml.model.weights.encode_weights) as committed
     labels: np.ndarray  # int64 labels committed for the test shard (as they will be revealed)
     salt: bytes
     test_x: np.ndarray  # float32 test shard inputs, as committed

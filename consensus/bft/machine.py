@@ -53,7 +53,7 @@ rules 36/49 accept the value's block from any source (a proposal of another roun
 once its hash has +2/3 votes; rule 55 jumps to the highest round with f+1 senders; a verified commit
 (`CommitReceived`) decides like line 49. Messages for the next height are buffered (bounded) and
 replayed at `NewHeight`. Tallies count an equivocating validator once per value it signed, as the
-paper counts messages (see consensus.votes).
+paper counts messages (see consensus.bft.votes).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Steps:
    two middle values);
 5. candidates = scored predictors with no violation; fewer than 2 → void round (penalties still apply);
 6. ranking by score desc, ties by H(seed, address); verify candidates in that order until K pass;
-7. robust aggregation (ml.aggregate, params.aggregation) of the winners' weights in address order;
+7. robust aggregation (ml.model.aggregate, params.aggregation) of the winners' weights in address order;
 8. payouts (consensus.pocl.rewards) and one penalty per violating miner (the most severe).
 """
 

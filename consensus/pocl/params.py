@@ -2,7 +2,7 @@
 
 Everything that enters state is an integer: fractions are basis points (`BPS` = 1.0) and the near-tie
 margin is in micro-units (1_000 = 1e-3 of a logit), so every node derives identical verdicts. The model
-architecture id, input shape and class count are checked against `ml.registry` so a genesis naming a
+architecture id, input shape and class count are checked against `ml.model.registry` so a genesis naming a
 model this build does not know fails at load time, not in the middle of a round.
 """
 
@@ -37,7 +37,7 @@ class PoclParams:
     input_shape: tuple[int, ...] = (8, 8, 1)
     classes: int = 10
     init_seed: int = 0
-    aggregation: str = "clip:2.0"  # ml.aggregate rule: robust clipping at 2x the winners' median norm
+    aggregation: str = "clip:2.0"  # ml.model.aggregate rule: robust clipping at 2x the winners' median norm
     # schedule (heights)
     first_round_height: int = 1  # s_1
     round_gap_blocks: int = 0  # blocks between a round's finalizing block and the next s_r
@@ -51,7 +51,7 @@ class PoclParams:
     winners: int = 2  # K
     # verification
     verify_shards: int = 3  # shards re-run per candidate (all its shards if fewer)
-    near_tie_margin: int = 1_000  # micro-units (ppm) of the relative top-2 logit margin (ml.inference)
+    near_tie_margin: int = 1_000  # micro-units (ppm) of the relative top-2 logit margin (consensus.pocl.verify)
     near_tie_allowance_bps: int = 100  # near-tie mismatches tolerated per verification (>= 1 sample)
     # economics
     round_reward: int = 1_000_000

@@ -8,14 +8,14 @@ Three kinds carry a round:
 
 Arrays use `ledger.arrays`' plain form `[dtype, shape, raw bytes]` (the `NdArray` struct encodes to
 exactly that). Test inputs are float32 of shape `(test_shard_size, *input_shape)`; label arrays are
-int64 of shape `(test_shard_size,)` with values in `[0, classes)` (what `ml.inference.predict` returns).
+int64 of shape `(test_shard_size,)` with values in `[0, classes)` (what `ml.model.inference.predict` returns).
 
 Commitments, both domain-tagged:
 
     model_commit = H_commit(chain_id, round, sender_address, weights_hash)
     label_commit = H_label(labels_array, salt)
 
-`weights_hash` is `ml.weights.weights_hash`, i.e. the tagged hash of the canonical weight bytes; since
+`weights_hash` is `ml.model.weights.weights_hash`, i.e. the tagged hash of the canonical weight bytes; since
 those bytes are canonical (the decoder rejects anything else) we hash the revealed bytes directly.
 Binding the commitment to chain, round and sender stops a miner from replaying another miner's (or its
 own older) commitment: copying a commitment never lets the copier reveal matching weights for itself.
@@ -111,7 +111,7 @@ class CommitPayload(Struct):
 @dataclasses.dataclass(frozen=True)
 class PredictPayload(Struct):
     round: int
-    weights: bytes  # ml.weights.encode_weights(...)
+    weights: bytes  # ml.model.weights.encode_weights(...)
     predictions: list[NdArray]  # for each other committer, canonical (address) order
 
     MAX_LEN: ClassVar[dict[str, int]] = {"predictions": 256}
@@ -128,18 +128,14 @@ class VotePayload(Struct):
     MAX_LEN: ClassVar[dict[str, int]] = {"scores": 256}
 
 
-PAYLOAD_TYPES: dict[str, type[Struct]] = {
-    KIND_POCL_COMMIT: CommitPayload,
-    KIND_POCL_PREDICT: PredictPayload,
-    KIND_POCL_VOTE: VotePayload,
-}
+
 
 
 # --------------------------------------------------------------------------- commitments
 
 
 def weights_digest(weights: bytes) -> bytes:
-    """H(weights): equal to `ml.weights.weights_hash(decode_weights(spec, weights))` for canonical bytes."""
+    """H(weights): equal to `ml.model.weights.weights_hash(decode_weights(spec, weights))` for canonical bytes."""
     return tagged_hash(TAG_WEIGHTS, weights)
 
 
@@ -161,17 +157,6 @@ def labels_array(labels: Any) -> NdArray:
 
 
 # --------------------------------------------------------------------------- stateless checks
-
-
-def decode_payload(kind: str, payload: Any) -> Struct:
-    """Type-check a tx payload (plain value) for a PoCL kind; CodecError → PayloadError(E_MALFORMED)."""
-    cls = PAYLOAD_TYPES.get(kind)
-    if cls is None:
-        raise PayloadError(E_MALFORMED, f"not a PoCL kind: {kind!r}")
-    try:
-        return cls.from_list(payload)
-    except CodecError as exc:
-        raise PayloadError(E_MALFORMED, str(exc)) from None
 
 
 def _check_round(round_: int) -> None:

@@ -2,7 +2,7 @@
 
 The k-NN attack of the PoCL paper predicts other miners' shards with something else (k-NN, a bigger
 private model, copied answers) while revealing a cheap model to be averaged. Before a candidate can win,
-every node re-runs canonical inference (`ml.inference.predict`) of the candidate's revealed weights on
+every node re-runs canonical inference (`ml.model.inference.predict`) of the candidate's revealed weights on
 `verify_shards` of the shards that scored it, chosen by the chain seed, and compares with its claims.
 
 Verdict, per candidate:
@@ -74,7 +74,7 @@ def verify_claims(
     claimed = np.concatenate([c.claimed for c in claims], axis=0)
     labels, margins = predict(spec, weights, x)  # type: ignore[arg-type]
     mismatch = labels != claimed
-    # NaN margins never excuse a mismatch (ml.inference maps them to 0, a near-tie; the cap then applies).
+    # NaN margins never excuse a mismatch (ml.model.inference maps them to 0, a near-tie; the cap then applies).
     decisive = ~(margins <= np.float32(params.near_tie_threshold))
     decisive_mm = int(np.count_nonzero(mismatch & decisive))
     near_mm = int(np.count_nonzero(mismatch & ~decisive))

@@ -1,7 +1,7 @@
 """Named model architectures, described once (DESIGN §8).
 
 A `ModelSpec` is plain data: the Keras builder (`ml.keras_model`), the numpy canonical forward pass
-(`ml.inference`) and the canonical weight layout (`ml.weights`) are all derived from it, so the model a
+(`ml.model.inference`) and the canonical weight layout (`ml.model.weights`) are all derived from it, so the model a
 miner trains, the bytes it reveals and the model every node verifies cannot drift apart.
 
 Layers are listed in Keras' order; activations are separate `relu` layers (so a convolution or dense layer

@@ -2,12 +2,12 @@
 
     python -m scripts.bench.ml [--samples N] [--repeats N] [--json PATH]
 
-- inference: the same cnn-mnist weights and the same random inputs through `ml.inference.logits` (its
+- inference: the same cnn-mnist weights and the same random inputs through `ml.model.inference.logits` (its
   default: one BLAS thread; also reported with all BLAS threads) and
   through the Keras model (`model.predict`, best over batch sizes 32 and 128, so Keras gets its best
   figure); best of `--repeats` timed runs each after a warm-up. `canonical_to_keras_ratio` = canonical
   samples/s ÷ Keras samples/s (target >= 0.25);
-- `fedavg_s`: seconds for `ml.aggregate.fedavg` over 10 / 50 / 100 cnn-mnist models (target <= 1 s at
+- `fedavg_s`: seconds for `ml.model.aggregate.fedavg` over 10 / 50 / 100 cnn-mnist models (target <= 1 s at
   100), plus each robust rule over 10 models;
 - `train_samples_per_s`: Keras training of cnn-mnist on random data (Adam, batch 64), after one warm-up
   epoch;

@@ -68,8 +68,8 @@ def test_miner_data_shares_are_disjoint() -> None:
     assert total == ds.y_train.size
     seen = {m.x_train[0].tobytes() for m in shares}
     assert len(seen) == 3
-    x0, y0 = shares[0].test_shard(20, 0)
-    x1, _ = shares[0].test_shard(20, 1)
+    i0, i1 = shares[0].test_shard_indices(20, 0), shares[0].test_shard_indices(20, 1)
+    (x0, y0), x1 = (shares[0].pool_x[i0], shares[0].pool_y[i0]), shares[0].pool_x[i1]
     assert x0.shape == (20, 8, 8, 1) and y0.shape == (20,)
     assert not np.array_equal(x0, x1)
     with pytest.raises(ShardError):

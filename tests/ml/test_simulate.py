@@ -20,7 +20,7 @@ from pocl.consensus.pocl.records import (
     RoundData,
     RoundRecord,
 )
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE, decode_payload
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
 from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
 from pocl.ledger.tx import SignedTx
 from pocl.ml.model.inference import logits
@@ -69,7 +69,7 @@ def replay_round(sim: Simulation, round_: int) -> tuple[RoundRecord, RoundData]:
         for raw in block.txs:
             stx = SignedTx.decode(raw)
             kind, sender = stx.tx.kind, stx.sender_address
-            p = decode_payload(kind, stx.tx.payload)
+            p = chain.executor.registry.get(kind).payload_type.from_list(stx.tx.payload)
             if kind == KIND_POCL_COMMIT:
                 rec, commits[sender] = accept_commit(
                     rec, sender, p, chain.pocl.params, block.height, stx.hash
