@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.consensus.pocl.events import Jailed, PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
 from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_DONE, PHASE_NAMES
 from pocl.ledger.events import Event
 
@@ -32,12 +32,12 @@ class BlockCommitted:
     events: tuple[Event, ...]  # the executor's events, in execution order
 
 
-RoundStep = RoundOpened | RoundFinalized | RewardPaid | Slashed
+RoundStep = RoundOpened | RoundFinalized | RewardPaid | Slashed | Jailed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoclRoundEvent:
-    """A PoCL round opened, paid a reward, slashed a miner or was finalized in the block at `height`."""
+    """A PoCL round opened, paid a reward, slashed or jailed a miner, or was finalized at `height`."""
 
     height: int
     step: RoundStep
@@ -69,6 +69,6 @@ def pocl_events(block: BlockCommitted) -> list[PoclRoundEvent | PoclPhaseEvent]:
                 out.append(PoclPhaseEvent(h, ev.round, ev.phase, ev.start_height))
             case RoundFinalized():
                 out += [PoclRoundEvent(h, ev), PoclPhaseEvent(h, ev.round, PHASE_NAMES[PHASE_DONE])]
-            case RewardPaid() | Slashed():
+            case RewardPaid() | Slashed() | Jailed():
                 out.append(PoclRoundEvent(h, ev))
     return out

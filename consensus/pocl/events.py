@@ -1,7 +1,7 @@
 """Typed events of the PoCL round lifecycle, appended to `BlockContext.events` by `PoclExecution`.
 
 Like every executor event (`ledger.events`), they are reports for clients and never enter state: a
-round opening, a phase starting, a reward paid, a penalty applied, a round finalized.
+round opening, a phase starting, a reward paid, a penalty applied, an absent miner jailed, a round finalized.
 """
 
 from __future__ import annotations
@@ -52,6 +52,18 @@ class Slashed(Event):
     address: bytes
     kind: str  # the penalty kind (withhold, model_mismatch, ...)
     slashed: int
+    jailed_until_round: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Jailed(Event):
+    """`address` missed COMMIT in `missed_rounds` consecutive rounds up to `round`: jailed for downtime
+    (no stake burned), it is not eligible again before round `jailed_until_round + 1`."""
+
+    event_kind: ClassVar[str] = "pocl_jailed"
+    round: int
+    address: bytes
+    missed_rounds: int
     jailed_until_round: int
 
 

@@ -8,13 +8,15 @@ State layout (raw namespace `NS_POCL`, keys from `consensus.pocl.records`):
     head                      -> PoclHead (round in progress or next, its start, current model round/hash)
     r||round                  -> RoundRecord (phase, heights, participant lists, outcome once final)
     c|p|v||round||address     -> CommitEntry / PredictEntry / VoteEntry
+    m||address                -> consecutive rounds the miner was eligible and did not commit (absent = 0)
 The global model hash lives in the ledger's `global/model` entry; model bytes are content-addressed
 blobs (`State.put_model` / `get_model`) that the store persists with the block.
 
 Lifecycle: the first block lazily writes the genesis model (deterministic from `init_seed`) and the head.
 `begin_block` at `s_r` opens round r with the eligible set read from the state as it is before any tx
 of that block. Txs update the record and write their entry. `end_block` applies the schedule's step;
-on FINALIZE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, stores
+on FINALIZE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, counts
+missed COMMITs and jails miners absent `max_missed_rounds` rounds in a row (`schedule.downtime`), stores
 G_r, prunes the round's weight-carrying predict entries (the txs stay in the blocks) and schedules
 round r+1 at `end + 1 + round_gap_blocks`.
 """
@@ -25,7 +27,7 @@ import dataclasses
 from typing import Any
 
 from pocl.consensus.pocl import schedule
-from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.consensus.pocl.events import Jailed, PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
 from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round, round_seed
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import (
@@ -38,6 +40,7 @@ from pocl.consensus.pocl.records import (
     RoundRecord,
     VoteEntry,
     commit_key,
+    missed_key,
     predict_key,
     round_key,
     vote_key,
@@ -314,6 +317,7 @@ class PoclExecution:
             ctx.events.append(
                 Slashed(rec.round, pen.miner, pen.kind, slashed, jailed_until_round=rec.round + pen.jail_rounds)
             )
+        self._downtime(state, ctx, rec)
         head = self.head(state)
         assert head is not None
         if result.changed:
@@ -328,6 +332,25 @@ class PoclExecution:
         self._put(state, HEAD_KEY, dataclasses.replace(head, round=rec.round + 1, next_start=nxt))
         ctx.events.append(RoundFinalized(rec.round, out.void, tuple(out.winners), out.model_hash, nxt))
         return result
+
+    def _downtime(self, state: State, ctx: BlockContext, rec: RoundRecord) -> None:
+        """Count the round's missed COMMITs and jail miners absent `max_missed_rounds` rounds in a row."""
+        missed = {}
+        for m in rec.eligible:
+            raw = state.get_raw(NS_POCL, missed_key(m))
+            if raw is not None:
+                missed[m] = codec.decode(raw)
+        counts, jailed = schedule.downtime(rec.eligible, rec.committers, missed, self.params)
+        for m, n in counts.items():  # address order
+            if n:
+                state.set_raw(NS_POCL, missed_key(m), codec.encode(n))
+            elif m in missed:
+                state.delete_raw(NS_POCL, missed_key(m))
+        until = rec.round + self.params.jail_rounds
+        for m in jailed:
+            acct = state.account_for_update(m)
+            acct.jailed_until_round = max(acct.jailed_until_round, until)
+            ctx.events.append(Jailed(rec.round, m, self.params.max_missed_rounds, acct.jailed_until_round))
 
     @staticmethod
     def _slash(state: State, miner: bytes, bps: int, jail_until_round: int) -> int:

@@ -257,7 +257,7 @@ def _verify_candidate(
         for o in owners
     ]
     weights = decode_weights(spec, data.predictions[cand].weights)  # type: ignore[arg-type]
-    return verify_claims(spec, weights, claims, params)
+    return verify_claims(spec, weights, claims)
 
 
 def slash_bps_for(kind: str, params: PoclParams) -> int:

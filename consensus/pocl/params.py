@@ -1,24 +1,27 @@
 """PoCL round parameters: the genesis `pocl` section (DESIGN §5.2).
 
-Everything that enters state is an integer: fractions are basis points (`BPS` = 1.0) and the near-tie
-margin is in micro-units (1_000 = 1e-3 of a logit), so every node derives identical verdicts. The model
-architecture id, input shape and class count are checked against `ml.model.registry` so a genesis naming a
-model this build does not know fails at load time, not in the middle of a round.
+Everything that enters state is an integer: fractions are basis points (`BPS` = 1.0), so every node
+derives identical results (verdicts compare exact integer-inference labels, `consensus.pocl.verify`).
+The model architecture id, input shape and class count are checked against `ml.model.registry` so a
+genesis naming a model this build does not know fails at load time, not in the middle of a round.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 from typing import Any
 
 from pocl.ledger.params import BPS, ChainParams
-
-MICRO = 1_000_000  # near_tie_margin units per 1.0
 
 # Hard caps keeping one round's work and one tx bounded whatever a genesis says.
 MAX_MINERS_CAP = 256
 MAX_SHARD_SIZE = 10_000
 MAX_PHASE_BLOCKS = 1_000_000
+# Size bounds for PoCL txs (window capacity): a tx envelope (version, chain id, kind, pubkey, nonce, fee,
+# signature and msgpack framing) is far below 1 KiB; an NdArray's dtype/shape framing below 64 bytes.
+TX_ENVELOPE_BYTES = 1024
+ARRAY_OVERHEAD = 64
 
 
 class PoclParamsError(ValueError):
@@ -46,30 +49,26 @@ class PoclParams:
     vote_blocks: int = 3
     # participation
     test_shard_size: int = 20
-    min_miner_stake: int = 1_000
+    min_miner_stake: int = 10_000  # with round_reward, sized so prediction fraud does not pay (see below)
     max_miners: int = 64  # eligible set = top stakes (ties by address) among qualifying accounts
     winners: int = 2  # K
     # verification
     verify_shards: int = 3  # shards re-run per candidate (all its shards if fewer)
-    near_tie_margin: int = 1_000  # micro-units (ppm) of the relative top-2 logit margin (consensus.pocl.verify)
-    near_tie_allowance_bps: int = 100  # near-tie mismatches tolerated per verification (>= 1 sample)
     # economics
-    round_reward: int = 1_000_000
+    round_reward: int = 400
     voter_share_bps: int = 2_000
     slash_withhold_bps: int = 100
     slash_mismatch_bps: int = 1_000
-    slash_prediction_fraud_bps: int = 3_000
+    slash_prediction_fraud_bps: int = BPS  # provable prediction fraud forfeits the whole stake
     slash_vote_fraud_bps: int = 3_000
     jail_rounds: int = 3
+    # liveness: an eligible miner that misses this many rounds' COMMIT in a row is jailed for jail_rounds
+    max_missed_rounds: int = 3
 
     def __post_init__(self) -> None:
         self.validate()
 
     # ------------------------------------------------------------------ derived
-
-    @property
-    def near_tie_threshold(self) -> float:
-        return self.near_tie_margin / MICRO
 
     @property
     def winners_pool(self) -> int:
@@ -124,8 +123,6 @@ class PoclParams:
             raise PoclParamsError(
                 "verify_shards", "must be at least 1 (verification is what stops the k-NN attack)"
             )
-        if self.near_tie_margin > MICRO:
-            raise PoclParamsError("near_tie_margin", f"must be at most {MICRO} (1.0)")
         if self.min_miner_stake < 1:
             raise PoclParamsError("min_miner_stake", "must be at least 1")
         for name in (
@@ -134,12 +131,62 @@ class PoclParams:
             "slash_mismatch_bps",
             "slash_prediction_fraud_bps",
             "slash_vote_fraud_bps",
-            "near_tie_allowance_bps",
         ):
             if getattr(self, name) > BPS:
                 raise PoclParamsError(name, f"must be at most {BPS} basis points")
         if self.init_seed >= 2**32:
             raise PoclParamsError("init_seed", "must be below 2**32")
+        if self.max_missed_rounds < 1:
+            raise PoclParamsError("max_missed_rounds", "must be at least 1 (absent miners must be jailed)")
+        self.check_economics()
+
+    # ------------------------------------------------------------------ economics (protocol doc §12)
+
+    def fraud_catch_probability(self) -> Fraction:
+        """Lower bound on the probability that a candidate which faked at least one of its scoring shards is
+        caught when it would win. A candidate that would win is always verified; verification re-runs
+        `verify_shards` of its at most `max_miners - 1` scoring shards, so one faked shard among n is
+        checked with probability min(1, verify_shards / n), and more faked shards only raise it."""
+        shards = self.max_miners - 1
+        return Fraction(min(self.verify_shards, shards), shards)
+
+    def prediction_fraud_ev(self) -> Fraction:
+        """Upper bound on a prediction faker's expected gain per attempt (exact rational, never a float):
+
+            EV = (1 - p) * G - p * S
+            G = round_reward                                   (the most one winner is paid in a round)
+            S = min_miner_stake * slash_prediction_fraud_bps / BPS   (the least stake a faker can lose)
+            p = fraud_catch_probability()
+
+        Deterrence requires EV < 0, i.e. p * S > (1 - p) * G."""
+        p = self.fraud_catch_probability()
+        stake_lost = Fraction(self.min_miner_stake * self.slash_prediction_fraud_bps, BPS)
+        return (1 - p) * self.round_reward - p * stake_lost
+
+    def check_economics(self) -> None:
+        """Refuse parameters under which cheating can pay (the inequality of docs/pocl-protocol.md §12)."""
+        if self.slash_prediction_fraud_bps != BPS:
+            raise PoclParamsError(
+                "slash_prediction_fraud_bps",
+                f"must be {BPS}: provable prediction fraud forfeits the whole stake",
+            )
+        for name in ("slash_vote_fraud_bps", "slash_mismatch_bps", "slash_withhold_bps"):
+            if self.min_miner_stake * getattr(self, name) < BPS:
+                raise PoclParamsError(
+                    name,
+                    "must slash at least one unit of min_miner_stake (a proven offence must cost something)",
+                )
+        ev = self.prediction_fraud_ev()
+        if ev >= 0:
+            p = self.fraud_catch_probability()
+            raise PoclParamsError(
+                "min_miner_stake",
+                "prediction fraud would pay: deterrence needs p*S > (1-p)*G (docs/pocl-protocol.md §12) "
+                f"with p = verify_shards/(max_miners-1) = {p}, S = min_miner_stake = {self.min_miner_stake}, "
+                f"G = round_reward = {self.round_reward}; the expected gain is "
+                f"{ev.numerator // ev.denominator} per attempt. "
+                "Raise min_miner_stake or verify_shards, or lower round_reward or max_miners",
+            )
 
     def check_model(self) -> None:
         """The architecture exists in this build and agrees with input_shape/classes."""
@@ -164,19 +211,51 @@ class PoclParams:
     def max_round_blocks(self) -> int:
         return self.train_blocks + self.predict_blocks + self.vote_blocks
 
+    def max_commit_tx_bytes(self) -> int:
+        """Upper bound on a pocl.commit tx: the float32 test shard + two commitments + envelope."""
+        samples = self.test_shard_size
+        for d in self.input_shape:
+            samples *= d
+        return samples * 4 + ARRAY_OVERHEAD + 2 * 32 + TX_ENVELOPE_BYTES
+
     def max_predict_tx_bytes(self) -> int:
         """Upper bound on a pocl.predict tx: weights + one label array per other miner + envelope."""
         from pocl.ml.model.weights import encoded_size_limit
 
-        label_array = self.test_shard_size * 8 + 32
-        return encoded_size_limit(self.model_spec()) + (self.max_miners - 1) * label_array + 1024
+        return (
+            encoded_size_limit(self.model_spec())
+            + (self.max_miners - 1) * self._label_array_bytes()
+            + (TX_ENVELOPE_BYTES)
+        )
+
+    def max_vote_tx_bytes(self) -> int:
+        """Upper bound on a pocl.vote tx: own labels + salt + one score per other miner + envelope."""
+        return self._label_array_bytes() + 32 + (self.max_miners - 1) * 9 + TX_ENVELOPE_BYTES
+
+    def _label_array_bytes(self) -> int:
+        return self.test_shard_size * 8 + ARRAY_OVERHEAD
+
+    def phase_tx_bounds(self) -> list[tuple[str, int, int]]:
+        """(window field, its length in blocks, largest tx) for each phase every eligible miner acts in."""
+        return [
+            ("train_blocks", self.train_blocks, self.max_commit_tx_bytes()),
+            ("predict_blocks", self.predict_blocks, self.max_predict_tx_bytes()),
+            ("vote_blocks", self.vote_blocks, self.max_vote_tx_bytes()),
+        ]
+
+    @staticmethod
+    def window_capacity(chain: ChainParams, blocks: int, tx_bytes: int) -> int:
+        """How many txs of up to `tx_bytes` a window of `blocks` blocks is guaranteed to carry."""
+        return blocks * min(chain.max_block_txs, chain.max_block_bytes // tx_bytes)
 
     def check_chain_params(self, chain: ChainParams) -> None:
         """Cross-checks with the ledger params that PoCL safety depends on.
 
         - a miner that unstakes during a round must still be slashable when the round finalizes, so
           unbonding must outlast the longest round;
-        - a predict tx for this model must fit in one tx (`max_pocl_tx_bytes`) and one block.
+        - a predict tx for this model must fit in one tx (`max_pocl_tx_bytes`) and one block;
+        - every phase window must carry one tx from each of `max_miners` eligible miners (block byte and
+          tx-count limits), so no miner is jailed or slashed for a tx the chain had no room for.
         """
         if chain.unbonding_blocks < self.max_round_blocks():
             raise PoclParamsError(
@@ -195,6 +274,16 @@ class PoclParams:
             raise PoclParamsError(
                 "model", f"a {self.model} predict tx ({need} bytes) does not fit in max_block_bytes"
             )
+        for field, blocks, tx_bytes in self.phase_tx_bounds():
+            capacity = self.window_capacity(chain, blocks, tx_bytes)
+            if capacity < self.max_miners:
+                raise PoclParamsError(
+                    field,
+                    f"the window carries at most {capacity} txs of up to {tx_bytes} bytes ({blocks} blocks x "
+                    f"min(max_block_txs {chain.max_block_txs}, max_block_bytes {chain.max_block_bytes} // "
+                    f"{tx_bytes})) but max_miners = {self.max_miners} eligible miners must each fit one: "
+                    f"lengthen {field}, raise params.max_block_bytes or lower max_miners",
+                )
 
     # ------------------------------------------------------------------ JSON
 

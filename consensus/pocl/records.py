@@ -265,5 +265,10 @@ def vote_key(round_: int, miner: bytes) -> bytes:
     return entry_key(b"v", round_, miner)
 
 
+def missed_key(miner: bytes) -> bytes:
+    """The miner's count of consecutive missed COMMITs (codec int; absent = 0; see schedule.downtime)."""
+    return b"m" + miner
+
+
 HEAD_KEY = b"head"
 

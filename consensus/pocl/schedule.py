@@ -15,13 +15,17 @@ r+1 opens at `end_height + 1 + round_gap_blocks` with its eligible set taken fro
 before that height.
 
 An empty eligible set never closes COMMIT early (that would open a void round every block).
+
+Liveness (downtime, as Cosmos jails validators): an eligible miner that does not commit in
+`max_missed_rounds` consecutive rounds is jailed for `jail_rounds`, so it leaves the eligible set and
+stops holding COMMIT open (`downtime`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
@@ -131,3 +135,24 @@ def select_eligible(
     ]
     ok.sort(key=lambda t: (-t[1], t[0]))
     return sorted(addr for addr, _ in ok[: params.max_miners])
+
+
+def downtime(
+    eligible: Iterable[bytes], committers: Iterable[bytes], missed: Mapping[bytes, int], params: PoclParams
+) -> tuple[dict[bytes, int], list[bytes]]:
+    """Consecutive missed COMMITs after a round: `(new counts for the round's eligible miners, jailed now)`.
+
+    `missed` holds the counts before the round (absent = 0). A committer's count resets to 0; an eligible
+    miner that did not commit adds one, and on reaching `max_missed_rounds` is jailed (its count resets
+    to 0 too). Miners outside the eligible set keep their counts. The jailed list is in address order.
+    """
+    done = set(committers)
+    counts: dict[bytes, int] = {}
+    jailed: list[bytes] = []
+    for m in sorted(set(eligible)):
+        n = 0 if m in done else missed.get(m, 0) + 1
+        if n >= params.max_missed_rounds:
+            jailed.append(m)
+            n = 0
+        counts[m] = n
+    return counts, jailed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pocl.consensus.pocl.events import RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.consensus.pocl.events import Jailed, RewardPaid, RoundFinalized, RoundOpened, Slashed
 from pocl.ledger.block import Block, Commit
 from pocl.ledger.events import Event
 from pocl.ledger.keys import ADDRESS_LEN, address_of, format_address
@@ -23,6 +23,7 @@ ROUND_STEP_NAMES: dict[type[Event], str] = {
     RoundFinalized: "finalized",
     RewardPaid: "reward",
     Slashed: "slash",
+    Jailed: "jail",
 }
 
 

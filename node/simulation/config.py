@@ -86,7 +86,9 @@ class SimConfig:
             "init_seed": sub_seed(self.seed, "genesis") % 2**32,
             "test_shard_size": shard_size,
             "winners": self.k,
-            "max_miners": max(PoclParams.max_miners, min(self.miners, 256)),
+            # the eligible set is exactly the simulated miners, which also bounds the fraud escape odds
+            # (PoclParams.fraud_catch_probability) by the real shard count
+            "max_miners": min(max(2, self.miners), 256),
         }
         if self.aggregation is not None:
             overrides["aggregation"] = self.aggregation

@@ -1,12 +1,13 @@
-"""ML core throughput: canonical (numpy) inference vs Keras, FedAvg / robust aggregation, Keras training.
+"""ML core throughput: exact canonical inference vs Keras, FedAvg / robust aggregation, Keras training.
 
     python -m scripts.bench.ml [--samples N] [--repeats N] [--json PATH]
 
-- inference: the same cnn-mnist weights and the same random inputs through `ml.model.inference.logits` (its
-  default: one BLAS thread; also reported with all BLAS threads) and
-  through the Keras model (`model.predict`, best over batch sizes 32 and 128, so Keras gets its best
-  figure); best of `--repeats` timed runs each after a warm-up. `canonical_to_keras_ratio` = canonical
-  samples/s ÷ Keras samples/s (target >= 0.25);
+- inference: the same cnn-mnist weights and the same random inputs through the exact fixed-point canonical
+  inference `ml.model.inference.int_logits` (quantisation of weights and inputs included; its default: one
+  BLAS thread, chunks of `DEFAULT_BATCH`; also reported with all BLAS threads and per chunk size, and
+  checked bit-identical across them) and through the Keras float32 model (`model.predict`, best over batch
+  sizes 32 and 128, so Keras gets its best figure); best of `--repeats` timed runs each after a warm-up.
+  `canonical_to_keras_ratio` = canonical samples/s ÷ Keras samples/s (target >= 0.25);
 - `fedavg_s`: seconds for `ml.model.aggregate.fedavg` over 10 / 50 / 100 cnn-mnist models (target <= 1 s at
   100), plus each robust rule over 10 models;
 - `train_samples_per_s`: Keras training of cnn-mnist on random data (Adam, batch 64), after one warm-up
@@ -27,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from pocl.ml.model.aggregate import aggregate, fedavg, parse_rule
-from pocl.ml.model.inference import INFERENCE_BLAS_THREADS, logits
+from pocl.ml.model.inference import DEFAULT_BATCH, INFERENCE_BLAS_THREADS, int_logits, logits
 from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import decode_weights, encode_weights, initial_weights, weights_hash
 
@@ -53,12 +54,25 @@ def bench_inference(samples: int, repeats: int) -> dict[str, Any]:
         t = best_time(lambda b=batch: model.predict(x, batch_size=b, verbose=0), repeats)
         if t < keras_best:
             keras_best, keras_batch = t, batch
-    logits(spec, w, x[:64])
-    canonical = best_time(lambda: logits(spec, w, x), repeats)
-    all_threads = best_time(lambda: logits(spec, w, x, blas_threads=None), repeats)
+    int_logits(spec, w, x[:64])
+    canonical = best_time(lambda: int_logits(spec, w, x), repeats)
+    all_threads = best_time(lambda: int_logits(spec, w, x, blas_threads=None), repeats)
+    zq = int_logits(spec, w, x)
+    sweep_x = x[:512]
+    by_batch = {
+        str(b): len(sweep_x) / best_time(lambda b=b: int_logits(spec, w, sweep_x, batch_size=b), 1)
+        for b in (8, 16, 32, 64)
+    }
+    identical = bool(
+        np.array_equal(int_logits(spec, w, x, blas_threads=None), zq)
+        and all(np.array_equal(int_logits(spec, w, sweep_x, batch_size=b), zq[:512]) for b in (1, 7, 64))
+    )
     zk = np.asarray(model.predict(x, batch_size=keras_batch, verbose=0))
     zn = logits(spec, w, x)
     return {
+        "canonical_batch": DEFAULT_BATCH,
+        "canonical_samples_per_s_by_batch": by_batch,
+        "canonical_bit_identical_across_threads_and_batches": identical,
         "canonical_samples_per_s": samples / canonical,
         "keras_samples_per_s": samples / keras_best,
         "keras_best_batch": keras_batch,
@@ -146,10 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     result.update(bench_training(args.train_samples))
 
     rows = [
-        (f"canonical inference ({INFERENCE_BLAS_THREADS} BLAS thread)", f"{result['canonical_samples_per_s']:,.0f} samples/s"),
+        (f"exact canonical inference ({INFERENCE_BLAS_THREADS} BLAS thread, chunks of {DEFAULT_BATCH})", f"{result['canonical_samples_per_s']:,.0f} samples/s"),
         (f"Keras predict (batch {result['keras_best_batch']})", f"{result['keras_samples_per_s']:,.0f} samples/s"),
         ("canonical / Keras", f"{result['canonical_to_keras_ratio']:.2f}  (target >= 0.25)"),
         ("canonical, all BLAS threads", f"{result['canonical_all_blas_threads_samples_per_s']:,.0f} samples/s"),
+        ("canonical by chunk size (512 samples)", ", ".join(f"{b}: {v:,.0f}" for b, v in result["canonical_samples_per_s_by_batch"].items())),
+        ("bit-identical across threads / chunks", str(result["canonical_bit_identical_across_threads_and_batches"])),
         ("label agreement / max |Δlogit|", f"{result['label_agreement']:.4f} / {result['logits_max_abs_diff']:.2e}"),
         *[(f"fedavg of {n} models", f"{s:.3f} s") for n, s in result["fedavg_s"].items()],
         *[(f"{rule} of {ROBUST_MODELS} models", f"{s:.3f} s") for rule, s in result["robust_s"].items()],

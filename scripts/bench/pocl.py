@@ -94,7 +94,7 @@ def bench(n: int, params: PoclParams, repeats: int) -> dict[str, Any]:
     spec = params.model_spec()
     owners = [o for o in sorted(xs) if o != a0][: params.verify_shards]
     claims = [ShardClaim(o, xs[o], predict(spec, models[a0], xs[o])[0]) for o in owners]
-    verify_s = best_time(lambda: verify_claims(spec, models[a0], claims, params), repeats)
+    verify_s = best_time(lambda: verify_claims(spec, models[a0], claims), repeats)
     winners = [models[a] for a in sorted(models)[: params.winners]]
     aggregate_s = best_time(lambda: aggregate(g, winners, params.aggregation_rule()), repeats)
     return {

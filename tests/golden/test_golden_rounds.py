@@ -10,25 +10,34 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from pocl.consensus.pocl.events import RoundFinalized
+from pocl.consensus.pocl.events import Jailed, RoundFinalized, Slashed
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.tx import make_stake, make_transfer
 
 from tests.support.pocl_chain import Chain, key
 from tests.support.pocl_scenario import HONEST, KNN, WITHHOLD, make_params, make_scenario, perturbed
 
-ROUNDS = 3
+ROUNDS = 5
 
 # sha256 over every block's state root, in height order, and the global-model hash after each round.
-# The roots are those of the node's executor (with the signing-validator record), as the node's
-# `build_node_executor` produced them before the executor assemblies were merged into one.
-GOLDEN_ROOTS_DIGEST = "21453c32aab3c4e12d0cd7be8200e212d80e4f01634b12a8cf229ab5c6c50b1a"
+# Pins history (each change on purpose, with its reason):
+# - issue 11: the roots of the node's executor (with the signing-validator record); the move itself
+#   changed nothing (checked against the pre-move tree);
+# - issue 12: exact fixed-point canonical inference (different accuracies and verdicts), the whole stake
+#   slashed for prediction fraud, downtime counters and jailing in state; the scenario grew to 5 rounds
+#   and the outsider stakes enough to become a miner that never commits (jailed after round 5); the
+#   test chain now makes the withholder withhold (it revealed before); the scenario's cheaply trained
+#   weights no longer depend on the BLAS thread count another test left behind.
+GOLDEN_BLOCKS = 27
+GOLDEN_ROOTS_DIGEST = "f047c5af283d1f10d24a47df96babc446353d8c7f037589eaf75ad5100e2c2c4"
 GOLDEN_MODEL_HASHES = [
-    "2858199d2c00208ecba46fcf01f22093b189de50e8017b3e720f8827a8819882",
-    "578f3179f19a784272185bac0e6bb7e003c807f75afce8c9e72e7bea41acafdb",
-    "74933d7ba5086b4903640e2213e2358e20dfdfd31b603150341c7113f95dc108",
+    "b876965f35a10939613b3e59bd91f95d9017ce22bb0595ea1e96dfc217722881",
+    "941ddd8c33d0a017d0604351d831548364e0d3f8fecd74c6f52db5971d762359",
+    "8ea95a693d8ce0da3d3047101ea22822804f8a2496d526c51430c0c589ea0ff4",
+    "a397d9aec1443fe761c8a75b182050ec23080c0311eeeaf3fa5f86433a40a0ff",
+    "2039c1675c6ee7a350c5f5548febc210b1dbe8e248731f04c51337f1f9e665b9",
 ]
-GOLDEN_FINAL_ROOT = "ec17265ad214c614611fb06c04b2ae7221797a9d57ce4a601133d24d18836bca"
+GOLDEN_FINAL_ROOT = "b47888b642732ae98c18691169528971a1de56b18512771961d5cb454f17e548"
 
 
 def run_golden() -> tuple[Chain, list[str]]:
@@ -44,7 +53,7 @@ def run_golden() -> tuple[Chain, list[str]]:
             txs.append(make_transfer(outsider, "pocl-test", nonce, to, 10 + h, 1))
             nonce += 1
         if h == 7:
-            txs.append(make_stake(outsider, "pocl-test", nonce, 1_000, 1))
+            txs.append(make_stake(outsider, "pocl-test", nonce, 5_000, 1))  # joins as a miner, never commits
             nonce += 1
         seen = len(c.events)
         c.block(txs)
@@ -68,7 +77,7 @@ def test_golden_state_roots(golden: tuple[Chain, list[str]]) -> None:
     c, _ = golden
     digest = hashlib.sha256(b"".join(c.roots)).hexdigest()
     assert (len(c.roots), c.roots[-1].hex(), digest) == (
-        13,
+        GOLDEN_BLOCKS,
         GOLDEN_FINAL_ROOT,
         GOLDEN_ROOTS_DIGEST,
     ), f"state roots changed: {len(c.roots)} blocks, last {c.roots[-1].hex()}, digest {digest}"
@@ -77,6 +86,18 @@ def test_golden_state_roots(golden: tuple[Chain, list[str]]) -> None:
 def test_golden_global_models(golden: tuple[Chain, list[str]]) -> None:
     _, models = golden
     assert models == GOLDEN_MODEL_HASHES, f"global models changed: {models}"
+
+
+def test_golden_scenario_covers_slashing_and_jailing(golden: tuple[Chain, list[str]]) -> None:
+    """The pins guard the rules only while the scenario exercises them."""
+    c, _ = golden
+    slashed = [e for e in c.events if isinstance(e, Slashed)]
+    jailed = [e for e in c.events if isinstance(e, Jailed)]
+    assert [(e.kind, e.address) for e in slashed] == [
+        ("withhold", c.s.miners[4].address),
+        ("prediction_fraud", c.s.miners[2].address),  # the k-NN faker
+    ]
+    assert [e.address for e in jailed] == [key(100).address]  # the staker who never commits
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""Canonical inference (numpy only): layer semantics against naive float64 references, shapes, margins."""
+"""Canonical inference (numpy only): exact fixed-point arithmetic, bit-identical whatever the batching, BLAS
+thread count, input dtype or summation order; layer semantics and accuracy against float references."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from pocl.consensus.pocl.params import PoclParams
 from pocl.ml.model import inference
-from pocl.ml.model.inference import logits, margins_of, predict
+from pocl.ml.model.inference import ACT_FRAC_BITS, ACT_MAX, int_logits, logits, predict, quantise_model
 from pocl.ml.model.registry import (
+    CONV2D,
     ModelSpec,
     batchnorm,
     conv2d,
@@ -21,129 +24,182 @@ from pocl.ml.model.registry import (
 )
 from pocl.ml.model.weights import WeightsError, initial_weights
 
+from tests.ml.float_reference import float_conv, float_logits, int_reference_logits
+from tests.support.pocl_scenario import SPEC, digits, trained_weights
+
 RNG = np.random.default_rng(1234)
-NEAR_TIE_MARGIN = PoclParams().near_tie_threshold  # the chain's default near-tie guard
+QUANTUM = 2.0**-ACT_FRAC_BITS
 
 
-def _naive_conv(x: np.ndarray, k: np.ndarray, b: np.ndarray, padding: str) -> np.ndarray:
-    """Direct float64 convolution with TensorFlow's 'same' padding rule (stride 1)."""
-    n, h, w, _ = x.shape
-    kk = k.shape[0]
-    if padding == "same":
-        before = (kk - 1) // 2
-        x = np.pad(x, ((0, 0), (before, kk - 1 - before), (before, kk - 1 - before), (0, 0)))
-        oh, ow = h, w
-    else:
-        oh, ow = h - kk + 1, w - kk + 1
-    out = np.zeros((n, oh, ow, k.shape[3]))
-    for i in range(oh):
-        for j in range(ow):
-            patch = x[:, i : i + kk, j : j + kk, :].astype(np.float64)
-            out[:, i, j, :] = np.tensordot(patch, k.astype(np.float64), axes=([1, 2, 3], [0, 1, 2]))
-    return out + b
+def _bn_weights(spec: ModelSpec, seed: int) -> list[np.ndarray]:
+    """Initial weights with non-trivial batch-norm statistics and biases."""
+    rng = np.random.default_rng(seed)
+    w = initial_weights(spec, seed)
+    for i, p in enumerate(spec.params()):
+        if p.role in ("gamma", "moving_variance"):
+            w[i] = rng.uniform(0.5, 2.0, p.shape).astype(np.float32)
+        elif p.role in ("beta", "moving_mean", "bias"):
+            w[i] = rng.normal(0, 0.1, p.shape).astype(np.float32)
+    return w
 
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_conv_matches_naive_reference(kernel: int, padding: str) -> None:
-    x = RNG.standard_normal((3, 7, 6, 2)).astype(np.float32)
-    k = RNG.standard_normal((kernel, kernel, 2, 4)).astype(np.float32)
-    b = RNG.standard_normal(4).astype(np.float32)
-    got = inference._conv2d(x, k, b, padding)
-    want = _naive_conv(x, k, b, padding)
-    assert got.dtype == np.float32 and got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+def test_conv_on_integers_equals_naive_reference_exactly(kernel: int, padding: str) -> None:
+    x = np.rint(RNG.standard_normal((3, 7, 6, 2)) * 1000)
+    k = np.rint(RNG.standard_normal((kernel, kernel, 2, 4)) * 1000)
+    b = np.rint(RNG.standard_normal(4) * 1000)
+    q = inference.QuantLayer(CONV2D, k.reshape(-1, 4), b, np.ones(4), size=kernel, padding=padding)
+    got = inference._conv2d(x, q)
+    want = float_conv(x, k, b, padding)
+    assert got.shape == want.shape
+    assert np.array_equal(got, np.clip(want, -ACT_MAX, ACT_MAX))
 
 
 def test_maxpool_drops_remainder_like_keras_valid() -> None:
-    x = np.arange(2 * 5 * 5 * 1, dtype=np.float32).reshape(2, 5, 5, 1)
+    x = np.arange(2 * 5 * 5 * 1, dtype=np.float64).reshape(2, 5, 5, 1)
     got = inference._maxpool(x, 2)
     assert got.shape == (2, 2, 2, 1)
     assert got[0, :, :, 0].tolist() == [[6, 8], [16, 18]]
 
 
-def test_full_model_matches_float64_reference_with_batchnorm() -> None:
+def test_rounding_is_half_to_even_and_saturates() -> None:
+    acc = np.array([[5.0, 6.0, 7.0, -5.0, -6.0, -7.0, 2.0**52, -(2.0**52)]]).T  # / 4 below
+    got = inference._rescale(acc, np.array([0.25]))
+    assert got.ravel().tolist() == [1, 2, 2, -1, -2, -2, ACT_MAX, -ACT_MAX]
+
+
+def test_inputs_quantise_at_a_fixed_scale_with_saturation() -> None:
+    spec = ModelSpec("in", (1, 4, 1), 2, (flatten(), dense(2)))
+    x = np.array([[[[0.5], [1 / 3], [np.nan], [np.inf]]], [[[-1e300], [3e-5], [1024.0], [-0.0]]]])
+    xq = inference.quantise_inputs(spec, x)
+    assert xq.ravel().tolist() == [2048, 1365, 0, ACT_MAX, -ACT_MAX, 0, ACT_MAX, 0]
+
+
+def test_full_model_with_batchnorm_is_close_to_the_float_model() -> None:
     spec = ModelSpec(
         "t",
         (6, 6, 2),
         3,
         (conv2d(4, 3, "same"), batchnorm(), relu(), maxpool(2), dropout(0.5), flatten(), dense(3)),
     )
-    w = initial_weights(spec, seed=5)
-    w[2] = RNG.uniform(0.5, 2, 4).astype(np.float32)  # gamma
-    w[3] = RNG.standard_normal(4).astype(np.float32)  # beta
-    w[4] = RNG.standard_normal(4).astype(np.float32)  # moving mean
-    w[5] = RNG.uniform(0.1, 3, 4).astype(np.float32)  # moving variance
+    w = _bn_weights(spec, 5)
     x = RNG.standard_normal((5, 6, 6, 2)).astype(np.float32)
-    h = _naive_conv(x, w[0], w[1], "same")
-    h = (h - w[4]) / np.sqrt(w[5].astype(np.float64) + 1e-3) * w[2] + w[3]
-    h = np.maximum(h, 0).reshape(5, 3, 2, 3, 2, 4).max(axis=(2, 4)).reshape(5, -1)
-    want = h @ w[6].astype(np.float64) + w[7]
-    np.testing.assert_allclose(logits(spec, w, x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits(spec, w, x), float_logits(spec, w, x), atol=50 * QUANTUM)
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_registered_models_run_and_batching_is_consistent(name: str) -> None:
+def test_registered_models_equal_the_permuted_integer_reference(name: str) -> None:
+    """A deliberately reordered summation (int64, kernel taps and inputs permuted, no BLAS) gives the
+    same integers, and the logits stay close to the float model."""
     spec = get_model(name)
-    w = initial_weights(spec, seed=0)
-    x = RNG.random((40, *spec.input_shape), dtype=np.float32)
-    z = logits(spec, w, x)
-    assert z.shape == (40, 10) and z.dtype == np.float32 and np.isfinite(z).all()
-    z_small = logits(spec, w, x, batch_size=7)
-    np.testing.assert_allclose(z, z_small, rtol=1e-5, atol=1e-6)
-    labels, margin = predict(spec, w, x)
-    assert labels.dtype == np.int64 and margin.dtype == np.float32
-    assert np.array_equal(labels, np.argmax(z, axis=1))
-    assert (margin >= 0).all()
+    w = _bn_weights(spec, 3)
+    x = RNG.random((3, *spec.input_shape), dtype=np.float32)
+    z = int_logits(spec, w, x)
+    assert z.dtype == np.int64 and z.shape == (3, 10)
+    for seed in (0, 1):
+        assert np.array_equal(z, int_reference_logits(spec, w, x, seed=seed))
+    scale = max(1.0, float(np.abs(float_logits(spec, w, x)).max()))
+    assert np.abs(logits(spec, w, x) - float_logits(spec, w, x)).max() <= 2e-3 * scale
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_bit_exact_across_batch_sizes_threads_and_input_dtype(name: str) -> None:
+    from threadpoolctl import threadpool_limits
+
+    spec = get_model(name)
+    w = _bn_weights(spec, 0)
+    n = 40 if name != "cnn-mnist" else 33
+    x = RNG.random((n, *spec.input_shape), dtype=np.float32)
+    labels, z = predict(spec, w, x)
+    assert labels.dtype == np.int64 and np.array_equal(labels, np.argmax(z, axis=1))
+    for bs in (1, 7, 32, n):
+        assert np.array_equal(int_logits(spec, w, x, batch_size=bs), z), bs
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            assert np.array_equal(int_logits(spec, w, x, blas_threads=None), z), threads
+    assert np.array_equal(int_logits(spec, w, x.astype(np.float64)), z)
+    # a sample's result never depends on the batch it is in
+    shuffled = RNG.permutation(n)
+    assert np.array_equal(int_logits(spec, w, x[shuffled]), z[shuffled])
+    mixed = np.concatenate([x[:1], RNG.random((5, *spec.input_shape), dtype=np.float32)])
+    assert np.array_equal(int_logits(spec, w, mixed)[:1], z[:1])
 
 
 def test_input_shape_handling() -> None:
     spec = get_model("cnn-digits")
     w = initial_weights(spec, seed=0)
     x = RNG.random((4, 8, 8), dtype=np.float32)
-    assert np.array_equal(logits(spec, w, x), logits(spec, w, x[..., None]))
-    assert logits(spec, w, (x * 16).astype(np.uint8)).dtype == np.float32
-    assert logits(spec, w, np.zeros((0, 8, 8, 1), np.float32)).shape == (0, 10)
+    assert np.array_equal(int_logits(spec, w, x), int_logits(spec, w, x[..., None]))
+    u8 = (x * 16).astype(np.uint8)
+    assert np.array_equal(int_logits(spec, w, u8), int_logits(spec, w, u8.astype(np.float32)))
+    assert int_logits(spec, w, np.zeros((0, 8, 8, 1), np.float32)).shape == (0, 10)
     with pytest.raises(ValueError, match="expects inputs"):
-        logits(spec, w, np.zeros((4, 8, 9, 1), np.float32))
+        int_logits(spec, w, np.zeros((4, 8, 9, 1), np.float32))
     with pytest.raises(WeightsError):
-        logits(spec, w[:-1], x)
+        int_logits(spec, w[:-1], x)
     with pytest.raises(WeightsError):
-        logits(get_model("cnn-mnist"), w, np.zeros((1, 28, 28, 1), np.float32))
+        int_logits(get_model("cnn-mnist"), w, np.zeros((1, 28, 28, 1), np.float32))
 
 
-def test_margins_are_relative_and_ties_are_zero() -> None:
-    z = np.array(
-        [[1.0, 3.0, 2.0], [5.0, 5.0, 0.0], [0.1, 0.2, 0.3], [100.0, 99.0, 0.0], [np.nan, 0.0, 1.0]],
-        dtype=np.float32,
-    )
-    m = margins_of(z)
-    assert m.dtype == np.float32
-    np.testing.assert_allclose(m[:4], [1 / 3, 0.0, 0.1, 0.01], rtol=1e-5)
-    assert m[4] == 0.0  # non-finite logits never make a decisive sample
-    assert (m > NEAR_TIE_MARGIN).tolist() == [True, False, True, True, False]
+def test_fan_in_beyond_the_exact_bound_is_refused() -> None:
+    spec = ModelSpec("wide", (1, inference.MAX_FAN_IN + 1, 1), 2, (flatten(), dense(2)))
+    with pytest.raises(ValueError, match="fan-in"):
+        quantise_model(spec, initial_weights(spec, 0))
 
 
-@pytest.mark.parametrize("name", model_names())
-def test_float64_inference_agrees_with_float32(name: str) -> None:
-    spec = get_model(name)
-    w = initial_weights(spec, seed=1)
-    x = RNG.random((20, *spec.input_shape), dtype=np.float32)
-    z32 = logits(spec, w, x)
-    z64 = logits(spec, w, x, dtype=np.float64)
-    assert z64.dtype == np.float64
-    np.testing.assert_allclose(z32, z64, rtol=1e-5, atol=1e-6)
-    l32, m32 = predict(spec, w, x)
-    l64, _ = predict(spec, w, x, dtype=np.float64)
-    assert np.array_equal(l32[m32 > NEAR_TIE_MARGIN], l64[m32 > NEAR_TIE_MARGIN])
-    with pytest.raises(ValueError, match="dtype"):
-        logits(spec, w, x, dtype=np.float16)
+def test_hostile_weights_and_inputs_give_quiet_deterministic_saturated_integers() -> None:
+    spec = get_model("pocl-cifar10")
+    w = _bn_weights(spec, 1)
+    w[0] = w[0] * np.float32(1e30)  # huge kernel
+    w[5] = -w[5]  # negative moving variance: sqrt(NaN) in the fold, sanitised to 0
+    w[11] = np.full_like(w[11], -1e-3)  # var + eps == 0: division by zero, sanitised
+    w[-2] = np.full_like(w[-2], 1e-40)  # subnormal float32 kernel: flushed to 0
+    x = RNG.random((4, *spec.input_shape), dtype=np.float32) * 1e6
+    x[0, 0, 0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = int_logits(spec, w, x)
+    assert np.abs(z).max() <= ACT_MAX
+    assert np.array_equal(z, int_logits(spec, w, x, batch_size=1))
+    assert np.array_equal(int_reference_logits(spec, w, x[:2]), z[:2])
 
 
-def test_hostile_weights_overflow_to_near_ties_quietly() -> None:
-    spec = get_model("cnn-digits")
-    w = [a * np.float32(1e30) if a.ndim > 1 else a for a in initial_weights(spec, seed=0)]
-    x = RNG.random((8, 8, 8, 1), dtype=np.float32) * 16
-    labels, margin = predict(spec, w, x)
-    assert labels.shape == (8,)
-    assert not (margin[~np.isfinite(logits(spec, w, x)).all(axis=1)] > NEAR_TIE_MARGIN).any()
+def _crafted_tie(weights: list[np.ndarray], a: int, b: int, bias_gap: float = 0.0) -> list[np.ndarray]:
+    """Output columns a and b identical (b's bias higher by `bias_gap`), both pushed far above the rest."""
+    w = [v.copy() for v in weights]
+    w[-2][:, b] = w[-2][:, a]
+    w[-1][a] += np.float32(50.0)
+    w[-1][b] = w[-1][a] + np.float32(bias_gap)
+    return w
+
+
+def test_crafted_decision_boundary_has_one_verdict_everywhere_ties_to_lowest_class() -> None:
+    from threadpoolctl import threadpool_limits
+
+    x, _ = digits()
+    x = x[:64]
+    base = list(trained_weights(100))
+    tie = _crafted_tie(base, 3, 7)
+    z = int_logits(SPEC, tie, x)
+    assert np.array_equal(z[:, 3], z[:, 7]) and (z[:, 3][:, None] >= z).all()
+    one_up = _crafted_tie(base, 3, 7, bias_gap=QUANTUM)  # one output quantum: exactly representable
+    z1 = int_logits(SPEC, one_up, x)
+    assert np.array_equal(z1[:, 7] - z1[:, 3], np.ones(len(x), np.int64))
+    for bs in (1, 7, 32, 64):
+        for threads in (1, 2):
+            with threadpool_limits(limits=threads, user_api="blas"):
+                assert (predict(SPEC, tie, x, batch_size=bs)[0] == 3).all()  # the tie: lowest class
+                assert (predict(SPEC, one_up, x, batch_size=bs)[0] == 7).all()  # one quantum decides
+    assert (predict(SPEC, tie, x.astype(np.float64))[0] == 3).all()
+    assert np.array_equal(int_reference_logits(SPEC, tie, x[:4]), z[:4])
+
+
+def test_exact_accuracy_within_half_a_point_of_the_float_model_on_digits() -> None:
+    x, y = digits()
+    for seed in (100, 101):
+        w = list(trained_weights(seed))
+        exact = float((predict(SPEC, w, x)[0] == y).mean())
+        float_acc = float((np.argmax(float_logits(SPEC, w, x), axis=1) == y).mean())
+        assert exact > 0.5, "the model really learned something"
+        assert abs(exact - float_acc) <= 0.005, (seed, exact, float_acc)

@@ -1,7 +1,8 @@
-"""Canonical (numpy) inference agrees with Keras on the same weights (real TensorFlow; DESIGN §5.2).
+"""Canonical (exact fixed-point) inference agrees with Keras on the same weights (real TensorFlow; §5.2).
 
-The contract: labels agree on >= 99.9% of samples, every disagreement is a near-tie (relative top-2
-margin <= NEAR_TIE_MARGIN), and logits differ by far less than that margin.
+The contract: logits differ from Keras' float32 logits by quantisation error only (a few 2**-12 plus a
+small relative error), labels agree on >= 99.5% of samples, and every disagreement is a sample whose
+Keras top-2 gap is within that error. Accuracy on digits is within 0.5 points of Keras'.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pocl.consensus.pocl.params import PoclParams
 from pocl.ml.keras_model import build_keras_model, keras_weights
 from pocl.ml.model.inference import logits, predict
 from pocl.ml.model.registry import ModelSpec, conv2d, dense, flatten, get_model, maxpool, model_names, relu
 from pocl.ml.model.weights import initial_weights, weights_hash
 
-NEAR_TIE_MARGIN = PoclParams().near_tie_threshold  # the chain's default near-tie guard
-LOGIT_REL_TOL = NEAR_TIE_MARGIN / 10  # vs the logits' own scale; measured <= ~1.5e-6
+QUANT_ABS_TOL = 2e-2  # absolute, in logits (82 quanta of 2**-12)
+QUANT_REL_TOL = 2e-3  # relative to the sample set's largest |logit|
 
 
 def _keras_logits(model: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+    return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
 
 
 def _check_agreement(
@@ -29,16 +29,16 @@ def _check_agreement(
 ) -> dict[str, float]:
     zk = _keras_logits(model, x)
     zn = logits(spec, weights, x)
-    labels, margin = predict(spec, weights, x)
-    scale = max(1.0, float(np.abs(zk).max()))
+    labels, _ = predict(spec, weights, x)
+    tol = QUANT_ABS_TOL + QUANT_REL_TOL * float(np.abs(zk).max())
     max_diff = float(np.abs(zn - zk).max())
     disagree = labels != np.argmax(zk, axis=1)
     agreement = 1.0 - float(disagree.mean())
-    assert max_diff <= LOGIT_REL_TOL * scale, (max_diff, scale)
-    assert agreement >= 0.999
-    assert np.all(margin[disagree] <= NEAR_TIE_MARGIN)
-    near_ties = float((margin <= NEAR_TIE_MARGIN).mean())
-    return {"agreement": agreement, "max_diff": max_diff, "near_ties": near_ties}
+    assert max_diff <= tol, (max_diff, tol)
+    assert agreement >= 0.995
+    top2 = np.sort(zk, axis=1)[:, -2:]
+    assert np.all(top2[disagree, 1] - top2[disagree, 0] <= 2 * tol)
+    return {"agreement": agreement, "max_diff": max_diff}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,10 @@ def test_trained_digits_model_agrees_with_keras(trained_digits: tuple[Any, np.nd
     spec = get_model("cnn-digits")
     w = keras_weights(model)
     labels, _ = predict(spec, w, x)
-    assert float((labels == y).mean()) > 0.9  # it really trained
+    exact_acc = float((labels == y).mean())
+    keras_acc = float((np.argmax(_keras_logits(model, x), axis=1) == y).mean())
+    assert exact_acc > 0.9  # it really trained
+    assert abs(exact_acc - keras_acc) <= 0.005, (exact_acc, keras_acc)
     rng = np.random.default_rng(0)
     noisy = np.clip(x + rng.normal(0, 0.3, x.shape).astype(np.float32), 0, 1)  # more borderline samples
     stats = _check_agreement(spec, w, np.concatenate([x, noisy]), model)
@@ -97,7 +100,7 @@ def test_same_padding_matches_keras_for_odd_and_even_kernels(kernel: int) -> Non
     w[1] = np.linspace(-0.5, 0.5, 3, dtype=np.float32)
     x = np.random.default_rng(kernel).standard_normal((16, 7, 6, 2)).astype(np.float32)
     zk = _keras_logits(build_keras_model(spec, w), x)
-    np.testing.assert_allclose(logits(spec, w, x), zk, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits(spec, w, x), zk, rtol=QUANT_REL_TOL, atol=QUANT_ABS_TOL)
 
 
 @pytest.mark.parametrize("name", model_names())

@@ -177,7 +177,7 @@ async def ws_round_events(url: str, timeout: float = 60.0) -> set[str]:
                 event = msg.json()
                 seen.add(event["type"])
                 if event["type"] == "round":
-                    assert event["event"] in ("opened", "finalized", "reward", "slash")
+                    assert event["event"] in ("opened", "finalized", "reward", "slash", "jail")
                 if event["type"] == "round" and event["event"] == "finalized" and "phase" in seen:
                     return seen
     return seen

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.consensus.pocl.events import Jailed, PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
 from pocl.ledger.events import Unbonded
 from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import initial_weights, weights_hash
@@ -101,6 +101,7 @@ def test_pocl_node_events_from_a_blocks_executor_events() -> None:
         PhaseStarted(2, "predict", 13),
         RewardPaid(1, A, "winner", 5),
         Slashed(1, B, "withhold", 3, 4),
+        Jailed(1, B, 3, 4),
         RoundFinalized(2, False, (A,), bytes(32), 20),
         Unbonded(A, 7),
     )
@@ -113,9 +114,11 @@ def test_pocl_node_events_from_a_blocks_executor_events() -> None:
         ("PoclRoundEvent", None),
         ("PoclRoundEvent", None),
         ("PoclRoundEvent", None),
+        ("PoclRoundEvent", None),
         ("PoclPhaseEvent", "done"),
     ]
     assert all(e.height == 12 for e in out)
+    assert out[5].step == Jailed(1, B, 3, 4)
     messages = [m for e in out for m in stream_messages(e)]
     assert [(m["type"], m.get("event", m.get("phase"))) for m in messages] == [
         ("round", "opened"),
@@ -123,13 +126,15 @@ def test_pocl_node_events_from_a_blocks_executor_events() -> None:
         ("phase", "predict"),
         ("round", "reward"),
         ("round", "slash"),
+        ("round", "jail"),
         ("round", "finalized"),
         ("phase", "done"),
     ]
     assert messages[0] == {"type": "round", "event": "opened", "height": 12, "round": 2, "eligible": ["0x" + "aa" * 20]}
     assert messages[2] == {"type": "phase", "height": 12, "round": 2, "phase": "predict", "start_height": 13}
     assert messages[4]["address"] == "0x" + "bb" * 20 and messages[4]["kind"] == "withhold"
-    assert messages[5]["model_hash"] == "00" * 32  # bytes render as on /blocks: plain hex
+    assert messages[5] == {"type": "round", "event": "jail", "height": 12, "round": 1, "address": "0x" + "bb" * 20, "missed_rounds": 3, "jailed_until_round": 4}
+    assert messages[6]["model_hash"] == "00" * 32  # bytes render as on /blocks: plain hex
     assert "start_height" not in messages[1]
 
 

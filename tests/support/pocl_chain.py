@@ -12,7 +12,14 @@ from pocl.ledger.tx import SignedTx
 from pocl.ledger.tx_kinds import BlockContext
 from pocl.node.simulation.chain import InProcessChain
 
-from tests.support.pocl_scenario import CHAIN_ID, Scenario, commit_payload, predict_payload, vote_payload
+from tests.support.pocl_scenario import (
+    CHAIN_ID,
+    WITHHOLD,
+    Scenario,
+    commit_payload,
+    predict_payload,
+    vote_payload,
+)
 
 STAKE = 5_000
 BALANCE = 1_000_000
@@ -60,6 +67,8 @@ class Chain(InProcessChain):
             if rec.phase == PHASE_COMMIT and a in rec.eligible and a not in rec.committers:
                 out.append(self.tx(k, KIND_POCL_COMMIT, commit_payload(s, m)))
             elif rec.phase_name == "predict" and a in rec.committers and a not in rec.predictors:
+                if m.behaviour == WITHHOLD:  # committed, never reveals
+                    continue
                 out.append(self.tx(k, KIND_POCL_PREDICT, predict_payload(s, m, rec.committers)))
             elif rec.phase_name == "vote" and a in rec.revealed and a not in rec.voters:
                 data = self.pocl.round_data(st, rec)

@@ -32,7 +32,7 @@ def test_largest_remainder_then_earlier_position() -> None:
 
 
 def test_payouts_split_pools_and_sum_to_round_reward() -> None:
-    p = make_params(round_reward=1_000_003, voter_share_bps=2_000)
+    p = make_params(round_reward=1_000_003, voter_share_bps=2_000, min_miner_stake=2_000_000)
     out = compute_payouts([W2, W1], [9000, 8000], [V2, V1], p)
     assert [(x.miner, x.role) for x in out] == [
         (W2, ROLE_WINNER),

@@ -98,11 +98,17 @@ def test_tx_kinds_by_phase() -> None:
 
 
 def test_select_eligible_by_stake_jail_and_cap() -> None:
-    p = make_params(min_miner_stake=10, max_miners=2)
-    accounts = [(C, 50, 0), (A, 10, 0), (B, 50, 0), (b"\x01" * 20, 9, 0), (b"\x02" * 20, 100, 3)]
+    p = make_params(min_miner_stake=10_000, max_miners=2)
+    accounts = [
+        (C, 50_000, 0),
+        (A, 10_000, 0),
+        (B, 50_000, 0),
+        (b"\x01" * 20, 9_999, 0),
+        (b"\x02" * 20, 100_000, 3),
+    ]
     assert select_eligible(accounts, 3, p) == [B, C]  # 0x02 jailed through round 3; cap 2 by stake
     assert select_eligible(accounts, 4, p) == [b"\x02" * 20, B]  # released; ties at 50 -> lower address
-    assert select_eligible(accounts, 4, make_params(min_miner_stake=10))[0] == b"\x02" * 20
+    assert select_eligible(accounts, 4, make_params(min_miner_stake=10_000))[0] == b"\x02" * 20
 
 
 def test_driven_round_closes_every_phase_early() -> None:
