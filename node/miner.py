@@ -369,13 +369,14 @@ class Miner:
         train_s = 0.0
         t0 = time.monotonic()
         if self.behaviour.trains:
+            x_train, y_train = self.behaviour.training_set(d.x_train, d.y_train, self.params.classes)
             try:
                 res = await self.worker.train(
                     TrainJob(
                         self.spec,
                         g,
-                        d.x_train,
-                        self.behaviour.training_labels(d.y_train, self.params.classes),
+                        x_train,
+                        y_train,
                         epochs=self.settings.epochs,
                         batch_size=self.settings.batch_size,
                         lr=self.settings.lr,

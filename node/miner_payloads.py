@@ -42,20 +42,26 @@ def round_secrets(
     model_seed: int,
     train_s: float = 0.0,
     visible_models: list[list[np.ndarray]] | None = None,
+    public_shards: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> RoundSecrets:
-    """The model to commit (the behaviour's, from its training result) and round r's fresh test shard."""
+    """The model to commit (the behaviour's, from its training result) and round r's fresh test shard.
+
+    ``visible_models`` / ``public_shards``: earlier revealed models / (shard, labels) read from the chain,
+    for the behaviours that copy them (`Behaviour.make_model`, `Behaviour.test_shard`).
+    """
     spec = params.model_spec()
     weights = behaviour.make_model(
         spec, global_weights, trained, seed=model_seed, visible_models=visible_models
     )
     idx = data.test_shard_indices(params.test_shard_size, round_)
+    test_x, labels = behaviour.test_shard(data.pool_x[idx], data.pool_y[idx], public_shards)
     return RoundSecrets(
         round=round_,
         prev_model_hash=prev_model_hash,
         weights=encode_weights(weights),
-        labels=np.asarray(behaviour.reveal_labels(data.pool_y[idx], params.classes), dtype=np.int64),
+        labels=np.asarray(behaviour.reveal_labels(labels, params.classes), dtype=np.int64),
         salt=salt,
-        test_x=np.ascontiguousarray(data.pool_x[idx], dtype=np.float32),
+        test_x=np.ascontiguousarray(test_x, dtype=np.float32),
         shard_indices=np.asarray(idx, dtype=np.int64),
         n_train=len(data.y_train),
         train_s=train_s,

@@ -32,17 +32,20 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
-def _announced_bin(piece: bytes) -> tuple[int, int] | None:
-    """(length, header size) if `piece` ends with the canonical header of a bin of at least 256 bytes."""
+def _announced_bins(piece: bytes) -> list[tuple[int, int]]:
+    """Every (length, header size) such that `piece` ends with the canonical header of a bin of at least
+    256 bytes. Both forms can match at once (payload bytes `c6 00` before a bin16 header read as a bin32
+    header), so the caller tries each against the segment boundaries."""
+    out = []
     if len(piece) >= 5 and piece[-5] == 0xC6:
         n = int.from_bytes(piece[-4:], "big")
         if n > 0xFFFF:
-            return n, 5
+            out.append((n, 5))
     if len(piece) >= 3 and piece[-3] == 0xC5:
         n = int.from_bytes(piece[-2:], "big")
         if n > 0xFF:
-            return n, 3
-    return None
+            out.append((n, 3))
+    return out
 
 
 def _swap_long(value: Any, min_len: int, longs: list[bytes], prefix: bytes) -> Any:
@@ -108,10 +111,8 @@ def decode_segments(segments: Sequence[bytes], max_size: int = DEFAULT_MAX_SIZE)
     longs: dict[bytes, bytes] = {}
     i = 0
     while i < len(segments):
-        announced = _announced_bin(pieces[-1]) if pieces else None
-        if announced is not None:
-            want, header_len = announced
-            start = ends[i - 1] if i else 0
+        start = ends[i - 1] if i else 0
+        for want, header_len in _announced_bins(pieces[-1]) if pieces else ():
             j = bisect.bisect_left(ends, start + want, lo=i)  # segments i..j end exactly `want` later?
             if j < len(ends) and ends[j] == start + want:
                 marker = prefix + len(longs).to_bytes(4, "big")
@@ -119,9 +120,10 @@ def decode_segments(segments: Sequence[bytes], max_size: int = DEFAULT_MAX_SIZE)
                 pieces[-1] = pieces[-1][:-header_len]
                 pieces.append(_PLACEHOLDER_HEAD + marker)
                 i = j + 1
-                continue
-        pieces.append(segments[i])
-        i += 1
+                break
+        else:  # no header before this segment announces a bin ending on a segment boundary
+            pieces.append(segments[i])
+            i += 1
     if longs:
         # The skeleton parses like the full encoding up to each placeholder; if every placeholder came
         # back as a value, each stood where a bin item starts, and with its canonical header that bin

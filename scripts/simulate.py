@@ -62,9 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="fedavg | clip:F | multi-krum:F[:M] | median | trimmed-mean:B (default: the chain's, clip:2.0)",
     )  # fmt: skip
     p.add_argument(
-        "--verify-shards", type=int, default=None, help="shards re-run per candidate (chain default 3)"
-    )
-    p.add_argument(
         "--adversary", action="append", default=None,
         help="KIND:COUNT (repeatable or comma-separated): knn, random, zero, label-flip, lazy, copycat, "
         "vote-liar, label-liar, withhold",
@@ -84,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         dataset=args.dataset, data_dir=args.data_dir, model=args.model, miners=args.miners,
         rounds=args.rounds, partition=args.partition, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimizer=args.optimizer, winners=args.winners, shard_size=args.shard_size,
-        holdout=args.holdout, aggregation=args.aggregation, verify_shards=args.verify_shards,
+        holdout=args.holdout, aggregation=args.aggregation,
         adversary=",".join(args.adversary) if args.adversary else None, seed=args.seed,
         centralised=not args.no_centralised, train_limit=args.train_limit, allow_download=args.allow_download,
     )  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 
 from pocl.consensus.pocl import schedule
 from pocl.consensus.pocl.events import Jailed, PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
-from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round, round_seed
+from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import (
     HEAD_KEY,
@@ -65,7 +65,6 @@ from pocl.ledger.state import MAX_AMOUNT, State
 from pocl.ledger.tx_kinds import BlockContext, TxContext, TxKind, TxRegistry
 
 NS_POCL = "pocl"
-
 
 
 def _pocl_max_bytes(params: ChainParams) -> int:
@@ -236,7 +235,9 @@ class PoclExecution:
     def _vote(self, state: State, ctx: TxContext, p: VotePayload) -> tuple[RoundRecord, VoteEntry]:
         rec = self.open_record(state)
         commit = self._commit_entry(state, rec.round, ctx.sender) if rec is not None else None
-        return accept_vote(rec, ctx.sender, p, commit, self.params, ctx.height, ctx.stx.hash)
+        return accept_vote(
+            rec, ctx.sender, p, commit, self.params, ctx.block.chain_id, ctx.height, ctx.stx.hash
+        )
 
     def validate_vote(self, state: State, ctx: TxContext, p: VotePayload) -> TxError | None:
         try:
@@ -295,18 +296,14 @@ class PoclExecution:
         elif step is schedule.Step.FINALIZE:
             self.finalize(state, ctx, rec)
 
-    @staticmethod
-    def seed_for(ctx: BlockContext, round_: int) -> bytes:
-        """Finalization seed from the finalizing block's (height, time_ms, proposer): fixed only after
-        every prediction was, but chosen by that block's proposer (docs/pocl-protocol.md §4, §10)."""
-        return round_seed(ctx.chain_id, round_, codec.encode([ctx.height, ctx.time_ms, ctx.proposer]))
-
     def finalize(self, state: State, ctx: BlockContext, rec: RoundRecord) -> FinalizeResult:
         from pocl.ml.model.weights import encode_weights
 
         data = self.round_data(state, rec)
         g = self.global_weights(state, rec.prev_model_hash)
-        result = finalize_round(data, g, self.params, ctx.chain_id, self.seed_for(ctx, rec.round))
+        # The outcome depends on the round's txs and the models on chain only: nothing of the finalizing
+        # block (time, proposer, tx order) enters; the seed comes from the miners' revealed salts.
+        result = finalize_round(data, g, self.params, ctx.chain_id, lambda h: state.get_model(h) is not None)
         out = result.outcome
         for pay in out.payouts:
             acct = state.account_for_update(pay.miner)
@@ -315,7 +312,9 @@ class PoclExecution:
         for pen in out.penalties:
             slashed = self._slash(state, pen.miner, pen.slash_bps, rec.round + pen.jail_rounds)
             ctx.events.append(
-                Slashed(rec.round, pen.miner, pen.kind, slashed, jailed_until_round=rec.round + pen.jail_rounds)
+                Slashed(
+                    rec.round, pen.miner, pen.kind, slashed, jailed_until_round=rec.round + pen.jail_rounds
+                )
             )
         self._downtime(state, ctx, rec)
         head = self.head(state)

@@ -1,27 +1,36 @@
 """Deterministic round finalization (DESIGN §5.2 step 4; docs/pocl-protocol.md).
 
 `finalize_round` is a pure function of the round's record and entries, the previous global model, the
-params, the chain id and a chain-derived seed; every node runs it in the execution of the round's last
-block and must get the same `RoundOutcome` bytes and the same new model. It re-derives everything it
-needs from the entries (commitment checks included) and iterates only in canonical address order, so the
-order in which txs arrived or entries are passed in cannot matter.
+params, the chain id and which model hashes are already on chain (nothing of the finalizing block enters);
+every node runs it in the execution of the round's last block and must get the same `RoundOutcome` bytes
+and the same new model. It re-derives everything it needs from the entries (commitment checks included)
+and iterates only in canonical address order, so the order in which txs arrived or entries are passed in
+cannot matter.
 
 Steps:
 1. violations that need no model: withholding (committed, no reveal; revealed, no vote), reveal not
-   matching the model commitment, labels not matching the label commitment;
+   matching the model commitment, labels not matching the label commitment; the round seed from the
+   salts of the opened label commitments (`round_seed`: no block field, no proposer choice);
 2. accuracy matrix A[i][j] (bps, integer) of every revealed predictor i on every voter j's shard;
 3. vote fraud: a vote whose scores differ from column j of A; such voters are not valid voters;
 4. score_i = integer median of A[i][j] over valid voters j != i (even count: floor of the mean of the
    two middle values);
 5. candidates = scored predictors with no violation; fewer than 2 → void round (penalties still apply);
-6. ranking by score desc, ties by H(seed, address); verify candidates in that order until K pass;
+6. ranking by score desc, ties by H(seed, address); walk it until K candidates pass: each candidate
+   reached is verified on EVERY shard that scored it (no sampling) and is prediction fraud on any
+   mismatch; one whose weights are a model already on chain (G_{r-1} or earlier) or are revealed by more
+   than one miner this round passes no one: it cannot win, the walk goes on;
 7. robust aggregation (ml.model.aggregate, params.aggregation) of the winners' weights in address order;
+   a clipping bound comes from the update norms of all unpenalised, distinct, new revealed models, not
+   from the winners alone;
 8. payouts (consensus.pocl.rewards) and one penalty per violating miner (the most severe).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 from pocl.consensus.pocl.params import PoclParams
@@ -47,7 +56,7 @@ from pocl.consensus.pocl.txs import (
     model_commitment,
     weights_digest,
 )
-from pocl.consensus.pocl.verify import ShardClaim, Verdict, choose_shards, verify_claims
+from pocl.consensus.pocl.verify import ShardClaim, Verdict, verify_claims
 from pocl.ledger import codec
 from pocl.ledger.hashing import tagged_hash
 
@@ -65,11 +74,13 @@ class FinalizeResult:
     changed: bool  # a new model was aggregated
 
 
-def round_seed(chain_id: str, round_: int, material: bytes) -> bytes:
-    """The finalization seed, bound to chain and round. Execution passes as `material` the canonical
-    encoding of the finalizing block's [height, time_ms, proposer] (`PoclExecution.seed_for`): unknown
-    while predictions were made, but picked by that block's proposer (docs/pocl-protocol.md §10)."""
-    return tagged_hash(TAG_ROUND_SEED, codec.encode([chain_id, round_, material]))
+def round_seed(chain_id: str, round_: int, salts: list[bytes]) -> bytes:
+    """The finalization seed, bound to chain and round, from the salts of every label commitment opened
+    in VOTE, in voter address order (docs/pocl-protocol.md §4). Each salt was committed in COMMIT, before
+    any outcome could be known, and revealed afterwards; no block field enters, so no proposer picks it.
+    A miner that withholds its vote is slashed as a withholder and its salt is simply absent (the one-bit
+    "last revealer" choice, priced in §12); a salt that does not open its commitment is not used."""
+    return tagged_hash(TAG_ROUND_SEED, codec.encode([chain_id, round_, list(salts)]))
 
 
 def median_bps(values: list[int]) -> int:
@@ -96,9 +107,15 @@ def _others(committers: list[bytes], me: bytes) -> list[bytes]:
 
 
 def finalize_round(
-    data: RoundData, global_weights: list[np.ndarray], params: PoclParams, chain_id: str, seed: bytes
+    data: RoundData,
+    global_weights: list[np.ndarray],
+    params: PoclParams,
+    chain_id: str,
+    on_chain: Callable[[bytes], bool],
 ) -> FinalizeResult:
-    from pocl.ml.model.aggregate import aggregate
+    """`on_chain(h)`: is `h` the hash of a global model the chain already holds (any earlier round)?
+    G_{r-1} (`record.prev_model_hash`) counts as on chain whatever it answers."""
+    from pocl.ml.model.aggregate import CLIP, aggregate, update_norm
     from pocl.ml.model.weights import decode_weights, weights_hash
 
     rec = data.record
@@ -135,7 +152,7 @@ def finalize_round(
     labels: dict[bytes, np.ndarray] = {}
     for v in sorted(m for m in data.votes if m in revealed_set):
         entry = data.votes[v]
-        got = label_commitment(entry.labels, entry.salt)
+        got = label_commitment(chain_id, r, v, entry.labels, entry.salt)
         if got != data.commits[v].label_commit:
             violate(v, PENALTY_LABEL_MISMATCH, [entry.tx_hash, data.commits[v].label_commit, got])
             continue
@@ -144,6 +161,7 @@ def finalize_round(
     for p in revealed:
         if p not in data.votes and rec.vote_start > 0:
             violate(p, PENALTY_WITHHOLD, [data.commits[p].tx_hash, b"labels"])
+    seed = round_seed(chain_id, r, [data.votes[v].salt for v in voters])
 
     # ---- 2. accuracy matrix: rows = revealed predictors, columns = voters with committed labels
     claimed: dict[tuple[bytes, bytes], np.ndarray] = {}
@@ -182,6 +200,9 @@ def finalize_round(
     # ---- 5./6. candidates, ranking, verification
     candidates = {i: s for i, s in score.items() if i not in violations}
     ranking = rank_candidates(candidates, seed)
+    digest = {i: data.predictions[i].weights_hash for i in revealed}
+    copies = Counter(digest.values())
+    known = {h for h in copies if h == prev_hash or on_chain(h)}
     winners: list[bytes] = []
     reason = ""
     void = len(candidates) < 2
@@ -193,16 +214,17 @@ def finalize_round(
             if len(winners) >= params.winners:
                 break
             entry = data.predictions[cand]
-            picked = choose_shards(seed, cand, scorers[cand], params.verify_shards)
-            verdict = _verify_candidate(data, cand, picked, claimed, spec, params)
-            if verdict.ok:
-                winners.append(cand)
-            else:
+            verdict = _verify_candidate(data, cand, scorers[cand], claimed, spec, params)
+            if not verdict.ok:
                 violate(
                     cand,
                     PENALTY_PREDICTION_FRAUD,
                     [entry.tx_hash, entry.weights_hash, list(verdict.checked_owners), verdict.samples],
                 )
+            elif digest[cand] not in known and copies[digest[cand]] == 1:
+                winners.append(cand)
+            # else: a model already on chain (free-riding) or revealed by several miners (Sybils) cannot
+            # win; it is verified all the same, so faked claims behind it are still prediction fraud
         if not winners:
             reason = NO_WINNER
 
@@ -210,8 +232,21 @@ def finalize_round(
     new_weights = global_weights
     changed = False
     if winners:
-        models = [decode_weights(spec, data.predictions[w].weights) for w in sorted(winners)]
-        new_weights = aggregate(global_weights, models, params.aggregation_rule()).weights
+        rule = params.aggregation_rule()
+        models = {w: decode_weights(spec, data.predictions[w].weights) for w in sorted(winners)}
+        reference = None
+        if rule.kind == CLIP:
+            # the bound's reference: every unpenalised revealed model with new, distinct weights (one per
+            # hash, address order), so a boosted winner is measured against the whole round, not K = 2
+            fresh: dict[bytes, bytes] = {}
+            for i in revealed:
+                if i not in violations and digest[i] not in known:
+                    fresh.setdefault(digest[i], i)
+            reference = []
+            for i in sorted(fresh.values()):
+                w = models[i] if i in models else decode_weights(spec, data.predictions[i].weights)
+                reference.append(update_norm(w, global_weights))
+        new_weights = aggregate(global_weights, list(models.values()), rule, reference).weights
         changed = True
     model_hash = weights_hash(new_weights) if changed else prev_hash
 
@@ -248,7 +283,7 @@ def _verify_candidate(
     spec: object,
     params: PoclParams,
 ) -> Verdict:
-    """Canonical inference of the candidate's revealed weights on the picked shards vs its claims."""
+    """Canonical inference of the candidate's revealed weights on all its scoring shards vs its claims."""
     from pocl.ml.model.weights import decode_weights
 
     shape = (params.test_shard_size, *params.input_shape)

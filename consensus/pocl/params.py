@@ -52,8 +52,6 @@ class PoclParams:
     min_miner_stake: int = 10_000  # with round_reward, sized so prediction fraud does not pay (see below)
     max_miners: int = 64  # eligible set = top stakes (ties by address) among qualifying accounts
     winners: int = 2  # K
-    # verification
-    verify_shards: int = 3  # shards re-run per candidate (all its shards if fewer)
     # economics
     round_reward: int = 400
     voter_share_bps: int = 2_000
@@ -119,10 +117,6 @@ class PoclParams:
             raise PoclParamsError("max_miners", f"must be between 2 and {MAX_MINERS_CAP}")
         if not 1 <= self.winners <= self.max_miners:
             raise PoclParamsError("winners", "must be between 1 and max_miners")
-        if self.verify_shards < 1:
-            raise PoclParamsError(
-                "verify_shards", "must be at least 1 (verification is what stops the k-NN attack)"
-            )
         if self.min_miner_stake < 1:
             raise PoclParamsError("min_miner_stake", "must be at least 1")
         for name in (
@@ -144,11 +138,9 @@ class PoclParams:
 
     def fraud_catch_probability(self) -> Fraction:
         """Lower bound on the probability that a candidate which faked at least one of its scoring shards is
-        caught when it would win. A candidate that would win is always verified; verification re-runs
-        `verify_shards` of its at most `max_miners - 1` scoring shards, so one faked shard among n is
-        checked with probability min(1, verify_shards / n), and more faked shards only raise it."""
-        shards = self.max_miners - 1
-        return Fraction(min(self.verify_shards, shards), shards)
+        caught when it would win: 1. A candidate that would win is always verified, on EVERY shard that
+        scored it (consensus.pocl.verify), with exact canonical inference, so one faked label is enough."""
+        return Fraction(1)
 
     def prediction_fraud_ev(self) -> Fraction:
         """Upper bound on a prediction faker's expected gain per attempt (exact rational, never a float):
@@ -182,10 +174,10 @@ class PoclParams:
             raise PoclParamsError(
                 "min_miner_stake",
                 "prediction fraud would pay: deterrence needs p*S > (1-p)*G (docs/pocl-protocol.md §12) "
-                f"with p = verify_shards/(max_miners-1) = {p}, S = min_miner_stake = {self.min_miner_stake}, "
+                f"with p = {p} (exhaustive verification), S = min_miner_stake = {self.min_miner_stake}, "
                 f"G = round_reward = {self.round_reward}; the expected gain is "
                 f"{ev.numerator // ev.denominator} per attempt. "
-                "Raise min_miner_stake or verify_shards, or lower round_reward or max_miners",
+                "Raise min_miner_stake",
             )
 
     def check_model(self) -> None:

@@ -13,12 +13,17 @@ int64 of shape `(test_shard_size,)` with values in `[0, classes)` (what `ml.mode
 Commitments, both domain-tagged:
 
     model_commit = H_commit(chain_id, round, sender_address, weights_hash)
-    label_commit = H_label(labels_array, salt)
+    label_commit = H_label(chain_id, round, sender_address, labels_array, salt)
 
 `weights_hash` is `ml.model.weights.weights_hash`, i.e. the tagged hash of the canonical weight bytes; since
 those bytes are canonical (the decoder rejects anything else) we hash the revealed bytes directly.
-Binding the commitment to chain, round and sender stops a miner from replaying another miner's (or its
-own older) commitment: copying a commitment never lets the copier reveal matching weights for itself.
+Binding both commitments to chain, round and sender stops a miner from replaying another miner's (or its
+own older) commitment: a copied model commitment never lets the copier reveal matching weights, and a
+copied or replayed label commitment never opens under the copier's address or in another round (label
+mismatch), so nobody is paid as a voter for a shard and labels it did not make.
+
+The salt is 32 random bytes chosen by the miner; once revealed in VOTE the salts of all opened label
+commitments are also the round's seed material (`consensus.pocl.finalize.round_seed`).
 
 `check_*_payload` are the stateless checks (shapes, sizes, dtypes against the params); they raise
 `PayloadError` with a stable `code`. Stateful rules (phase, eligibility, one per miner) are in
@@ -145,10 +150,12 @@ def model_commitment(chain_id: str, round_: int, sender: bytes, weights_hash: by
     return tagged_hash(TAG_MODEL_COMMIT, codec.encode([chain_id, round_, sender, weights_hash]))
 
 
-def label_commitment(labels: NdArray, salt: bytes) -> bytes:
+def label_commitment(chain_id: str, round_: int, sender: bytes, labels: NdArray, salt: bytes) -> bytes:
     if len(salt) != SALT_LEN:
         raise ValueError(f"salt must be {SALT_LEN} bytes")
-    return tagged_hash(TAG_LABEL_COMMIT, codec.encode([labels.to_list(), salt]))
+    if len(sender) != ADDRESS_LEN:
+        raise ValueError("sender must be an address")
+    return tagged_hash(TAG_LABEL_COMMIT, codec.encode([chain_id, round_, sender, labels.to_list(), salt]))
 
 
 def labels_array(labels: Any) -> NdArray:
@@ -254,7 +261,7 @@ def build_commit(
     return CommitPayload(
         round_,
         model_commitment(chain_id, round_, sender, weights_digest(weights)),
-        label_commitment(labels_array(labels), salt),
+        label_commitment(chain_id, round_, sender, labels_array(labels), salt),
         NdArray.of(np.ascontiguousarray(test_x, dtype="<f4")),
         n_train,
     )

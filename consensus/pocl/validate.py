@@ -130,6 +130,7 @@ def accept_vote(
     p: VotePayload,
     commit: CommitEntry | None,
     params: PoclParams,
+    chain_id: str,
     height: int,
     tx_hash: bytes,
 ) -> tuple[RoundRecord, VoteEntry]:
@@ -142,6 +143,6 @@ def accept_vote(
     if _contains(rec.voters, sender):
         raise PayloadError(E_DUPLICATE, "sender already voted in this round")
     _check_one_per_other(len(p.scores), rec.revealed, "scores (one per other revealed predictor)")
-    ok = label_commitment(p.labels, p.salt) == commit.label_commit
+    ok = label_commitment(chain_id, rec.round, sender, p.labels, p.salt) == commit.label_commit
     entry = VoteEntry(sender, height, tx_hash, p.labels, p.salt, list(p.scores), ok)
     return dataclasses.replace(rec, voters=insert_sorted(rec.voters, sender)), entry

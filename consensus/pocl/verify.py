@@ -3,7 +3,8 @@
 The k-NN attack of the PoCL paper predicts other miners' shards with something else (k-NN, a bigger
 private model, copied answers) while revealing a cheap model to be averaged. Before a candidate can win,
 every node re-runs canonical inference (`ml.model.inference.predict`) of the candidate's revealed weights on
-`verify_shards` of the shards that scored it, chosen by the chain seed, and compares with its claims.
+EVERY shard that scored it and compares with its claims: nothing is sampled, so there is no seed to grind
+and a faker of one shard among many is caught whenever it would win.
 
 Verdict, per candidate: **any** claimed label that differs from the canonical label is prediction fraud.
 Canonical inference is exact integer arithmetic (fixed point; ties to the lowest class), so its labels are
@@ -19,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from pocl.ledger.hashing import tagged_hash
-
-TAG_VERIFY_PICK = b"pocl/verify-pick"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,16 +35,6 @@ class Verdict:
     checked_owners: tuple[bytes, ...]
     samples: int
     mismatches: int  # claimed labels that differ from the canonical ones (exact, machine-independent)
-
-
-def choose_shards(seed: bytes, candidate: bytes, owners: list[bytes], count: int) -> list[bytes]:
-    """`count` owners (all if fewer) ordered by H(seed, candidate, owner); returned in address order.
-
-    The seed comes from a block after every prediction was fixed, so a miner cannot know which of its
-    predictions will be re-checked when it makes them.
-    """
-    ranked = sorted(owners, key=lambda o: (tagged_hash(TAG_VERIFY_PICK, seed + candidate + o), o))
-    return sorted(ranked[:count])
 
 
 def verify_claims(spec: object, weights: list[np.ndarray], claims: list[ShardClaim]) -> Verdict:

@@ -44,7 +44,11 @@ class AggregationError(ValueError):
 class AggregationRule:
     """How winners' updates are combined. Build with `parse_rule`.
 
-    clip: each update Δ_i with ‖Δ_i‖ > bound = median(‖Δ‖) × clip_factor is scaled down to the bound.
+    clip: each update Δ_i with ‖Δ_i‖ > bound = lower_median(reference norms) × clip_factor is scaled down
+        to the bound. The reference norms are the caller's (finalization passes the update norms of every
+        unpenalised new revealed model of the round, not only the winners); by default the models' own.
+        The LOWER median (the smaller middle value of an even count) of two norms is the smaller one, so
+        even two models bound each other: a boosted update is clipped to clip_factor × the other's norm.
     multi-krum: keep the `m` updates (default n − f) with the smallest sum of squared distances to their
         n − f − 2 nearest neighbours (Blanchard et al. 2017), then average them.
     median: coordinate-wise median of the updates.
@@ -266,10 +270,17 @@ def _trimmed_mean_of_sorted(s: np.ndarray, k: int) -> np.ndarray:
     return acc
 
 
-def _median_float(values: list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+def lower_median(values: list[float]) -> float:
+    """The middle value; with an even count the smaller of the two middle values (no averaging)."""
+    if not values:
+        raise AggregationError("median of nothing")
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def update_norm(model: list[np.ndarray], global_w: list[np.ndarray]) -> float:
+    """‖W − G‖₂, deterministic float64 (the value `aggregate` reports in `norms`)."""
+    _check_layout(global_w, [model])
+    return math.sqrt(_squared_distance(model, global_w))
 
 
 def krum_scores(models: list[list[np.ndarray]], f: int) -> list[float]:
@@ -286,9 +297,15 @@ def krum_scores(models: list[list[np.ndarray]], f: int) -> list[float]:
 
 
 def aggregate(
-    global_w: list[np.ndarray], models: list[list[np.ndarray]], rule: AggregationRule
+    global_w: list[np.ndarray],
+    models: list[list[np.ndarray]],
+    rule: AggregationRule,
+    reference_norms: list[float] | None = None,
 ) -> AggregationResult:
     """Combine the models' updates relative to `global_w` under `rule` (see AggregationRule).
+
+    `reference_norms` (clip only): the update norms the clip bound is derived from (`update_norm`);
+    None: the models' own.
 
     Deterministic: the result depends only on the input bytes and the order of `models` (callers sort
     by miner address). Degenerate sizes never raise: multi-krum clamps its neighbour count and `m` to
@@ -301,7 +318,9 @@ def aggregate(
     if rule.kind == FEDAVG:
         return AggregationResult(fedavg(global_w, models), norms, tuple(range(n)), not_clipped)
     if rule.kind == CLIP:
-        bound = _median_float(list(norms)) * float(rule.clip_factor)
+        bound = lower_median(list(norms if reference_norms is None else reference_norms)) * float(
+            rule.clip_factor
+        )
         scales = [bound / v if v > bound else 1.0 for v in norms]
         clipped = tuple(v > bound for v in norms)
         weights = _mean_update(global_w, models, list(range(n)), scales)

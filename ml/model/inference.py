@@ -22,10 +22,24 @@ Arithmetic (all constants below):
   <= fan_in · 2**37 + BIAS_MAX < 2**53 (checked per layer: fan_in <= MAX_FAN_IN = 57,344; cnn-mnist's
   largest is 9,216) and therefore exact in float64. BLAS is only a fast way to compute an exact sum.
 - **Rescaling** back to activations: rint(acc · 2**-f_c) (an exact power-of-two scaling, then round half
-  to even), saturated to [-ACT_MAX, ACT_MAX].
+  to even), saturated to [-ACT_MAX, ACT_MAX]. The scaling is folded into the kernel and bias (kernel · 2**-f_c,
+  bias · 2**-f_c: exact), so the matmul yields acc · 2**-f_c directly: every partial sum of column c is an
+  integer below 2**53 times 2**-f_c (f_c in [-50, 78]: no underflow or overflow), hence exact too.
 - ReLU, max-pooling ("valid", stride = pool size), flatten and dropout (identity) act on the integers;
   "same" padding pads with zeros, TensorFlow's split (stride 1: (k − 1) // 2 before, the rest after).
 - The label is the argmax of the integer logits; ties go to the lowest class index.
+
+How the exact sums are computed changes speed only, never a bit (every path computes the same integers):
+- 3x3 convolutions with 8 to WINOGRAD_MAX_CHANNELS = 202 input channels use Winograd F(2x2, 3x3) with
+  integer transforms (2.25x fewer multiplications than im2col): every intermediate is an integer below
+  2**53 (bound next to the constants; the input transform, <= 2**24, even in float32) times the channel's
+  power-of-two scale, and the result is exactly the same scaled accumulator. Other convolutions use im2col
+  and one float64 matmul.
+- Activations are stored as float32 between layers (integers of magnitude <= 2**22: exact in float32).
+- ReLU and 2x2 max-pooling that follow a layer are applied to its accumulators before the rescale: the
+  rescale is non-decreasing per channel and maps 0 to 0, so max and ReLU commute with it exactly.
+- Convolutions run on chunks of `batch_size` samples (cache-sized buffers), dense layers on blocks of
+  DENSE_BATCH samples; each sample's integers are independent of its chunk.
 
 Measured against the float model: tests/ml/test_inference.py (accuracy on digits), tests/ml/
 test_inference_keras.py (agreement with Keras), docs/benchmarks/ml.md (speed).
@@ -60,9 +74,13 @@ HUGE = 2.0**64
 # *slower* than one thread (docs/benchmarks/ml.md). Needs `threadpoolctl` (installed with scikit-learn).
 INFERENCE_BLAS_THREADS: int | None = 1
 
-# Samples per chunk: small chunks keep the float64 im2col buffers in cache (cnn-mnist, 1 BLAS thread:
-# 8 -> ~1,300 samples/s, 32 -> ~1,000, 64 -> ~700; docs/benchmarks/ml.md). A speed setting only.
-DEFAULT_BATCH = 8
+# Samples per chunk of the convolutional layers: small chunks keep the Winograd / im2col buffers in cache
+# (cnn-mnist, 1 BLAS thread: 4 -> ~2,350 samples/s, 8 -> ~2,250, 16 -> ~2,050, 32 -> ~1,250;
+# docs/benchmarks/ml.md). A speed setting only.
+DEFAULT_BATCH = 4
+# Samples per block of the dense layers (after the convolutions): one pass over a dense kernel per block,
+# instead of one per chunk (cnn-mnist's 9,216 x 128 kernel is 9.4 MB). A speed setting only.
+DENSE_BATCH = 256
 
 
 @functools.cache
@@ -95,6 +113,21 @@ class QuantLayer:
     down: np.ndarray | None = None
     size: int = 0  # conv2d kernel size | maxpool window
     padding: str = ""
+    winograd: bool = False  # 3x3 conv evaluated by Winograd F(2x2, 3x3) (speed only)
+    # Derived, exact (a power-of-two scaling per output channel): kernel · down, bias · down, and for a
+    # Winograd layer its transformed kernel 2G g 2G^T · down / 4 (16, C, K). Accumulating with them gives
+    # acc · 2**-f directly (see "Rescaling" in the module docstring).
+    scaled_kernel: np.ndarray | None = dataclasses.field(init=False, default=None, repr=False)
+    scaled_bias: np.ndarray | None = dataclasses.field(init=False, default=None, repr=False)
+    winograd_kernel: np.ndarray | None = dataclasses.field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kernel is None or self.bias is None or self.down is None:
+            return
+        object.__setattr__(self, "scaled_kernel", self.kernel * self.down)
+        object.__setattr__(self, "scaled_bias", self.bias * self.down)
+        if self.winograd:
+            object.__setattr__(self, "winograd_kernel", _winograd_kernel(self.kernel) * (self.down * 0.25))
 
 
 def _sanitise(a: np.ndarray) -> np.ndarray:
@@ -139,7 +172,8 @@ def quantise_model(spec: ModelSpec, weights: list[np.ndarray]) -> tuple[QuantLay
             channels = kernel.shape[-1]
             kq, bq, down = _quantise_affine(kernel.reshape(-1, channels), bias)
             size = layer.kernel if layer.kind == CONV2D else 0
-            out.append(QuantLayer(layer.kind, kq, bq, down, size=size, padding=layer.padding))
+            wino = size == 3 and WINOGRAD_MIN_CHANNELS <= kq.shape[0] // 9 <= WINOGRAD_MAX_CHANNELS
+            out.append(QuantLayer(layer.kind, kq, bq, down, size=size, padding=layer.padding, winograd=wino))
         elif layer.kind == BATCHNORM:
             raise ValueError(f"{spec.name}: batch-norm at layer {i} must follow a conv2d or dense layer")
         elif layer.kind == MAXPOOL:
@@ -162,45 +196,131 @@ def quantise_inputs(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     if x.dtype.kind not in "fiub":
         raise ValueError(f"inputs must be numeric, got {x.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.asarray(x, dtype=np.float64) * float(2**ACT_FRAC_BITS)  # exact (or ±inf: saturates)
-    scaled = np.where(np.isnan(scaled), 0.0, scaled)
-    return np.ascontiguousarray(np.rint(np.clip(scaled, -ACT_MAX, ACT_MAX)))
+        # x → float64, · 2**12: exact (or ±inf: saturates below); a new contiguous array, then in place
+        scaled = np.multiply(x, float(2**ACT_FRAC_BITS), dtype=np.float64)
+    np.clip(scaled, -ACT_MAX, ACT_MAX, out=scaled)  # NaN stays NaN
+    np.rint(scaled, out=scaled)
+    return np.nan_to_num(scaled, copy=False, nan=0.0)
 
 
 # ---------------------------------------------------------------------------------------------- forward
 
+# Winograd F(2x2, 3x3) (Lavin & Gray), scaled to integers: B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0],
+# [0, 1, 0, -1]] (applied as the sums in `_conv_acc_winograd`), 2·G and A^T. For a 3x3 kernel g and a 4x4
+# input tile d, A^T [(2G g 2G^T) ⊙ (B^T d B)] A is exactly 4x the tile's 2x2 outputs.
+_WINO_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.float64)
+_WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+_WINO_AA = np.kron(_WINO_AT, _WINO_AT)  # (4, 16): the 2-D output transform to a flattened 2x2 tile
+# Exactness bound (every partial sum < 2**53 in float64, in any order): |2G g 2G^T| <= 9 · 2**WEIGHT_BITS,
+# |B^T d B| <= 4 · ACT_MAX, a product <= 9 · 2**39; the GEMM sums C of them; the output transform adds 9
+# such sums: 81 · C · 2**39 < 2**53 for C <= 202 input channels. Wider layers use the im2col path.
+WINOGRAD_MAX_CHANNELS = EXACT_LIMIT // (81 * 4 * ACT_MAX * 2**WEIGHT_BITS)  # 202
+WINOGRAD_MIN_CHANNELS = 8  # below, im2col is faster (cnn-mnist's first layer: 1 channel); speed only
+WINOGRAD_BLOCK = 1  # samples per Winograd GEMM: its (16, 144, 64) products (1.2 MB) stay in cache; speed only
+assert 81 * WINOGRAD_MAX_CHANNELS * 4 * ACT_MAX * 2**WEIGHT_BITS < EXACT_LIMIT
 
-def _rescale(acc: np.ndarray, down: np.ndarray) -> np.ndarray:
-    # acc · 2**-f is exact (a power-of-two scaling of an integer < 2**53, far from under/overflow); rint
-    # rounds half to even; then saturate.
-    out = acc * down
-    np.rint(out, out=out)
-    return np.clip(out, -ACT_MAX, ACT_MAX, out=out)
+
+def _winograd_kernel(kernel: np.ndarray) -> np.ndarray:
+    """(16, C, K) transformed kernel 2G g 2G^T of a 3x3 conv kernel (9C, K) (exact small integers)."""
+    g = kernel.reshape(3, 3, -1, kernel.shape[1])  # (kh, kw, C, K)
+    u = np.einsum("ai,ijck,bj->abck", _WINO_G2, g, _WINO_G2)  # each output sums <= 9 small integers: exact
+    return np.ascontiguousarray(u.reshape(16, *u.shape[2:]))
+
+
+def _pad(x: np.ndarray, q: QuantLayer) -> np.ndarray:
+    if q.padding != "same":
+        return x
+    before = (q.size - 1) // 2
+    after = q.size - 1 - before
+    return np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+
+
+def _conv_acc_im2col(x: np.ndarray, q: QuantLayer) -> np.ndarray:
+    kernel = q.scaled_kernel
+    assert kernel is not None
+    k = q.size
+    n, h, w, c = x.shape
+    oh, ow = h - k + 1, w - k + 1
+    # im2col: windows (N, OH, OW, C, kh, kw) -> contiguous (N, OH, OW, kh, kw, C), the kernel's row order.
+    windows = sliding_window_view(x, (k, k), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+    cols = np.ascontiguousarray(windows, dtype=np.float64).reshape(n * oh * ow, k * k * c)
+    return (cols @ kernel).reshape(n, oh, ow, kernel.shape[1])  # exact: see the module docstring
+
+
+def _conv_acc_winograd(x: np.ndarray, q: QuantLayer, pool2: bool) -> np.ndarray:
+    """The exact scaled accumulators of a 3x3 conv (no bias) by Winograd F(2x2, 3x3); with `pool2`, their
+    2x2 max-pool (each output tile is one pooling window)."""
+    u = q.winograd_kernel  # (16, C, K)
+    assert u is not None
+    n, h, w, c = x.shape
+    oh, ow = h - 2, w - 2
+    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    if (2 * th + 2, 2 * tw + 2) != (h, w):  # odd output: one zero row / column, its outputs dropped below
+        x = np.pad(x, ((0, 0), (0, 2 * th + 2 - h), (0, 2 * tw + 2 - w), (0, 0)))
+    # B^T d B of every 4x4 input tile (stride 2), in two separable passes of {0, ±1} sums: columns of each
+    # tile column band (d0 - d2, d1 + d2, d2 - d1, d1 - d3; short strided runs, on 26 rows), then the same on
+    # rows (long contiguous runs). Exact in float32: inputs are integers <= ACT_MAX = 2**22, a first-pass sum
+    # <= 2**23, a tile sum <= 2**24 (float32 holds every such integer).
+    x = x.astype(np.float32, copy=False)  # exact: activations are integers <= 2**22
+    e = np.empty((4, n, x.shape[1], tw, c), dtype=np.float32)  # (tile column, N, H, TW, C)
+    s = [x[:, :, j : j + 2 * tw : 2] for j in range(4)]
+    np.subtract(s[0], s[2], out=e[0])
+    np.add(s[1], s[2], out=e[1])
+    np.subtract(s[2], s[1], out=e[2])
+    np.subtract(s[1], s[3], out=e[3])
+    v = np.empty((4, 4, n, th, tw, c))  # (tile row, tile column, N, TH, TW, C), float64 for the GEMM
+    r = [e[:, :, i : i + 2 * th : 2] for i in range(4)]
+    np.subtract(r[0], r[2], out=v[0])
+    np.add(r[1], r[2], out=v[1])
+    np.subtract(r[2], r[1], out=v[2])
+    np.subtract(r[1], r[3], out=v[3])
+    # Per sample (so the (16, TH·TW, K) products stay in cache): the GEMM, then A^T M A (<= 9 terms of ±M).
+    k = u.shape[-1]
+    y = np.empty((4, n, th * tw, k))
+    step = WINOGRAD_BLOCK
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        p = (j - i) * th * tw
+        m = np.matmul(v[:, :, i:j].reshape(16, p, c), u)  # C products per output, exact (see above)
+        np.matmul(_WINO_AA, m.reshape(16, p * k), out=y[:, i:j].reshape(4, p * k))
+    if pool2:
+        return y.max(axis=0).reshape(n, th, tw, k)[:, : oh // 2, : ow // 2]
+    full = y.reshape(2, 2, n, th, tw, k).transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, k)
+    return full[:, :oh, :ow]
+
+
+def _conv_acc(x: np.ndarray, q: QuantLayer, pool2: bool = False) -> np.ndarray:
+    """Exact scaled accumulators acc · 2**-f (bias included) of a conv layer; with `pool2`, their 2x2
+    max-pool."""
+    assert q.scaled_bias is not None
+    x = _pad(x, q)
+    if q.winograd_kernel is not None and x.shape[1] >= 3 and x.shape[2] >= 3:
+        acc = _conv_acc_winograd(x, q, pool2)
+    else:
+        acc = _conv_acc_im2col(x, q)
+        if pool2:
+            acc = _maxpool(acc, 2)
+    acc += q.scaled_bias
+    return acc
+
+
+def _rescale(scaled: np.ndarray, low: float = -ACT_MAX) -> np.ndarray:
+    # `scaled` = acc · 2**-f, exact; rint rounds half to even (in place); then saturate (low = 0: a ReLU as
+    # well). Activations are stored as float32: integers of magnitude <= ACT_MAX = 2**22 are exact in it
+    # (half the memory traffic of float64).
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, low, ACT_MAX, out=np.empty(scaled.shape, dtype=np.float32))
 
 
 def _conv2d(x: np.ndarray, q: QuantLayer) -> np.ndarray:
-    assert q.kernel is not None and q.bias is not None and q.down is not None
-    n, h, w, c = x.shape
-    k = q.size
-    if q.padding == "same":
-        before = (k - 1) // 2
-        after = k - 1 - before
-        x = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
-        oh, ow = h, w
-    else:
-        oh, ow = h - k + 1, w - k + 1
-    # im2col: windows (N, OH, OW, C, kh, kw) -> contiguous (N, OH, OW, kh, kw, C), the kernel's row order.
-    cols = np.ascontiguousarray(sliding_window_view(x, (k, k), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3))
-    acc = cols.reshape(n * oh * ow, k * k * c) @ q.kernel  # exact: see the module docstring
-    acc += q.bias
-    return _rescale(acc, q.down).reshape(n, oh, ow, -1)
+    return _rescale(_conv_acc(x, q))
 
 
-def _dense(x: np.ndarray, q: QuantLayer) -> np.ndarray:
-    assert q.kernel is not None and q.bias is not None and q.down is not None
-    acc = x @ q.kernel  # exact: see the module docstring
-    acc += q.bias
-    return _rescale(acc, q.down)
+def _dense_acc(x: np.ndarray, q: QuantLayer) -> np.ndarray:
+    assert q.scaled_kernel is not None and q.scaled_bias is not None
+    acc = x @ q.scaled_kernel  # exact: see the module docstring
+    acc += q.scaled_bias
+    return acc
 
 
 def _maxpool(x: np.ndarray, p: int) -> np.ndarray:
@@ -210,21 +330,64 @@ def _maxpool(x: np.ndarray, p: int) -> np.ndarray:
     return x.max(axis=(2, 4))
 
 
-def forward(model: tuple[QuantLayer, ...], xq: np.ndarray) -> np.ndarray:
-    """Integer-valued float64 logits of quantised inputs `xq` through the quantised `model`."""
-    x = xq
-    for q in model:
-        if q.kind == CONV2D:
-            x = _conv2d(x, q)
-        elif q.kind == DENSE:
-            x = _dense(x, q)
-        elif q.kind == RELU:
+def _forward(model: tuple[QuantLayer, ...], x: np.ndarray) -> np.ndarray:
+    i = 0
+    while i < len(model):
+        q = model[i]
+        if q.kind in (CONV2D, DENSE):
+            # fuse the ReLU / 2x2 max-pool that follow into the accumulators (exact: module docstring)
+            j, relu, pool2 = i + 1, False, False
+            while j < len(model) and model[j].kind == RELU:
+                relu, j = True, j + 1
+            if q.kind == CONV2D and j < len(model) and model[j].kind == MAXPOOL and model[j].size == 2:
+                pool2, j = True, j + 1
+                while j < len(model) and model[j].kind == RELU:
+                    relu, j = True, j + 1
+            acc = _conv_acc(x, q, pool2) if q.kind == CONV2D else _dense_acc(x, q)
+            x = _rescale(acc, 0.0 if relu else -ACT_MAX)
+            i = j
+            continue
+        if q.kind == RELU:
             x = np.maximum(x, 0.0)
         elif q.kind == MAXPOOL:
             x = _maxpool(x, q.size)
         elif q.kind == FLATTEN:
             x = x.reshape(x.shape[0], -1)
+        i += 1
     return x
+
+
+def _split(model: tuple[QuantLayer, ...]) -> int:
+    """Index of the first flatten / dense layer: the layers before it run on small chunks (their im2col /
+    Winograd buffers stay in cache), the rest on large blocks (one pass over the dense weights per block)."""
+    return next((i for i, q in enumerate(model) if q.kind in (FLATTEN, DENSE)), len(model))
+
+
+def forward(model: tuple[QuantLayer, ...], xq: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+    """Integer-valued float64 logits of quantised inputs `xq` (N >= 1 samples) through the quantised
+    `model`. The convolutional part runs on chunks of `batch_size` samples, the dense part on blocks of
+    DENSE_BATCH: speed settings only (every sample's integers are independent of its chunk)."""
+    split = _split(model)
+    head, tail = model[:split], model[split:]
+    step = max(1, batch_size)
+    block = max(step, DENSE_BATCH)
+    n = xq.shape[0]
+    feats: np.ndarray | None = None  # one block's head outputs, reused (no fresh pages per block)
+    out: np.ndarray | None = None
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        for s in range(b0, b1, step):
+            f = _forward(head, xq[s : min(b1, s + step)])
+            if feats is None:
+                feats = np.empty((min(n, block), *f.shape[1:]))
+            feats[s - b0 : s - b0 + f.shape[0]] = f
+        assert feats is not None
+        z = _forward(tail, feats[: b1 - b0])
+        if out is None:
+            out = np.empty((n, *z.shape[1:]))
+        out[b0:b1] = z
+    assert out is not None
+    return out
 
 
 def int_logits(
@@ -240,13 +403,11 @@ def int_logits(
     """
     model = quantise_model(spec, weights)
     xq = quantise_inputs(spec, x)
-    out = np.empty((xq.shape[0], spec.num_classes), dtype=np.int64)
-    step = max(1, batch_size)
+    if xq.shape[0] == 0:
+        return np.empty((0, spec.num_classes), dtype=np.int64)
     with _blas_threads(blas_threads):
-        for start in range(0, xq.shape[0], step):
-            chunk = xq[start : start + step]
-            out[start : start + chunk.shape[0]] = forward(model, chunk).astype(np.int64)
-    return out
+        z = forward(model, xq, batch_size)
+    return z.astype(np.int64).reshape(xq.shape[0], spec.num_classes)
 
 
 def logits(

@@ -38,7 +38,7 @@ def devnet_pocl(miners: int) -> dict[str, Any]:
     prompt; they leave room for the first round (each miner's TensorFlow start-up: ~20-45 s when 4
     start at once on 2 cores, ~90 s for 10, hence 40 blocks per miner) and for a miner restarting
     mid-round. K = ceil(N/2) winners, as in
-    `scripts/simulate.py`; every scoring shard is verified with 4 miners.
+    `scripts/simulate.py`; every scoring shard of a would-be winner is verified.
     """
     return {
         "first_round_height": 2,
@@ -46,7 +46,6 @@ def devnet_pocl(miners: int) -> dict[str, Any]:
         "predict_blocks": 30,
         "vote_blocks": 30,
         "winners": max(2, math.ceil(miners / 2)),
-        "verify_shards": 3,
     }
 
 

@@ -42,7 +42,6 @@ class SimConfig:
     shard_size: int | None = None  # default DEFAULT_SHARD, capped at the smallest held-out pool
     holdout: float = DEFAULT_HOLDOUT_FRACTION
     aggregation: str | None = None  # default: the chain's (PoclParams.aggregation)
-    verify_shards: int | None = None  # default: the chain's
     adversary: str | None = None  # KIND:COUNT[,KIND:COUNT...]; adversaries are the last miners
     seed: int = 0
     centralised: bool = True
@@ -86,14 +85,11 @@ class SimConfig:
             "init_seed": sub_seed(self.seed, "genesis") % 2**32,
             "test_shard_size": shard_size,
             "winners": self.k,
-            # the eligible set is exactly the simulated miners, which also bounds the fraud escape odds
-            # (PoclParams.fraud_catch_probability) by the real shard count
+            # the eligible set is exactly the simulated miners
             "max_miners": min(max(2, self.miners), 256),
         }
         if self.aggregation is not None:
             overrides["aggregation"] = self.aggregation
-        if self.verify_shards is not None:
-            overrides["verify_shards"] = self.verify_shards
         params = PoclParams(**overrides)  # type: ignore[arg-type]
         params.check_model()
         return params

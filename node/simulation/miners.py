@@ -14,11 +14,18 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from pocl.consensus.pocl import schedule
 from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE, SALT_LEN
+from pocl.consensus.pocl.txs import (
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_VOTE,
+    SALT_LEN,
+    PredictPayload,
+)
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.tx import SignedTx
-from pocl.ml.adversary import COPYCAT, Behaviour
+from pocl.ml.adversary import COPYCAT, REPLAY, Behaviour
 from pocl.ml.model.registry import ModelSpec
 from pocl.ml.model.weights import decode_weights
 from pocl.ml.shards import MinerData
@@ -49,7 +56,6 @@ class RoundWork:
     """What the miners did for one round outside the chain (for the report)."""
 
     train_seconds: float = 0.0
-    revealed: dict[bytes, bytes] = dataclasses.field(default_factory=dict)  # address -> weights bytes
 
 
 def phase_txs(
@@ -59,19 +65,17 @@ def phase_txs(
     train: TrainFn,
     seed: int,
     work: RoundWork,
-    visible: list[tuple[bytes, bytes]],
 ) -> list[SignedTx]:
-    """The txs the miners send for the block at `chain.next_height`, given the round's record then.
-
-    `visible`: (address, weights) revealed in the previous round, best ranked first (a copycat's pick).
-    """
+    """The txs the miners send for the block at `chain.next_height`, given the round's record then."""
     params = chain.pocl.params
     spec = params.model_spec()
     out: list[SignedTx] = []
     if rec.phase == PHASE_COMMIT:
         for m in miners:
             if m.address in rec.eligible and m.address not in rec.committers:
-                sec = _secrets(chain, rec, m, train, seed, work, visible)
+                if m.behaviour.commits_late and not _last_to_commit(chain, rec, m):
+                    continue
+                sec = _secrets(chain, rec, m, train, seed, work)
                 out.append(
                     chain.sign(m.key, KIND_POCL_COMMIT, commit_payload(chain.chain_id, m.address, sec))
                 )
@@ -80,7 +84,6 @@ def phase_txs(
         for m in miners:
             if m.address in rec.committers and m.address not in rec.predictors and not m.behaviour.withholds:
                 payload = predict_payload(m.behaviour, spec, m.address, m.secrets[rec.round], data, m.data)
-                work.revealed[m.address] = payload.weights
                 out.append(chain.sign(m.key, KIND_POCL_PREDICT, payload))
     elif rec.phase == PHASE_VOTE:
         data = chain.pocl.round_data(chain.state, rec)
@@ -98,7 +101,6 @@ def _secrets(
     train: TrainFn,
     seed: int,
     work: RoundWork,
-    visible: list[tuple[bytes, bytes]],
 ) -> RoundSecrets:
     """Train from G_{r-1} (if the behaviour trains) and draw the round's shard; once per round."""
     if rec.round in m.secrets:
@@ -109,13 +111,20 @@ def _secrets(
     trained = None
     t0 = time.monotonic()
     if m.behaviour.trains:
-        y = m.behaviour.training_labels(m.data.y_train, params.classes)
-        trained = train(spec, g, m.data.x_train, y, sub_seed(seed, "train", rec.round, m.index))
+        leaked = None
+        if m.behaviour.commits_late:
+            leaked = [x for a, x in public_shard_inputs(chain, rec).items() if a != m.address]
+        x, y = m.behaviour.training_set(m.data.x_train, m.data.y_train, params.classes, leaked)
+        trained = train(spec, g, x, y, sub_seed(seed, "train", rec.round, m.index))
     train_s = time.monotonic() - t0
     work.train_seconds += train_s
-    copy_from = None
+    copy_from = public = None
     if m.behaviour.kind == COPYCAT:
-        copy_from = [decode_weights(spec, w) for a, w in visible if a != m.address]
+        copy_from = [
+            decode_weights(spec, w) for a, w in revealed_models(chain, rec.round - 1) if a != m.address
+        ]
+    if m.behaviour.kind == REPLAY:
+        public = [(x, y) for a, x, y in revealed_shards(chain, rec.round - 1) if a != m.address]
     sec = round_secrets(
         m.behaviour,
         params,
@@ -128,6 +137,60 @@ def _secrets(
         model_seed=sub_seed(seed, "model", rec.round, m.index),
         train_s=train_s,
         visible_models=copy_from,
+        public_shards=public,
     )
     m.secrets = {rec.round: sec}  # earlier rounds' secrets are never needed again
     return sec
+
+
+def _last_to_commit(chain: InProcessChain, rec: RoundRecord, m: SimMiner) -> bool:
+    """Every other eligible miner has committed, or the next block is COMMIT's last."""
+    others = set(rec.eligible) - {m.address}
+    last = schedule.phase_start(rec) + chain.pocl.params.train_blocks - 1
+    return others <= set(rec.committers) or chain.next_height >= last
+
+
+# --------------------------------------------------------------------------- what a miner reads from the chain
+
+
+def public_shard_inputs(chain: InProcessChain, rec: RoundRecord) -> dict[bytes, np.ndarray]:
+    """The shard inputs of round `rec.round` that are public on chain now, by committer (today every
+    commit carries its shard inputs in the clear, so a late committer sees them during COMMIT)."""
+    data = chain.pocl.round_data(chain.state, rec)
+    return {a: e.test_x.to_numpy(1 << 30) for a, e in sorted(data.commits.items())}
+
+
+def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, bytes]]:
+    """(address, weights) revealed in round `round_` (finalized), the outcome's ranking first, then the
+    other revealers by address: read from the round's pocl.predict txs in its blocks, as a node's miner
+    reads them over RPC (the chain prunes revealed weights from state once a round is final)."""
+    rec = chain.pocl.record(chain.state, round_) if round_ >= 1 else None
+    if rec is None or rec.outcome is None:
+        return []
+    weights: dict[bytes, bytes] = {}
+    for block in chain.blocks:
+        if rec.start_height <= block.height <= rec.end_height:
+            for raw in block.txs:
+                stx = SignedTx.decode(raw)
+                if stx.tx.kind == KIND_POCL_PREDICT:
+                    payload = PredictPayload.from_list(stx.tx.payload)
+                    if payload.round == round_:
+                        weights[stx.sender_address] = payload.weights
+    order = rec.outcome.ranking + sorted(a for a in rec.revealed if a not in rec.outcome.ranking)
+    return [(a, weights[a]) for a in order if a in weights]
+
+
+def revealed_shards(chain: InProcessChain, round_: int) -> list[tuple[bytes, np.ndarray, np.ndarray]]:
+    """(address, test inputs, revealed labels) of round `round_`'s committers whose labels opened their
+    commitment, by address: public in state (commit and vote entries) once the round's VOTE is over."""
+    rec = chain.pocl.record(chain.state, round_) if round_ >= 1 else None
+    if rec is None or rec.outcome is None:
+        return []
+    data = chain.pocl.round_data(chain.state, rec)
+    max_bytes = 1 << 30
+    out = []
+    for a in sorted(data.votes):
+        vote, commit = data.votes[a], data.commits.get(a)
+        if vote.labels_ok and commit is not None:
+            out.append((a, commit.test_x.to_numpy(max_bytes), vote.labels.to_numpy(max_bytes)))
+    return out

@@ -100,7 +100,7 @@ def simulate(cfg: SimConfig, train: TrainFn | None = None, log: Callable[[str], 
     initial = accuracy_on(spec, g0, ds.x_test, ds.y_test)
     rounds: list[RoundReport] = []
     by_address = {m.address: m for m in miners}
-    work, visible = RoundWork(), []
+    work = RoundWork()
     slashed_before = _slashed_totals(chain, miners)
     accuracy, model_hash = initial, chain.pocl.genesis_model()[0]
     t_round = time.monotonic()
@@ -111,7 +111,7 @@ def simulate(cfg: SimConfig, train: TrainFn | None = None, log: Callable[[str], 
         if chain.state.height > block_limit:
             raise RuntimeError(f"round {len(rounds) + 1} did not finalize by height {block_limit}")
         rec = chain.pocl.record_for_tx(chain.state, chain.next_height)
-        txs = phase_txs(chain, rec, miners, train, cfg.seed, work, visible) if rec is not None else []
+        txs = phase_txs(chain, rec, miners, train, cfg.seed, work) if rec is not None else []
         chain.execute(txs)
         done = chain.pocl.record(chain.state, len(rounds) + 1)
         if done is None or done.phase != PHASE_DONE or done.outcome is None:
@@ -123,8 +123,6 @@ def simulate(cfg: SimConfig, train: TrainFn | None = None, log: Callable[[str], 
         report = _round_report(done, by_address, slashed_now, slashed_before, accuracy, work, t_round)
         rounds.append(report)
         log(_round_line(report))
-        order = done.outcome.ranking + sorted(set(work.revealed) - set(done.outcome.ranking))
-        visible = [(a, work.revealed[a]) for a in order if a in work.revealed]
         work, slashed_before, t_round = RoundWork(), slashed_now, time.monotonic()
     sim = SimReport(
         config=dataclasses.asdict(cfg) | {"k": params.winners, "model": spec.name, "pocl": params.to_json()},

@@ -27,17 +27,19 @@ ROUNDS = 5
 #   slashed for prediction fraud, downtime counters and jailing in state; the scenario grew to 5 rounds
 #   and the outsider stakes enough to become a miner that never commits (jailed after round 5); the
 #   test chain now makes the withholder withhold (it revealed before); the scenario's cheaply trained
-#   weights no longer depend on the BLAS thread count another test left behind.
+#   weights no longer depend on the BLAS thread count another test left behind;
+# - issue 12: seed from the voters' revealed salts, label commitments bound to chain/round/sender,
+#   exhaustive verification, clip bound from every distinct revealed update, known models cannot win.
 GOLDEN_BLOCKS = 27
-GOLDEN_ROOTS_DIGEST = "f047c5af283d1f10d24a47df96babc446353d8c7f037589eaf75ad5100e2c2c4"
+GOLDEN_ROOTS_DIGEST = "3c5f80894eed4465399bb1bc909b6474633c1b6ebd42476f83056cf38dc27f7e"
 GOLDEN_MODEL_HASHES = [
     "b876965f35a10939613b3e59bd91f95d9017ce22bb0595ea1e96dfc217722881",
-    "941ddd8c33d0a017d0604351d831548364e0d3f8fecd74c6f52db5971d762359",
-    "8ea95a693d8ce0da3d3047101ea22822804f8a2496d526c51430c0c589ea0ff4",
+    "617cf85e6ec7966c3ba1b9d465f1a8437351d16d7938d19ad067f9f3645101e3",
+    "2ce38f2916631ebd5788ee700b9fe14945e453b43e847e2e2c71fc8626fb6d58",
     "a397d9aec1443fe761c8a75b182050ec23080c0311eeeaf3fa5f86433a40a0ff",
     "2039c1675c6ee7a350c5f5548febc210b1dbe8e248731f04c51337f1f9e665b9",
 ]
-GOLDEN_FINAL_ROOT = "b47888b642732ae98c18691169528971a1de56b18512771961d5cb454f17e548"
+GOLDEN_FINAL_ROOT = "7adfe9ad8a41120025e251dc8dcf12e2806cf62ecfa6c867cf3e062863054f80"
 
 
 def run_golden() -> tuple[Chain, list[str]]:

@@ -19,8 +19,10 @@ from pocl.ml.model.aggregate import (
     deterministic_sum,
     fedavg,
     krum_scores,
+    lower_median,
     parse_rule,
     trim_count,
+    update_norm,
 )
 from pocl.ml.model.registry import get_model
 from pocl.ml.model.weights import encode_weights, initial_weights, weights_hash
@@ -31,7 +33,9 @@ RULES = ["fedavg", "clip:2", "clip:0.5", "multi-krum:1", "multi-krum:1:2", "medi
 
 def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     """Float64 L2 distance between two models (a test oracle, not the chain's summation)."""
-    return math.sqrt(sum(float(np.sum((x.astype(np.float64) - y.astype(np.float64)) ** 2)) for x, y in zip(a, b)))
+    return math.sqrt(
+        sum(float(np.sum((x.astype(np.float64) - y.astype(np.float64)) ** 2)) for x, y in zip(a, b))
+    )
 
 
 def _models(n: int, seed: int = 0, scale: float = 0.01) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
@@ -141,11 +145,42 @@ def test_robust_rules_resist_one_huge_outlier(rule: str) -> None:
 def test_clip_bound() -> None:
     g, models = _models(4)
     r = aggregate(g, models, parse_rule("clip:0.5"))
-    assert r.bound is not None and r.bound == pytest.approx(0.5 * float(np.median(r.norms)))
+    assert r.bound is not None and r.bound == 0.5 * sorted(r.norms)[1]  # lower median of four
     assert sum(r.clipped) >= 2
     # clipped updates end up exactly at the bound (up to float rounding)
     for i, was in enumerate(r.clipped):
         assert was == (r.norms[i] > r.bound)
+
+
+def _boosted(g: list[np.ndarray], m: list[np.ndarray], factor: float) -> list[np.ndarray]:
+    """G + factor × (W − G): a model-replacement / boosted update."""
+    return [
+        (gi.astype(np.float64) + factor * (mi.astype(np.float64) - gi)).astype(np.float32)
+        for gi, mi in zip(g, m)
+    ]
+
+
+def test_a_1000x_boosted_update_is_clipped_at_k_2() -> None:
+    """Attack #3: with K = 2 the old bound (2 × median of the two winners' norms = n1 + n2) clipped nothing;
+    the lower median of two is the smaller norm, so the boosted update is cut to clip_factor × the other."""
+    g, (honest, other) = _models(2)
+    boosted = _boosted(g, other, 1000.0)
+    r = aggregate(g, [honest, boosted], parse_rule("clip:2"))
+    old_bound = (r.norms[0] + r.norms[1]) / 2 * 2
+    assert r.norms[1] < old_bound  # the old rule left it untouched
+    assert r.clipped == (False, True) and r.bound == 2 * r.norms[0]
+    assert update_norm(r.weights, g) <= 1.5 * r.norms[0]  # ≈ (n + 2n) / 2, not 500 n
+    # bound from a wider reference (finalization: every unpenalised revealed model of the round)
+    reference = [update_norm(m, g) for m in _models(9, seed=3)[1]] + [r.norms[1]]
+    wide = aggregate(g, [honest, boosted], parse_rule("clip:2"), reference)
+    assert wide.bound == 2 * lower_median(reference) and wide.clipped == (False, True)
+
+
+def test_lower_median() -> None:
+    assert lower_median([3.0, 1.0]) == 1.0 and lower_median([5.0, 1.0, 3.0]) == 3.0
+    assert lower_median([4.0, 1.0, 3.0, 2.0]) == 2.0
+    with pytest.raises(AggregationError):
+        lower_median([])
 
 
 def test_update_norms_match_float64_reference_and_sum_exactly() -> None:

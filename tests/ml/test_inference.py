@@ -43,17 +43,84 @@ def _bn_weights(spec: ModelSpec, seed: int) -> list[np.ndarray]:
     return w
 
 
+def _conv_layer(
+    k: np.ndarray, b: np.ndarray, padding: str, winograd: bool, down: np.ndarray | None = None
+) -> inference.QuantLayer:
+    down = np.ones(k.shape[-1]) if down is None else down
+    kernel = k.reshape(-1, k.shape[-1])
+    return inference.QuantLayer(CONV2D, kernel, b, down, size=k.shape[0], padding=padding, winograd=winograd)
+
+
+def _exact_conv(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """'valid' convolution in int64 (no BLAS, no float): the exact integer sums."""
+    x, k = x.astype(np.int64), k.astype(np.int64)
+    kk = k.shape[0]
+    oh, ow = x.shape[1] - kk + 1, x.shape[2] - kk + 1
+    out = np.zeros((x.shape[0], oh, ow, k.shape[3]), dtype=np.int64)
+    for i in range(kk):
+        for j in range(kk):
+            out += np.einsum("nhwc,cf->nhwf", x[:, i : i + oh, j : j + ow, :], k[i, j])
+    return out + b.astype(np.int64)
+
+
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_conv_on_integers_equals_naive_reference_exactly(kernel: int, padding: str) -> None:
     x = np.rint(RNG.standard_normal((3, 7, 6, 2)) * 1000)
     k = np.rint(RNG.standard_normal((kernel, kernel, 2, 4)) * 1000)
     b = np.rint(RNG.standard_normal(4) * 1000)
-    q = inference.QuantLayer(CONV2D, k.reshape(-1, 4), b, np.ones(4), size=kernel, padding=padding)
-    got = inference._conv2d(x, q)
     want = float_conv(x, k, b, padding)
-    assert got.shape == want.shape
-    assert np.array_equal(got, np.clip(want, -ACT_MAX, ACT_MAX))
+    for winograd in (False, True) if kernel == 3 else (False,):
+        got = inference._conv2d(x, _conv_layer(k, b, padding, winograd))
+        assert got.shape == want.shape
+        assert np.array_equal(got, np.clip(want, -ACT_MAX, ACT_MAX)), winograd
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (6, 7), (8, 8), (9, 4), (3, 3)])
+def test_winograd_equals_exact_sums_with_fused_pooling(shape: tuple[int, int]) -> None:
+    """Winograd F(2x2, 3x3), odd and even output sizes, with and without the fused 2x2 max-pool, equals the
+    int64 sums (and im2col) exactly; pooling the accumulators equals pooling the rescaled activations."""
+    x = np.rint(RNG.standard_normal((2, *shape, 5)) * 3000)
+    k = np.rint(RNG.standard_normal((3, 3, 5, 6)) * 3000)
+    b = np.rint(RNG.standard_normal(6) * 3000)
+    exact = _exact_conv(x, k, b)
+    wino, im2col = _conv_layer(k, b, "valid", True), _conv_layer(k, b, "valid", False)
+    for pool2 in (False, True):
+        want = inference._maxpool(exact, 2) if pool2 else exact
+        assert np.array_equal(inference._conv_acc(x, wino, pool2), want), pool2
+        assert np.array_equal(inference._conv_acc(x, im2col, pool2), want), pool2
+    down = 2.0 ** -RNG.integers(-3, 12, 6)
+    for winograd in (True, False):
+        layer = _conv_layer(k, b, "valid", winograd, down)
+        fused = inference._rescale(inference._conv_acc(x, layer, True), 0.0)
+        unfused = inference._maxpool(np.maximum(inference._rescale(exact * down), 0.0), 2)
+        assert np.array_equal(fused, unfused)
+        assert np.array_equal(inference._conv2d(x, layer), inference._rescale(exact * down))
+
+
+def test_winograd_is_exact_at_its_channel_bound_with_extreme_values() -> None:
+    """At C = WINOGRAD_MAX_CHANNELS, with saturated activations and full-size weights (the tile pattern that
+    maximises the transformed input, and random signs), Winograd still gives the exact int64 sums; one
+    channel more and the layer takes the im2col path."""
+    c = inference.WINOGRAD_MAX_CHANNELS
+    assert 81 * c * 4 * ACT_MAX * 2**inference.WEIGHT_BITS < inference.EXACT_LIMIT
+    assert 81 * (c + 1) * 4 * ACT_MAX * 2**inference.WEIGHT_BITS >= inference.EXACT_LIMIT
+    rows = np.array([0, 1, 0, -1, 0, 1])  # B^T row (0, 1, 0, -1): |d1 - d3| = 2 · ACT_MAX on tile 0
+    pattern = np.outer(rows, rows)[None, :, :, None] * ACT_MAX
+    x = np.concatenate(
+        [np.broadcast_to(pattern, (1, 6, 6, c)), RNG.choice([-1.0, 1.0], (2, 6, 6, c)) * ACT_MAX]
+    ).astype(np.float64)
+    top = 2.0**inference.WEIGHT_BITS
+    k = RNG.choice([-top, top], (3, 3, c, 3))
+    k[:, :, :, 0] = top  # a column of +2**15: |2G g 2G^T| reaches 9 · 2**15 on its (1, 1) entry
+    b = np.array([inference.BIAS_MAX, -inference.BIAS_MAX, 0.0])
+    layer = _conv_layer(k, b, "valid", True)
+    assert np.array_equal(inference._conv_acc(x, layer), _exact_conv(x, k, b))
+    assert layer.winograd_kernel is not None and np.abs(layer.winograd_kernel).max() == 9 * top / 4
+    for channels, uses_winograd in ((c, True), (c + 1, False), (7, False)):
+        spec = ModelSpec("w", (4, 4, channels), 2, (conv2d(2, 3, "valid"), flatten(), dense(2)))
+        model = quantise_model(spec, initial_weights(spec, 0))
+        assert model[0].winograd == uses_winograd and (model[0].winograd_kernel is not None) == uses_winograd
 
 
 def test_maxpool_drops_remainder_like_keras_valid() -> None:
@@ -65,7 +132,7 @@ def test_maxpool_drops_remainder_like_keras_valid() -> None:
 
 def test_rounding_is_half_to_even_and_saturates() -> None:
     acc = np.array([[5.0, 6.0, 7.0, -5.0, -6.0, -7.0, 2.0**52, -(2.0**52)]]).T  # / 4 below
-    got = inference._rescale(acc, np.array([0.25]))
+    got = inference._rescale(acc * 0.25)
     assert got.ravel().tolist() == [1, 2, 2, -1, -2, -2, ACT_MAX, -ACT_MAX]
 
 

@@ -8,7 +8,6 @@ import ast
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from pocl.consensus.pocl import schedule
 from pocl.consensus.pocl.finalize import finalize_round
@@ -23,29 +22,15 @@ from pocl.consensus.pocl.records import (
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
 from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
 from pocl.ledger.tx import SignedTx
-from pocl.ml.model.inference import logits
-from pocl.ml.model.registry import ModelSpec
 from pocl.ml.model.weights import weights_hash
 from pocl.node.simulation.config import SimConfig
 from pocl.node.simulation.run import GENESIS_STAKE, Simulation, simulate
 
 from scripts.simulate import main
+from tests.support.sim_training import lstsq_train
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def lstsq_train(
-    spec: ModelSpec, g: list[np.ndarray], x: np.ndarray, y: np.ndarray, seed: int
-) -> list[np.ndarray]:
-    """A cheap numpy "training": G's features, least-squares fit of the output layer (well above chance)."""
-    w = [a.copy() for a in g]
-    features = ModelSpec("features", spec.input_shape, w[-2].shape[0], spec.layers[:-1])
-    f = logits(features, w[:-2], x).astype(np.float64)
-    target = np.eye(spec.num_classes)[y] * 4.0 - 2.0
-    sol, *_ = np.linalg.lstsq(np.c_[f, np.ones(len(f))], target, rcond=None)
-    w[-2], w[-1] = sol[:-1].astype(np.float32), sol[-1].astype(np.float32)
-    return w
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +65,7 @@ def replay_round(sim: Simulation, round_: int) -> tuple[RoundRecord, RoundData]:
                 )
             elif kind == KIND_POCL_VOTE:
                 rec, votes[sender] = accept_vote(
-                    rec, sender, p, commits[sender], chain.pocl.params, block.height, stx.hash
+                    rec, sender, p, commits[sender], chain.pocl.params, chain.chain_id, block.height, stx.hash
                 )
         if schedule.end_block_step(rec, block.height, chain.pocl.params) is schedule.Step.ADVANCE:
             rec = schedule.advance(rec, block.height)
@@ -94,7 +79,9 @@ def test_round_outcome_is_finalize_round_on_the_same_txs(cheaters: Simulation) -
         rec, data = replay_round(cheaters, r)
         assert (rec.committers, rec.revealed, rec.voters) == (final.committers, final.revealed, final.voters)
         g = chain.global_weights(final.prev_model_hash)
-        result = finalize_round(data, g, chain.pocl.params, chain.chain_id, final.outcome.seed)
+        result = finalize_round(
+            data, g, chain.pocl.params, chain.chain_id, lambda h: chain.state.get_model(h) is not None
+        )
         assert result.outcome == final.outcome
         index = {m.address: m.index for m in cheaters.miners}
         assert report.winners == [index[a] for a in result.outcome.winners]

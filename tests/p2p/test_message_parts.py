@@ -153,3 +153,13 @@ def test_many_small_and_empty_segments_with_header_lookalikes():
     parts = encode_parts([longs, [b"", 1]], 256)
     with_empties = [p for part in parts for p in (part, b"")]
     assert decode_segments(with_empties) == [longs, [b"", 1]]
+
+
+@pytest.mark.parametrize("short", [b"\xc6\x00", b"\xc6\x00\x00", b"\xc5"])
+def test_payload_that_looks_like_a_bin32_header_still_decodes_without_a_copy(short):
+    """Found by hypothesis: a short bin ending in `c6 00` before a long bin's bin16 header made the tail
+    read as a bin32 header too; only that reading was tried, so the long string was copied."""
+    value = [short, b"\x00" * 320]
+    parts = encode_parts(value, MIN)
+    back = decode_segments(parts)
+    assert back == value and back[1] is parts[-1]

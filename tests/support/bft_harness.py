@@ -145,8 +145,11 @@ class SimNetwork:
             return block.hash not in _invalid
 
         machine = ConsensusMachine(
-            CHAIN_ID, self.params, signer=self._signer(name, key) if key else None,
-            get_value=get_value, valid=valid,
+            CHAIN_ID,
+            self.params,
+            signer=self._signer(name, key) if key else None,
+            get_value=get_value,
+            valid=valid,
         )
         node = SimNode(name, key, machine, invalid)
         self.nodes[name] = node
@@ -175,7 +178,9 @@ class SimNetwork:
         node.sent.append(action)
         if isinstance(action, Broadcast):
             msg = action.message
-            event: Event = ProposalReceived(msg) if isinstance(msg, ProposalMessage) else VoteReceived(msg.vote)
+            event: Event = (
+                ProposalReceived(msg) if isinstance(msg, ProposalMessage) else VoteReceived(msg.vote)
+            )
             for other in self.nodes:
                 if other != node.name and all(f(node.name, other, msg) for f in self.filters):
                     if self.delay is not None:
@@ -189,7 +194,9 @@ class SimNetwork:
         elif isinstance(action, Decide):
             assert action.height not in node.decisions, "decided twice"
             node.decisions[action.height] = action
-            self._timer(self.params.timeout_commit_ms, node.name, NewHeight(action.height + 1, self.validators))
+            self._timer(
+                self.params.timeout_commit_ms, node.name, NewHeight(action.height + 1, self.validators)
+            )
         elif isinstance(action, FetchBlock):
             node.fetches.append(action)
             block = self.find_block(action.block_hash)
@@ -203,8 +210,11 @@ class SimNetwork:
     def find_block(self, block_hash: bytes) -> Block | None:
         for n in self.nodes.values():
             for a in n.sent:
-                if (isinstance(a, Broadcast) and isinstance(a.message, ProposalMessage)
-                        and a.message.block.hash == block_hash):
+                if (
+                    isinstance(a, Broadcast)
+                    and isinstance(a.message, ProposalMessage)
+                    and a.message.block.hash == block_hash
+                ):
                     return a.message.block
         return None
 

@@ -46,21 +46,19 @@ VOTE_LIAR = "vote-liar"  # claims scores that differ from the true ones
 LABEL_LIAR = "label-liar"  # commits (and reveals) wrong labels for its own shard
 SILENT_VOTER = "silent-voter"  # reveals weights, never votes
 ABSENT = "absent"  # eligible, never commits
+PARTIAL_FAKER = "partial-faker"  # honest model and claims, except the true labels on ONE other shard
 
 
 def make_params(**overrides: object) -> PoclParams:
     base = dict(
         test_shard_size=20,
         winners=2,
-        verify_shards=3,
         train_blocks=4,
         predict_blocks=3,
         vote_blocks=3,
         round_reward=3_001,  # odd, so reward splits have remainders
         voter_share_bps=2_000,
-        # deterrence (PoclParams.check_economics): with 3 of at most 7 shards checked, a stake of 5,000
-        # (tests.support.pocl_chain.STAKE) outweighs the escape odds times a 3,001 reward
-        min_miner_stake=5_000,
+        min_miner_stake=5_000,  # tests.support.pocl_chain.STAKE
         max_miners=8,
     )
     base.update(overrides)
@@ -125,6 +123,7 @@ class Miner:
     shard_x: np.ndarray
     shard_y: np.ndarray
     predict_batch: int = 256  # honest miners may run inference with another batching ("another machine")
+    salt_seed: int = 0  # vary to draw other salts, hence another round seed
 
     @property
     def address(self) -> bytes:
@@ -132,7 +131,8 @@ class Miner:
 
     @property
     def salt(self) -> bytes:
-        return hashlib.sha256(b"salt" + bytes([self.index])).digest()
+        extra = self.salt_seed.to_bytes(8, "big") if self.salt_seed else b""
+        return hashlib.sha256(b"salt" + bytes([self.index]) + extra).digest()
 
     def committed_labels(self) -> NdArray:
         y = self.shard_y
@@ -153,7 +153,7 @@ class Scenario:
     global_weights: list[np.ndarray]
     round: int = 1
     start_height: int = 10
-    seed: bytes = b"\x42" * 32
+    known_models: frozenset[bytes] = frozenset()  # global model hashes "already on chain" (besides G_{r-1})
 
     def by_address(self) -> dict[bytes, Miner]:
         return {m.address: m for m in self.miners}
@@ -194,11 +194,12 @@ def commit_payload(s: Scenario, m: Miner) -> CommitPayload:
 def predict_payload(s: Scenario, m: Miner, committers: list[bytes]) -> PredictPayload:
     miners = s.by_address()
     preds = []
+    faked = next(o for o in committers if o != m.address)  # the partial faker's one borrowed shard
     for owner in committers:
         if owner == m.address:
             continue
         other = miners[owner]
-        if m.behaviour in (KNN, KNN_ZERO):
+        if m.behaviour in (KNN, KNN_ZERO) or (m.behaviour == PARTIAL_FAKER and owner == faked):
             labels = other.shard_y.copy()  # "k-NN": (near-)perfect answers not made by the revealed model
         else:
             labels, _ = predict(SPEC, m.weights, other.shard_x, batch_size=m.predict_batch)
@@ -266,7 +267,7 @@ def run_round(
                 if m.address not in rec.revealed or m.behaviour == SILENT_VOTER:
                     continue
                 v = vote_payload(s, m, rec, predictions)
-                rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, h, txh)
+                rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, CHAIN_ID, h, txh)
                 votes[m.address] = e
         step = end_block_step(rec, h, s.params)
         if step is Step.ADVANCE:
@@ -275,7 +276,7 @@ def run_round(
             phase_first = h + 1
         elif step is Step.FINALIZE:
             data = RoundData.build(rec, commits.values(), predictions.values(), votes.values())
-            result = finalize_round(data, s.global_weights, s.params, CHAIN_ID, s.seed)
+            result = finalize_round(data, s.global_weights, s.params, CHAIN_ID, s.known_models.__contains__)
             rec = mark_finalized(rec, h, result.outcome)
             transitions.append((h, "finalize"))
             return RoundRun(rec, data, result, transitions)

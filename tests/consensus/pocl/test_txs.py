@@ -159,13 +159,22 @@ def test_model_commitment_binds_chain_round_sender_and_weights() -> None:
     assert weights_digest(encode_weights(w)) == weights_hash(w)
 
 
-def test_label_commitment_binds_labels_and_salt() -> None:
+def test_label_commitment_binds_chain_round_sender_labels_and_salt() -> None:
     labels = labels_array(np.arange(20) % 10)
-    base = label_commitment(labels, SALT)
-    assert base != label_commitment(labels, b"\x03" * 32)
-    assert base != label_commitment(labels_array((np.arange(20) + 1) % 10), SALT)
+    a, b = b"\x01" * 20, b"\x02" * 20
+    base = label_commitment("c", 1, a, labels, SALT)
+    others = {
+        label_commitment("d", 1, a, labels, SALT),  # another chain
+        label_commitment("c", 2, a, labels, SALT),  # another round (replay)
+        label_commitment("c", 1, b, labels, SALT),  # another sender (copy)
+        label_commitment("c", 1, a, labels, b"\x03" * 32),
+        label_commitment("c", 1, a, labels_array((np.arange(20) + 1) % 10), SALT),
+    }
+    assert base not in others and len(others) == 5
     with pytest.raises(ValueError):
-        label_commitment(labels, b"short")
+        label_commitment("c", 1, a, labels, b"short")
+    with pytest.raises(ValueError):
+        label_commitment("c", 1, b"short", labels, SALT)
 
 
 def test_builders_match_what_the_chain_checks() -> None:
@@ -209,5 +218,5 @@ def test_builders_match_what_the_chain_checks() -> None:
         others = [a for a in rec.revealed if a != m.address]
         assert len(scores) == len(others) and all(0 <= v <= 10_000 for v in scores)
         v = build_vote(1, m.shard_y, m.salt, scores)
-        rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, 12, b"")
+        rec, e = accept_vote(rec, m.address, v, commits[m.address], s.params, CHAIN_ID, 12, b"")
         assert e.labels_ok and e.scores == scores

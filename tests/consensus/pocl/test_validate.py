@@ -143,18 +143,30 @@ def test_vote_rules_and_label_mismatch_is_recorded(setup) -> None:  # type: igno
     assert len(va.scores) == 1
     assert (
         code_of(
-            accept_vote, rec, c.address, vote_payload(s, c, rec, preds), commits[c.address], s.params, 12, TX
+            accept_vote,
+            rec,
+            c.address,
+            vote_payload(s, c, rec, preds),
+            commits[c.address],
+            s.params,
+            CHAIN_ID,
+            12,
+            TX,
         )
         == E_NOT_REVEALED
     )
     bad_count = dataclasses.replace(va, scores=[1, 2])
     assert (
-        code_of(accept_vote, rec, a.address, bad_count, commits[a.address], s.params, 12, TX) == E_WRONG_COUNT
+        code_of(accept_vote, rec, a.address, bad_count, commits[a.address], s.params, CHAIN_ID, 12, TX)
+        == E_WRONG_COUNT
     )
-    rec2, entry = accept_vote(rec, a.address, va, commits[a.address], s.params, 12, TX)
+    rec2, entry = accept_vote(rec, a.address, va, commits[a.address], s.params, CHAIN_ID, 12, TX)
     assert entry.labels_ok and rec2.voters == [a.address]
-    assert code_of(accept_vote, rec2, a.address, va, commits[a.address], s.params, 12, TX) == E_DUPLICATE
+    assert (
+        code_of(accept_vote, rec2, a.address, va, commits[a.address], s.params, CHAIN_ID, 12, TX)
+        == E_DUPLICATE
+    )
     vb = vote_payload(s, b, rec, preds)
     lying = VotePayload(1, labels_array((vb.labels.to_numpy(1 << 20) + 1) % 10), vb.salt, vb.scores)
-    rec3, eb = accept_vote(rec2, b.address, lying, commits[b.address], s.params, 12, TX)
+    rec3, eb = accept_vote(rec2, b.address, lying, commits[b.address], s.params, CHAIN_ID, 12, TX)
     assert not eb.labels_ok and b.address in rec3.voters

@@ -44,7 +44,7 @@ def test_honest_claims_from_other_machines_pass(seed: int) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_borrowed_answers_fail_whatever_model_is_revealed(seed: int) -> None:
     x, y = digits()
-    x, y = x[:60], y[:60]  # three shards, as verify_shards = 3 checks
+    x, y = x[:60], y[:60]  # three shards, checked in one batch
     zero = [np.zeros_like(w) for w in initial_weights(SPEC, seed)]  # every logit equal: all class 0
     huge = [w * np.float32(1e30) for w in initial_weights(SPEC, seed)]  # saturates: still exact
     for weights in (initial_weights(SPEC, seed), zero, huge, list(trained_weights(100 + seed))):
