@@ -313,7 +313,7 @@ def aggregate(
     """
     _check_layout(global_w, models)
     n = len(models)
-    norms = tuple(math.sqrt(_squared_distance(m, global_w)) for m in models)
+    norms = tuple(update_norm(m, global_w) for m in models)
     not_clipped = (False,) * n
     if rule.kind == FEDAVG:
         return AggregationResult(fedavg(global_w, models), norms, tuple(range(n)), not_clipped)
