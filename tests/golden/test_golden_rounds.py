@@ -102,6 +102,17 @@ def test_golden_scenario_covers_slashing_and_jailing(golden: tuple[Chain, list[s
     assert [e.address for e in jailed] == [key(100).address]  # the staker who never commits
 
 
+def test_golden_roots_do_not_depend_on_blas_threads(golden: tuple[Chain, list[str]]) -> None:
+    """Every value that enters state is bit-identical whatever the BLAS thread count (issue 12, item 1)."""
+    from threadpoolctl import threadpool_limits
+
+    c, models = golden
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            again, again_models = run_golden()
+        assert (again.roots, again_models) == (c.roots, models), f"{threads} BLAS thread(s) changed state"
+
+
 if __name__ == "__main__":
     c, models = run_golden()
     print(len(c.roots), c.roots[-1].hex(), hashlib.sha256(b"".join(c.roots)).hexdigest(), models)
