@@ -14,10 +14,12 @@ it cheats at:
 | lazy        | G_{r-1} unchanged (no training)           | canonical inference of G_{r-1}    | honest                      |
 | copycat     | another miner's latest revealed model     | canonical inference of the copy   | honest                      |
 | lazy-noise  | G_{r-1} plus small Gaussian noise         | canonical inference of that model | honest                      |
+| lazy-big-noise | G_{r-1} plus noise large enough to change some labels (σ = 1e-2) | canonical inference of that model | honest |
+| copycat-noise | the model copycat copies, plus small noise (a new hash) | canonical inference of that model | honest |
 | replay      | G_{r-1} unchanged; its test shard is another miner's earlier shard and labels, read from the chain | canonical inference | honest (on the copied labels) |
 | faker       | trained (honest)                          | a few shards from a k-NN oracle, the rest canonical | honest      |
 | backdoor    | trained on trigger-patched samples relabelled to a target class, update boosted | canonical inference | honest |
-| launder     | commits last; trained on its data plus the other shards' inputs labelled by its k-NN | canonical inference | honest |
+| launder     | commits last; trained on its data plus the other shards' inputs labelled by its k-NN (none are public before SHARD) | canonical inference | honest |
 | launder-backdoor | launder, with backdoor's trigger on its own part (no boost) | canonical inference | honest |
 | vote-liar   | trained (honest)                          | honest                            | scores BPS − true score     |
 | label-liar  | trained (honest)                          | honest                            | labels (y+1) mod C, scores consistent with them |
@@ -29,11 +31,14 @@ labels and predictions); `label-liar` is undetectable per se but is one voter am
 median over voters absorbs; `withhold` is punished for not revealing. The others are merely useless
 updates, for robust aggregation and winner selection to keep out of the global model.
 
-`lazy`, `lazy-noise`, `copycat` and `replay` are free-riders (no training, or no data of their own);
+`lazy`, `lazy-noise`, `lazy-big-noise`, `copycat`, `copycat-noise` and `replay` are free-riders (no training, or no data of their own);
 `faker` is a partial prediction faker (caught only when a faked shard is among those verified);
 `backdoor` is a boosted trigger backdoor, measured by `backdoor_success` on the global model;
-`launder` is the PoCL paper's k-NN attack laundered through training (possible while shard inputs are
-public before every model is committed), and `launder-backdoor` combines it with the backdoor.
+`launder` is the PoCL paper's k-NN attack laundered through training, which needs the other shards'
+inputs before every model is committed: commits carry commitments only and shards are opened in SHARD,
+after COMMIT, so a launderer finds nothing to launder and trains as an honest miner would;
+`launder-backdoor` combines it with the backdoor. The chain refuses a shard seen in the recent rounds
+(`pocl_shard_seen`), so `replay` ends SHARD without a shard and is penalised as a withholder.
 `scripts/bench/attacks.py` measures what each of them earns against the same miner training honestly.
 """
 
@@ -62,9 +67,11 @@ FAKER = "faker"
 BACKDOOR = "backdoor"
 LAUNDER = "launder"
 LAUNDER_BACKDOOR = "launder-backdoor"
+LAZY_BIG_NOISE = "lazy-big-noise"
+COPYCAT_NOISE = "copycat-noise"
 KINDS = (
     HONEST, KNN, RANDOM, ZERO, LABEL_FLIP, LAZY, COPYCAT, VOTE_LIAR, LABEL_LIAR, WITHHOLD,
-    LAZY_NOISE, REPLAY, FAKER, BACKDOOR, LAUNDER, LAUNDER_BACKDOOR,
+    LAZY_NOISE, REPLAY, FAKER, BACKDOOR, LAUNDER, LAUNDER_BACKDOOR, LAZY_BIG_NOISE, COPYCAT_NOISE,
 )  # fmt: skip
 ADVERSARIAL_KINDS = KINDS[1:]
 
@@ -72,6 +79,7 @@ KNN_NEIGHBOURS = 3
 KNN_CHUNK = 256
 RANDOM_WEIGHT_STD = 1.0
 LAZY_NOISE_STD = 1e-3  # small enough to keep G_{r-1}'s accuracy, enough to change its hash
+LAZY_BIG_NOISE_STD = 1e-2  # enough to change some of G_{r-1}'s labels (no longer a no-op)
 FAKE_SHARDS = 1  # shards a faker answers with its oracle (the first ones, in the order given)
 BACKDOOR_TARGET = 0  # class a triggered input is pushed to
 BACKDOOR_FRACTION = 0.2  # share of the backdoor miner's training samples it patches and relabels
@@ -118,9 +126,15 @@ class Behaviour:
         )
 
     @property
+    def copies_models(self) -> bool:
+        """Reads the models other miners revealed in the previous round (``visible_models``)."""
+        return self.kind in (COPYCAT, COPYCAT_NOISE)
+
+    @property
     def commits_late(self) -> bool:
-        """Commits only once every other eligible miner has (or in COMMIT's last block), so that it can
-        read their shard inputs from their commits first and pass them to `training_set` as ``leaked``."""
+        """Commits only once every other eligible miner has (or in COMMIT's last block), hoping to read
+        their shard inputs first and pass them to `training_set` as ``leaked``; since shards are opened
+        only in SHARD, after COMMIT, it finds none (``leaked`` is empty)."""
         return self.kind in (LAUNDER, LAUNDER_BACKDOOR)
 
     @property
@@ -187,16 +201,13 @@ class Behaviour:
             ]
         if self.kind == ZERO:
             return [np.zeros_like(w, dtype=np.float32) for w in global_weights]
-        if self.kind == LAZY_NOISE:
-            rng = np.random.default_rng(seed)
-            return [
-                (np.asarray(w, dtype=np.float32) + rng.normal(0.0, LAZY_NOISE_STD, size=np.shape(w))).astype(
-                    np.float32
-                )
-                for w in global_weights
-            ]
+        if self.kind in (LAZY_NOISE, LAZY_BIG_NOISE):
+            std = LAZY_NOISE_STD if self.kind == LAZY_NOISE else LAZY_BIG_NOISE_STD
+            return add_noise(global_weights, std, seed)
         if self.kind == COPYCAT and visible_models:
             return [np.array(w, dtype=np.float32) for w in visible_models[0]]
+        if self.kind == COPYCAT_NOISE:
+            return add_noise(visible_models[0] if visible_models else global_weights, LAZY_NOISE_STD, seed)
         # lazy, replay, copycat with nothing to copy, withhold (commits to something it never reveals)
         return [np.array(w, dtype=np.float32) for w in global_weights]
 
@@ -235,7 +246,8 @@ class Behaviour:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The test shard (inputs, true labels) this miner commits: its own, except that `replay` copies
         the first of ``public_shards`` (another miner's earlier shard with the labels it revealed, read from
-        the chain), so it is paid as a voter with no held-out data; with none it falls back to its own."""
+        the chain), hoping to be paid as a voter with no held-out data; with none it falls back to its own.
+        The chain refuses to open a shard seen in recent rounds, so a replayed one never gets in."""
         if self.kind == REPLAY and public_shards:
             x, labels = public_shards[0]
             return np.array(x, dtype=np.float32), np.array(labels, dtype=np.int64)
@@ -343,3 +355,12 @@ def assign_behaviours(n_miners: int, adversaries: list[tuple[Behaviour, int]]) -
     for b, c in adversaries:
         behaviours.extend([b] * c)
     return behaviours
+
+
+def add_noise(weights: list[np.ndarray], std: float, seed: int) -> list[np.ndarray]:
+    """`weights` plus Gaussian noise of standard deviation `std` (float32)."""
+    rng = np.random.default_rng(seed)
+    return [
+        (np.asarray(w, dtype=np.float32) + rng.normal(0.0, std, size=np.shape(w))).astype(np.float32)
+        for w in weights
+    ]

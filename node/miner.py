@@ -7,10 +7,14 @@ poll) it looks at the committed PoCL state and does the step the round needs fro
 - round r is next or open, and this miner has no secrets for it: train from G_{r-1} in the training
   worker process (`ml.train_worker`; the event loop stays responsive), draw round r's fresh test shard
   from the held-out pool (`ml.shards`), pick a salt, and persist all of it (`node.miner_store`) BEFORE
-  anything is submitted. Training starts as soon as G_{r-1} is final, i.e. usually before s_r;
-- COMMIT, eligible, not committed yet: `pocl.commit`;
-- PREDICT, committed, not predicted yet: `pocl.predict` = the committed weights plus canonical-inference
-  labels for every other committer's shard (address order);
+  anything is submitted. Training starts as soon as G_{r-1} is final, i.e. usually before s_r. The
+  shard must be one the chain has not seen in the recent rounds (it would refuse it in SHARD and
+  penalise the miner as a withholder): a seen draw is replaced by the next rounds' slots, and with no
+  fresh one the miner logs an error and sits the round out (`miner_payloads.fresh_shard_indices`);
+- COMMIT, eligible, not committed yet: `pocl.commit` (commitments to the model, labels and shard);
+- SHARD, committed, shard not opened yet: `pocl.shard` = the committed shard's inputs;
+- PREDICT, shard opened, not predicted yet: `pocl.predict` = the committed weights plus
+  canonical-inference labels for every other shard owner's shard (address order);
 - VOTE, revealed, not voted yet: `pocl.vote` = labels, salt and the scores every node will recompute.
 
 A restarted miner reloads its secrets from disk and carries on where the round is. Adversarial
@@ -31,8 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from pocl.consensus.pocl.events import RewardPaid, Slashed
-from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE, SALT_LEN
+from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_SHARD, PHASE_VOTE, RoundRecord
+from pocl.consensus.pocl.txs import (
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_SHARD,
+    KIND_POCL_VOTE,
+    SALT_LEN,
+)
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey, format_address
 from pocl.ledger.tx import TX_VERSION, Tx, sign_tx
@@ -40,7 +50,16 @@ from pocl.ml.training import TrainJob
 from pocl.node.config import MiningSection
 from pocl.node.events import BlockCommitted, NodeEvent
 from pocl.node.interfaces import MinerNode
-from pocl.node.miner_payloads import commit_payload, predict_payload, round_secrets, vote_payload
+from pocl.node.miner_payloads import (
+    NoFreshShard,
+    chain_shard_is_fresh,
+    commit_payload,
+    freshness_check,
+    predict_payload,
+    round_secrets,
+    shard_payload,
+    vote_payload,
+)
 from pocl.node.miner_store import MinerStore, MinerStoreError, RoundSecrets
 
 log = logging.getLogger("pocl.miner")
@@ -99,6 +118,7 @@ class RoundStats:
     train_s: float = 0.0
     trained_at: float = 0.0  # unix time training finished
     commit_height: int = 0
+    shard_height: int = 0
     predict_height: int = 0
     vote_height: int = 0
     reward: int = 0
@@ -133,6 +153,7 @@ class Miner:
         self._secrets: dict[int, RoundSecrets] = {}
         self._train_task: asyncio.Task[None] | None = None
         self._train_key: tuple[int, bytes] | None = None
+        self._no_fresh_shard: set[tuple[int, bytes]] = set()  # (round, G_{r-1} hash): sits it out
         self._submitted: dict[tuple[int, str], tuple[bytes, int]] = {}
         self._said: set[tuple[int, str]] = set()  # (round, message) logged once
         self._wake = asyncio.Event()
@@ -310,7 +331,10 @@ class Miner:
             sec = self._secrets_for(rec.round, rec.prev_model_hash)
             if sec is not None:
                 self._commit(rec, sec)
-        elif rec.phase == PHASE_PREDICT and self.address in rec.committers:
+        elif rec.phase == PHASE_SHARD and self.address in rec.committers:
+            if self.address not in rec.shard_owners:
+                self._open_shard(rec)
+        elif rec.phase == PHASE_PREDICT and self.address in rec.shard_owners:
             if self.address not in rec.predictors:
                 self._predict(rec, state)
         elif rec.phase == PHASE_VOTE and self.address in rec.revealed and self.address not in rec.voters:
@@ -344,7 +368,7 @@ class Miner:
         return sec
 
     def _ensure_training(self, round_: int, model_hash: bytes) -> None:
-        if self._secrets_for(round_, model_hash) is not None:
+        if self._secrets_for(round_, model_hash) is not None or (round_, model_hash) in self._no_fresh_shard:
             return
         if self._train_task is not None and not self._train_task.done():
             # Let a running job finish even if its round has passed: cancelling may kill a worker
@@ -391,18 +415,25 @@ class Miner:
                 return
             trained = res.weights
             train_s = res.seconds
-        sec = round_secrets(
-            self.behaviour,
-            self.params,
-            round_,
-            model_hash,
-            g,
-            trained,
-            d,
-            salt=secrets_mod.token_bytes(SALT_LEN),
-            model_seed=sub_seed(self.settings.seed, "model", self.settings.shard, round_),
-            train_s=train_s,
-        )
+        try:
+            sec = round_secrets(
+                self.behaviour,
+                self.params,
+                round_,
+                model_hash,
+                g,
+                trained,
+                d,
+                salt=secrets_mod.token_bytes(SALT_LEN),
+                model_seed=sub_seed(self.settings.seed, "model", self.settings.shard, round_),
+                train_s=train_s,
+                shard_is_fresh=chain_shard_is_fresh(self.node.pocl, self.node.chain.state, round_),  # type: ignore[union-attr]
+            )
+        except NoFreshShard as exc:
+            self._no_fresh_shard.add((round_, model_hash))
+            self._once(round_, f"NOT COMMITTING: no fresh test shard: {exc}", logging.ERROR)
+            self.last_step = f"no fresh test shard for round {round_}"
+            return
         await asyncio.get_running_loop().run_in_executor(None, self.store.save, sec)
         self._secrets[round_] = sec
         st = self._stat(round_)
@@ -465,10 +496,32 @@ class Miner:
         return True
 
     def _commit(self, rec: RoundRecord, sec: RoundSecrets) -> None:
+        if self._pending(rec.round, KIND_POCL_COMMIT):
+            return
+        state = self.node.chain.state  # type: ignore[union-attr]
+        fresh = freshness_check(self.behaviour, chain_shard_is_fresh(self.node.pocl, state, rec.round))
+        if fresh is not None and not fresh(sec.test_x):
+            # drawn fresh when prepared, so only secrets from an unexpected past get here
+            self._once(
+                rec.round,
+                "NOT COMMITTING: the chain has already seen its saved test shard (it would be refused "
+                "in SHARD and penalised as withholding)",
+                logging.ERROR,
+            )
+            return
         payload = commit_payload(self.node.genesis.chain_id, self.address, sec)
         if self._submit(rec.round, KIND_POCL_COMMIT, payload):
             self._stat(rec.round).commit_height = self.node.chain.height + 1  # type: ignore[union-attr]
             self.last_step = f"committed round {rec.round}"
+
+    def _open_shard(self, rec: RoundRecord) -> None:
+        sec = self._secrets_for(rec.round, rec.prev_model_hash)
+        if sec is None:
+            self._once(rec.round, "committed but its secrets are gone: cannot open its shard", logging.ERROR)
+            return
+        if self._submit(rec.round, KIND_POCL_SHARD, shard_payload(sec)):
+            self._stat(rec.round).shard_height = self.node.chain.height + 1  # type: ignore[union-attr]
+            self.last_step = f"opened its shard for round {rec.round}"
 
     def _predict(self, rec: RoundRecord, state: Any) -> None:
         if self.behaviour.withholds:

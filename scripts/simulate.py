@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from pocl.ml.adversary import ADVERSARIAL_KINDS
 from pocl.ml.datasets import DatasetError
 from pocl.ml.partition import PartitionError
 from pocl.ml.shards import ShardError
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--winners", type=int, default=None, help="K winners per round (default ceil(miners/2))")
     p.add_argument(
         "--shard-size", type=int, default=None,
-        help=f"test shard size per miner per round (default {DEFAULT_SHARD}, capped at the smallest pool)",
+        help=f"test shard size per miner per round (default {DEFAULT_SHARD}, capped at half the smallest held-out pool, so rounds can draw fresh shards)",
     )  # fmt: skip
     p.add_argument("--holdout", type=float, default=SimConfig.holdout, help="fraction held out for test shards")
     p.add_argument(
@@ -63,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--adversary", action="append", default=None,
-        help="KIND:COUNT (repeatable or comma-separated): knn, random, zero, label-flip, lazy, copycat, "
-        "vote-liar, label-liar, withhold",
+        help=f"KIND:COUNT (repeatable or comma-separated); kinds: {', '.join(ADVERSARIAL_KINDS)}",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, default=None, help="use only this many training samples")

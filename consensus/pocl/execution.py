@@ -7,8 +7,10 @@ State layout (raw namespace `NS_POCL`, keys from `consensus.pocl.records`):
 
     head                      -> PoclHead (round in progress or next, its start, current model round/hash)
     r||round                  -> RoundRecord (phase, heights, participant lists, outcome once final)
-    c|p|v||round||address     -> CommitEntry / PredictEntry / VoteEntry
+    c|s|p|v||round||address   -> CommitEntry / ShardEntry / PredictEntry / VoteEntry
     m||address                -> consecutive rounds the miner was eligible and did not commit (absent = 0)
+    f||fingerprint            -> the latest round in which a shard digest or revealed weights hash was seen
+    F||round                  -> the fingerprints recorded in that round (forgotten memory_rounds later)
 The global model hash lives in the ledger's `global/model` entry; model bytes are content-addressed
 blobs (`State.put_model` / `get_model`) that the store persists with the block.
 
@@ -17,8 +19,9 @@ Lifecycle: the first block lazily writes the genesis model (deterministic from `
 of that block. Txs update the record and write their entry. `end_block` applies the schedule's step;
 on FINALIZE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, counts
 missed COMMITs and jails miners absent `max_missed_rounds` rounds in a row (`schedule.downtime`), stores
-G_r, prunes the round's weight-carrying predict entries (the txs stay in the blocks) and schedules
-round r+1 at `end + 1 + round_gap_blocks`.
+G_r, remembers the round's revealed weights hashes (so a copied model is not new for `memory_rounds`
+rounds, like a replayed shard), prunes the round's weight-carrying predict entries (the txs stay in the
+blocks) and schedules round r+1 at `end + 1 + round_gap_blocks`.
 """
 
 from __future__ import annotations
@@ -38,23 +41,29 @@ from pocl.consensus.pocl.records import (
     PredictEntry,
     RoundData,
     RoundRecord,
+    ShardEntry,
     VoteEntry,
     commit_key,
     missed_key,
     predict_key,
     round_key,
+    seen_key,
+    seen_round_key,
+    shard_key,
     vote_key,
 )
 from pocl.consensus.pocl.txs import (
     KIND_POCL_COMMIT,
     KIND_POCL_PREDICT,
+    KIND_POCL_SHARD,
     KIND_POCL_VOTE,
     CommitPayload,
     PayloadError,
     PredictPayload,
+    ShardPayload,
     VotePayload,
 )
-from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_shard, accept_vote
 from pocl.ledger import codec
 from pocl.ledger.core_txs import default_registry
 from pocl.ledger.errors import TxError
@@ -101,6 +110,7 @@ class PoclExecution:
     def tx_kinds(self) -> list[TxKind]:
         return [
             TxKind(KIND_POCL_COMMIT, CommitPayload, self.validate_commit, self.apply_commit, _pocl_max_bytes),
+            TxKind(KIND_POCL_SHARD, ShardPayload, self.validate_shard, self.apply_shard, _pocl_max_bytes),
             TxKind(
                 KIND_POCL_PREDICT, PredictPayload, self.validate_predict, self.apply_predict, _pocl_max_bytes
             ),
@@ -188,6 +198,7 @@ class PoclExecution:
         return RoundData.build(
             rec,
             load(CommitEntry, commit_key, rec.committers),
+            load(ShardEntry, shard_key, rec.shard_owners),
             load(PredictEntry, predict_key, rec.predictors),
             load(VoteEntry, vote_key, rec.voters),
         )
@@ -212,6 +223,63 @@ class PoclExecution:
         )
         self._put(state, commit_key(rec.round, ctx.sender), entry)
         self._put(state, round_key(rec.round), rec)
+
+    def seen_recently(self, state: State, fingerprint: bytes, round_: int) -> bool:
+        """Was this shard digest / weights hash seen in round `round_` or the `memory_rounds` before it?"""
+        raw = state.get_raw(NS_POCL, seen_key(fingerprint))
+        return raw is not None and codec.decode(raw) >= round_ - self.params.memory_rounds
+
+    def _remember(self, state: State, round_: int, fingerprints: list[bytes]) -> None:
+        """Record fingerprints as seen in `round_` (and in that round's list, to forget them later)."""
+        key = seen_round_key(round_)
+        raw = state.get_raw(NS_POCL, key)
+        listed: list[bytes] = codec.decode(raw) if raw is not None else []
+        for fp in fingerprints:
+            state.set_raw(NS_POCL, seen_key(fp), codec.encode(round_))
+            if fp not in listed:
+                listed.append(fp)
+        state.set_raw(NS_POCL, key, codec.encode(listed))
+
+    def _forget(self, state: State, round_: int) -> None:
+        """Drop the fingerprints recorded in `round_` unless seen again since."""
+        key = seen_round_key(round_)
+        raw = state.get_raw(NS_POCL, key)
+        if raw is None:
+            return
+        for fp in codec.decode(raw):
+            last = state.get_raw(NS_POCL, seen_key(fp))
+            if last is not None and codec.decode(last) == round_:
+                state.delete_raw(NS_POCL, seen_key(fp))
+        state.delete_raw(NS_POCL, key)
+
+    def _shard(self, state: State, ctx: TxContext, p: ShardPayload) -> tuple[RoundRecord, ShardEntry]:
+        rec = self.open_record(state)
+        commit = self._commit_entry(state, rec.round, ctx.sender) if rec is not None else None
+        round_ = rec.round if rec is not None else 0
+        return accept_shard(
+            rec,
+            ctx.sender,
+            p,
+            commit,
+            self.params,
+            ctx.block.chain_id,
+            ctx.height,
+            ctx.stx.hash,
+            lambda digest: self.seen_recently(state, digest, round_),
+        )
+
+    def validate_shard(self, state: State, ctx: TxContext, p: ShardPayload) -> TxError | None:
+        try:
+            self._shard(state, ctx, p)
+        except PayloadError as exc:
+            return self._reject(exc)
+        return None
+
+    def apply_shard(self, state: State, ctx: TxContext, p: ShardPayload) -> None:
+        rec, entry = self._shard(state, ctx, p)
+        self._put(state, shard_key(rec.round, ctx.sender), entry)
+        self._put(state, round_key(rec.round), rec)
+        self._remember(state, rec.round, [entry.digest])
 
     def _predict(self, state: State, ctx: TxContext, p: PredictPayload) -> tuple[RoundRecord, PredictEntry]:
         rec = self.open_record(state)
@@ -303,7 +371,13 @@ class PoclExecution:
         g = self.global_weights(state, rec.prev_model_hash)
         # The outcome depends on the round's txs and the models on chain only: nothing of the finalizing
         # block (time, proposer, tx order) enters; the seed comes from the miners' revealed salts.
-        result = finalize_round(data, g, self.params, ctx.chain_id, lambda h: state.get_model(h) is not None)
+        result = finalize_round(
+            data,
+            g,
+            self.params,
+            ctx.chain_id,
+            lambda h: state.get_model(h) is not None or self.seen_recently(state, h, rec.round),
+        )
         out = result.outcome
         for pay in out.payouts:
             acct = state.account_for_update(pay.miner)
@@ -323,6 +397,9 @@ class PoclExecution:
             state.put_model(out.model_hash, encode_weights(result.weights))
             state.set_global_model_hash(out.model_hash)
             head = dataclasses.replace(head, model_round=rec.round, model_hash=out.model_hash)
+        self._remember(state, rec.round, sorted({e.weights_hash for e in data.predictions.values()}))
+        if rec.round > self.params.memory_rounds:
+            self._forget(state, rec.round - self.params.memory_rounds)
         for m in rec.predictors:  # weights are bulky and live on in the block's txs
             state.delete_raw(NS_POCL, predict_key(rec.round, m))
         done = schedule.mark_finalized(rec, ctx.height, out)

@@ -8,22 +8,29 @@ and iterates only in canonical address order, so the order in which txs arrived 
 cannot matter.
 
 Steps:
-1. violations that need no model: withholding (committed, no reveal; revealed, no vote), reveal not
-   matching the model commitment, labels not matching the label commitment; the round seed from the
-   salts of the opened label commitments (`round_seed`: no block field, no proposer choice);
-2. accuracy matrix A[i][j] (bps, integer) of every revealed predictor i on every voter j's shard;
+1. violations that need no model: withholding (committed, then no shard, no weights or no labels),
+   reveal not matching the model commitment, labels not matching the label commitment; the round seed
+   from the salts of the opened label commitments (`round_seed`: no block field, no proposer choice);
+2. accuracy matrix A[i][j] (bps, integer) of every revealed predictor i on every voter j's shard, and
+   the baseline B[j]: the accuracy of G_{r-1} itself on shard j (canonical inference, every node);
 3. vote fraud: a vote whose scores differ from column j of A; such voters are not valid voters;
 4. score_i = integer median of A[i][j] over valid voters j != i (even count: floor of the mean of the
    two middle values);
 5. candidates = scored predictors with no violation; fewer than 2 → void round (penalties still apply);
 6. ranking by score desc, ties by H(seed, address); walk it until K candidates pass: each candidate
    reached is verified on EVERY shard that scored it (no sampling) and is prediction fraud on any
-   mismatch; one whose weights are a model already on chain (G_{r-1} or earlier) or are revealed by more
-   than one miner this round passes no one: it cannot win, the walk goes on;
+   mismatch. A verified candidate still cannot win (the walk goes on) when its weights are not new -
+   G_{r-1}, an earlier global model, weights revealed in the last `memory_rounds` rounds, or weights
+   another miner revealed this round - or when it labels every scoring shard exactly as G_{r-1} does
+   (a no-op model: G_{r-1} plus noise);
 7. robust aggregation (ml.model.aggregate, params.aggregation) of the winners' weights in address order;
-   a clipping bound comes from the update norms of all unpenalised, distinct, new revealed models, not
-   from the winners alone;
-8. payouts (consensus.pocl.rewards) and one penalty per violating miner (the most severe).
+   a clipping bound comes from the update norms of all unpenalised, distinct, new revealed models that
+   change some label of G_{r-1} (verified, or proved on one sample), not from the winners alone;
+8. rewards for verified work only (consensus.pocl.rewards): a winner's gain is the median over its
+   scoring shards of A[w][j] - B[j], and only a positive gain is paid; a voter is paid for the
+   information its shard carried, I[j] = the samples of shard j that G_r labels right and G_{r-1} got
+   wrong, and only if its own model won with a positive gain (a miner that only evaluates - G_{r-1}
+   again, noise on it, an old copy - earns nothing); one penalty per violating miner (the most severe).
 """
 
 from __future__ import annotations
@@ -48,12 +55,13 @@ from pocl.consensus.pocl.records import (
 )
 from pocl.consensus.pocl.rewards import compute_payouts
 from pocl.consensus.pocl.txs import (
-    TEST_X_DTYPE,
     accuracy_bps,
-    check_array,
     check_labels,
+    check_test_x,
     label_commitment,
     model_commitment,
+    shard_commitment,
+    shard_digest,
     weights_digest,
 )
 from pocl.consensus.pocl.verify import ShardClaim, Verdict, verify_claims
@@ -64,7 +72,7 @@ TAG_TIEBREAK = b"pocl/tiebreak"
 TAG_ROUND_SEED = b"pocl/round-seed"
 
 VOID_TOO_FEW = "fewer than 2 valid participants"
-NO_WINNER = "no candidate passed verification"
+NO_WINNER = "no candidate qualified (verified, with new weights that change G_{r-1}'s labels)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +119,11 @@ def finalize_round(
     global_weights: list[np.ndarray],
     params: PoclParams,
     chain_id: str,
-    on_chain: Callable[[bytes], bool],
+    known_model: Callable[[bytes], bool],
 ) -> FinalizeResult:
-    """`on_chain(h)`: is `h` the hash of a global model the chain already holds (any earlier round)?
-    G_{r-1} (`record.prev_model_hash`) counts as on chain whatever it answers."""
+    """`known_model(h)`: are weights with hash `h` not new - a global model the chain already holds, or
+    weights revealed in the last `memory_rounds` rounds? G_{r-1} (`record.prev_model_hash`) is never new
+    whatever it answers."""
     from pocl.ml.model.aggregate import CLIP, aggregate, update_norm
     from pocl.ml.model.weights import decode_weights, weights_hash
 
@@ -132,7 +141,21 @@ def finalize_round(
 
     # ---- 1. participants and commitment checks (re-derived from the entries, never trusted)
     committers = sorted(data.commits)
-    predictors = sorted(p for p in data.predictions if p in data.commits)
+    shard_x: dict[bytes, np.ndarray] = {}
+    for c in committers:
+        entry = data.shards.get(c)
+        if entry is None:
+            continue
+        x = check_test_x(entry.test_x, params)
+        if shard_commitment(chain_id, r, c, shard_digest(x)) == data.commits[c].shard_commit:
+            shard_x[c] = x
+    owners = sorted(shard_x)
+    # Withholding is only provable for a phase that actually ran: a round cut short (too few
+    # participants) never gave anyone the chance to reveal, so nobody is penalised for not revealing.
+    for c in committers:
+        if c not in shard_x and rec.shard_start > 0:
+            violate(c, PENALTY_WITHHOLD, [data.commits[c].tx_hash, b"shard"])
+    predictors = sorted(p for p in data.predictions if p in shard_x)
     revealed: list[bytes] = []
     for p in predictors:
         entry = data.predictions[p]
@@ -142,9 +165,7 @@ def finalize_round(
             revealed.append(p)
         else:
             violate(p, PENALTY_MODEL_MISMATCH, [entry.tx_hash, expected, digest])
-    # Withholding is only provable for a phase that actually ran: a round cut short (too few
-    # participants) never gave anyone the chance to reveal, so nobody is penalised for not revealing.
-    for c in committers:
+    for c in owners:
         if c not in data.predictions and rec.predict_start > 0:
             violate(c, PENALTY_WITHHOLD, [data.commits[c].tx_hash, b"weights"])
     revealed_set = set(revealed)
@@ -163,18 +184,19 @@ def finalize_round(
             violate(p, PENALTY_WITHHOLD, [data.commits[p].tx_hash, b"labels"])
     seed = round_seed(chain_id, r, [data.votes[v].salt for v in voters])
 
-    # ---- 2. accuracy matrix: rows = revealed predictors, columns = voters with committed labels
+    # ---- 2. accuracy matrix (rows = revealed predictors, columns = voters) and G_{r-1}'s baseline
     claimed: dict[tuple[bytes, bytes], np.ndarray] = {}
     for i in revealed:
-        others = _others(committers, i)
+        others = _others(owners, i)
         preds = data.predictions[i].predictions
         if len(preds) != len(others):
-            raise ValueError("prediction entry does not cover every other committer")
+            raise ValueError("prediction entry does not cover every other shard owner")
         for owner, arr in zip(others, preds):
             claimed[(i, owner)] = check_labels(arr, params, "predictions")
     acc: dict[tuple[bytes, bytes], int] = {
         (i, j): accuracy_bps(claimed[(i, j)], labels[j]) for i in revealed for j in voters if i != j
     }
+    base_labels = _labels_on(spec, global_weights, voters, shard_x)
 
     # ---- 3. vote fraud: claimed scores vs recomputed column
     valid_voters: list[bytes] = []
@@ -189,6 +211,7 @@ def finalize_round(
         else:
             i = rows[bad]
             violate(j, PENALTY_VOTE_FRAUD, [data.votes[j].tx_hash, i, scores[bad], acc[(i, j)]])
+    baseline = {j: accuracy_bps(base_labels[j], labels[j]) for j in valid_voters}
 
     # ---- 4. scores: median over valid voters j != i
     score: dict[bytes, int] = {}
@@ -196,63 +219,99 @@ def finalize_round(
         column = [acc[(i, j)] for j in valid_voters if j != i]
         if column:
             score[i] = median_bps(column)
+    scorers = {i: [j for j in valid_voters if j != i] for i in score}
+
+    def moved(i: bytes) -> bool:
+        """Do i's claimed labels differ from G_{r-1}'s anywhere on the shards that scored it?"""
+        return any(np.any(claimed[(i, j)] != base_labels[j]) for j in scorers[i])
 
     # ---- 5./6. candidates, ranking, verification
     candidates = {i: s for i, s in score.items() if i not in violations}
     ranking = rank_candidates(candidates, seed)
     digest = {i: data.predictions[i].weights_hash for i in revealed}
     copies = Counter(digest.values())
-    known = {h for h in copies if h == prev_hash or on_chain(h)}
+    known = {h for h in copies if h == prev_hash or known_model(h)}
+
+    def new_weights(i: bytes) -> bool:
+        return digest[i] not in known and copies[digest[i]] == 1
+
     winners: list[bytes] = []
+    verified: set[bytes] = set()  # candidates whose claims were all checked and true
     reason = ""
     void = len(candidates) < 2
     if void:
         reason = VOID_TOO_FEW
     else:
-        scorers = {i: [j for j in valid_voters if j != i] for i in ranking}
         for cand in ranking:
             if len(winners) >= params.winners:
                 break
             entry = data.predictions[cand]
-            verdict = _verify_candidate(data, cand, scorers[cand], claimed, spec, params)
+            verdict = _verify_candidate(data, cand, scorers[cand], shard_x, claimed, spec)
             if not verdict.ok:
                 violate(
                     cand,
                     PENALTY_PREDICTION_FRAUD,
                     [entry.tx_hash, entry.weights_hash, list(verdict.checked_owners), verdict.samples],
                 )
-            elif digest[cand] not in known and copies[digest[cand]] == 1:
-                winners.append(cand)
-            # else: a model already on chain (free-riding) or revealed by several miners (Sybils) cannot
-            # win; it is verified all the same, so faked claims behind it are still prediction fraud
+            else:
+                verified.add(cand)
+                if new_weights(cand) and moved(cand):
+                    winners.append(cand)
+            # else: weights already known (free-riding), revealed by several miners (Sybils) or labelling
+            # like G_{r-1} (noise on it) cannot win; verified all the same, so faked claims are fraud
         if not winners:
             reason = NO_WINNER
 
     # ---- 7. aggregation
-    new_weights = global_weights
+    new_global = global_weights
     changed = False
     if winners:
         rule = params.aggregation_rule()
         models = {w: decode_weights(spec, data.predictions[w].weights) for w in sorted(winners)}
         reference = None
         if rule.kind == CLIP:
-            # the bound's reference: every unpenalised revealed model with new, distinct weights (one per
-            # hash, address order), so a boosted winner is measured against the whole round, not K = 2
+            # the bound's reference: every unpenalised scored model with new, distinct weights (one per
+            # hash, address order) that changes some label of G_{r-1}, so a boosted winner is measured
+            # against the whole round, not K = 2, and no-op models (G_{r-1} plus noise) cannot shrink the
+            # bound to nothing. A model not verified in the walk proves it moved on one sample.
             fresh: dict[bytes, bytes] = {}
             for i in revealed:
-                if i not in violations and digest[i] not in known:
+                if i not in violations and i in scorers and digest[i] not in known:
                     fresh.setdefault(digest[i], i)
             reference = []
             for i in sorted(fresh.values()):
-                w = models[i] if i in models else decode_weights(spec, data.predictions[i].weights)
-                reference.append(update_norm(w, global_weights))
-        new_weights = aggregate(global_weights, list(models.values()), rule, reference).weights
+                if i in verified:
+                    counts = moved(i)
+                else:
+                    proof = _prove_moved(spec, data, i, scorers[i], shard_x, claimed, base_labels)
+                    counts = proof is not None and proof.ok
+                    if proof is not None and not proof.ok:
+                        entry = data.predictions[i]
+                        violate(
+                            i,
+                            PENALTY_PREDICTION_FRAUD,
+                            [entry.tx_hash, entry.weights_hash, list(proof.checked_owners), proof.samples],
+                        )
+                if counts:
+                    w = models[i] if i in models else decode_weights(spec, data.predictions[i].weights)
+                    reference.append(update_norm(w, global_weights))
+        new_global = aggregate(global_weights, list(models.values()), rule, reference).weights
         changed = True
-    model_hash = weights_hash(new_weights) if changed else prev_hash
+    model_hash = weights_hash(new_global) if changed else prev_hash
 
-    # ---- 8. payouts and penalties
-    honest_voters = [v for v in valid_voters if v not in violations]
-    payouts = compute_payouts(winners, [score[w] for w in winners], honest_voters, params)
+    # ---- 8. rewards for verified work, and penalties
+    gains = [median_bps([acc[(w, j)] - baseline[j] for j in scorers[w]]) for w in winners]
+    information: dict[bytes, int] = {}
+    if changed:
+        new_labels = _labels_on(spec, new_global, valid_voters, shard_x)
+        for j in valid_voters:
+            fixed = (new_labels[j] == labels[j]) & (base_labels[j] != labels[j])
+            information[j] = int(np.count_nonzero(fixed))
+    # a voter is paid for its shard's information only if its own model won AND beat G_{r-1}: evaluation
+    # by a miner that contributes no improving model (G_{r-1} again, noise on it, an old copy) earns nothing
+    gained = {w for w, g in zip(winners, gains) if g > 0}
+    paid_voters = [v for v in valid_voters if v in gained and v not in violations and information.get(v)]
+    payouts = compute_payouts(winners, gains, paid_voters, [information[v] for v in paid_voters], params)
     penalties = [_penalty(m, violations[m], params) for m in sorted(violations)]
 
     outcome = RoundOutcome(
@@ -265,34 +324,78 @@ def finalize_round(
         accuracy=[[acc.get((i, j), NO_SCORE) for j in voters] for i in revealed],
         valid_voters=valid_voters,
         scores=[score.get(i, NO_SCORE) for i in revealed],
+        baseline=[baseline.get(j, NO_SCORE) for j in voters],
         ranking=ranking,
         winners=winners,
+        gains=gains,
+        information=[information.get(j, NO_SCORE) for j in voters],
         payouts=payouts,
         penalties=penalties,
         prev_model_hash=prev_hash,
         model_hash=model_hash,
     )
-    return FinalizeResult(outcome, new_weights, changed)
+    return FinalizeResult(outcome, new_global, changed)
+
+
+def _labels_on(
+    spec: object,
+    weights: list[np.ndarray],
+    owners: list[bytes],
+    shard_x: dict[bytes, np.ndarray],
+) -> dict[bytes, np.ndarray]:
+    """Canonical labels of one model on several shards (one batch), by shard owner."""
+    from pocl.ml.model.inference import predict
+
+    if not owners:
+        return {}
+    out, _ = predict(
+        spec,
+        weights,  # type: ignore[arg-type]
+        np.concatenate([shard_x[o] for o in owners], axis=0),
+    )
+    n = shard_x[owners[0]].shape[0]
+    return {o: out[k * n : (k + 1) * n] for k, o in enumerate(owners)}
 
 
 def _verify_candidate(
     data: RoundData,
     cand: bytes,
     owners: list[bytes],
+    shard_x: dict[bytes, np.ndarray],
     claimed: dict[tuple[bytes, bytes], np.ndarray],
     spec: object,
-    params: PoclParams,
 ) -> Verdict:
     """Canonical inference of the candidate's revealed weights on all its scoring shards vs its claims."""
     from pocl.ml.model.weights import decode_weights
 
-    shape = (params.test_shard_size, *params.input_shape)
-    claims = [
-        ShardClaim(o, check_array(data.commits[o].test_x, TEST_X_DTYPE, shape, "test_x"), claimed[(cand, o)])
-        for o in owners
-    ]
+    claims = [ShardClaim(o, shard_x[o], claimed[(cand, o)]) for o in owners]
     weights = decode_weights(spec, data.predictions[cand].weights)  # type: ignore[arg-type]
     return verify_claims(spec, weights, claims)
+
+
+def _prove_moved(
+    spec: object,
+    data: RoundData,
+    miner: bytes,
+    owners: list[bytes],
+    shard_x: dict[bytes, np.ndarray],
+    claimed: dict[tuple[bytes, bytes], np.ndarray],
+    base_labels: dict[bytes, np.ndarray],
+) -> Verdict | None:
+    """Re-run the miner's model on the FIRST sample (owners in address order) where its claim differs
+    from G_{r-1}'s label: None when there is none (it claims to label like G_{r-1}), else the verdict on
+    that one sample (a false claim is prediction fraud, as anywhere else)."""
+    from pocl.ml.model.weights import decode_weights
+
+    for o in owners:
+        differs = np.flatnonzero(claimed[(miner, o)] != base_labels[o])
+        if differs.size:
+            k = int(differs[0])
+            weights = decode_weights(spec, data.predictions[miner].weights)  # type: ignore[arg-type]
+            return verify_claims(
+                spec, weights, [ShardClaim(o, shard_x[o][k : k + 1], claimed[(miner, o)][k : k + 1])]
+            )
+    return None
 
 
 def slash_bps_for(kind: str, params: PoclParams) -> int:

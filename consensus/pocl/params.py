@@ -40,11 +40,12 @@ class PoclParams:
     input_shape: tuple[int, ...] = (8, 8, 1)
     classes: int = 10
     init_seed: int = 0
-    aggregation: str = "clip:2.0"  # ml.model.aggregate rule: robust clipping at 2x the winners' median norm
+    aggregation: str = "clip:2.0"  # ml.model.aggregate: clip at 2x the lower median of the round's new updates' norms
     # schedule (heights)
     first_round_height: int = 1  # s_1
     round_gap_blocks: int = 0  # blocks between a round's finalizing block and the next s_r
-    train_blocks: int = 12  # maximum COMMIT length
+    train_blocks: int = 11  # maximum COMMIT length (a round of at most 20 blocks fits the default unbonding)
+    shard_blocks: int = 2  # maximum SHARD length (shard inputs are opened after every model is committed)
     predict_blocks: int = 4
     vote_blocks: int = 3
     # participation
@@ -62,6 +63,9 @@ class PoclParams:
     jail_rounds: int = 3
     # liveness: an eligible miner that misses this many rounds' COMMIT in a row is jailed for jail_rounds
     max_missed_rounds: int = 3
+    # a shard, or revealed weights, seen in the last memory_rounds rounds is not new: such a shard is
+    # rejected, such weights cannot win and earn nothing (replayed shards, copied models)
+    memory_rounds: int = 32
 
     def __post_init__(self) -> None:
         self.validate()
@@ -104,7 +108,7 @@ class PoclParams:
                 raise PoclParamsError(f.name, "must not be negative")
             if value >= 2**63:
                 raise PoclParamsError(f.name, "must be below 2**63")
-        for name in ("train_blocks", "predict_blocks", "vote_blocks"):
+        for name in ("train_blocks", "shard_blocks", "predict_blocks", "vote_blocks"):
             if not 1 <= getattr(self, name) <= MAX_PHASE_BLOCKS:
                 raise PoclParamsError(name, f"must be between 1 and {MAX_PHASE_BLOCKS}")
         if self.first_round_height < 1:
@@ -130,6 +134,8 @@ class PoclParams:
                 raise PoclParamsError(name, f"must be at most {BPS} basis points")
         if self.init_seed >= 2**32:
             raise PoclParamsError("init_seed", "must be below 2**32")
+        if not 1 <= self.memory_rounds <= 100_000:
+            raise PoclParamsError("memory_rounds", "must be between 1 and 100000")
         if self.max_missed_rounds < 1:
             raise PoclParamsError("max_missed_rounds", "must be at least 1 (absent miners must be jailed)")
         self.check_economics()
@@ -201,14 +207,18 @@ class PoclParams:
             raise PoclParamsError("aggregation", str(exc)) from None
 
     def max_round_blocks(self) -> int:
-        return self.train_blocks + self.predict_blocks + self.vote_blocks
+        return self.train_blocks + self.shard_blocks + self.predict_blocks + self.vote_blocks
 
     def max_commit_tx_bytes(self) -> int:
-        """Upper bound on a pocl.commit tx: the float32 test shard + two commitments + envelope."""
+        """Upper bound on a pocl.commit tx: three commitments + envelope."""
+        return 3 * 32 + 16 + TX_ENVELOPE_BYTES
+
+    def max_shard_tx_bytes(self) -> int:
+        """Upper bound on a pocl.shard tx: the float32 test shard + envelope."""
         samples = self.test_shard_size
         for d in self.input_shape:
             samples *= d
-        return samples * 4 + ARRAY_OVERHEAD + 2 * 32 + TX_ENVELOPE_BYTES
+        return samples * 4 + ARRAY_OVERHEAD + TX_ENVELOPE_BYTES
 
     def max_predict_tx_bytes(self) -> int:
         """Upper bound on a pocl.predict tx: weights + one label array per other miner + envelope."""
@@ -231,6 +241,7 @@ class PoclParams:
         """(window field, its length in blocks, largest tx) for each phase every eligible miner acts in."""
         return [
             ("train_blocks", self.train_blocks, self.max_commit_tx_bytes()),
+            ("shard_blocks", self.shard_blocks, self.max_shard_tx_bytes()),
             ("predict_blocks", self.predict_blocks, self.max_predict_tx_bytes()),
             ("vote_blocks", self.vote_blocks, self.max_vote_tx_bytes()),
         ]
@@ -245,7 +256,7 @@ class PoclParams:
 
         - a miner that unstakes during a round must still be slashable when the round finalizes, so
           unbonding must outlast the longest round;
-        - a predict tx for this model must fit in one tx (`max_pocl_tx_bytes`) and one block;
+        - a predict tx for this model, and a shard tx, must fit in one tx (`max_pocl_tx_bytes`) and one block;
         - every phase window must carry one tx from each of `max_miners` eligible miners (block byte and
           tx-count limits), so no miner is jailed or slashed for a tx the chain had no room for.
         """
@@ -255,17 +266,18 @@ class PoclParams:
                 f"a round can last {self.max_round_blocks()} blocks but unbonding_blocks is "
                 f"{chain.unbonding_blocks}: a cheater could unbond before it is slashed",
             )
-        need = self.max_predict_tx_bytes()
-        if chain.max_pocl_tx_bytes < need:
-            raise PoclParamsError(
-                "model",
-                f"a {self.model} predict tx needs up to {need} bytes; raise params.max_pocl_tx_bytes "
-                f"(now {chain.max_pocl_tx_bytes})",
-            )
-        if chain.max_block_bytes < need:
-            raise PoclParamsError(
-                "model", f"a {self.model} predict tx ({need} bytes) does not fit in max_block_bytes"
-            )
+        for field, what, need in (
+            ("model", "predict", self.max_predict_tx_bytes()),
+            ("test_shard_size", "shard", self.max_shard_tx_bytes()),
+        ):
+            if chain.max_pocl_tx_bytes < need:
+                raise PoclParamsError(
+                    field,
+                    f"a {self.model} {what} tx needs up to {need} bytes; raise params.max_pocl_tx_bytes "
+                    f"(now {chain.max_pocl_tx_bytes})",
+                )
+            if chain.max_block_bytes < need:
+                raise PoclParamsError(field, f"a {self.model} {what} tx ({need} bytes) does not fit in max_block_bytes")
         for field, blocks, tx_bytes in self.phase_tx_bounds():
             capacity = self.window_capacity(chain, blocks, tx_bytes)
             if capacity < self.max_miners:

@@ -22,13 +22,20 @@ from pocl.ledger.hashing import HASH_LEN
 from pocl.ledger.keys import ADDRESS_LEN
 
 PHASE_COMMIT = 1
-PHASE_PREDICT = 2
-PHASE_VOTE = 3
-PHASE_DONE = 4
-PHASE_NAMES = {PHASE_COMMIT: "commit", PHASE_PREDICT: "predict", PHASE_VOTE: "vote", PHASE_DONE: "done"}
+PHASE_SHARD = 2
+PHASE_PREDICT = 3
+PHASE_VOTE = 4
+PHASE_DONE = 5
+PHASE_NAMES = {
+    PHASE_COMMIT: "commit",
+    PHASE_SHARD: "shard",
+    PHASE_PREDICT: "predict",
+    PHASE_VOTE: "vote",
+    PHASE_DONE: "done",
+}
 
 # penalty kinds (stable strings: they appear in state, RPC and reports)
-PENALTY_WITHHOLD = "withhold"  # committed, then did not reveal weights (or, having revealed, its labels)
+PENALTY_WITHHOLD = "withhold"  # committed, then did not reveal its shard, weights or labels
 PENALTY_MODEL_MISMATCH = "model_mismatch"  # revealed weights do not hash to the model commitment
 PENALTY_LABEL_MISMATCH = "label_mismatch"  # revealed labels/salt do not hash to the label commitment
 PENALTY_PREDICTION_FRAUD = "prediction_fraud"  # claimed labels not produced by the revealed model
@@ -68,14 +75,29 @@ class CommitEntry(Struct):
     tx_hash: bytes
     model_commit: bytes
     label_commit: bytes
-    test_x: NdArray
+    shard_commit: bytes
     n_train: int
 
     BYTES_LEN: ClassVar[dict[str, int]] = {
         "miner": ADDRESS_LEN,
         "model_commit": HASH_LEN,
         "label_commit": HASH_LEN,
+        "shard_commit": HASH_LEN,
     }
+    MAX_LEN: ClassVar[dict[str, int]] = {"tx_hash": HASH_LEN}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardEntry(Struct):
+    """An opened shard commitment (only matching, fresh shards are accepted: `validate.accept_shard`)."""
+
+    miner: bytes
+    height: int
+    tx_hash: bytes
+    test_x: NdArray
+    digest: bytes  # txs.shard_digest(test_x)
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"miner": ADDRESS_LEN, "digest": HASH_LEN}
     MAX_LEN: ClassVar[dict[str, int]] = {"tx_hash": HASH_LEN}
 
 
@@ -87,7 +109,7 @@ class PredictEntry(Struct):
     weights: bytes  # canonical weight bytes as revealed
     weights_hash: bytes
     reveal_ok: bool  # weights hash to the model commitment (else a model_mismatch violation)
-    predictions: list[NdArray]  # one per other committer, canonical order
+    predictions: list[NdArray]  # one per other shard owner, canonical order
 
     BYTES_LEN: ClassVar[dict[str, int]] = {"miner": ADDRESS_LEN, "weights_hash": HASH_LEN}
     MAX_LEN: ClassVar[dict[str, int]] = {"tx_hash": HASH_LEN}
@@ -141,9 +163,12 @@ class RoundOutcome(Struct):
     accuracy: list[list[int]]  # accuracy[i][j] in bps of predictors[i] on voters[j]'s shard; -1 if i == j
     valid_voters: list[bytes]  # voters whose scores matched the recomputed ones
     scores: list[int]  # per predictor: median over valid voters j != i (NO_SCORE if none)
+    baseline: list[int]  # per voter: accuracy (bps) of G_{r-1} on its shard (NO_SCORE if not a valid voter)
     ranking: list[bytes]  # candidates by score desc, ties by H(seed, address)
     winners: list[bytes]  # verified winners, in ranking order
-    payouts: list[Payout]  # winners (ranking order) then voters (address order); sums to round_reward or 0
+    gains: list[int]  # per winner: median over its scoring shards of (its accuracy - G_{r-1}'s), bps
+    information: list[int]  # per voter: samples of its shard G_r labels right and G_{r-1} wrong (-1: none)
+    payouts: list[Payout]  # winners (ranking order) then voters (address order); at most round_reward
     penalties: list[Penalty]  # one per penalised miner, address order
     prev_model_hash: bytes
     model_hash: bytes  # H(G_r); equals prev_model_hash when nothing was aggregated
@@ -162,12 +187,14 @@ class RoundRecord(Struct):
     round: int
     start_height: int  # s_r: first COMMIT height
     phase: int  # PHASE_*
+    shard_start: int  # first SHARD height (0 until then; stays 0 when the phase was skipped)
     predict_start: int  # first PREDICT height (0 until then; stays 0 when the phase was skipped)
     vote_start: int  # first VOTE height (0 until then / skipped)
     end_height: int  # height whose execution finalized the round (0 until then)
     prev_model_hash: bytes  # H(G_{r-1})
     eligible: list[bytes]  # fixed from the state before s_r, sorted
     committers: list[bytes]  # sorted
+    shard_owners: list[bytes]  # committers whose shard reveal was accepted, sorted
     predictors: list[bytes]  # every accepted pocl.predict sender, sorted
     revealed: list[bytes]  # predictors whose weights matched their commitment, sorted
     voters: list[bytes]  # every accepted pocl.vote sender, sorted
@@ -183,12 +210,14 @@ class RoundRecord(Struct):
             round=round_,
             start_height=start_height,
             phase=PHASE_COMMIT,
+            shard_start=0,
             predict_start=0,
             vote_start=0,
             end_height=0,
             prev_model_hash=prev_model_hash,
             eligible=sorted(set(eligible)),
             committers=[],
+            shard_owners=[],
             predictors=[],
             revealed=[],
             voters=[],
@@ -218,6 +247,7 @@ class RoundData:
 
     record: RoundRecord
     commits: dict[bytes, CommitEntry]
+    shards: dict[bytes, ShardEntry]
     predictions: dict[bytes, PredictEntry]
     votes: dict[bytes, VoteEntry]
 
@@ -226,6 +256,7 @@ class RoundData:
         cls,
         record: RoundRecord,
         commits: Iterable[CommitEntry],
+        shards: Iterable[ShardEntry],
         predictions: Iterable[PredictEntry],
         votes: Iterable[VoteEntry],
     ) -> RoundData:
@@ -239,7 +270,9 @@ class RoundData:
                 out[e.miner] = e  # type: ignore[attr-defined]
             return out
 
-        return cls(record, by_miner(commits), by_miner(predictions), by_miner(votes))  # type: ignore[arg-type]
+        return cls(
+            record, by_miner(commits), by_miner(shards), by_miner(predictions), by_miner(votes)  # type: ignore[arg-type]
+        )
 
 
 # --------------------------------------------------------------------------- state keys
@@ -257,6 +290,10 @@ def commit_key(round_: int, miner: bytes) -> bytes:
     return entry_key(b"c", round_, miner)
 
 
+def shard_key(round_: int, miner: bytes) -> bytes:
+    return entry_key(b"s", round_, miner)
+
+
 def predict_key(round_: int, miner: bytes) -> bytes:
     return entry_key(b"p", round_, miner)
 
@@ -268,6 +305,16 @@ def vote_key(round_: int, miner: bytes) -> bytes:
 def missed_key(miner: bytes) -> bytes:
     """The miner's count of consecutive missed COMMITs (codec int; absent = 0; see schedule.downtime)."""
     return b"m" + miner
+
+
+def seen_key(fingerprint: bytes) -> bytes:
+    """A shard digest or revealed weights hash seen in a recent round (codec int: the latest round)."""
+    return b"f" + fingerprint
+
+
+def seen_round_key(round_: int) -> bytes:
+    """The fingerprints first recorded in round `round_` (codec list), to forget them `memory_rounds` later."""
+    return b"F" + round_.to_bytes(8, "big")
 
 
 HEAD_KEY = b"head"

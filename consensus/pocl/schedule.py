@@ -1,16 +1,18 @@
 """The PoCL phase schedule: pure functions of a round record and a height (DESIGN §5.2).
 
 Round r opens at height s_r in COMMIT. Each phase has a maximum length in blocks and closes EARLY after
-the block in which everyone expected has acted:
+the block in which everyone expected has acted. COMMIT carries commitments only; the test shards are
+opened in SHARD, once no model can be committed any more:
 
     COMMIT  heights s_r .. at most s_r + train_blocks - 1      expected: every eligible miner
-    PREDICT next height .. at most + predict_blocks - 1        expected: every committer
+    SHARD   next height .. at most + shard_blocks - 1          expected: every committer
+    PREDICT next height .. at most + predict_blocks - 1        expected: every shard owner
     VOTE    next height .. at most + vote_blocks - 1           expected: every revealed predictor
 
 Transitions happen in the end-block step of the phase's last block, so every tx of block h is judged by
 the phase the round was in when block h started. A phase that cannot lead to a valid round is skipped:
-with < 2 committers after COMMIT, or < 2 revealed predictors after PREDICT, the round finalizes right
-there (void; withholders are still penalised). FINALIZE runs in the execution of the last block; round
+with < 2 committers after COMMIT, < 2 shard owners after SHARD, or < 2 revealed predictors after
+PREDICT, the round finalizes right there (void; withholders are still penalised). FINALIZE runs in the execution of the last block; round
 r+1 opens at `end_height + 1 + round_gap_blocks` with its eligible set taken from the state as it is
 before that height.
 
@@ -28,10 +30,22 @@ import enum
 from collections.abc import Iterable, Mapping
 
 from pocl.consensus.pocl.params import PoclParams
-from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.records import (
+    PHASE_COMMIT,
+    PHASE_DONE,
+    PHASE_PREDICT,
+    PHASE_SHARD,
+    PHASE_VOTE,
+    RoundRecord,
+)
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
 
-KIND_PHASE = {KIND_POCL_COMMIT: PHASE_COMMIT, KIND_POCL_PREDICT: PHASE_PREDICT, KIND_POCL_VOTE: PHASE_VOTE}
+KIND_PHASE = {
+    KIND_POCL_COMMIT: PHASE_COMMIT,
+    KIND_POCL_SHARD: PHASE_SHARD,
+    KIND_POCL_PREDICT: PHASE_PREDICT,
+    KIND_POCL_VOTE: PHASE_VOTE,
+}
 MIN_PARTICIPANTS = 2
 
 
@@ -44,6 +58,8 @@ class Step(enum.Enum):
 def phase_start(rec: RoundRecord) -> int:
     if rec.phase == PHASE_COMMIT:
         return rec.start_height
+    if rec.phase == PHASE_SHARD:
+        return rec.shard_start
     if rec.phase == PHASE_PREDICT:
         return rec.predict_start
     if rec.phase == PHASE_VOTE:
@@ -54,6 +70,7 @@ def phase_start(rec: RoundRecord) -> int:
 def phase_max_blocks(phase: int, params: PoclParams) -> int:
     return {
         PHASE_COMMIT: params.train_blocks,
+        PHASE_SHARD: params.shard_blocks,
         PHASE_PREDICT: params.predict_blocks,
         PHASE_VOTE: params.vote_blocks,
     }[phase]
@@ -68,8 +85,10 @@ def everyone_acted(rec: RoundRecord) -> bool:
     """Every miner the phase expects (see the module docstring) has sent its tx."""
     if rec.phase == PHASE_COMMIT:
         expected, acted = rec.eligible, rec.committers
+    elif rec.phase == PHASE_SHARD:
+        expected, acted = rec.committers, rec.shard_owners
     elif rec.phase == PHASE_PREDICT:
-        expected, acted = rec.committers, rec.predictors
+        expected, acted = rec.shard_owners, rec.predictors
     elif rec.phase == PHASE_VOTE:
         expected, acted = rec.revealed, rec.voters
     else:
@@ -85,6 +104,8 @@ def end_block_step(rec: RoundRecord, height: int, params: PoclParams) -> Step:
         return Step.NONE
     if rec.phase == PHASE_COMMIT and len(rec.committers) < MIN_PARTICIPANTS:
         return Step.FINALIZE
+    if rec.phase == PHASE_SHARD and len(rec.shard_owners) < MIN_PARTICIPANTS:
+        return Step.FINALIZE
     if rec.phase == PHASE_PREDICT and len(rec.revealed) < MIN_PARTICIPANTS:
         return Step.FINALIZE
     if rec.phase == PHASE_VOTE:
@@ -95,6 +116,8 @@ def end_block_step(rec: RoundRecord, height: int, params: PoclParams) -> Step:
 def advance(rec: RoundRecord, height: int) -> RoundRecord:
     """The record after an ADVANCE step at `height`."""
     if rec.phase == PHASE_COMMIT:
+        return dataclasses.replace(rec, phase=PHASE_SHARD, shard_start=height + 1)
+    if rec.phase == PHASE_SHARD:
         return dataclasses.replace(rec, phase=PHASE_PREDICT, predict_start=height + 1)
     if rec.phase == PHASE_PREDICT:
         return dataclasses.replace(rec, phase=PHASE_VOTE, vote_start=height + 1)

@@ -1,19 +1,26 @@
 """PoCL transaction payloads, commitments and stateless checks (DESIGN §4, §5.2).
 
-Three kinds carry a round:
+Four kinds carry a round, one per phase:
 
-    pocl.commit  = [round, model_commit, label_commit, test_x, n_train]
-    pocl.predict = [round, weights, predictions]      predictions: one label array per OTHER committer
+    pocl.commit  = [round, model_commit, label_commit, shard_commit, n_train]     commitments only
+    pocl.shard   = [round, test_x]                    opens shard_commit once COMMIT has closed
+    pocl.predict = [round, weights, predictions]      predictions: one label array per OTHER shard owner
     pocl.vote    = [round, labels, salt, scores]      scores: bps, one per OTHER valid predictor
 
 Arrays use `ledger.arrays`' plain form `[dtype, shape, raw bytes]` (the `NdArray` struct encodes to
 exactly that). Test inputs are float32 of shape `(test_shard_size, *input_shape)`; label arrays are
 int64 of shape `(test_shard_size,)` with values in `[0, classes)` (what `ml.model.inference.predict` returns).
 
-Commitments, both domain-tagged:
+Commitments, all domain-tagged:
 
     model_commit = H_commit(chain_id, round, sender_address, weights_hash)
     label_commit = H_label(chain_id, round, sender_address, labels_array, salt)
+    shard_commit = H_shard(chain_id, round, sender_address, shard_digest(test_x))
+
+Nothing of a shard is public while models can still be committed: a late committer cannot label the
+other miners' shards and train on them (the k-NN attack laundered through training). `shard_digest` does
+not depend on the order of the shard's rows, so a shard replayed with its rows permuted is still the same
+shard for the chain's duplicate check (`consensus.pocl.validate.accept_shard`).
 
 `weights_hash` is `ml.model.weights.weights_hash`, i.e. the tagged hash of the canonical weight bytes; since
 those bytes are canonical (the decoder rejects anything else) we hash the revealed bytes directly.
@@ -47,8 +54,12 @@ from pocl.ledger.params import BPS
 
 TAG_MODEL_COMMIT = b"pocl/model-commit"
 TAG_LABEL_COMMIT = b"pocl/label-commit"
+TAG_SHARD_COMMIT = b"pocl/shard-commit"
+TAG_SHARD_DIGEST = b"pocl/shard-digest"
+TAG_SHARD_ROW = b"pocl/shard-row"
 
 KIND_POCL_COMMIT = "pocl.commit"
+KIND_POCL_SHARD = "pocl.shard"
 KIND_POCL_PREDICT = "pocl.predict"
 KIND_POCL_VOTE = "pocl.vote"
 
@@ -107,17 +118,27 @@ class CommitPayload(Struct):
     round: int
     model_commit: bytes
     label_commit: bytes
-    test_x: NdArray
+    shard_commit: bytes
     n_train: int  # informational only: never used for weighting
 
-    BYTES_LEN: ClassVar[dict[str, int]] = {"model_commit": HASH_LEN, "label_commit": HASH_LEN}
+    BYTES_LEN: ClassVar[dict[str, int]] = {
+        "model_commit": HASH_LEN,
+        "label_commit": HASH_LEN,
+        "shard_commit": HASH_LEN,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPayload(Struct):
+    round: int
+    test_x: NdArray  # the committed shard's inputs, float32 (test_shard_size, *input_shape)
 
 
 @dataclasses.dataclass(frozen=True)
 class PredictPayload(Struct):
     round: int
     weights: bytes  # ml.model.weights.encode_weights(...)
-    predictions: list[NdArray]  # for each other committer, canonical (address) order
+    predictions: list[NdArray]  # for each other shard owner, canonical (address) order
 
     MAX_LEN: ClassVar[dict[str, int]] = {"predictions": 256}
 
@@ -158,6 +179,22 @@ def label_commitment(chain_id: str, round_: int, sender: bytes, labels: NdArray,
     return tagged_hash(TAG_LABEL_COMMIT, codec.encode([chain_id, round_, sender, labels.to_list(), salt]))
 
 
+def shard_digest(test_x: np.ndarray) -> bytes:
+    """H over the sorted hashes of the shard's rows (shape bound): one digest per SET of rows, so
+    reordering a shard's samples does not make a new shard. Rows are hashed as little-endian float32 with
+    -0.0 folded into 0.0, so flipping the sign of a zero does not either."""
+    x = np.ascontiguousarray(np.asarray(test_x, dtype="<f4") + np.float32(0.0))
+    flat = x.reshape(x.shape[0], -1) if x.ndim else x.reshape(1, 1)
+    rows = sorted(tagged_hash(TAG_SHARD_ROW, row.tobytes()) for row in flat)
+    return tagged_hash(TAG_SHARD_DIGEST, codec.encode([list(x.shape), rows]))
+
+
+def shard_commitment(chain_id: str, round_: int, sender: bytes, digest: bytes) -> bytes:
+    if len(sender) != ADDRESS_LEN or len(digest) != HASH_LEN:
+        raise ValueError("sender must be an address and digest a 32-byte hash")
+    return tagged_hash(TAG_SHARD_COMMIT, codec.encode([chain_id, round_, sender, digest]))
+
+
 def labels_array(labels: Any) -> NdArray:
     """Canonical wire form of a label vector (int64)."""
     return NdArray.of(np.ascontiguousarray(np.asarray(labels, dtype=np.int64)))
@@ -190,12 +227,20 @@ def check_labels(arr: NdArray, params: PoclParams, what: str) -> np.ndarray:
     return labels
 
 
-def check_commit_payload(p: CommitPayload, params: PoclParams) -> np.ndarray:
-    """Returns the test inputs as a numpy array."""
+def check_commit_payload(p: CommitPayload, params: PoclParams) -> None:
     _check_round(p.round)
     if not 0 <= p.n_train <= MAX_N_TRAIN:
         raise PayloadError(E_MALFORMED, f"n_train must be between 0 and {MAX_N_TRAIN}")
-    x = check_array(p.test_x, TEST_X_DTYPE, (params.test_shard_size, *params.input_shape), "test_x")
+
+
+def check_shard_payload(p: ShardPayload, params: PoclParams) -> np.ndarray:
+    """Returns the test inputs as a numpy array."""
+    _check_round(p.round)
+    return check_test_x(p.test_x, params)
+
+
+def check_test_x(test_x: NdArray, params: PoclParams) -> np.ndarray:
+    x = check_array(test_x, TEST_X_DTYPE, (params.test_shard_size, *params.input_shape), "test_x")
     if x.size and float(np.max(np.abs(x))) > MAX_INPUT_ABS:
         raise PayloadError(
             E_BAD_INPUT, f"test_x values must be within [-{MAX_INPUT_ABS:g}, {MAX_INPUT_ABS:g}]"
@@ -257,20 +302,30 @@ def build_commit(
     n_train: int,
 ) -> CommitPayload:
     """The commit a miner sends after training; it must keep `weights` (canonical encoded bytes, as it
-    will reveal them), `labels` and `salt` to reveal them later."""
+    will reveal them), `test_x`, `labels` and `salt` to reveal them later."""
     return CommitPayload(
         round_,
         model_commitment(chain_id, round_, sender, weights_digest(weights)),
         label_commitment(chain_id, round_, sender, labels_array(labels), salt),
-        NdArray.of(np.ascontiguousarray(test_x, dtype="<f4")),
+        shard_commitment(chain_id, round_, sender, shard_digest(test_x)),
         n_train,
     )
 
 
-def shards_to_predict(sender: bytes, shards: dict[bytes, NdArray]) -> list[np.ndarray]:
-    """Test inputs of every OTHER committer in address order: what a predict tx labels, in its order.
+def shard_array(test_x: np.ndarray) -> NdArray:
+    """Canonical wire form of a shard's inputs (little-endian float32)."""
+    return NdArray.of(np.ascontiguousarray(test_x, dtype="<f4"))
 
-    `shards` maps each committer (the round record's `committers`) to its commit's `test_x`.
+
+def build_shard(round_: int, test_x: np.ndarray) -> ShardPayload:
+    """Open the shard commitment once COMMIT has closed."""
+    return ShardPayload(round_, shard_array(test_x))
+
+
+def shards_to_predict(sender: bytes, shards: dict[bytes, NdArray]) -> list[np.ndarray]:
+    """Test inputs of every OTHER shard owner in address order: what a predict tx labels, in its order.
+
+    `shards` maps each shard owner (the round record's `shard_owners`) to its revealed `test_x`.
     """
     return [array_from_plain(shards[owner].to_list()) for owner in sorted(shards) if owner != sender]
 
@@ -288,21 +343,21 @@ def accuracy_bps(predicted: np.ndarray, labels: np.ndarray) -> int:
 def vote_scores(
     sender: bytes,
     labels: np.ndarray,
-    committers: list[bytes],
+    shard_owners: list[bytes],
     revealed_predictions: dict[bytes, list[NdArray]],
 ) -> list[int]:
     """The scores every node recomputes for my vote: each OTHER revealed predictor's accuracy on my
     shard (bps, address order).
 
     `revealed_predictions` maps each revealed predictor (the record's `revealed`) to its predictions
-    list (one array per other committer, address order), as stored in its predict entry.
+    list (one array per other shard owner, address order), as stored in its predict entry.
     """
     mine = np.asarray(labels, dtype=np.int64)
     scores = []
     for p in sorted(revealed_predictions):
         if p == sender:
             continue
-        owners = [c for c in sorted(committers) if c != p]
+        owners = [c for c in sorted(shard_owners) if c != p]
         theirs = array_from_plain(revealed_predictions[p][owners.index(sender)].to_list())
         scores.append(accuracy_bps(theirs, mine))
     return scores

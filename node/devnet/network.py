@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pocl.consensus.pocl.params import PoclParams
 from pocl.ledger.params import ChainParams
 from pocl.node.cluster import LocalCluster
 from pocl.node.config import Config, load_config, write_config
@@ -39,7 +40,7 @@ def create_devnet(
 ) -> LocalCluster:
     """Testnet homes with mining enabled; node i mines share i/N with `behaviours[i]`."""
     pocl = {**devnet_pocl(miners), **(pocl_overrides or {})}
-    longest = sum(int(pocl[k]) for k in ("train_blocks", "predict_blocks", "vote_blocks"))
+    longest = PoclParams.from_json(pocl, check_model=False).max_round_blocks()
     params = dataclasses.replace(params, unbonding_blocks=max(params.unbonding_blocks, 2 * longest))
     mining = {
         "enabled": True,

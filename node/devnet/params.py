@@ -43,6 +43,7 @@ def devnet_pocl(miners: int) -> dict[str, Any]:
     return {
         "first_round_height": 2,
         "train_blocks": TRAIN_BLOCKS_PER_MINER * max(2, miners),
+        "shard_blocks": 20,
         "predict_blocks": 30,
         "vote_blocks": 30,
         "winners": max(2, math.ceil(miners / 2)),

@@ -1,5 +1,6 @@
 """JSON of a PoCL round record for `/rounds/{n}`: phase, heights, participants and, once final, the
-score matrix, winners, rewards and slashes with their decoded evidence."""
+score matrix (with G_{r-1}'s baseline accuracy and each voter's information), winners with their gains
+over G_{r-1}, rewards and slashes with their decoded evidence."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def round_json(rec: RoundRecord) -> dict[str, Any]:
         "round": rec.round,
         "phase": rec.phase_name,
         "start_height": rec.start_height,
+        "shard_start": rec.shard_start,
         "predict_start": rec.predict_start,
         "vote_start": rec.vote_start,
         "end_height": rec.end_height,
@@ -41,6 +43,7 @@ def round_json(rec: RoundRecord) -> dict[str, Any]:
         "participants": {
             "eligible": _addresses(rec.eligible),
             "committers": _addresses(rec.committers),
+            "shard_owners": _addresses(rec.shard_owners),
             "predictors": _addresses(rec.predictors),
             "revealed": _addresses(rec.revealed),
             "voters": _addresses(rec.voters),
@@ -49,6 +52,7 @@ def round_json(rec: RoundRecord) -> dict[str, Any]:
         "reason": "",
         "scores": {},
         "score_matrix": None,
+        "gains": {},
         "ranking": [],
         "winners": [],
         "rewards": [],
@@ -69,7 +73,10 @@ def round_json(rec: RoundRecord) -> dict[str, Any]:
             "columns": _addresses(o.voters),
             "accuracy_bps": [[_score(c) for c in row] for row in o.accuracy],
             "valid_voters": _addresses(o.valid_voters),
+            "baseline_bps": [_score(b) for b in o.baseline],
+            "information": [_score(i) for i in o.information],
         },
+        gains={format_address(w): g for w, g in zip(o.winners, o.gains, strict=False)},
         ranking=_addresses(o.ranking),
         winners=_addresses(o.winners),
         rewards=[{"address": format_address(p.miner), "role": p.role, "amount": p.amount} for p in o.payouts],

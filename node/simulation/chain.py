@@ -65,6 +65,15 @@ class InProcessChain:
         tx = Tx(TX_VERSION, self.chain_id, kind, key.pubkey, nonce, self.params.min_fee, payload.to_list())
         return sign_tx(key, tx)
 
+    def offer(self, key: PrivateKey, kind: str, payload: Struct) -> SignedTx | None:
+        """Sign and check a tx as a node's mempool would (against the state the next block starts from);
+        None, with the nonce given back, when the chain refuses it (the miner's tx never gets in)."""
+        stx = self.sign(key, kind, payload)
+        if self.executor.check_tx(self.state, stx) is not None:
+            self._nonces[key.address] -= 1
+            return None
+        return stx
+
     def execute(self, txs: list[SignedTx]) -> SimBlock:
         work = self.state.copy()
         h = work.height + 1

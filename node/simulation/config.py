@@ -39,7 +39,7 @@ class SimConfig:
     lr: float = DEFAULT_LR
     optimizer: str = "sgd"
     winners: int | None = None  # K; default ceil(miners / 2)
-    shard_size: int | None = None  # default DEFAULT_SHARD, capped at the smallest held-out pool
+    shard_size: int | None = None  # default DEFAULT_SHARD, capped at half the smallest held-out pool
     holdout: float = DEFAULT_HOLDOUT_FRACTION
     aggregation: str | None = None  # default: the chain's (PoclParams.aggregation)
     adversary: str | None = None  # KIND:COUNT[,KIND:COUNT...]; adversaries are the last miners

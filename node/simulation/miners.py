@@ -1,8 +1,9 @@
 """A simulated miner: its private data, its round secrets, and the txs it sends in each phase.
 
 It decides exactly what a node's miner (`node.miner`) decides in the same phase - commit when
-eligible, reveal when it committed, vote when its reveal matched - and builds the same payloads with
-the same code (`node.miner_payloads`). Only the plumbing differs: training is a function call instead
+eligible (to a shard the chain has not seen), open its shard when it committed, reveal when its shard
+was accepted, vote when its reveal matched - and builds the same payloads with the same code
+(`node.miner_payloads`). Only the plumbing differs: training is a function call instead
 of a worker process, the salt comes from the run seed, and txs go straight into the next block.
 """
 
@@ -10,29 +11,41 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 
 import numpy as np
 from pocl.consensus.pocl import schedule
-from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_VOTE, RoundRecord
+from pocl.consensus.pocl.records import PHASE_COMMIT, PHASE_PREDICT, PHASE_SHARD, PHASE_VOTE, RoundRecord
 from pocl.consensus.pocl.txs import (
     KIND_POCL_COMMIT,
     KIND_POCL_PREDICT,
+    KIND_POCL_SHARD,
     KIND_POCL_VOTE,
     SALT_LEN,
     PredictPayload,
 )
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.tx import SignedTx
-from pocl.ml.adversary import COPYCAT, REPLAY, Behaviour
+from pocl.ml.adversary import REPLAY, Behaviour
 from pocl.ml.model.registry import ModelSpec
 from pocl.ml.model.weights import decode_weights
 from pocl.ml.shards import MinerData
-from pocl.node.miner_payloads import commit_payload, predict_payload, round_secrets, vote_payload
+from pocl.node.miner_payloads import (
+    NoFreshShard,
+    chain_shard_is_fresh,
+    commit_payload,
+    predict_payload,
+    round_secrets,
+    shard_payload,
+    vote_payload,
+)
 from pocl.node.miner_store import RoundSecrets
 from pocl.node.simulation.chain import InProcessChain
 from pocl.node.simulation.config import sub_seed
+
+log = logging.getLogger("pocl.simulation")
 
 # (spec, G_{r-1}, x, y, seed) -> trained weights
 TrainFn = Callable[[ModelSpec, list[np.ndarray], np.ndarray, np.ndarray, int], list[np.ndarray]]
@@ -45,6 +58,7 @@ class SimMiner:
     behaviour: Behaviour
     data: MinerData
     secrets: dict[int, RoundSecrets] = dataclasses.field(default_factory=dict)
+    no_fresh_shard: set[int] = dataclasses.field(default_factory=set)  # rounds it sat out (see _secrets)
 
     @property
     def address(self) -> bytes:
@@ -76,13 +90,25 @@ def phase_txs(
                 if m.behaviour.commits_late and not _last_to_commit(chain, rec, m):
                     continue
                 sec = _secrets(chain, rec, m, train, seed, work)
+                if sec is None:
+                    continue
                 out.append(
                     chain.sign(m.key, KIND_POCL_COMMIT, commit_payload(chain.chain_id, m.address, sec))
                 )
+    elif rec.phase == PHASE_SHARD:
+        for m in miners:
+            if m.address in rec.committers and m.address not in rec.shard_owners:
+                stx = chain.offer(m.key, KIND_POCL_SHARD, shard_payload(m.secrets[rec.round]))
+                if stx is not None:  # a shard the chain refuses (replayed) never gets in
+                    out.append(stx)
     elif rec.phase == PHASE_PREDICT:
         data = chain.pocl.round_data(chain.state, rec)
         for m in miners:
-            if m.address in rec.committers and m.address not in rec.predictors and not m.behaviour.withholds:
+            if (
+                m.address in rec.shard_owners
+                and m.address not in rec.predictors
+                and not m.behaviour.withholds
+            ):
                 payload = predict_payload(m.behaviour, spec, m.address, m.secrets[rec.round], data, m.data)
                 out.append(chain.sign(m.key, KIND_POCL_PREDICT, payload))
     elif rec.phase == PHASE_VOTE:
@@ -101,8 +127,12 @@ def _secrets(
     train: TrainFn,
     seed: int,
     work: RoundWork,
-) -> RoundSecrets:
-    """Train from G_{r-1} (if the behaviour trains) and draw the round's shard; once per round."""
+) -> RoundSecrets | None:
+    """Train from G_{r-1} (if the behaviour trains) and draw the round's shard; once per round. The shard
+    is one the chain has not seen (as a node's miner draws it; not for `replay`); None, and the miner
+    sits the round out, when no fresh one can be drawn."""
+    if rec.round in m.no_fresh_shard:
+        return None
     if rec.round in m.secrets:
         return m.secrets[rec.round]
     params = chain.pocl.params
@@ -119,26 +149,32 @@ def _secrets(
     train_s = time.monotonic() - t0
     work.train_seconds += train_s
     copy_from = public = None
-    if m.behaviour.kind == COPYCAT:
+    if m.behaviour.copies_models:
         copy_from = [
             decode_weights(spec, w) for a, w in revealed_models(chain, rec.round - 1) if a != m.address
         ]
     if m.behaviour.kind == REPLAY:
         public = [(x, y) for a, x, y in revealed_shards(chain, rec.round - 1) if a != m.address]
-    sec = round_secrets(
-        m.behaviour,
-        params,
-        rec.round,
-        rec.prev_model_hash,
-        g,
-        trained,
-        m.data,
-        salt=hashlib.sha256(repr((seed, "salt", rec.round, m.index)).encode()).digest()[:SALT_LEN],
-        model_seed=sub_seed(seed, "model", rec.round, m.index),
-        train_s=train_s,
-        visible_models=copy_from,
-        public_shards=public,
-    )
+    try:
+        sec = round_secrets(
+            m.behaviour,
+            params,
+            rec.round,
+            rec.prev_model_hash,
+            g,
+            trained,
+            m.data,
+            salt=hashlib.sha256(repr((seed, "salt", rec.round, m.index)).encode()).digest()[:SALT_LEN],
+            model_seed=sub_seed(seed, "model", rec.round, m.index),
+            train_s=train_s,
+            visible_models=copy_from,
+            public_shards=public,
+            shard_is_fresh=chain_shard_is_fresh(chain.pocl, chain.state, rec.round),
+        )
+    except NoFreshShard as exc:
+        log.error("miner %d not committing: no fresh test shard: %s", m.index, exc)
+        m.no_fresh_shard.add(rec.round)
+        return None
     m.secrets = {rec.round: sec}  # earlier rounds' secrets are never needed again
     return sec
 
@@ -154,10 +190,11 @@ def _last_to_commit(chain: InProcessChain, rec: RoundRecord, m: SimMiner) -> boo
 
 
 def public_shard_inputs(chain: InProcessChain, rec: RoundRecord) -> dict[bytes, np.ndarray]:
-    """The shard inputs of round `rec.round` that are public on chain now, by committer (today every
-    commit carries its shard inputs in the clear, so a late committer sees them during COMMIT)."""
+    """The shard inputs of round `rec.round` that are public on chain now, by owner: none while COMMIT
+    is open (commits carry commitments only; shards are opened in SHARD), so a late committer finds
+    nothing to launder."""
     data = chain.pocl.round_data(chain.state, rec)
-    return {a: e.test_x.to_numpy(1 << 30) for a, e in sorted(data.commits.items())}
+    return {a: e.test_x.to_numpy(1 << 30) for a, e in sorted(data.shards.items())}
 
 
 def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, bytes]]:
@@ -182,7 +219,7 @@ def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, byt
 
 def revealed_shards(chain: InProcessChain, round_: int) -> list[tuple[bytes, np.ndarray, np.ndarray]]:
     """(address, test inputs, revealed labels) of round `round_`'s committers whose labels opened their
-    commitment, by address: public in state (commit and vote entries) once the round's VOTE is over."""
+    commitment, by address: public in state (shard and vote entries) once the round's VOTE is over."""
     rec = chain.pocl.record(chain.state, round_) if round_ >= 1 else None
     if rec is None or rec.outcome is None:
         return []
@@ -190,7 +227,7 @@ def revealed_shards(chain: InProcessChain, round_: int) -> list[tuple[bytes, np.
     max_bytes = 1 << 30
     out = []
     for a in sorted(data.votes):
-        vote, commit = data.votes[a], data.commits.get(a)
-        if vote.labels_ok and commit is not None:
-            out.append((a, commit.test_x.to_numpy(max_bytes), vote.labels.to_numpy(max_bytes)))
+        vote, shard = data.votes[a], data.shards.get(a)
+        if vote.labels_ok and shard is not None:
+            out.append((a, shard.test_x.to_numpy(max_bytes), vote.labels.to_numpy(max_bytes)))
     return out

@@ -65,8 +65,10 @@ def make_miners(cfg: SimConfig, ds: Dataset) -> list[SimMiner]:
 
 
 def shard_size_for(cfg: SimConfig, miners: list[SimMiner]) -> int:
+    """`cfg.shard_size`, else DEFAULT_SHARD capped at half the smallest held-out pool: a shard as large as
+    the pool would be the same set of samples every round, which the chain refuses once seen."""
     smallest = min(len(m.data.pool_y) for m in miners)
-    size = cfg.shard_size if cfg.shard_size is not None else min(DEFAULT_SHARD, smallest)
+    size = cfg.shard_size if cfg.shard_size is not None else min(DEFAULT_SHARD, max(1, smallest // 2))
     if size > smallest:
         raise ShardError(f"a miner holds out {smallest} samples, fewer than --shard-size {size}")
     return size

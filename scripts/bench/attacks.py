@@ -37,10 +37,12 @@ import numpy as np
 from pocl.consensus.pocl.records import ROLE_VOTER
 from pocl.ml.adversary import (
     BACKDOOR,
+    COPYCAT_NOISE,
     FAKER,
     LAUNDER,
     LAUNDER_BACKDOOR,
     LAZY,
+    LAZY_BIG_NOISE,
     LAZY_NOISE,
     REPLAY,
     backdoor_success,
@@ -60,6 +62,9 @@ ATTACKS: dict[str, tuple[str, str]] = {
     "replayed-shard": (REPLAY, "free-rider"),
     "prediction-faker": (FAKER, "faker"),
     "boosted-backdoor": (BACKDOOR, "backdoor"),
+    # added: free-riders the exact rules (known weights, no-op labels) do not catch by themselves
+    "lazy+big-noise": (LAZY_BIG_NOISE, "free-rider"),
+    "copycat+noise": (COPYCAT_NOISE, "free-rider"),
     # added: the issue's attack 2 (shard inputs public during COMMIT), alone and with the backdoor
     "shard-laundering": (LAUNDER, "launderer"),
     "laundered-backdoor": (LAUNDER_BACKDOOR, "backdoor"),
@@ -124,6 +129,28 @@ def figures(sim: Simulation, seed: int, ds: Any, backdoor: bool) -> RunFigures:
     )
 
 
+def progress(sim: Simulation) -> dict[str, Any]:
+    """How the all-honest global model moved: rounds in which no winner beat G_{r-1} on its own (every
+    gain <= 0) and whether the aggregate still raised held-out accuracy; the share of the round reward
+    actually issued (pay is for verified improvement only)."""
+    rep, params = sim.report, sim.chain.pocl.params
+    before = rep.initial_accuracy
+    no_gain = rose = paid = 0
+    for r in rep.rounds:
+        outcome = sim.chain.pocl.record(sim.chain.state, r.round).outcome
+        paid += outcome.total_paid()
+        if outcome.winners and max(outcome.gains) <= 0:
+            no_gain += 1
+            rose += r.accuracy > before
+        before = r.accuracy
+    return {
+        "rounds": len(rep.rounds),
+        "rounds_no_winner_gained": no_gain,
+        "of_which_accuracy_rose": rose,
+        "issued_fraction": round(paid / (params.round_reward * max(1, len(rep.rounds))), 4),
+    }
+
+
 def targets_met(row: dict[str, Any]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     ratio = row["reward_ratio"]
@@ -163,7 +190,10 @@ def run(args: argparse.Namespace, train: TrainFn | None = None) -> dict[str, Any
     quiet = lambda _m: None  # noqa: E731
     datasets = {s: prepare_dataset(cfg(s, None)) for s in seeds}
     t0 = time.monotonic()
-    honest = {s: figures(simulate(cfg(s, None), train, log=quiet), s, datasets[s], True) for s in seeds}
+    honest_sims = {s: simulate(cfg(s, None), train, log=quiet) for s in seeds}
+    honest = {s: figures(sim, s, datasets[s], True) for s, sim in honest_sims.items()}
+    honest_progress = [progress(sim) | {"seed": s} for s, sim in honest_sims.items()]
+    del honest_sims
     print(f"all-honest runs: {len(seeds)} seeds in {time.monotonic() - t0:.1f}s", flush=True)
     honest_reward = sum(f.rewards for f in honest.values())
     honest_accuracy = float(np.mean([f.accuracy for f in honest.values()]))
@@ -230,6 +260,7 @@ def run(args: argparse.Namespace, train: TrainFn | None = None) -> dict[str, Any
             "training": "keras" if args.keras else "injected",
         },
         "honest": [dataclasses.asdict(f) for f in honest.values()],
+        "honest_progress": honest_progress,
         "attacks": rows,
     }
 
@@ -249,6 +280,17 @@ def print_table(doc: dict[str, Any]) -> None:
             )
         )
     print_rows(rows)
+    prog = doc.get("honest_progress", [])
+    if prog:
+        print(
+            "\nall-honest: "
+            + "; ".join(
+                f"seed {p['seed']}: {p['rounds_no_winner_gained']} of {p['rounds']} rounds no winner beat "
+                f"G_(r-1) alone, accuracy rose in {p['of_which_accuracy_rose']} of them; "
+                f"{p['issued_fraction']:.0%} of the reward issued"
+                for p in prog
+            )
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ For each miner count n, with random-but-real models (perturbed G_0) and random t
 - `predict_tx_ms`: `accept_predict` for one pocl.predict tx (decode + check weights, hash, commitment),
   the per-tx cost every node pays in block execution;
 - `finalize_ms`: `finalize_round` (accuracy matrix, medians, exhaustive verification of candidates by
-  canonical inference, robust aggregation, payouts), the cost of the round's last block;
+  canonical inference, G_{r-1}'s baseline and G_r's labels on every voter's shard, robust aggregation,
+  payouts), the cost of the round's last block;
 - `verify_ms_per_candidate` / `aggregate_ms`: the two heavy parts of finalization on their own.
 Every miner is honest, so verification runs on exactly K candidates, each on all n - 1 shards that
 scored it (exhaustive: nothing is sampled). BLAS is limited to one thread
@@ -27,14 +28,20 @@ from pocl.consensus.pocl.finalize import finalize_round
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import PHASE_PREDICT, RoundData, RoundRecord
 from pocl.consensus.pocl.schedule import advance
-from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_shard, accept_vote
 from pocl.consensus.pocl.verify import ShardClaim, verify_claims
 from pocl.ml.adversary import Behaviour
 from pocl.ml.model.aggregate import aggregate
 from pocl.ml.model.inference import predict
 from pocl.ml.model.weights import initial_weights, weights_hash
 from pocl.ml.shards import MinerData
-from pocl.node.miner_payloads import commit_payload, predict_payload, round_secrets, vote_payload
+from pocl.node.miner_payloads import (
+    commit_payload,
+    predict_payload,
+    round_secrets,
+    shard_payload,
+    vote_payload,
+)
 
 from scripts.bench.report import best_time, write_json
 
@@ -59,21 +66,28 @@ def build_round(n: int, params: PoclParams) -> tuple[RoundData, list[np.ndarray]
         for a in addrs
     }
     rec = RoundRecord.open(1, 1, addrs, weights_hash(g))
-    commits, preds, votes = {}, {}, {}
+    commits, shards, preds, votes = {}, {}, {}, {}
     for a in addrs:
         rec, commits[a] = accept_commit(rec, a, commit_payload(CHAIN_ID, a, secrets[a]), params, 1, TX)
     rec = advance(rec, 1)
+    digests: set[bytes] = set()
+    for a in addrs:
+        rec, shards[a] = accept_shard(
+            rec, a, shard_payload(secrets[a]), commits[a], params, CHAIN_ID, 2, TX, digests.__contains__
+        )
+        digests.add(shards[a].digest)
+    rec = advance(rec, 2)
     predict_payloads = {}
     for a in addrs:
-        seen = RoundData.build(rec, commits.values(), [], [])
+        seen = RoundData.build(rec, commits.values(), shards.values(), [], [])
         predict_payloads[a] = predict_payload(HONEST, spec, a, secrets[a], seen, data[a])
-        rec, preds[a] = accept_predict(rec, a, predict_payloads[a], commits[a], params, CHAIN_ID, 2, TX)
-    rec = advance(rec, 2)
+        rec, preds[a] = accept_predict(rec, a, predict_payloads[a], commits[a], params, CHAIN_ID, 3, TX)
+    rec = advance(rec, 3)
     for a in addrs:
-        seen = RoundData.build(rec, commits.values(), preds.values(), [])
+        seen = RoundData.build(rec, commits.values(), shards.values(), preds.values(), [])
         vote = vote_payload(HONEST, a, secrets[a], seen)
-        rec, votes[a] = accept_vote(rec, a, vote, commits[a], params, CHAIN_ID, 3, TX)
-    round_data = RoundData.build(rec, commits.values(), preds.values(), votes.values())
+        rec, votes[a] = accept_vote(rec, a, vote, commits[a], params, CHAIN_ID, 4, TX)
+    round_data = RoundData.build(rec, commits.values(), shards.values(), preds.values(), votes.values())
     a0 = addrs[0]
     xs = {a: secrets[a].test_x for a in addrs}
     extra = [rec, predict_payloads[a0], commits[a0], a0, models, xs]
@@ -90,7 +104,7 @@ def _random_pool(params: PoclParams, rng: np.random.Generator) -> MinerData:
 def bench(n: int, params: PoclParams, repeats: int) -> dict[str, Any]:
     data, g, (rec, p0, c0, a0, models, xs) = build_round(n, params)
     pre_predict = dataclasses.replace(rec, phase=PHASE_PREDICT, predictors=[], revealed=[], voters=[])
-    predict_s = best_time(lambda: accept_predict(pre_predict, a0, p0, c0, params, CHAIN_ID, 2, TX), repeats)
+    predict_s = best_time(lambda: accept_predict(pre_predict, a0, p0, c0, params, CHAIN_ID, 3, TX), repeats)
     finalize_s = best_time(lambda: finalize_round(data, g, params, CHAIN_ID, lambda h: False), repeats)
     spec = params.model_spec()
     owners = [o for o in sorted(xs) if o != a0]

@@ -29,17 +29,22 @@ ROUNDS = 5
 #   test chain now makes the withholder withhold (it revealed before); the scenario's cheaply trained
 #   weights no longer depend on the BLAS thread count another test left behind;
 # - issue 12: seed from the voters' revealed salts, label commitments bound to chain/round/sender,
-#   exhaustive verification, clip bound from every distinct revealed update, known models cannot win.
-GOLDEN_BLOCKS = 27
-GOLDEN_ROOTS_DIGEST = "3c5f80894eed4465399bb1bc909b6474633c1b6ebd42476f83056cf38dc27f7e"
+#   exhaustive verification, clip bound from every distinct revealed update, known models cannot win;
+# - issue 12: hidden shards (a SHARD phase after COMMIT: one more block per round, 32 in all; commits
+#   carry a shard commitment; the fingerprint index of shards and revealed weights in state); every
+#   miner draws a fresh shard each round (a reused shard is now refused); G_{r-1}'s baseline, no-op
+#   models cannot win, pay for verified gain and informative shards only. Rounds 1, 2 and 4 aggregate
+#   the same winners as before (same model hashes); rounds 3 and 5 differ (new shards, new rules).
+GOLDEN_BLOCKS = 32
+GOLDEN_ROOTS_DIGEST = "889eec31936ef9efb2ae11860ac932e72c23011f7d78c2f199f94181db542e38"
 GOLDEN_MODEL_HASHES = [
     "b876965f35a10939613b3e59bd91f95d9017ce22bb0595ea1e96dfc217722881",
     "617cf85e6ec7966c3ba1b9d465f1a8437351d16d7938d19ad067f9f3645101e3",
-    "2ce38f2916631ebd5788ee700b9fe14945e453b43e847e2e2c71fc8626fb6d58",
+    "e629078e3e79e7991356a9a7d0059a181889fda9b5fceef7487c73caeb45eb4e",
     "a397d9aec1443fe761c8a75b182050ec23080c0311eeeaf3fa5f86433a40a0ff",
-    "2039c1675c6ee7a350c5f5548febc210b1dbe8e248731f04c51337f1f9e665b9",
+    "17380ce5d55d7bebfa8a237c0cf3ff99198e5eb5b16fbfd0551abdd3f6ff6bb9",
 ]
-GOLDEN_FINAL_ROOT = "7adfe9ad8a41120025e251dc8dcf12e2806cf62ecfa6c867cf3e062863054f80"
+GOLDEN_FINAL_ROOT = "df7527c22aece62afc7d3deeac914a5cdab0e5a039fa714ddba81fe765b74046"
 
 
 def run_golden() -> tuple[Chain, list[str]]:

@@ -130,6 +130,21 @@ def test_copycat_copies_a_revealed_model(setup) -> None:
     np.testing.assert_array_equal(w0[0], g[0])
 
 
+def test_noisy_free_riders_move_away_from_what_they_copy(setup) -> None:
+    """copycat-noise is the copied model plus small noise (a new hash); lazy-big-noise is G_{r-1} plus
+    noise large enough to change some labels, unlike lazy-noise."""
+    ds, spec, g, trained, _ = setup
+    copy = Behaviour("copycat-noise")
+    assert copy.copies_models and not copy.trains and Behaviour("copycat").copies_models
+    w = copy.make_model(spec, g, None, seed=3, visible_models=[trained])
+    assert weights_hash(w) != weights_hash(trained)
+    assert max(float(np.max(np.abs(a - t))) for a, t in zip(w, trained)) < 10 * LAZY_NOISE_STD
+    big = Behaviour("lazy-big-noise").make_model(spec, g, None, seed=3)
+    small = Behaviour("lazy-noise").make_model(spec, g, None, seed=3)
+    moved = lambda m: int(np.sum(predict(spec, m, ds.x_test)[0] != predict(spec, g, ds.x_test)[0]))  # noqa: E731
+    assert moved(big) > moved(small)
+
+
 def test_vote_liar_and_label_liar(setup) -> None:
     assert Behaviour("vote-liar").report_scores([9000, 100, 5000]) == [BPS - 9000, BPS - 100, 5000]
     y = np.array([0, 3, 9])
@@ -166,7 +181,8 @@ def test_parse_and_assign() -> None:
         Behaviour("nonsense")
     assert set(ADVERSARIAL_KINDS) == {
         "knn", "random", "zero", "label-flip", "lazy", "copycat", "vote-liar", "label-liar", "withhold",
-        "lazy-noise", "replay", "faker", "backdoor", "launder", "launder-backdoor",
+        "lazy-noise", "replay", "faker", "backdoor", "launder", "launder-backdoor", "lazy-big-noise",
+        "copycat-noise",
     }  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """scripts/bench/attacks.py on a tiny configuration (numpy training), and the simulated attackers
 reading the chain as a node's miner would: the copycat reveals a model revealed in the previous round,
-the replayer commits another miner's previous shard with its revealed labels, the lazy miner G_{r-1}."""
+the lazy miner G_{r-1}; the replayer commits to another miner's previous shard, which the chain refuses
+to open in SHARD (already seen), so it is penalised as a withholder; the launderer commits last but
+finds no shard inputs to launder (commits carry commitments only)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, CommitPayload, PredictPayload
+from pocl.consensus.pocl.records import PENALTY_WITHHOLD
+from pocl.consensus.pocl.txs import (
+    KIND_POCL_COMMIT,
+    KIND_POCL_PREDICT,
+    KIND_POCL_SHARD,
+    CommitPayload,
+    PredictPayload,
+    ShardPayload,
+    shard_commitment,
+    shard_digest,
+)
+from pocl.ledger import codec
 from pocl.ledger.tx import SignedTx
 from pocl.ml.model.weights import decode_weights, weights_hash
+from pocl.node.simulation import miners as sim_miners
 from pocl.node.simulation.config import SimConfig
 from pocl.node.simulation.miners import revealed_models, revealed_shards
 from pocl.node.simulation.run import Simulation, simulate
@@ -89,31 +103,57 @@ def test_copycat_reveals_a_model_revealed_in_the_previous_round(free_riders: Sim
     assert revealed_models(sim.chain, 0) == [] and revealed_models(sim.chain, 99) == []
 
 
-def test_replayer_commits_another_miners_previous_shard(free_riders: Simulation) -> None:
+def test_replayer_commits_a_seen_shard_that_the_chain_refuses(free_riders: Simulation) -> None:
     sim = free_riders
-    replayer = sim.miners[4]
-    for r in (2, 3):
-        commit = CommitPayload.from_list(_round_txs(sim, r, KIND_POCL_COMMIT)[replayer.address].tx.payload)
-        x = commit.test_x.to_numpy(1 << 30)
-        public = [(a, px, py) for a, px, py in revealed_shards(sim.chain, r - 1) if a != replayer.address]
-        assert public and np.array_equal(x, public[0][1])  # another miner's shard from round r-1
-        own = replayer.data.pool_x[replayer.data.test_shard_indices(20, r)]
-        assert not np.array_equal(x, own)
-    # round 1: nothing public yet, so it commits its own shard
-    commit1 = CommitPayload.from_list(_round_txs(sim, 1, KIND_POCL_COMMIT)[replayer.address].tx.payload)
+    chain, replayer = sim.chain, sim.miners[4]
+    # round 1: nothing public yet, so it commits to its own shard and opens it
     own1 = replayer.data.pool_x[replayer.data.test_shard_indices(20, 1)]
-    assert np.array_equal(commit1.test_x.to_numpy(1 << 30), own1)
+    shard1 = ShardPayload.from_list(_round_txs(sim, 1, KIND_POCL_SHARD)[replayer.address].tx.payload)
+    assert np.array_equal(shard1.test_x.to_numpy(1 << 30), own1)
+    assert replayer.address in chain.pocl.record(chain.state, 1).shard_owners
+    # round 2: it commits to another miner's round-1 shard (with that miner's revealed labels) ...
+    rec = chain.pocl.record(chain.state, 2)
+    commit = CommitPayload.from_list(_round_txs(sim, 2, KIND_POCL_COMMIT)[replayer.address].tx.payload)
+    public = [(a, px) for a, px, _ in revealed_shards(chain, 1) if a != replayer.address]
+    assert public
+    copied = shard_digest(public[0][1])
+    assert commit.shard_commit == shard_commitment(chain.chain_id, 2, replayer.address, copied)
+    # ... which the chain has seen (pocl_shard_seen): its shard tx never gets in, it ends SHARD without
+    # a shard, cannot reveal, and is penalised as a withholder of its shard
+    assert chain.pocl.seen_recently(chain.state, copied, 2)
+    assert replayer.address in rec.committers and replayer.address not in rec.shard_owners
+    assert replayer.address not in _round_txs(sim, 2, KIND_POCL_SHARD)
+    assert replayer.address not in rec.predictors
+    assert set(rec.shard_owners) == set(rec.committers) - {replayer.address}
+    (penalty,) = [p for p in rec.outcome.penalties if p.miner == replayer.address]
+    assert penalty.kind == PENALTY_WITHHOLD and codec.decode(penalty.evidence)[-1] == b"shard"
+    assert all(p.miner != replayer.address for p in rec.outcome.payouts)
+    # jailed: it sits round 3 out
+    assert replayer.address not in chain.pocl.record(chain.state, 3).eligible
+    totals = sim.report.totals()["replay"]
+    assert totals.rewards == 0 and totals.penalties == 1
 
 
-def test_launderer_commits_last_and_trains_on_the_leaked_shards() -> None:
+def test_launderer_commits_last_but_finds_no_shard_inputs_to_launder(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
+    public_at_commit: list[dict[bytes, np.ndarray]] = []
+    real_public = sim_miners.public_shard_inputs
+
+    def spy_public(chain, rec):  # type: ignore[no-untyped-def]
+        public_at_commit.append(real_public(chain, rec))
+        return public_at_commit[-1]
+
+    monkeypatch.setattr(sim_miners, "public_shard_inputs", spy_public)
 
     def train(spec, g, x, y, seed):  # type: ignore[no-untyped-def]
         seen.append(len(y))
         return lstsq_train(spec, g, x, y, seed)
 
-    cfg = SimConfig(miners=3, rounds=1, shard_size=20, adversary="launder:1", centralised=False, seed=3)
-    sim = simulate(cfg, train, log=lambda _m: None)
+    def run(adversary: str) -> Simulation:
+        cfg = SimConfig(miners=3, rounds=1, shard_size=20, adversary=adversary, centralised=False, seed=3)
+        return simulate(cfg, train, log=lambda _m: None)
+
+    sim = run("launder:1")
     heights = {}
     for b in sim.chain.blocks:
         for raw in b.txs:
@@ -121,6 +161,16 @@ def test_launderer_commits_last_and_trains_on_the_leaked_shards() -> None:
             if stx.tx.kind == KIND_POCL_COMMIT:
                 heights[stx.sender_address] = b.height
     launderer = sim.miners[2]
+    assert sim.report.behaviours[2] == "launder"
     assert heights[launderer.address] > max(h for a, h in heights.items() if a != launderer.address)
-    n_own = len(launderer.data.y_train)
-    assert seen[-1] == n_own + 2 * 20  # its own data plus the two other committed shards
+    # it looked during COMMIT, after every other miner had committed: no shard input is public yet
+    assert public_at_commit == [{}]
+    assert seen[-1] == len(launderer.data.y_train)  # its own data only, nothing laundered
+    # so it is just an honest miner committing late: the same model and slots as the honest run's
+    honest = run("")
+    r, h = sim.report.rounds[0], honest.report.rounds[0]
+    assert r.winners == h.winners and r.rewards == h.rewards
+    assert revealed_models(sim.chain, 1) == revealed_models(honest.chain, 1)
+    rounds = sim.report.rounds
+    slot_share = sum(r.winners.count(2) for r in rounds) / sum(len(r.winners) for r in rounds)
+    assert slot_share <= 1 / 3  # not above the fair share

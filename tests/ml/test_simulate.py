@@ -19,8 +19,8 @@ from pocl.consensus.pocl.records import (
     RoundData,
     RoundRecord,
 )
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
-from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_shard, accept_vote
 from pocl.ledger.tx import SignedTx
 from pocl.ml.model.weights import weights_hash
 from pocl.node.simulation.config import SimConfig
@@ -41,13 +41,17 @@ def cheaters() -> Simulation:
     return simulate(cfg, lstsq_train, log=lambda _m: None)
 
 
-def replay_round(sim: Simulation, round_: int) -> tuple[RoundRecord, RoundData]:
-    """Rebuild a round from its blocks' txs with consensus.pocl alone (accept_* and the schedule)."""
+def replay_round(
+    sim: Simulation, round_: int, seen_shards: set[bytes] | None = None
+) -> tuple[RoundRecord, RoundData]:
+    """Rebuild a round from its blocks' txs with consensus.pocl alone (accept_* and the schedule);
+    `seen_shards`: shard digests opened in earlier rounds (this round's are added to it)."""
     chain = sim.chain
+    seen = seen_shards if seen_shards is not None else set()
     final = chain.pocl.record(chain.state, round_)
     assert final is not None and final.phase == PHASE_DONE
     rec = RoundRecord.open(round_, final.start_height, final.eligible, final.prev_model_hash)
-    commits, predictions, votes = {}, {}, {}
+    commits, shards, predictions, votes = {}, {}, {}, {}
     for block in chain.blocks:
         if not final.start_height <= block.height <= final.end_height:
             continue
@@ -59,6 +63,12 @@ def replay_round(sim: Simulation, round_: int) -> tuple[RoundRecord, RoundData]:
                 rec, commits[sender] = accept_commit(
                     rec, sender, p, chain.pocl.params, block.height, stx.hash
                 )
+            elif kind == KIND_POCL_SHARD:
+                rec, shards[sender] = accept_shard(
+                    rec, sender, p, commits[sender], chain.pocl.params, chain.chain_id, block.height,
+                    stx.hash, seen.__contains__,
+                )  # fmt: skip
+                seen.add(shards[sender].digest)
             elif kind == KIND_POCL_PREDICT:
                 rec, predictions[sender] = accept_predict(
                     rec, sender, p, commits[sender], chain.pocl.params, chain.chain_id, block.height, stx.hash
@@ -69,23 +79,33 @@ def replay_round(sim: Simulation, round_: int) -> tuple[RoundRecord, RoundData]:
                 )
         if schedule.end_block_step(rec, block.height, chain.pocl.params) is schedule.Step.ADVANCE:
             rec = schedule.advance(rec, block.height)
-    return rec, RoundData.build(rec, commits.values(), predictions.values(), votes.values())
+    return rec, RoundData.build(rec, commits.values(), shards.values(), predictions.values(), votes.values())
 
 
 def test_round_outcome_is_finalize_round_on_the_same_txs(cheaters: Simulation) -> None:
     chain = cheaters.chain
+    seen_shards: set[bytes] = set()
+    revealed_before: set[bytes] = set()  # weights hashes revealed in earlier rounds (all within memory)
     for r, report in enumerate(cheaters.report.rounds, start=1):
         final = chain.pocl.record(chain.state, r)
-        rec, data = replay_round(cheaters, r)
-        assert (rec.committers, rec.revealed, rec.voters) == (final.committers, final.revealed, final.voters)
+        rec, data = replay_round(cheaters, r, seen_shards)
+        assert (rec.committers, rec.shard_owners, rec.revealed, rec.voters) == (
+            final.committers, final.shard_owners, final.revealed, final.voters,
+        )  # fmt: skip
+        assert data.shards and set(data.shards) == set(final.shard_owners)
         g = chain.global_weights(final.prev_model_hash)
         result = finalize_round(
-            data, g, chain.pocl.params, chain.chain_id, lambda h: chain.state.get_model(h) is not None
+            data,
+            g,
+            chain.pocl.params,
+            chain.chain_id,
+            lambda h, before=frozenset(revealed_before): chain.state.get_model(h) is not None or h in before,
         )
         assert result.outcome == final.outcome
         index = {m.address: m.index for m in cheaters.miners}
         assert report.winners == [index[a] for a in result.outcome.winners]
         assert report.model_hash == weights_hash(result.weights).hex() == result.outcome.model_hash.hex()
+        revealed_before |= {e.weights_hash for e in data.predictions.values()}
     assert chain.state.global_model_hash.hex() == cheaters.report.rounds[-1].model_hash
 
 
@@ -108,11 +128,12 @@ def test_cheaters_are_slashed_and_jailed_as_on_chain(cheaters: Simulation) -> No
     assert r2.eligible == r2.participants == [0, 1]  # jailed miners sit round 2 out
     totals = report.totals()
     assert totals["knn"].rewards == totals["vote-liar"].rewards == totals["withhold"].rewards == 0
-    assert (
-        totals["honest"].rewards
-        == sum(sum(r.rewards.values()) for r in report.rounds)
-        == 2 * params.round_reward
-    )
+    # only the honest miners are paid: winners for their gain over G_{r-1}, voters (who are also
+    # winners) for the information their shards carried; nothing beyond round_reward per round
+    paid = sum(sum(r.rewards.values()) for r in report.rounds)
+    assert totals["honest"].rewards == paid and 0 < paid <= 2 * params.round_reward
+    for r in report.rounds:
+        assert set(r.rewards) <= set(r.winners) and sum(r.rewards.values()) <= params.round_reward
     assert totals["knn"].slashed == kinds[2][1] and totals["knn"].penalties == 1
 
 

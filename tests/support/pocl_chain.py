@@ -3,8 +3,10 @@ finalization, rewards, slashing), block by block, with each block's state root a
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from pocl.consensus.pocl.records import PHASE_COMMIT
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import GenesisAccount
@@ -14,10 +16,12 @@ from pocl.node.simulation.chain import InProcessChain
 
 from tests.support.pocl_scenario import (
     CHAIN_ID,
+    SHARD_WITHHOLDER,
     WITHHOLD,
     Scenario,
     commit_payload,
     predict_payload,
+    shard_payload,
     vote_payload,
 )
 
@@ -53,23 +57,33 @@ class Chain(InProcessChain):
         self.roots.append(result.state_root)
         self.events += result.events
 
-    def miner_txs(self) -> list[SignedTx]:
-        """What honest-or-not miners send in the next block, given the open round's phase."""
+    def miner_txs(self, hold: Container[tuple[bytes, str]] = ()) -> list[SignedTx]:
+        """What honest-or-not miners send in the next block, given the open round's phase. `hold`:
+        (address, phase name) pairs whose tx is neither built nor signed this block (a miner that waits,
+        or never acts in that phase)."""
         s, st = self.s, self.state.copy()
         self.pocl.begin_block(st, BlockContext(st.height + 1, 0, PROPOSER, CHAIN_ID, st.params))
         rec = self.pocl.open_record(st)
         if rec is None:
             return []
+        if rec.round != s.round:  # new shards (a replayed one is refused); free riders take G_{r-1}
+            s.enter_round(rec.round, self.pocl.global_weights(st, rec.prev_model_hash))
         s.round = rec.round
         out = []
         for m in s.miners:
             a, k = m.address, key(m.index)
+            if (a, rec.phase_name) in hold:
+                continue
             if rec.phase == PHASE_COMMIT and a in rec.eligible and a not in rec.committers:
                 out.append(self.tx(k, KIND_POCL_COMMIT, commit_payload(s, m)))
-            elif rec.phase_name == "predict" and a in rec.committers and a not in rec.predictors:
+            elif rec.phase_name == "shard" and a in rec.committers and a not in rec.shard_owners:
+                if m.behaviour == SHARD_WITHHOLDER:  # committed, never opens its shard
+                    continue
+                out.append(self.tx(k, KIND_POCL_SHARD, shard_payload(s, m)))
+            elif rec.phase_name == "predict" and a in rec.shard_owners and a not in rec.predictors:
                 if m.behaviour == WITHHOLD:  # committed, never reveals
                     continue
-                out.append(self.tx(k, KIND_POCL_PREDICT, predict_payload(s, m, rec.committers)))
+                out.append(self.tx(k, KIND_POCL_PREDICT, predict_payload(s, m, rec.shard_owners)))
             elif rec.phase_name == "vote" and a in rec.revealed and a not in rec.voters:
                 data = self.pocl.round_data(st, rec)
                 out.append(self.tx(k, KIND_POCL_VOTE, vote_payload(s, m, rec, data.predictions)))

@@ -14,20 +14,29 @@ import hashlib
 import numpy as np
 from pocl.consensus.pocl.finalize import FinalizeResult, finalize_round
 from pocl.consensus.pocl.params import PoclParams
-from pocl.consensus.pocl.records import CommitEntry, PredictEntry, RoundData, RoundRecord, VoteEntry
+from pocl.consensus.pocl.records import (
+    CommitEntry,
+    PredictEntry,
+    RoundData,
+    RoundRecord,
+    ShardEntry,
+    VoteEntry,
+)
 from pocl.consensus.pocl.schedule import Step, advance, end_block_step, mark_finalized
 from pocl.consensus.pocl.txs import (
     CommitPayload,
     NdArray,
     PredictPayload,
+    ShardPayload,
     VotePayload,
     build_commit,
     build_predict,
+    build_shard,
     build_vote,
     labels_array,
     vote_scores,
 )
-from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_vote
+from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_shard, accept_vote
 from pocl.ledger.keys import PrivateKey
 from pocl.ml.model.inference import predict
 from pocl.ml.model.registry import get_model
@@ -47,6 +56,13 @@ LABEL_LIAR = "label-liar"  # commits (and reveals) wrong labels for its own shar
 SILENT_VOTER = "silent-voter"  # reveals weights, never votes
 ABSENT = "absent"  # eligible, never commits
 PARTIAL_FAKER = "partial-faker"  # honest model and claims, except the true labels on ONE other shard
+# free riders (issue 12 attack 5): honest claims about models that add nothing; never slashable
+LAZY = "lazy"  # reveals G_{r-1} itself (re-derived from the round's global model)
+LAZY_NOISE = "lazy-noise"  # reveals G_{r-1} plus tiny noise (labels like G_{r-1}: a no-op)
+COPY = "copy"  # reveals a model it did not train (tests set `weights` to another miner's earlier model)
+SHARD_WITHHOLDER = "shard-withholder"  # commits, never opens its shard
+FREE_RIDERS = (LAZY, LAZY_NOISE)
+LAZY_NOISE_SCALE = 1e-6
 
 
 def make_params(**overrides: object) -> PoclParams:
@@ -115,6 +131,14 @@ def trained_weights(seed: int) -> tuple[np.ndarray, ...]:
     return tuple(w)
 
 
+def follow_global(m: Miner, global_weights: list[np.ndarray]) -> None:
+    """Free riders take the round's G_{r-1} (LAZY as is, LAZY_NOISE plus tiny noise); others keep theirs."""
+    if m.behaviour == LAZY:
+        m.weights = [a.copy() for a in global_weights]
+    elif m.behaviour == LAZY_NOISE:
+        m.weights = perturbed(global_weights, 7_000 + m.index, LAZY_NOISE_SCALE)
+
+
 @dataclasses.dataclass
 class Miner:
     index: int
@@ -154,9 +178,29 @@ class Scenario:
     round: int = 1
     start_height: int = 10
     known_models: frozenset[bytes] = frozenset()  # global model hashes "already on chain" (besides G_{r-1})
+    seen_shards: frozenset[bytes] = frozenset()  # shard digests opened in recent rounds
 
     def by_address(self) -> dict[bytes, Miner]:
         return {m.address: m for m in self.miners}
+
+    def enter_round(self, round_: int, global_weights: list[np.ndarray]) -> None:
+        """Round `round_` opened on a chain whose global model is `global_weights` (G_{r-1}): new shards
+        (`fresh_shards`), and the free riders take G_{r-1}."""
+        self.fresh_shards(round_)
+        self.round = round_
+        for m in self.miners:
+            follow_global(m, global_weights)
+
+    def fresh_shards(self, round_: int) -> None:
+        """Give every miner round `round_`'s own held-out shard (a shard is rejected if reused within
+        `memory_rounds`); round 1's are the ones `make_scenario` drew, later rounds take the next slices
+        of digits, wrapping around well past any memory window a test uses."""
+        x, y = digits()
+        n = self.params.test_shard_size
+        span = len(self.miners) * n
+        for m in self.miners:
+            lo = 1000 + ((round_ - 1) * span + m.index * n) % (len(y) - 1000 - n)
+            m.shard_x, m.shard_y = x[lo : lo + n], y[lo : lo + n]
 
 
 def make_scenario(
@@ -177,7 +221,9 @@ def make_scenario(
         else:
             w = perturbed(g, 100 + i, 0.05)
         lo = 1000 + i * n
-        miners.append(Miner(i, b, w, x[lo : lo + n], y[lo : lo + n]))
+        miner = Miner(i, b, w, x[lo : lo + n], y[lo : lo + n])
+        follow_global(miner, g)
+        miners.append(miner)
     return Scenario(params, miners, g)
 
 
@@ -191,11 +237,15 @@ def commit_payload(s: Scenario, m: Miner) -> CommitPayload:
     )
 
 
-def predict_payload(s: Scenario, m: Miner, committers: list[bytes]) -> PredictPayload:
+def shard_payload(s: Scenario, m: Miner) -> ShardPayload:
+    return build_shard(s.round, m.shard_x)
+
+
+def predict_payload(s: Scenario, m: Miner, shard_owners: list[bytes]) -> PredictPayload:
     miners = s.by_address()
     preds = []
-    faked = next(o for o in committers if o != m.address)  # the partial faker's one borrowed shard
-    for owner in committers:
+    faked = next(o for o in shard_owners if o != m.address)  # the partial faker's one borrowed shard
+    for owner in shard_owners:
         if owner == m.address:
             continue
         other = miners[owner]
@@ -212,7 +262,7 @@ def vote_payload(
 ) -> VotePayload:
     committed = m.committed_labels().to_numpy(1 << 20)
     revealed = {p: predictions[p].predictions for p in record.revealed}
-    scores = vote_scores(m.address, committed, record.committers, revealed)
+    scores = vote_scores(m.address, committed, record.shard_owners, revealed)
     if m.behaviour == VOTE_LIAR and scores:
         scores = [10_000 - v for v in scores]
     labels = (committed + 1) % 10 if m.behaviour == LABEL_MISMATCH else committed
@@ -239,11 +289,15 @@ def run_round(
     miners = s.miners
     if eligible is None:
         eligible = [m.address for m in miners]
+    for m in miners:  # free riders take this round's G_{r-1}, whatever the test set it to
+        follow_global(m, s.global_weights)
     rec = RoundRecord.open(s.round, s.start_height, eligible, weights_hash(s.global_weights))
     commits: dict[bytes, CommitEntry] = {}
+    shards: dict[bytes, ShardEntry] = {}
     predictions: dict[bytes, PredictEntry] = {}
     votes: dict[bytes, VoteEntry] = {}
     transitions: list[tuple[int, str]] = []
+    seen: set[bytes] = set(s.seen_shards)
     h = s.start_height
     phase_first = h
     while True:
@@ -255,11 +309,28 @@ def run_round(
                     continue
                 rec, e = accept_commit(rec, m.address, commit_payload(s, m), s.params, h, txh)
                 commits[m.address] = e
+        elif rec.phase_name == "shard" and offset == acts_at.get("shard", 0):
+            for m in miners:
+                if m.address not in commits or m.behaviour == SHARD_WITHHOLDER:
+                    continue
+                rec, e = accept_shard(
+                    rec,
+                    m.address,
+                    shard_payload(s, m),
+                    commits[m.address],
+                    s.params,
+                    CHAIN_ID,
+                    h,
+                    txh,
+                    lambda d: d in seen,
+                )
+                seen.add(e.digest)
+                shards[m.address] = e
         elif rec.phase_name == "predict" and offset == acts_at.get("predict", 0):
             for m in miners:
-                if m.address not in commits or m.behaviour == WITHHOLD:
+                if m.address not in shards or m.behaviour == WITHHOLD:
                     continue
-                p = predict_payload(s, m, rec.committers)
+                p = predict_payload(s, m, rec.shard_owners)
                 rec, e = accept_predict(rec, m.address, p, commits[m.address], s.params, CHAIN_ID, h, txh)
                 predictions[m.address] = e
         elif rec.phase_name == "vote" and offset == acts_at.get("vote", 0):
@@ -275,7 +346,7 @@ def run_round(
             transitions.append((h + 1, rec.phase_name))
             phase_first = h + 1
         elif step is Step.FINALIZE:
-            data = RoundData.build(rec, commits.values(), predictions.values(), votes.values())
+            data = RoundData.build(rec, commits.values(), shards.values(), predictions.values(), votes.values())
             result = finalize_round(data, s.global_weights, s.params, CHAIN_ID, s.known_models.__contains__)
             rec = mark_finalized(rec, h, result.outcome)
             transitions.append((h, "finalize"))

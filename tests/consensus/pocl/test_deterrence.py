@@ -17,7 +17,7 @@ from pocl.consensus.pocl.events import Slashed
 from pocl.consensus.pocl.execution import PoclExecution
 from pocl.consensus.pocl.params import PoclParams, PoclParamsError
 from pocl.consensus.pocl.records import PENALTY_PREDICTION_FRAUD
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
 from pocl.genesis.schema import build_genesis, load_genesis, shipped_genesis_path
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import BPS, ChainParams
@@ -113,6 +113,7 @@ def fraud_chain() -> Chain:
     c = Chain(s)
     c.block([])  # height 1; round 1 opens at 2
     c.block(c.miner_txs())  # commit
+    c.block(c.miner_txs())  # shard
     predicts = c.miner_txs()
     c.block([*predicts, c.sign(key(2), KIND_UNSTAKE, UnstakePayload(STAKE // 2))])  # predict; unbond half
     c.block(c.miner_txs())  # vote; the round finalizes
@@ -147,19 +148,42 @@ def test_windows_too_small_for_the_eligible_miners_are_refused() -> None:
     assert "carries at most 12 txs" in str(exc.value) and "max_miners = 64" in str(exc.value)
     PoclExecution(dataclasses.replace(mnist, predict_blocks=22), chain)  # 66 >= 64
     PoclExecution(dataclasses.replace(mnist, max_miners=12), chain)  # 12 >= 12
-    # the tx-count limit binds too: 20 txs a block x 3 VOTE blocks < 64
+    # the tx-count limit binds too: 20 txs a block x 2 SHARD blocks, then x 3 VOTE blocks, < 64
+    few_txs = ChainParams(max_block_txs=20, unbonding_blocks=100)
     with pytest.raises(PoclParamsError) as exc:
-        PoclExecution(PoclParams(), ChainParams(max_block_txs=20))
+        PoclExecution(PoclParams(), few_txs)
+    assert exc.value.field == "shard_blocks" and "carries at most 40 txs" in str(exc.value)
+    with pytest.raises(PoclParamsError) as exc:
+        PoclExecution(PoclParams(shard_blocks=4), few_txs)
     assert exc.value.field == "vote_blocks"
     with pytest.raises(PoclParamsError) as exc:
-        PoclExecution(PoclParams(train_blocks=1), ChainParams(max_block_txs=20))
+        PoclExecution(PoclParams(train_blocks=1, shard_blocks=4), few_txs)
     assert exc.value.field == "train_blocks"
+    PoclExecution(PoclParams(shard_blocks=4, vote_blocks=4), few_txs)  # 80 >= 64 in every window
+
+
+def test_shard_windows_too_small_for_the_eligible_miners_shards_are_refused() -> None:
+    """The SHARD window carries every committer's test inputs: 1,000 cnn-mnist images (~3 MiB a tx), 5 to
+    a 16 MiB block, so 2 SHARD blocks carry 10 of 64 miners' shards."""
+    chain = ChainParams(max_pocl_tx_bytes=8 * 1024 * 1024, unbonding_blocks=100)
+    mnist = PoclParams(model="cnn-mnist", input_shape=(28, 28, 1), test_shard_size=1_000, predict_blocks=22)
+    per_block = chain.max_block_bytes // mnist.max_shard_tx_bytes()
+    assert per_block == 5 and mnist.max_shard_tx_bytes() > 1_000 * 28 * 28 * 4  # the images themselves
+    assert mnist.max_commit_tx_bytes() < 2_000  # commitments only: COMMIT carries no shard any more
+    with pytest.raises(PoclParamsError) as exc:
+        PoclExecution(mnist, chain)
+    assert exc.value.field == "shard_blocks"
+    assert "carries at most 10 txs" in str(exc.value) and "max_miners = 64" in str(exc.value)
+    PoclExecution(dataclasses.replace(mnist, shard_blocks=13), chain)  # 65 >= 64
+    PoclExecution(dataclasses.replace(mnist, max_miners=10), chain)  # 10 >= 10
+    assert PoclParams().max_round_blocks() == 11 + 2 + 4 + 3  # the SHARD window counts in the round
 
 
 def test_pocl_txs_stay_within_the_size_bounds_the_window_check_uses(fraud_chain: Chain) -> None:
     p = fraud_chain.s.params
     bound = {
         KIND_POCL_COMMIT: p.max_commit_tx_bytes(),
+        KIND_POCL_SHARD: p.max_shard_tx_bytes(),
         KIND_POCL_PREDICT: p.max_predict_tx_bytes(),
         KIND_POCL_VOTE: p.max_vote_tx_bytes(),
     }
@@ -171,3 +195,21 @@ def test_pocl_txs_stay_within_the_size_bounds_the_window_check_uses(fraud_chain:
                 seen.add(kind)
                 assert len(raw) <= bound[kind], kind
     assert seen == set(bound)
+
+
+def test_a_shard_tx_larger_than_a_pocl_tx_or_a_block_is_refused() -> None:
+    """Every committer would be slashed as a withholder if its shard tx could never be included: genesis
+    refuses a shard size whose tx exceeds `max_pocl_tx_bytes` or `max_block_bytes`, even when the predict
+    tx fits (cnn-mnist, 2,000-sample shards: ~6.27 MB shard tx, ~5.81 MB predict tx)."""
+    params = PoclParams(
+        model="cnn-mnist", input_shape=(28, 28, 1), test_shard_size=2000, shard_blocks=64, predict_blocks=64
+    )
+    assert params.max_predict_tx_bytes() < 6_000_000 < params.max_shard_tx_bytes()
+    chain = ChainParams(max_pocl_tx_bytes=6_000_000, max_block_bytes=64 << 20, unbonding_blocks=400)
+    with pytest.raises(PoclParamsError) as err:
+        params.check_chain_params(chain)
+    assert err.value.field == "test_shard_size" and "shard tx" in err.value.reason
+    small_block = dataclasses.replace(chain, max_pocl_tx_bytes=8_000_000, max_block_bytes=6_200_000)
+    with pytest.raises(PoclParamsError, match="does not fit in max_block_bytes"):
+        params.check_chain_params(small_block)
+    params.check_chain_params(dataclasses.replace(chain, max_pocl_tx_bytes=8_000_000))  # room for both: accepted

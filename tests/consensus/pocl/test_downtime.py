@@ -14,7 +14,7 @@ from pocl.ledger import codec
 from pocl.ledger.tx import SignedTx
 
 from tests.support.pocl_chain import STAKE, Chain
-from tests.support.pocl_scenario import ABSENT, HONEST, make_params, make_scenario
+from tests.support.pocl_scenario import ABSENT, HONEST, make_params, make_scenario, perturbed
 
 A, B, C = b"\x0a" * 20, b"\x0b" * 20, b"\x0c" * 20
 
@@ -58,6 +58,8 @@ def run_rounds(rounds: int) -> Run:
                 done = e.round
                 raw = c.state.get_raw(NS_POCL, missed_key(absent))
                 missed_after[e.round] = codec.decode(raw) if raw is not None else 0
+                for m in s.miners:  # miners train on: weights revealed in a recent round cannot win again
+                    m.weights = perturbed(m.weights, 1_000 * e.round + m.index, 0.01)
     return Run(c, absent, missed_after)
 
 
@@ -81,7 +83,7 @@ def test_jailed_absentee_is_not_eligible_and_no_longer_holds_commit_open(run: Ru
     for r in range(1, 8):
         rec = c.pocl.record(c.state, r)
         assert rec is not None and rec.phase == PHASE_DONE
-        commit_blocks = rec.predict_start - rec.start_height
+        commit_blocks = rec.shard_start - rec.start_height
         if r in (4, 5, 6):  # jailed: out of the eligible set, COMMIT closes after one block
             assert run.absent not in rec.eligible and len(rec.eligible) == 3
             assert commit_blocks == 1

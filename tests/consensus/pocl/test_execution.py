@@ -5,10 +5,18 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pocl.consensus.pocl.events import RoundFinalized, Slashed
+from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, Slashed
 from pocl.consensus.pocl.execution import NS_POCL
-from pocl.consensus.pocl.records import PENALTY_PREDICTION_FRAUD, PHASE_COMMIT, PHASE_DONE, predict_key
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.records import (
+    PENALTY_PREDICTION_FRAUD,
+    PHASE_COMMIT,
+    PHASE_DONE,
+    ROLE_VOTER,
+    ROLE_WINNER,
+    predict_key,
+)
+from pocl.consensus.pocl.rewards import split_proportional
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
 from pocl.consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
 from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
 from pocl.ml.model.weights import decode_weights
@@ -22,6 +30,7 @@ from tests.support.pocl_scenario import (
     make_params,
     make_scenario,
     perturbed,
+    shard_payload,
     vote_payload,
 )
 
@@ -30,9 +39,9 @@ from tests.support.pocl_scenario import (
 def chain() -> Chain:
     s = make_scenario([HONEST, HONEST, KNN, HONEST, HONEST], make_params(first_round_height=2))
     c = Chain(s)
-    for _ in range(4):  # heights 1..4: round 1 opens at 2 and closes every phase early
+    for _ in range(5):  # heights 1..5: round 1 opens at 2 and closes every phase early
         c.block(c.miner_txs())
-    c.block([])  # height 5 opens round 2
+    c.block([])  # height 6 opens round 2
     return c
 
 
@@ -40,7 +49,14 @@ def test_round_runs_on_chain(chain: Chain) -> None:
     p = chain.pocl
     rec1 = p.record(chain.state, 1)
     assert rec1 is not None and rec1.phase == PHASE_DONE
-    assert (rec1.start_height, rec1.predict_start, rec1.vote_start, rec1.end_height) == (2, 3, 4, 4)
+    assert (rec1.start_height, rec1.shard_start, rec1.predict_start, rec1.vote_start, rec1.end_height) == (
+        2,
+        3,
+        4,
+        5,
+        5,
+    )
+    assert rec1.shard_owners == rec1.committers == sorted(m.address for m in chain.s.miners)
     out = rec1.outcome
     assert out is not None and not out.void and len(out.winners) == 2
     assert chain.state.global_model_hash == out.model_hash != out.prev_model_hash
@@ -49,7 +65,9 @@ def test_round_runs_on_chain(chain: Chain) -> None:
     # predict entries (with weights) are pruned once final
     assert all(chain.state.get_raw(NS_POCL, predict_key(1, m)) is None for m in rec1.predictors)
     finals = [e for e in chain.events if isinstance(e, RoundFinalized)]
-    assert finals and finals[0].round == 1 and finals[0].next_round_start == 5
+    assert finals and finals[0].round == 1 and finals[0].next_round_start == 6
+    phases = [(e.round, e.phase, e.start_height) for e in chain.events if isinstance(e, PhaseStarted)]
+    assert phases[:3] == [(1, "shard", 3), (1, "predict", 4), (1, "vote", 5)]
 
 
 def test_rewards_and_slashes_land_in_accounts(chain: Chain) -> None:
@@ -61,21 +79,43 @@ def test_rewards_and_slashes_land_in_accounts(chain: Chain) -> None:
     assert acct.stake == STAKE - expected_slash and acct.slashed_total == expected_slash
     assert acct.jailed_until_round == 1 + chain.s.params.jail_rounds
     assert [e.slashed for e in chain.events if isinstance(e, Slashed)] == [expected_slash]
+    params = chain.s.params
+    # winners are paid in proportion to their positive gain over G_0 (the whole pool when any gained)
+    won = [p for p in out.payouts if p.role == ROLE_WINNER]
+    assert [p.miner for p in won] == [w for w, g in zip(out.winners, out.gains) if g > 0]
+    assert [p.amount for p in won] == [
+        a for a in split_proportional(params.winners_pool, [max(0, g) for g in out.gains]) if a
+    ]
+    # voters are paid only when their own model won, in proportion to their shards' information
+    info = dict(zip(out.voters, out.information))
+    paid_voters = sorted(v for v in out.winners if info[v] > 0)
+    assert paid_voters, "the scenario must pay at least one voter"
+    voted = [p for p in out.payouts if p.role == ROLE_VOTER]
+    assert [p.miner for p in voted] == paid_voters
+    assert [p.amount for p in voted] == split_proportional(params.voters_pool, [info[v] for v in paid_voters])
+    assert any(
+        info[v] > 0 for v in out.voters if v not in out.winners
+    )  # informative, but did not win: unpaid
+    assert knn not in {p.miner for p in out.payouts}
+    assert out.total_paid() <= params.round_reward
+    assert [(e.address, e.role, e.amount) for e in chain.events if isinstance(e, RewardPaid)] == [
+        (p.miner, p.role, p.amount) for p in out.payouts
+    ]
     paid = {p.miner: 0 for p in out.payouts}
     for p in out.payouts:
         paid[p.miner] += p.amount
-    assert sum(paid.values()) == chain.s.params.round_reward
     for m in chain.s.miners:
         a = m.address
         spent = (
-            sum(1 for blk in chain.blocks for raw in blk.txs if SignedTx.decode(raw).sender_address == a) * FEE
+            sum(1 for blk in chain.blocks for raw in blk.txs if SignedTx.decode(raw).sender_address == a)
+            * FEE
         )
         assert chain.state.account(a).balance == BALANCE - spent + paid.get(a, 0)
 
 
 def test_next_round_opens_without_the_jailed_miner(chain: Chain) -> None:
     rec2 = chain.pocl.record(chain.state, 2)
-    assert rec2 is not None and rec2.start_height == 5
+    assert rec2 is not None and rec2.start_height == 6
     assert chain.s.miners[2].address not in rec2.eligible and len(rec2.eligible) == 4
     assert rec2.prev_model_hash == chain.state.global_model_hash
     assert chain.pocl.round_info(chain.state)
@@ -120,6 +160,21 @@ def test_bad_pocl_txs_are_rejected_with_stable_codes(chain: Chain) -> None:
     )
     err = chain.executor.check_tx(st, tx)
     assert err is not None and err.code == E_WRONG_PHASE
+    # the shard is opened only once COMMIT has closed
+    tx = sign_tx(
+        k,
+        Tx(
+            TX_VERSION,
+            CHAIN_ID,
+            KIND_POCL_SHARD,
+            k.pubkey,
+            st.account(k.address).nonce,
+            FEE,
+            shard_payload(s, m).to_list(),
+        ),
+    )
+    err = chain.executor.check_tx(st, tx)
+    assert err is not None and err.code == E_WRONG_PHASE
     bad = sign_tx(
         k, Tx(TX_VERSION, CHAIN_ID, KIND_POCL_PREDICT, k.pubkey, st.account(k.address).nonce, FEE, [1, 2])
     )
@@ -154,7 +209,9 @@ def test_second_round_builds_on_the_first(chain: Chain) -> None:
     g1 = chain.state.global_model_hash
     for m in chain.s.miners:  # local training moved every model a little since round 1
         m.weights = perturbed(m.weights, 7 + m.index, 0.01)
-    for _ in range(chain.s.params.train_blocks + chain.s.params.predict_blocks + chain.s.params.vote_blocks):
+    chain.s.fresh_shards(2)  # and every miner holds out a new shard: round 1's would be pocl_shard_seen
+    p = chain.s.params
+    for _ in range(p.train_blocks + p.shard_blocks + p.predict_blocks + p.vote_blocks):
         rec2 = chain.pocl.record(chain.state, 2)
         if rec2.phase == PHASE_DONE:
             break

@@ -41,7 +41,10 @@ from tests.support.pocl_scenario import (
     KNN_ZERO,
     LABEL_LIAR,
     LABEL_MISMATCH,
+    LAZY,
+    LAZY_NOISE,
     MODEL_MISMATCH,
+    SHARD_WITHHOLDER,
     SILENT_VOTER,
     SPEC,
     VOTE_LIAR,
@@ -64,9 +67,30 @@ def penalties_by_index(s: Scenario, run: RoundRun) -> dict[int, str]:
     return {by[p.miner].index: p.kind for p in run.result.outcome.penalties}
 
 
-def assert_paid_exactly(s: Scenario, outcome: RoundOutcome) -> None:
-    assert outcome.total_paid() in (0, s.params.round_reward)
-    assert all(p.amount >= 0 for p in outcome.payouts)
+def assert_paid_by_the_rules(s: Scenario, o: RoundOutcome) -> None:
+    """Pay for verified work only: each pool is issued whole or not at all, winners paid only for a positive
+    gain, voters only if they won with a positive gain and their shard carried information; zero payouts
+    are left out."""
+    p = s.params
+    assert all(x.amount > 0 for x in o.payouts)
+    assert p.winners_pool + p.voters_pool == p.round_reward
+    winner_pay = {x.miner: x.amount for x in o.payouts if x.role == ROLE_WINNER}
+    voter_pay = {x.miner: x.amount for x in o.payouts if x.role == ROLE_VOTER}
+    assert [x.role for x in o.payouts] == [ROLE_WINNER] * len(winner_pay) + [ROLE_VOTER] * len(voter_pay)
+    assert len(o.gains) == len(o.winners)
+    gained = {w for w, g in zip(o.winners, o.gains) if g > 0}
+    assert set(winner_pay) == gained and list(winner_pay) == [w for w in o.winners if w in gained]
+    assert sum(winner_pay.values()) == (p.winners_pool if gained else 0)
+    penalised = {x.miner for x in o.penalties}
+    informed = {
+        v
+        for v, info in zip(o.voters, o.information)
+        if v in o.valid_voters and v in gained and v not in penalised and info > 0
+    }
+    assert set(voter_pay) == informed and list(voter_pay) == sorted(informed)
+    assert sum(voter_pay.values()) == (p.voters_pool if informed else 0)
+    assert 0 <= o.total_paid() <= p.round_reward
+    assert not penalised & (set(winner_pay) | set(voter_pay))
 
 
 # --------------------------------------------------------------------------- units
@@ -124,9 +148,14 @@ def test_honest_round(honest_run) -> None:  # type: ignore[no-untyped-def]
     assert all(v > 7000 for v in o.scores)  # the "trained" models are well above chance
     assert len(o.winners) == s.params.winners and o.winners == o.ranking[: s.params.winners]
     assert o.accuracy[0][0] == NO_SCORE and all(row[i] == NO_SCORE for i, row in enumerate(o.accuracy))
-    assert o.total_paid() == s.params.round_reward
-    roles = [p.role for p in o.payouts]
-    assert roles == [ROLE_WINNER] * 2 + [ROLE_VOTER] * 4
+    # trained models beat the untrained G_0, and the winners' shards carry what G_1 learned
+    assert all(g > 0 for g in o.gains) and all(o.information[o.voters.index(w)] > 0 for w in o.winners)
+    assert o.total_paid() == s.params.round_reward  # so both pools are issued
+    paid = [(p.miner, p.role) for p in o.payouts]
+    # winners in ranking order, then the voters that won (address order); the two honest voters that did
+    # not win evaluated only, and evaluation alone earns nothing
+    assert paid == [(w, ROLE_WINNER) for w in o.winners] + [(v, ROLE_VOTER) for v in sorted(o.winners)]
+    assert_paid_by_the_rules(s, o)
     assert run.result.changed and o.model_hash == weights_hash(run.result.weights) != o.prev_model_hash
     assert RoundOutcome.decode(o.encode()) == o
     assert run.record.outcome == o
@@ -158,10 +187,11 @@ def test_determinism_and_input_order(honest_run) -> None:  # type: ignore[no-unt
     assert again.outcome.encode() == run.result.outcome.encode()
     rng = random.Random(7)
     for _ in range(3):
-        c, p, v = list(d.commits.values()), list(d.predictions.values()), list(d.votes.values())
-        rng.shuffle(c), rng.shuffle(p), rng.shuffle(v)
+        c, sh = list(d.commits.values()), list(d.shards.values())
+        p, v = list(d.predictions.values()), list(d.votes.values())
+        rng.shuffle(c), rng.shuffle(sh), rng.shuffle(p), rng.shuffle(v)
         rec = dataclasses.replace(d.record, committers=list(reversed(d.record.committers)))
-        shuffled = RoundData.build(rec, c, p, v)
+        shuffled = RoundData.build(rec, c, sh, p, v)
         res = finalize_round(shuffled, s.global_weights, s.params, CHAIN_ID, s.known_models.__contains__)
         assert res.outcome.encode() == run.result.outcome.encode()
         assert encode_weights(res.weights) == encode_weights(run.result.weights)
@@ -208,7 +238,7 @@ def test_vote_fraud_is_slashed_and_ignored() -> None:
     for i, p in enumerate(o.predictors):  # scores use valid voters only
         column = [o.accuracy[i][o.voters.index(j)] for j in o.valid_voters if j != p]
         assert o.scores[i] == median_bps(column)
-    assert_paid_exactly(s, o)
+    assert_paid_by_the_rules(s, o)
 
 
 # --------------------------------------------------------------------------- frauds and withholding
@@ -221,6 +251,7 @@ def test_vote_fraud_is_slashed_and_ignored() -> None:
         (SILENT_VOTER, PENALTY_WITHHOLD, "slash_withhold_bps"),
         (MODEL_MISMATCH, PENALTY_MODEL_MISMATCH, "slash_mismatch_bps"),
         (LABEL_MISMATCH, PENALTY_LABEL_MISMATCH, "slash_mismatch_bps"),
+        (SHARD_WITHHOLDER, PENALTY_WITHHOLD, "slash_withhold_bps"),
     ],
 )
 def test_each_violation_is_penalised_with_evidence(behaviour: str, kind: str, slash_field: str) -> None:
@@ -235,7 +266,7 @@ def test_each_violation_is_penalised_with_evidence(behaviour: str, kind: str, sl
     cheat = s.miners[3].address
     assert cheat not in o.ranking and cheat not in [p.miner for p in o.payouts]
     assert not o.void and len(o.winners) == 3
-    assert_paid_exactly(s, o)
+    assert_paid_by_the_rules(s, o)
 
 
 def test_knn_attack_is_caught_and_honest_miners_are_never_slashed() -> None:
@@ -255,7 +286,7 @@ def test_knn_attack_is_caught_and_honest_miners_are_never_slashed() -> None:
     assert len(owners) == others and samples == others * s.params.test_shard_size
     assert o.winners == o.ranking[1 : 1 + s.params.winners]  # verification skipped it and went on
     assert knn not in [p.miner for p in o.payouts]
-    assert_paid_exactly(s, o)
+    assert_paid_by_the_rules(s, o)
 
 
 def test_zero_model_knn_attack_is_caught_though_every_logit_ties() -> None:
@@ -292,6 +323,8 @@ def test_lazy_and_untrained_honest_miners_are_not_slashed() -> None:
     assert o.penalties == []  # nobody is slashed...
     lazy = s.miners[0].address
     assert lazy in o.ranking and lazy not in o.winners and len(o.winners) == 3  # ...but G_{r-1} cannot win
+    assert lazy not in [p.miner for p in o.payouts]  # nor earn anything as a voter
+    assert_paid_by_the_rules(s, o)
 
 
 # --------------------------------------------------------------------------- void rounds
@@ -312,7 +345,18 @@ def test_void_when_a_withholder_leaves_one_revealer_but_it_is_still_penalised() 
     o = run.result.outcome
     assert o.void and o.payouts == [] and not run.result.changed
     assert penalties_by_index(s, run) == {1: PENALTY_WITHHOLD}
-    assert [t[1] for t in run.transitions] == ["predict", "finalize"]  # VOTE skipped
+    assert [t[1] for t in run.transitions] == ["shard", "predict", "finalize"]  # VOTE skipped
+
+
+def test_void_when_a_shard_withholder_leaves_one_shard_but_it_is_still_penalised() -> None:
+    s = make_scenario([HONEST, SHARD_WITHHOLDER])
+    run = run_round(s)
+    o = run.result.outcome
+    assert o.void and o.reason == VOID_TOO_FEW and o.payouts == [] and not run.result.changed
+    assert penalties_by_index(s, run) == {1: PENALTY_WITHHOLD}
+    assert codec.decode(o.penalties[0].evidence)[-1] == b"shard"
+    assert [t[1] for t in run.transitions] == ["shard", "finalize"]  # PREDICT and VOTE skipped
+    assert run.record.shard_owners == [s.miners[0].address] and run.record.predictors == []
 
 
 def test_void_when_too_few_valid_participants_remain() -> None:
@@ -328,6 +372,7 @@ def test_no_verified_winner_pays_nothing() -> None:
     run = run_round(s)
     o = run.result.outcome
     assert not o.void and o.reason == NO_WINNER and o.winners == [] and o.payouts == []
+    assert o.gains == [] and o.information == [NO_SCORE] * len(o.voters)  # nothing aggregated
     assert o.model_hash == o.prev_model_hash and not run.result.changed
     assert penalties_by_index(s, run) == {
         0: PENALTY_PREDICTION_FRAUD,
@@ -347,7 +392,7 @@ def test_one_penalty_per_miner_the_most_severe() -> None:
     bad_vote = dataclasses.replace(d.votes[cheat], scores=[0] * len(d.votes[cheat].scores))
     votes = {**d.votes, cheat: bad_vote}
     res = finalize_round(
-        RoundData(d.record, d.commits, d.predictions, votes),
+        RoundData(d.record, d.commits, d.shards, d.predictions, votes),
         s.global_weights,
         s.params,
         CHAIN_ID,
@@ -361,6 +406,7 @@ def test_one_penalty_per_miner_the_most_severe() -> None:
 
 CHEATS = {
     WITHHOLD: {PENALTY_WITHHOLD},
+    SHARD_WITHHOLDER: {PENALTY_WITHHOLD},
     SILENT_VOTER: {PENALTY_WITHHOLD},
     MODEL_MISMATCH: {PENALTY_MODEL_MISMATCH},
     LABEL_MISMATCH: {PENALTY_LABEL_MISMATCH},
@@ -373,16 +419,18 @@ CHEATS = {
 @pytest.mark.parametrize("seed", range(6))
 def test_random_behaviour_mixes_keep_the_invariants(seed: int) -> None:
     rng = random.Random(seed)
-    kinds = [HONEST, HONEST, ABSENT, LABEL_LIAR, *CHEATS]
+    kinds = [HONEST, HONEST, ABSENT, LABEL_LIAR, LAZY, LAZY_NOISE, *CHEATS]
     behaviours = [rng.choice(kinds) for _ in range(rng.randint(2, 6))]
     s = make_scenario(behaviours, make_params(winners=rng.randint(1, 3)), trained=rng.random() < 0.5)
     run = run_round(s)
     o = run.result.outcome
     pens = penalties_by_index(s, run)
-    assert_paid_exactly(s, o)
+    assert_paid_by_the_rules(s, o)
     for m in s.miners:
-        if m.behaviour in (HONEST, ABSENT, LABEL_LIAR):
+        if m.behaviour in (HONEST, ABSENT, LABEL_LIAR, LAZY, LAZY_NOISE):
             assert m.index not in pens, (behaviours, pens)  # honest miners are never penalised
+        if m.behaviour in (LAZY, LAZY_NOISE):  # free riders never win and are never paid
+            assert m.address not in o.winners and m.address not in [p.miner for p in o.payouts]
         elif m.index in pens:
             assert pens[m.index] in CHEATS[m.behaviour], (behaviours, pens)
         if m.index in pens:

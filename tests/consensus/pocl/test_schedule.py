@@ -1,11 +1,19 @@
-"""Phase schedule: early close, maximum lengths, skipped phases, next round, eligibility."""
+"""Phase schedule: COMMIT -> SHARD -> PREDICT -> VOTE, early close, maximum lengths, skipped phases, next
+round, eligibility."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-from pocl.consensus.pocl.records import PHASE_DONE, PHASE_PREDICT, PHASE_VOTE, RoundRecord
+from pocl.consensus.pocl.records import (
+    PHASE_COMMIT,
+    PHASE_DONE,
+    PHASE_PREDICT,
+    PHASE_SHARD,
+    PHASE_VOTE,
+    RoundRecord,
+)
 from pocl.consensus.pocl.schedule import (
     Step,
     advance,
@@ -16,7 +24,7 @@ from pocl.consensus.pocl.schedule import (
     select_eligible,
     tx_in_phase,
 )
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_VOTE
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
 
 from tests.support.pocl_scenario import (
     ABSENT,
@@ -28,7 +36,7 @@ from tests.support.pocl_scenario import (
 )
 
 A, B, C = b"\x0a" * 20, b"\x0b" * 20, b"\x0c" * 20
-P = make_params(train_blocks=4, predict_blocks=3, vote_blocks=2, round_gap_blocks=2)
+P = make_params(train_blocks=4, shard_blocks=2, predict_blocks=3, vote_blocks=2, round_gap_blocks=2)
 
 
 def rec(**kw: object) -> RoundRecord:
@@ -41,9 +49,16 @@ def test_commit_runs_to_its_maximum_without_everyone() -> None:
     assert phase_deadline(r, P) == 103
     assert [end_block_step(r, h, P) for h in (100, 101, 102)] == [Step.NONE] * 3
     assert end_block_step(r, 103, P) is Step.ADVANCE
-    r2 = advance(r, 103)
-    assert (r2.phase, r2.predict_start) == (PHASE_PREDICT, 104)
-    assert phase_deadline(r2, P) == 106
+    r2 = advance(r, 103)  # COMMIT is followed by SHARD, never directly by PREDICT
+    assert (r2.phase, r2.shard_start, r2.predict_start) == (PHASE_SHARD, 104, 0)
+    assert phase_deadline(r2, P) == 105  # shard_blocks = 2
+    assert end_block_step(r2, 104, P) is Step.NONE  # neither committer opened its shard yet
+    r2 = dataclasses.replace(r2, shard_owners=[A])
+    assert end_block_step(r2, 104, P) is Step.NONE  # B may still open its shard
+    assert end_block_step(r2, 105, P) is Step.FINALIZE  # deadline with one shard owner: void
+    r3 = advance(dataclasses.replace(r2, shard_owners=[A, B]), 105)
+    assert (r3.phase, r3.predict_start) == (PHASE_PREDICT, 106)
+    assert phase_deadline(r3, P) == 108
 
 
 def test_commit_closes_early_when_every_eligible_miner_committed() -> None:
@@ -51,27 +66,49 @@ def test_commit_closes_early_when_every_eligible_miner_committed() -> None:
     assert end_block_step(r, 100, P) is Step.ADVANCE
 
 
+def test_shard_closes_early_when_every_committer_opened_its_shard() -> None:
+    r = advance(rec(committers=[A, B]), 100)
+    assert r.phase == PHASE_SHARD and r.shard_start == 101
+    assert end_block_step(r, 100, P) is Step.NONE  # SHARD has not started yet at 100
+    assert end_block_step(dataclasses.replace(r, shard_owners=[A]), 101, P) is Step.NONE
+    # C is eligible but did not commit: SHARD waits only for committers
+    assert end_block_step(dataclasses.replace(r, shard_owners=[A, B]), 101, P) is Step.ADVANCE
+
+
 def test_predict_and_vote_close_early_and_finalize() -> None:
     r = advance(rec(committers=[A, B, C]), 100)
+    r = advance(dataclasses.replace(r, shard_owners=[A, B, C]), 101)
+    assert (r.phase, r.predict_start) == (PHASE_PREDICT, 102)
     r = dataclasses.replace(r, predictors=[A, B], revealed=[A, B])
-    assert end_block_step(r, 101, P) is Step.NONE  # C may still predict
+    assert end_block_step(r, 102, P) is Step.NONE  # C may still predict
     r = dataclasses.replace(r, predictors=[A, B, C], revealed=[A, B])  # C's reveal mismatched: it counts
-    assert end_block_step(r, 101, P) is Step.ADVANCE
-    r = advance(r, 101)
-    assert (r.phase, r.vote_start) == (PHASE_VOTE, 102)
-    assert end_block_step(r, 102, P) is Step.NONE
+    assert end_block_step(r, 102, P) is Step.ADVANCE
+    r = advance(r, 102)
+    assert (r.phase, r.vote_start) == (PHASE_VOTE, 103)
+    assert end_block_step(r, 103, P) is Step.NONE
     assert (
-        end_block_step(dataclasses.replace(r, voters=[A, B]), 102, P) is Step.FINALIZE
+        end_block_step(dataclasses.replace(r, voters=[A, B]), 103, P) is Step.FINALIZE
     )  # only revealed vote
-    assert end_block_step(r, 103, P) is Step.FINALIZE  # deadline: vote_blocks = 2
+    assert end_block_step(r, 104, P) is Step.FINALIZE  # deadline: vote_blocks = 2
+
+
+def test_predict_waits_for_shard_owners_not_committers() -> None:
+    r = advance(rec(committers=[A, B, C]), 100)
+    r = advance(dataclasses.replace(r, shard_owners=[A, B]), 102)  # C never opened its shard
+    assert r.phase == PHASE_PREDICT
+    r = dataclasses.replace(r, predictors=[A, B], revealed=[A, B])
+    assert end_block_step(r, 103, P) is Step.ADVANCE  # C cannot predict, so nobody waits for it
 
 
 def test_too_few_participants_skip_to_finalize() -> None:
     assert end_block_step(rec(committers=[A]), 103, P) is Step.FINALIZE
     assert end_block_step(rec(committers=[]), 103, P) is Step.FINALIZE
     r = advance(rec(committers=[A, B]), 103)
+    assert end_block_step(dataclasses.replace(r, shard_owners=[A]), 105, P) is Step.FINALIZE
+    assert end_block_step(r, 105, P) is Step.FINALIZE  # nobody opened a shard
+    r = advance(dataclasses.replace(r, shard_owners=[A, B]), 105)
     r = dataclasses.replace(r, predictors=[A, B], revealed=[A])
-    assert end_block_step(r, 104, P) is Step.FINALIZE
+    assert end_block_step(r, 106, P) is Step.FINALIZE
 
 
 def test_empty_eligible_set_never_closes_early() -> None:
@@ -90,11 +127,17 @@ def test_next_round_start_and_done_rounds() -> None:
 
 
 def test_tx_kinds_by_phase() -> None:
-    r = rec()
-    assert tx_in_phase(r, KIND_POCL_COMMIT) and not tx_in_phase(r, KIND_POCL_PREDICT)
-    r = advance(r, 100)
-    assert tx_in_phase(r, KIND_POCL_PREDICT) and not tx_in_phase(r, KIND_POCL_VOTE)
-    assert not tx_in_phase(r, "transfer")
+    kinds = (KIND_POCL_COMMIT, KIND_POCL_SHARD, KIND_POCL_PREDICT, KIND_POCL_VOTE)
+    r = rec(committers=[A, B])
+    expected = [(PHASE_COMMIT, KIND_POCL_COMMIT), (PHASE_SHARD, KIND_POCL_SHARD)]
+    expected += [(PHASE_PREDICT, KIND_POCL_PREDICT), (PHASE_VOTE, KIND_POCL_VOTE)]
+    for phase, kind in expected:
+        assert r.phase == phase
+        assert [k for k in kinds if tx_in_phase(r, k)] == [kind]
+        assert not tx_in_phase(r, "transfer")
+        if phase != PHASE_VOTE:
+            r = advance(r, 100)
+    assert not any(tx_in_phase(mark_finalized(r, 101, None), k) for k in kinds)
 
 
 def test_select_eligible_by_stake_jail_and_cap() -> None:
@@ -115,14 +158,30 @@ def test_driven_round_closes_every_phase_early() -> None:
     s = make_scenario([HONEST, HONEST, HONEST], trained=False)
     run = run_round(s)
     h = s.start_height
-    assert run.transitions == [(h + 1, "predict"), (h + 2, "vote"), (h + 2, "finalize")]
-    assert run.record.end_height == h + 2 and run.record.predict_start == h + 1
+    assert run.transitions == [(h + 1, "shard"), (h + 2, "predict"), (h + 3, "vote"), (h + 3, "finalize")]
+    r = run.record
+    assert (r.shard_start, r.predict_start, r.vote_start, r.end_height) == (h + 1, h + 2, h + 3, h + 3)
 
 
 def test_driven_round_waits_for_stragglers_up_to_the_maximum() -> None:
     s = make_scenario([HONEST, HONEST, ABSENT, WITHHOLD], trained=False)
     run = run_round(s, acts_at={"commit": 1})
     h, p = s.start_height, s.params
-    predict_at = h + p.train_blocks  # the absent miner keeps COMMIT open to its maximum
+    shard_at = h + p.train_blocks  # the absent miner keeps COMMIT open to its maximum
+    predict_at = shard_at + 1  # every committer (the withholder too) opens its shard: SHARD closes early
     vote_at = predict_at + p.predict_blocks  # the withholder keeps PREDICT open to its maximum
-    assert run.transitions == [(predict_at, "predict"), (vote_at, "vote"), (vote_at, "finalize")]
+    assert run.transitions == [
+        (shard_at, "shard"),
+        (predict_at, "predict"),
+        (vote_at, "vote"),
+        (vote_at, "finalize"),
+    ]
+
+
+def test_driven_round_waits_for_a_late_shard_up_to_the_maximum() -> None:
+    s = make_scenario([HONEST, HONEST, HONEST], trained=False)
+    run = run_round(s, acts_at={"shard": s.params.shard_blocks - 1})
+    h = s.start_height
+    predict_at = h + 1 + s.params.shard_blocks  # shards arrive in SHARD's last block
+    assert run.transitions[:2] == [(h + 1, "shard"), (predict_at, "predict")]
+    assert run.record.shard_start == h + 1 and run.record.predict_start == predict_at

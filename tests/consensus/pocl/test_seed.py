@@ -32,15 +32,15 @@ from tests.support.pocl_scenario import (
 
 
 def _chain_round(proposer: bytes, interval_ms: int, reverse: bool, monkeypatch: pytest.MonkeyPatch) -> Chain:
-    """Round 1 of one scenario on the real executor; the finalizing block (height 4, the one carrying the
-    votes) gets `proposer` and time `interval_ms * 4`, and every block's txs are in reverse order if asked."""
+    """Round 1 of one scenario on the real executor; the finalizing block (height 5, the one carrying the
+    votes) gets `proposer` and time `interval_ms * 5`, and every block's txs are in reverse order if asked."""
     s = make_scenario([HONEST, HONEST, KNN, HONEST, HONEST], make_params(first_round_height=2))
     c = Chain(s)
-    for h in range(1, 5):
+    for h in range(1, 6):  # 1: empty; 2: commit; 3: shard; 4: predict; 5: vote, and the round finalizes
         txs = c.miner_txs()
         if reverse:
             txs = list(reversed(txs))
-        if h == 4:
+        if h == 5:
             c.proposer = proposer
             monkeypatch.setattr(sim_chain, "BLOCK_INTERVAL_MS", interval_ms)
         c.block(txs)
@@ -62,11 +62,11 @@ def test_finalizing_block_time_proposer_and_tx_order_cannot_change_the_outcome(
     for proposer, interval, reverse in variants:
         c = _chain_round(proposer, interval, reverse, monkeypatch)
         rec = c.pocl.record(c.state, 1)
-        assert rec is not None and rec.outcome is not None
+        assert rec is not None and rec.outcome is not None and rec.end_height == 5  # the block varied
         outcomes.append(rec.outcome)
         models.append(c.state.global_model_hash)
         accounts.append([(a.stake, a.jailed_until_round) for a in map(c.state.account, rec.committers)])
-        assert rec.outcome.total_paid() == c.s.params.round_reward
+        assert rec.outcome.total_paid() == c.s.params.round_reward  # both winners gained, on shards G_r improved
     assert all(o == outcomes[0] for o in outcomes)  # seed, ranking, winners, payouts, penalties, model
     assert len(set(models)) == 1 and all(a == accounts[0] for a in accounts)
     o = outcomes[0]
@@ -112,7 +112,7 @@ def test_a_salt_that_does_not_open_its_commitment_is_not_seed_material() -> None
     from pocl.consensus.pocl.records import RoundData
 
     res = finalize_round(
-        RoundData(d.record, d.commits, d.predictions, votes),
+        RoundData(d.record, d.commits, d.shards, d.predictions, votes),
         s.global_weights,
         s.params,
         CHAIN_ID,

@@ -49,7 +49,7 @@ def test_sybils_revealing_identical_weights_cannot_both_win() -> None:
     sybils = {m.address for m in s.miners[3:]}
     assert set(o.ranking[:2]) == sybils  # they would have been the K = 2 winners
     assert not sybils & set(o.winners) and len(o.winners) == 2
-    assert o.penalties == []
+    assert o.penalties == [] and not sybils & {p.miner for p in o.payouts}
     assert o.model_hash != weights_hash(trained_weights(103))
 
 
@@ -63,7 +63,9 @@ def test_revealing_the_previous_global_model_unchanged_cannot_win() -> None:
     lazy = s.miners[0].address
     assert o.ranking[0] == lazy  # it would have won
     assert lazy not in o.winners and len(o.winners) == 2 and o.penalties == []
-    assert lazy not in [p.miner for p in o.payouts if p.role == ROLE_WINNER]
+    assert lazy not in [p.miner for p in o.payouts]  # not as a winner, nor as a voter (it did not win)
+    paid = [p.miner for p in o.payouts if p.role == ROLE_WINNER]  # only a gain over G_{r-1} is paid
+    assert paid == [w for w, gain in zip(o.winners, o.gains) if gain > 0]
 
 
 def test_revealing_an_earlier_global_model_cannot_win() -> None:
@@ -132,7 +134,7 @@ def test_a_copied_label_commitment_does_not_open_for_the_copier() -> None:
         copier: dataclasses.replace(d.votes[copier], labels=d.votes[owner].labels, salt=d.votes[owner].salt),
     }
     o = finalize_round(
-        RoundData(d.record, commits, d.predictions, votes),
+        RoundData(d.record, commits, d.shards, d.predictions, votes),
         g := s.global_weights,
         s.params,
         CHAIN_ID,
@@ -158,7 +160,7 @@ def test_a_replayed_label_commitment_from_an_earlier_round_does_not_open() -> No
     assert d.votes[m].salt == first.votes[m].salt and d.votes[m].labels == first.votes[m].labels
     commits = {**d.commits, m: dataclasses.replace(d.commits[m], label_commit=first.commits[m].label_commit)}
     o = finalize_round(
-        RoundData(d.record, commits, d.predictions, d.votes),
+        RoundData(d.record, commits, d.shards, d.predictions, d.votes),
         s.global_weights,
         s.params,
         CHAIN_ID,
