@@ -45,7 +45,7 @@ class PoclRoundEvent:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoclPhaseEvent:
-    """The open PoCL round entered `phase` (commit, predict, vote, done) in the block at `height`."""
+    """The open PoCL round entered `phase` (commit, shard, predict, vote, done) in the block at `height`."""
 
     height: int
     round: int

@@ -405,3 +405,4 @@ def test_a_false_claim_made_to_enter_the_clip_reference_is_prediction_fraud() ->
     k = s.params.winners
     assert o.winners == o.ranking[:k] and o.ranking.index(liar.address) >= k  # the walk never reached it
     assert [(p.miner, p.kind) for p in o.penalties] == [(liar.address, "prediction_fraud")]
+
