@@ -1,6 +1,7 @@
 """Rational attacks on PoCL, measured on the real protocol in process: what each attacker earns.
 
-    python -m scripts.bench.attacks [--seeds 3] [--miners 4] [--rounds 6] [--epochs 2] [--json PATH]
+    python -m scripts.bench.attacks [--seeds 3] [--miners 4] [--rounds 6] [--epochs 2]
+                                    [--partition iid|dirichlet:A] [--kinds K,...] [--json PATH]
 
 For each attack kind, the round simulator (`pocl.node.simulation`: the chain's executor, `accept_*`,
 `finalize_round`, rewards and slashing; real Keras training on digits) runs `--seeds` seeds with the last
@@ -17,9 +18,11 @@ honest. Per kind:
 
 Targets (issue 12): free-riders (lazy, lazy+noise, copycat, replayed shard) ≤ 0.10; prediction fakers
 ≤ 0; backdoor success ≤ 0.10 at every round; accuracy within 1 point of all-honest; no honest penalty.
-Added kinds: `shard-laundering` (the issue's attack 2: a late committer trains on the other shards'
-inputs labelled by its k-NN; our target: slot share ≤ fair share) and `laundered-backdoor` (that plus a
-trigger backdoor, backdoor target as above).
+Added kinds: `lazy+big-noise` and `copycat+noise` (free-riders that change some labels, or copy with a new
+hash: free-rider target), `shard-laundering` (the issue's attack 2: a late committer trains on the other
+shards' inputs labelled by its k-NN; our target: slot share ≤ fair share) and `laundered-backdoor` (that
+plus a trigger backdoor, backdoor target as above). `honest_progress` (all-honest runs): rounds in which no
+winner beat G_{r-1} on its own, whether held-out accuracy still rose, and the share of the reward issued.
 Prints one row per kind; `--json` writes the rows, the per-seed figures, the command and parameters.
 """
 
@@ -179,6 +182,7 @@ def run(args: argparse.Namespace, train: TrainFn | None = None) -> dict[str, Any
             shard_size=args.shard_size,
             adversary=adversary,
             seed=seed,
+            partition=args.partition,
             centralised=False,
             train_limit=args.train_limit,
         )
@@ -250,6 +254,7 @@ def run(args: argparse.Namespace, train: TrainFn | None = None) -> dict[str, Any
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "params": {
             "dataset": "digits",
+            "partition": args.partition,
             "seeds": seeds,
             "miners": args.miners,
             "attacker_index": args.miners - 1,
@@ -302,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="local Keras epochs per round")
     ap.add_argument("--shard-size", type=int, default=DEFAULT_SHARD)
     ap.add_argument("--train-limit", type=int, default=None, help="use only this many training samples")
+    ap.add_argument("--partition", default="iid", help="miners' data split: iid (default) or dirichlet:ALPHA")
     ap.add_argument(
         "--kinds", default=",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}"
     )
