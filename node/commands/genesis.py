@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pocl.consensus.pocl.execution import PoclExecution
+from pocl.consensus.pocl.params import PoclParams, PoclParamsError
 from pocl.genesis.schema import (
     SHIPPED_NAMES,
     Genesis,
@@ -111,6 +113,17 @@ def _parse_params(specs: list[str]) -> ChainParams:
     return ChainParams.from_json(values)
 
 
+def check_pocl(genesis: Genesis, path: Path) -> PoclParams:
+    """The genesis `pocl` section as every node will load it (`PoclExecution`): model known, economics that
+    deter cheating, windows and tx sizes that fit the chain params; a refusal is one line naming the field."""
+    try:
+        params = PoclParams.from_json(genesis.pocl)
+        PoclExecution(params, genesis.params)
+    except PoclParamsError as exc:
+        raise UserError(f"invalid genesis {path}: {exc}") from None
+    return params
+
+
 def _summary(g: Genesis) -> dict[str, Any]:
     return {
         "chain_id": g.chain_id,
@@ -175,13 +188,17 @@ def _validate(args: argparse.Namespace) -> int:
     elif not path.exists():
         raise UserError(f"genesis file {path} not found")
     genesis = load_genesis(path)
+    pocl = check_pocl(genesis, path)
     summary = {"file": str(path), "valid": True, **_summary(genesis)}
+    summary["pocl"] = {"model": pocl.model, "max_round_blocks": pocl.max_round_blocks(), "max_miners": pocl.max_miners}
     lines = [
         f"genesis OK: {path}",
         f"  chain id      {genesis.chain_id}",
         f"  genesis hash  {genesis.hash.hex()}",
         f"  validators    {len(genesis.validators)} (total stake {genesis.total_stake})",
         f"  accounts      {len(genesis.accounts)} (total supply {genesis.total_supply})",
+        f"  pocl          {pocl.model}, K={pocl.winners}, at most {pocl.max_round_blocks()} blocks a round, "
+        f"{pocl.max_miners} miners",
     ]
     if args.file is None and home.validator_key_path.exists():
         own = read_key_info(home.validator_key_path).address

@@ -212,6 +212,16 @@ def _bad_genesis(tmp_path: Path, mutate) -> Path:
         (lambda d: d.__setitem__("chain_id", "no spaces allowed"), "chain_id: must be"),
         (lambda d: d["accounts"][0].__setitem__("balance", -1), "accounts[0].balance: must not be negative"),
         (lambda d: d["params"].__setitem__("bogus", 1), "params.bogus: unknown parameter"),
+        # the pocl section is checked as a node loads it (issue 12): cheating must not pay, windows must fit
+        (
+            lambda d: d.setdefault("pocl", {}).__setitem__("slash_prediction_fraud_bps", 3000),
+            "pocl.slash_prediction_fraud_bps: must be 10000",
+        ),
+        (
+            lambda d: d.setdefault("pocl", {}).__setitem__("shard_blocks", 100_000),
+            "pocl.train_blocks: a round can last",
+        ),
+        (lambda d: d.setdefault("pocl", {}).__setitem__("model", "no-such-model"), "pocl.model:"),
     ],
 )
 def test_bad_genesis_is_one_line_naming_the_field(cli: Runner, tmp_path: Path, mutate, message: str) -> None:
