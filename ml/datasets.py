@@ -33,7 +33,15 @@ MNIST = "mnist"
 CIFAR10 = "cifar10"
 NPZ_PREFIX = "npz:"
 
-DEFAULT_MODELS: dict[str, str] = {DIGITS: "cnn-digits", MNIST: "cnn-mnist", CIFAR10: "pocl-cifar10"}
+FASHION_MNIST = "fashion-mnist"
+# Debian's dataset packages (e.g. `apt-get install dataset-fashion-mnist`) install here
+DEBIAN_DATASETS_DIR = Path("/usr/share/datasets")
+DEFAULT_MODELS: dict[str, str] = {
+    DIGITS: "cnn-digits",
+    MNIST: "cnn-mnist",
+    CIFAR10: "pocl-cifar10",
+    FASHION_MNIST: "cnn-mnist",  # same 28x28x1 images and 10 classes as MNIST
+}
 # Input shape -> default model for generic npz datasets (matches the registry's architectures).
 MODELS_BY_SHAPE: dict[tuple[int, int, int], str] = {
     (8, 8, 1): "cnn-digits",
@@ -103,18 +111,22 @@ def load_dataset(
     model_name: str | None = None,
     allow_download: bool = False,
 ) -> Dataset:
-    """Load a dataset by name (``digits``, ``mnist``, ``cifar10`` or ``npz:PATH``)."""
+    """Load a dataset by name (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10`` or ``npz:PATH``)."""
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if name == DIGITS:
         ds = _load_digits()
     elif name == MNIST:
         ds = _load_mnist(root, allow_download)
+    elif name == FASHION_MNIST:
+        ds = _load_fashion_mnist(root)
     elif name == CIFAR10:
         ds = _load_cifar10(root, allow_download)
     elif name.startswith(NPZ_PREFIX):
         return _load_generic_npz(Path(name[len(NPZ_PREFIX) :]).expanduser(), model_name)
     else:
-        raise DatasetError(f"unknown dataset {name!r}: expected digits, mnist, cifar10 or npz:PATH")
+        raise DatasetError(
+            f"unknown dataset {name!r}: expected digits, mnist, fashion-mnist, cifar10 or npz:PATH"
+        )
     if model_name is not None:
         ds = dataclasses.replace(ds, model_name=model_name)
     return ds
@@ -270,6 +282,23 @@ def _mnist_from_arrays(arrays: dict[str, np.ndarray], where: str) -> Dataset:
     if x_train.shape[1:] != (28, 28, 1) or x_test.shape[1:] != (28, 28, 1):
         raise DatasetError(f"{where}: MNIST images must be 28×28, got {x_train.shape[1:]}")
     return Dataset(MNIST, x_train, y_train, x_test, y_test, DEFAULT_MODELS[MNIST])
+
+
+def _load_fashion_mnist(root: Path) -> Dataset:
+    """Fashion-MNIST: MNIST's IDX format and shape (Zalando). Looked for under the data dir and where
+    Debian's `dataset-fashion-mnist` package puts it; never downloaded."""
+    dirs = [root, root / FASHION_MNIST, root / "fashion_mnist", DEBIAN_DATASETS_DIR / FASHION_MNIST]
+    found = {key: _find_idx(dirs, stem) for key, stem in MNIST_IDX_FILES.items()}
+    if not all(found.values()):
+        names = ", ".join(f"{stem}[.gz]" for stem in MNIST_IDX_FILES.values())
+        raise DatasetError(
+            f"Fashion-MNIST not found in {root}, {root / FASHION_MNIST} or {DEBIAN_DATASETS_DIR / FASHION_MNIST}: "
+            f"install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or put the four "
+            f"IDX files ({names}) in --data-dir"
+        )
+    where = str(next(iter(found.values())).parent)  # type: ignore[union-attr]
+    arrays = {key: parse_idx(_read_maybe_gz(path), str(path)) for key, path in found.items() if path}
+    return dataclasses.replace(_mnist_from_arrays(arrays, where), name=FASHION_MNIST)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10

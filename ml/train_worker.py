@@ -10,6 +10,13 @@ machine, connected by an anonymous pipe (nothing from the network is ever unpick
 Cancellation: a shared event is checked after every training batch; the worker then answers
 "cancelled" and stays usable. If it does not answer within `cancel_grace_s` (stuck inside TF) it is
 killed and restarted on the next job. A worker that dies (OOM, crash) is likewise restarted.
+
+Quiet start: the child inherits the node's stderr (a devnet node's `node.log`). TensorFlow's native
+libraries write their start-up notices (oneDNN, CPU features, "All log messages before
+absl::InitializeLog()") straight to file descriptor 2 while being imported, before
+`TF_CPP_MIN_LOG_LEVEL` takes effect, so the child captures fd 2 during the import and passes on only
+the lines that are not such notices (`drop_tf_noise`). `TF_ENABLE_ONEDNN_OPTS` is left alone: it would
+silence the oneDNN line but also change training speed and numerics.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
+import re
+import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -38,6 +49,45 @@ DEFAULT_CANCEL_GRACE_S = 10.0
 DEFAULT_NICENESS = 5
 
 
+# Native TensorFlow start-up notices: absl-style INFO/WARNING lines ("I0000 00:00:1700000000.123456 42
+# port.cc:153] oneDNN custom operations are on...") and the lines that go with them. ERROR/FATAL lines
+# (E..., F...) and anything else, Python warnings and tracebacks included, are kept.
+_TF_NOISE = re.compile(
+    r"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+\s+\S+:\d+\]"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)"
+)
+
+
+def drop_tf_noise(text: str) -> str:
+    """``text`` without TensorFlow's native start-up notices (see the module docstring)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not _TF_NOISE.match(line))
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Capture file descriptor 2 for the block, then write back what `drop_tf_noise` keeps."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = drop_tf_noise(tmp.read().decode("utf-8", errors="replace"))
+            if kept:
+                with contextlib.suppress(OSError):
+                    os.write(2, kept.encode("utf-8", errors="replace"))
+
+
 class TrainingCancelled(TrainingError):
     """The job was interrupted by `TrainingWorker.cancel()`."""
 
@@ -52,11 +102,13 @@ def _worker_main(conn: Connection, cancel: Any, threads: int, niceness: int) -> 
         os.nice(niceness)
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(threads)
-    from pocl.ml.training import Trainer, configure_threads
+    from pocl.ml.training import Trainer, configure_threads, quiet_tensorflow_env
 
+    quiet_tensorflow_env()  # TF_CPP_MIN_LOG_LEVEL before the import: later native notices stay quiet
     try:
-        configure_threads(threads)
-        import keras  # noqa: F401 - the expensive import, paid once here
+        with _quiet_native_stderr():
+            configure_threads(threads)
+            import keras  # noqa: F401 - the expensive import, paid once here
 
         trainer = Trainer()
     except Exception:

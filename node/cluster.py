@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,10 @@ from pocl.node.testnet import Testnet, TestnetNode, generate_testnet
 DEFAULT_WAIT_S = 60.0
 POLL_S = 0.1
 RPC_TIMEOUT_S = 5.0
+START_MARKER = "===== start #"
+MAX_ERROR_LINE = 300  # characters of a node's last error line in a failure summary
+_LEVEL_ERROR = re.compile(r"^\S+ (ERROR|CRITICAL) ")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b(: .*)?$")
 
 
 class ClusterError(AssertionError):
@@ -61,6 +66,35 @@ def wait_until(
             extra = f" (last error: {last_exc})" if last_exc else ""
             raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
+
+
+def last_error_line(log_text: str) -> str:
+    """The one line that says why a node stopped, from its log (the last start only): the CLI's final
+    `error: ...` line, else the last ERROR/CRITICAL record (with the exception line of a traceback that
+    follows it), else a traceback's exception line, else the last line; at most MAX_ERROR_LINE characters."""
+    lines = log_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(START_MARKER)]
+    lines = [line.rstrip() for line in lines[starts[-1] + 1 if starts else 0 :] if line.strip()]
+    found = ""
+    for line in reversed(lines):
+        if line.startswith("error:"):
+            found = line
+            break
+    if not found:
+        exc_at = next((i for i in range(len(lines) - 1, -1, -1) if _EXCEPTION_LINE.match(lines[i])), None)
+        level_at = next((i for i in range(len(lines) - 1, -1, -1) if _LEVEL_ERROR.match(lines[i])), None)
+        if level_at is not None:
+            found = lines[level_at]
+            if exc_at is not None and exc_at > level_at and lines[exc_at] not in found:
+                found = f"{found}: {lines[exc_at]}"
+        elif exc_at is not None:
+            found = lines[exc_at]
+        elif lines:
+            found = lines[-1]
+    found = " ".join(found.split())
+    if len(found) > MAX_ERROR_LINE:
+        found = found[: MAX_ERROR_LINE - 1] + "…"
+    return found or "<empty log>"
 
 
 class NodeProcess:
@@ -131,6 +165,17 @@ class NodeProcess:
     def restart(self, extra_args: Sequence[str] = ()) -> None:
         self.stop()
         self.start(extra_args)
+
+    def failure(self, when: str = "") -> str:
+        """One line for a node that stopped (`when`: e.g. "at start"): its exit status, last error line and
+        log path, never a traceback or a log tail."""
+        code = self.proc.poll() if self.proc is not None else None
+        status = f" (status {code})" if code is not None else ""
+        try:
+            last = last_error_line(self.log_path.read_text(errors="replace"))
+        except OSError:
+            last = "<no log>"
+        return f"node{self.index} exited{' ' + when if when else ''}{status}: {last} (log: {self.log_path})"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -225,7 +270,7 @@ class LocalCluster:
                     f"node{node.index} RPC to come up",
                 )
                 if not node.running:
-                    raise ClusterError(f"node{node.index} exited at start:\n{node.log_tail()}")
+                    raise ClusterError(node.failure("at start"))
 
     def stop_all(self) -> None:
         for node in self.nodes:

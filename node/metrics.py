@@ -174,7 +174,7 @@ class NodeMetrics:
                 for executor_event in event.events:
                     self._on_executor_event(executor_event, event.height)
         except Exception:
-            log.exception("metrics: cannot fold event %s", type(event).__name__)
+            log.exception("cannot fold event %s", type(event).__name__)
         for handler in list(self._handlers):
             try:
                 handler(event)

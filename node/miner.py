@@ -19,7 +19,11 @@ poll) it looks at the committed PoCL state and does the step the round needs fro
 
 A restarted miner reloads its secrets from disk and carries on where the round is. Adversarial
 behaviours (`ml.adversary`, `[mining] behavior`) replace exactly the step they cheat at.
-Each step logs one line (`miner: ...`).
+Each step logs one line on the `pocl.miner` logger (shown as `miner: ...`; messages carry no prefix).
+
+`check_miner_extra` runs before the node starts anything: mining needs the optional `miner` extra
+(TensorFlow for training, scikit-learn for the bundled digits dataset), and without it the node refuses
+to start with one line instead of failing later inside a running node.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import logging
 import secrets as secrets_mod
 import time
@@ -69,10 +74,45 @@ DEFAULT_LR = 0.05
 DEFAULT_TRAIN_THREADS = 1
 RESUBMIT_AFTER_BLOCKS = 3  # a submitted tx neither pending nor on chain after this many blocks is resent
 MAX_ROUND_STATS = 100
+MINER_EXTRA_HINT = "mining needs the miner extra: pip install 'pocl[miner]'"
+TRAINING_MODULES = ("tensorflow", "keras")  # tensorflow-cpu brings keras
+DIGITS_MODULES = ("sklearn",)  # the bundled digits dataset ships with scikit-learn
 
 
 class MinerError(Exception):
     """The miner cannot start (no account key, bad dataset/partition/behaviour settings)."""
+
+
+def _module_missing(name: str) -> bool:
+    """True when `name` cannot be imported; looks the module up without importing it (TF is slow)."""
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):  # a blocked or half-installed package
+        return True
+
+
+def miner_modules(dataset: str, behavior: str) -> tuple[str, ...]:
+    """The optional modules mining with this dataset and behaviour imports."""
+    from pocl.ml.adversary import AdversaryError, Behaviour
+    from pocl.ml.datasets import DIGITS
+
+    needed: list[str] = []
+    try:
+        trains = Behaviour(behavior).trains
+    except AdversaryError:
+        trains = True  # the miner reports the bad behaviour itself
+    if trains:
+        needed.extend(TRAINING_MODULES)
+    if dataset == DIGITS:
+        needed.extend(DIGITS_MODULES)
+    return tuple(needed)
+
+
+def check_miner_extra(dataset: str, behavior: str) -> None:
+    """Raise `MinerError` naming the missing modules when the `miner` extra is not installed."""
+    missing = [name for name in miner_modules(dataset, behavior) if _module_missing(name)]
+    if missing:
+        raise MinerError(f"{MINER_EXTRA_HINT} (missing module: {', '.join(missing)})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +183,7 @@ class Miner:
             raise MinerError(f"mining.behavior: {exc}") from None
         if not 0 <= settings.shard < settings.num_shards:
             raise MinerError(f"mining shard {settings.shard} outside 0..{settings.num_shards - 1}")
+        check_miner_extra(settings.dataset, settings.behavior)
         self.params = node.pocl.params
         self.spec = self.params.model_spec()
         self.store = MinerStore(store_dir)
@@ -192,7 +233,7 @@ class Miner:
         self._unsubscribe = self.node.subscribe(self._on_event)
         self._task = asyncio.create_task(self._run(), name="miner")
         log.info(
-            "miner: started address=%s behaviour=%s dataset=%s shard=%d/%d partition=%s train=%d pool=%d",
+            "started address=%s behaviour=%s dataset=%s shard=%d/%d partition=%s train=%d pool=%d",
             format_address(self.address),
             self.behaviour.kind,
             self.settings.dataset,
@@ -209,7 +250,7 @@ class Miner:
         try:
             await self.worker.start()
         except Exception as exc:  # the first job retries the start and reports it
-            log.warning("miner: training worker did not start: %s", exc)
+            log.warning("training worker did not start: %s", exc)
             return
         try:  # one tiny job traces the Keras model, so round 1's training is as fast as later ones
             from pocl.ml.model.weights import initial_weights
@@ -228,9 +269,9 @@ class Miner:
                 )
             )
         except Exception as exc:
-            log.warning("miner: warm-up training job failed: %s", exc)
+            log.warning("warm-up training job failed: %s", exc)
         self.worker_ready = True
-        log.info("miner: training worker ready in %.1fs", time.monotonic() - t0)
+        log.info("training worker ready in %.1fs", time.monotonic() - t0)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -244,7 +285,7 @@ class Miner:
         if self.worker is not None:
             with contextlib.suppress(Exception):
                 await self.worker.close()
-        log.info("miner: stopped")
+        log.info("stopped")
 
     def _on_event(self, event: NodeEvent) -> None:
         if not isinstance(event, BlockCommitted):
@@ -255,12 +296,12 @@ class Miner:
                 case RewardPaid(address=self.address):
                     st = self._stat(ev.round)
                     st.reward += ev.amount
-                    log.info("miner: round %d rewarded %d as %s", ev.round, ev.amount, ev.role)
+                    log.info("round %d rewarded %d as %s", ev.round, ev.amount, ev.role)
                 case Slashed(address=self.address):
                     st = self._stat(ev.round)
                     st.slashed += ev.slashed
                     st.penalty = ev.kind
-                    log.warning("miner: round %d SLASHED %d for %s", ev.round, ev.slashed, ev.kind)
+                    log.warning("round %d SLASHED %d for %s", ev.round, ev.slashed, ev.kind)
 
     async def _run(self) -> None:
         while True:
@@ -272,7 +313,7 @@ class Miner:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a miner bug must not stop the node
-                log.exception("miner: step failed")
+                log.exception("step failed")
 
     # ------------------------------------------------------------------ status
 
@@ -303,7 +344,7 @@ class Miner:
     def _once(self, round_: int, message: str, level: int = logging.INFO) -> None:
         if (round_, message) not in self._said:
             self._said.add((round_, message))
-            log.log(level, "miner: round %d %s", round_, message)
+            log.log(level, "round %d %s", round_, message)
 
     # ------------------------------------------------------------------ the step
 
@@ -360,7 +401,7 @@ class Miner:
                 self._once(round_, f"cannot use saved secrets: {exc}", logging.ERROR)
                 return None
             if sec is not None:
-                log.info("miner: round %d secrets reloaded from %s", round_, self.store.path(round_))
+                log.info("round %d secrets reloaded from %s", round_, self.store.path(round_))
                 self._secrets[round_] = sec
                 self._stat(round_).train_s = sec.train_s
         if sec is not None and sec.prev_model_hash != model_hash:
@@ -388,7 +429,7 @@ class Miner:
             return
         d = self.data
         self.last_step = f"training round {round_}"
-        log.info("miner: round %d training from G_%d=%s", round_, round_ - 1, model_hash.hex()[:12])
+        log.info("round %d training from G_%d=%s", round_, round_ - 1, model_hash.hex()[:12])
         trained = None
         train_s = 0.0
         t0 = time.monotonic()
@@ -410,7 +451,8 @@ class Miner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("miner: round %d training failed: %s", round_, exc)
+                # once per round and message: a worker that cannot start is retried on every poll
+                self._once(round_, f"training failed: {exc}", logging.ERROR)
                 self._train_task = None
                 return
             trained = res.weights
@@ -440,7 +482,7 @@ class Miner:
         st.train_s = train_s
         st.trained_at = time.time()
         log.info(
-            "miner: round %d model ready (train %.2fs, total %.2fs), secrets saved",
+            "round %d model ready (train %.2fs, total %.2fs), secrets saved",
             round_,
             train_s,
             time.monotonic() - t0,
@@ -486,7 +528,7 @@ class Miner:
             return False
         self._submitted[(round_, kind)] = (res.tx_hash, node.chain.height)
         log.info(
-            "miner: round %d submitted %s tx=%s nonce=%d bytes=%d",
+            "round %d submitted %s tx=%s nonce=%d bytes=%d",
             round_,
             kind,
             res.tx_hash.hex()[:12],

@@ -27,7 +27,7 @@ from pocl.ledger.block import Block, Commit
 from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
-from pocl.ledger.storage.store import Store, StoreError
+from pocl.ledger.storage.store import Store, StoreError, StoreLocked
 from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.config import Config, parse_host_port
 from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
@@ -67,6 +67,11 @@ def limit_blas_threads() -> None:
 
 class NodeError(Exception):
     """The node cannot start (foreign database, bad configuration); the message is for the operator."""
+
+
+def home_in_use_message(home: Path, pid: int | None) -> str:
+    """A second `run` on a home whose database is open elsewhere: one line naming the holder."""
+    return f"home {home} is in use by another pocl-node" + (f" (pid {pid})" if pid else "")
 
 
 def effective_params(genesis: Genesis, config: Config) -> ChainParams:
@@ -123,6 +128,8 @@ class Node:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             store = Store.open(db_path)
+        except StoreLocked as exc:
+            raise NodeError(home_in_use_message(self.home, exc.pid)) from None
         except StoreError as exc:
             raise NodeError(str(exc)) from exc
         if not store.initialized:

@@ -6,5 +6,5 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=77'  # PEP 639 license field
 .venv/bin/python -m pip install -q -e '.[miner,test]'

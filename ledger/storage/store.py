@@ -21,7 +21,8 @@ tx index, state delta, bucket hashes, staged models, state root and head pointer
 
 `Store.open(path)` checks the schema version and consistency (head block present, stored state root
 == head header's state root == root over the stored bucket hashes) and raises `StoreError` with a
-clear message for corrupt, foreign, locked or newer-schema databases. `load_state(params)` rebuilds
+clear message for corrupt, foreign, locked or newer-schema databases; a database another process has
+open raises `StoreLocked` (with that process's pid where the OS tells it), never plyvel's raw bytes. `load_state(params)` rebuilds
 the State (recomputing every leaf: a from-scratch check of the stored root).
 
 Public API: Store.open(path, create=True), .close(), .initialized, .chain_id, .head_height,
@@ -29,12 +30,16 @@ Public API: Store.open(path, create=True), .close(), .initialized, .chain_id, .h
 .commit_block(block, delta, seen_commit=None, tx_hashes=None, block_raw=None),
 .put_seen_commit(height, commit), .block(h), .block_raw(h), .block_by_hash(hash), .height_of(hash),
 .head_block(), .commit(h), .tx_location(tx_hash), .state_root(), .load_state(params),
-.verify_state(), .put_model/.get_model/.has_model, .put_misc/.get_misc/.delete_misc, StoreError.
+.verify_state(), .put_model/.get_model/.has_model, .put_misc/.get_misc/.delete_misc, StoreError,
+StoreLocked, lock_holder_pid(path).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import struct
+import sys
 from collections.abc import Iterator, Sequence
 
 import plyvel
@@ -69,6 +74,53 @@ class StoreError(Exception):
     """The database is missing, locked, corrupt, foreign or inconsistent."""
 
 
+class StoreLocked(StoreError):
+    """Another process has the database open (LevelDB's LOCK file); `pid` is that process if known."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"another process (pid {pid})" if pid else "another process"
+        super().__init__(f"ledger database at {path} is in use by {holder}")
+
+
+# struct flock as fcntl(F_GETLK) takes it on Linux with 64-bit offsets: l_type, l_whence, l_start,
+# l_len, l_pid (native alignment).
+_FLOCK = "hhqqi"
+
+
+def lock_holder_pid(path: str | os.PathLike[str]) -> int | None:
+    """The pid holding LevelDB's lock on the database at `path` (an fcntl lock on `path/LOCK`).
+
+    Linux only (other systems lay out `struct flock` differently): None elsewhere, when nobody holds
+    the lock, or when it is held by this very process.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import fcntl
+
+    try:
+        with open(os.path.join(os.fspath(path), "LOCK"), "rb") as f:
+            query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+            l_type, _whence, _start, _len, pid = struct.unpack(
+                _FLOCK, fcntl.fcntl(f.fileno(), fcntl.F_GETLK, query)
+            )
+    except (OSError, struct.error):
+        return None
+    return pid if l_type != fcntl.F_UNLCK and pid > 0 else None
+
+
+def _plyvel_message(exc: Exception) -> str:
+    """plyvel's error text without the bytes repr (its args hold bytes)."""
+    raw = exc.args[0] if exc.args else b""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(exc)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    """LevelDB's "IO error: lock PATH/LOCK: ..." (held elsewhere), not e.g. a permission error on it."""
+    return re.search(r"(?:^|: )lock \S*LOCK: ", _plyvel_message(exc)) is not None
+
+
 def _h(height: int) -> bytes:
     return height.to_bytes(8, "big")
 
@@ -92,13 +144,13 @@ class Store:
         try:
             db = plyvel.DB(path, create_if_missing=create)
         except plyvel.IOError as exc:
-            raise StoreError(
-                f"cannot open ledger database at {path} (in use by another process?): {exc}"
-            ) from exc
+            if _is_lock_error(exc):
+                raise StoreLocked(path, lock_holder_pid(path)) from exc
+            raise StoreError(f"cannot open ledger database at {path}: {_plyvel_message(exc)}") from exc
         except plyvel.CorruptionError as exc:
-            raise StoreError(f"ledger database at {path} is corrupt: {exc}") from exc
+            raise StoreError(f"ledger database at {path} is corrupt: {_plyvel_message(exc)}") from exc
         except plyvel.Error as exc:
-            raise StoreError(f"cannot open ledger database at {path}: {exc}") from exc
+            raise StoreError(f"cannot open ledger database at {path}: {_plyvel_message(exc)}") from exc
         store = cls(db, path)
         try:
             store._check_schema()

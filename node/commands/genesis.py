@@ -29,7 +29,9 @@ from pocl.node.home import INIT_VALIDATOR_BALANCE, INIT_VALIDATOR_STAKE
 HELP = "create or validate a genesis file"
 DESCRIPTION = """\
 genesis new      build a genesis from validators (PUBKEY_HEX:STAKE[:BALANCE]) and accounts (ADDRESS:BALANCE);
-                 without --validator, the home's priv_validator_key is the only validator.
+                 without --validator, the home's priv_validator_key is the only validator. --model NAME
+                 (e.g. cnn-mnist) sets the PoCL model and raises the tx/block limits it needs (a --param
+                 given explicitly is kept as given).
 genesis validate check a genesis file (default HOME/genesis.json) and print its hash.
 """
 
@@ -52,6 +54,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     new.add_argument(
         "--param", action="append", default=[], metavar="NAME=INT", help="override a chain parameter (repeat)"
+    )
+    new.add_argument(
+        "--model",
+        metavar="NAME",
+        help="PoCL model, e.g. cnn-mnist (default cnn-digits); tx/block limits follow",
     )
     new.add_argument("--genesis-time-ms", type=int, help="genesis time in unix ms (default: now)")
     new.add_argument("--out", type=Path, metavar="FILE", help="write here instead of stdout")
@@ -100,7 +107,7 @@ def _parse_account(spec: str) -> tuple[bytes, int]:
     return address, _int(balance_text, f"--account {spec!r} balance")
 
 
-def _parse_params(specs: list[str]) -> ChainParams:
+def _param_values(specs: list[str]) -> dict[str, int]:
     known = {f.name for f in dataclasses.fields(ChainParams)}
     values: dict[str, int] = {}
     for spec in specs:
@@ -110,7 +117,21 @@ def _parse_params(specs: list[str]) -> ChainParams:
         if name not in known:
             raise UsageError(f"--param {spec!r}: unknown parameter (known: {', '.join(sorted(known))})")
         values[name] = _int(value, f"--param {name}")
-    return ChainParams.from_json(values)
+    return values
+
+
+def _model_genesis(model: str | None, values: dict[str, int]) -> tuple[dict[str, Any], ChainParams]:
+    """The `pocl` section and chain params: without a model, the defaults (cnn-digits) and the --param
+    values; with one, limits fitted to it (`genesis.models.fit_model`) except the --param ones."""
+    params = ChainParams.from_json(values)
+    if model is None:
+        return {}, params
+    from pocl.genesis.models import ModelFitError, fit_model
+
+    try:
+        return fit_model(model, None, params, fixed=values.keys())
+    except ModelFitError as exc:
+        raise UsageError(f"--model: {exc}") from None
 
 
 def check_pocl(genesis: Genesis, path: Path) -> PoclParams:
@@ -146,7 +167,7 @@ def _summary(g: Genesis) -> dict[str, Any]:
 def _new(args: argparse.Namespace) -> int:
     validators = [_parse_validator(s) for s in args.validator]
     accounts = [_parse_account(s) for s in args.account]
-    params = _parse_params(args.param)
+    pocl, params = _model_genesis(args.model, _param_values(args.param))
     if not validators:
         home = home_of(args)
         if not home.validator_key_path.exists():
@@ -161,17 +182,22 @@ def _new(args: argparse.Namespace) -> int:
         accounts=accounts,
         params=params,
         genesis_time_ms=args.genesis_time_ms if args.genesis_time_ms is not None else int(time.time() * 1000),
+        pocl=pocl,
     )
+    check_pocl(genesis, args.out or Path("(stdout)"))  # never write a genesis every node would refuse
     if args.out is None:
         sys.stdout.write(genesis.to_json_text())
         return 0
     if args.out.exists() and not args.force:
         raise UserError(f"{args.out} already exists (use --force to overwrite)")
     write_genesis(args.out, genesis)
+    pocl_params = PoclParams.from_json(genesis.pocl)
     emit(
         args,
-        {"file": str(args.out), **_summary(genesis)},
-        f"wrote {args.out}\n  chain id      {genesis.chain_id}\n  genesis hash  {genesis.hash.hex()}",
+        {"file": str(args.out), **_summary(genesis), "model": pocl_params.model},
+        f"wrote {args.out}\n  chain id      {genesis.chain_id}\n  genesis hash  {genesis.hash.hex()}\n"
+        f"  model         {pocl_params.model} (max_pocl_tx_bytes {genesis.params.max_pocl_tx_bytes}, "
+        f"max_block_bytes {genesis.params.max_block_bytes})",
     )
     return 0
 
@@ -190,7 +216,11 @@ def _validate(args: argparse.Namespace) -> int:
     genesis = load_genesis(path)
     pocl = check_pocl(genesis, path)
     summary = {"file": str(path), "valid": True, **_summary(genesis)}
-    summary["pocl"] = {"model": pocl.model, "max_round_blocks": pocl.max_round_blocks(), "max_miners": pocl.max_miners}
+    summary["pocl"] = {
+        "model": pocl.model,
+        "max_round_blocks": pocl.max_round_blocks(),
+        "max_miners": pocl.max_miners,
+    }
     lines = [
         f"genesis OK: {path}",
         f"  chain id      {genesis.chain_id}",

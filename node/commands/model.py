@@ -1,9 +1,15 @@
-"""`pocl-node model export`: the global model of a round as `.npz` (numpy) or `.keras` (DESIGN §7).
+"""`pocl-node model export|predict`: the global model of a round as `.npz` (numpy) or `.keras` (DESIGN §7),
+and its canonical predictions for inputs in a file.
 
 The weights come from a running node over RPC (`/models/global?round=N&format=npz`, `--node URL` or the
 home's RPC address) or, with `--from-store` (node stopped), straight from the home's database. A `.npz`
 holds one array per parameter in Keras order plus `meta_model`, `meta_round`, `meta_model_hash`; read it
-with `np.load(path, allow_pickle=False)`. `.keras` needs TensorFlow (the `miner` extra).
+with `np.load(path, allow_pickle=False)`. `.keras` needs TensorFlow (the `miner` extra): it is compiled
+(softmax output, `evaluate(x, y)` works as loaded) and records the input preprocessing inside the archive
+(`pocl_metadata.json`) and next to it (`FILE.keras.json`).
+
+`model predict` runs the canonical inference (`pocl.ml.model.inference.predict`, exact fixed point, no
+TensorFlow) on the canonical preprocessing (`pocl.ml.export`): the labels every node computes.
 """
 
 from __future__ import annotations
@@ -19,12 +25,21 @@ from pocl.node.commands._common import add_command_parser, add_subcommands, emit
 from pocl.node.errors import UserError
 from pocl.node.rpc.client import RpcUnavailable, add_node_args, client_for
 
-HELP = "export a round's global model (.npz or .keras)"
+HELP = "export a round's global model (.npz or .keras), or predict with it"
 DESCRIPTION = """\
 examples:
   pocl-node model export --round 5 --out model.npz
   pocl-node model export --out latest.keras              (current global model, needs TensorFlow)
   pocl-node model export --round 3 --out m.npz --from-store   (node stopped: read the home's database)
+  pocl-node model predict --round latest --input x.npy        (labels of the samples in x.npy)
+  pocl-node model predict --weights model.npz --input digit.png --json
+"""
+PREDICT_DESCRIPTION = """\
+Inputs: .npy (one array), .npz (array 'x', optionally labels 'y': accuracy is reported) or an image
+(.png/.jpg, needs Pillow from the miner extra) of exactly the model's size. Shapes (N, H, W, C) or one
+sample (H, W, C); (N, H, W) / (H, W) for one channel. Integer pixels 0..255 are divided by 255, floats
+must lie in [0, 1] (the datasets' scaling). Labels come from the canonical exact inference: the same
+labels every node computes.
 """
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 SUFFIXES = (".npz", ".keras")
@@ -41,6 +56,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--from-store", action="store_true", help="read the home's database instead of RPC")
     e.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     add_node_args(e)
+    pr = add_command_parser(
+        sub, "predict", "label inputs with a round's global model (canonical inference)", PREDICT_DESCRIPTION
+    )
+    pr.add_argument(
+        "--round", default="latest", metavar="N", help="round number, 0 = genesis (default: latest)"
+    )
+    pr.add_argument("--input", required=True, type=Path, metavar="FILE", help=".npy, .npz or .png inputs")
+    src = pr.add_mutually_exclusive_group()
+    src.add_argument("--from-store", action="store_true", help="read the home's database instead of RPC")
+    src.add_argument("--weights", type=Path, metavar="FILE.npz", help="an exported .npz instead of the node")
+    pr.add_argument("--limit", type=int, default=20, metavar="K", help="samples listed without --json")
+    add_node_args(pr)
     return p
 
 
@@ -110,22 +137,37 @@ def _write_keras(path: Path, npz: bytes) -> None:
 
     weights, meta = weights_from_npz(npz)
     try:
-        from pocl.ml.keras_model import build_keras_model
-
-        model = build_keras_model(get_model(str(meta["model"])), weights)
+        import keras  # noqa: F401  (TensorFlow present?)
     except ImportError:
         raise UserError(
-            "writing .keras needs TensorFlow (install the miner extra) - use a .npz file"
+            "writing .keras needs TensorFlow (install the miner extra: pip install 'pocl[miner]') - "
+            "use a .npz file"
         ) from None
-    model.save(path)
+    from pocl.ml.export import write_keras
+
+    tmp = path.with_name(f".{path.name}.tmp.keras")
+    try:
+        write_keras(tmp, get_model(str(meta["model"])), weights, meta)
+        tmp.replace(path)
+        tmp.with_name(tmp.name + ".json").replace(path.with_name(path.name + ".json"))
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".json").unlink(missing_ok=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pocl.node.rpc.model_npz import weights_from_npz
-
+def _round_ref(args: argparse.Namespace) -> str:
     ref = str(args.round)
     if ref != "latest" and not ref.isdigit():
         raise UserError(f"--round must be a number or 'latest', got {ref!r}")
+    return ref
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model_command == "predict":
+        return _predict(args)
+    from pocl.node.rpc.model_npz import weights_from_npz
+
+    ref = _round_ref(args)
     out: Path = args.out
     if out.suffix not in SUFFIXES:
         raise UserError(f"--out must end with .npz or .keras, got {out.name!r}")
@@ -145,4 +187,53 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out}: {meta['model']} round {meta['round']} ({info['params']} parameters, "
         f"hash {meta['model_hash']})",
     )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from pocl.ml.export import InputError, load_input_file, predict
+    from pocl.ml.model.registry import UnknownModelError, get_model
+    from pocl.node.rpc.model_npz import weights_from_npz
+
+    ref = _round_ref(args)
+    if args.weights is not None:
+        if not args.weights.is_file():
+            raise UserError(f"--weights: no file {args.weights}")
+        if args.weights.stat().st_size > MAX_MODEL_BYTES:
+            raise UserError(f"--weights: {args.weights} is larger than {MAX_MODEL_BYTES} bytes")
+        npz = args.weights.read_bytes()
+    else:
+        npz = _via_store(args, ref) if args.from_store else _via_rpc(args, ref)
+    try:
+        weights, meta = weights_from_npz(npz)
+        spec = get_model(str(meta["model"]))
+    except UnknownModelError as exc:
+        raise UserError(str(exc)) from None
+    except (ValueError, OSError, KeyError) as exc:
+        raise UserError(f"not a global-model .npz (see model export): {exc}") from None
+    try:
+        x, y = load_input_file(args.input, spec)
+        out = predict(spec, weights, x)
+    except InputError as exc:
+        raise UserError(f"--input: {exc}") from None
+    except ValueError as exc:  # weights that do not fit the spec
+        raise UserError(f"cannot run {spec.name} with these weights: {exc}") from None
+    doc: dict[str, Any] = {**meta, "input": str(args.input), **out}
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if y.shape[0] != out["count"] or y.dtype.kind not in "iu":
+            raise UserError(f"--input: 'y' must hold {out['count']} integer labels, got {y.shape} {y.dtype}")
+        correct = int((np.asarray(out["labels"]) == y).sum())
+        doc["accuracy"] = correct / max(1, out["count"])
+        doc["correct"] = correct
+    lines = [f"{meta['model']} round {meta['round']} (hash {meta['model_hash']}): {out['count']} samples"]
+    names = out["classes"]
+    for i, label in enumerate(out["labels"][: max(0, args.limit)]):
+        lines.append(f"  {i}: {label}" + (f" ({names[i]})" if names and names[i] != str(label) else ""))
+    if out["count"] > args.limit:
+        lines.append(f"  ... {out['count'] - args.limit} more (--json for all)")
+    if "accuracy" in doc:
+        lines.append(f"accuracy {doc['accuracy']:.4f} ({doc['correct']}/{out['count']})")
+    emit(args, doc, "\n".join(lines))
     return 0

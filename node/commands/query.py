@@ -87,6 +87,15 @@ def _status(client: RpcClient) -> tuple[dict[str, Any], str]:
     return st, _kv(rows)
 
 
+def jail_text(acct: dict[str, Any]) -> str:
+    """`height H` (double-sign jail), `round R` (PoCL miner jail), both, or "" when not jailed.
+
+    A zero bound means "no jail of that kind", so it is left out rather than shown as `height 0`.
+    """
+    bounds = {kind: acct.get(f"jailed_until_{kind}") or 0 for kind in ("height", "round")}
+    return ", ".join(f"{kind} {until}" for kind, until in bounds.items() if until)
+
+
 def _account(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     text: str = args.address
     if not looks_like_address(text):
@@ -102,10 +111,9 @@ def _account(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any
     ]
     for u in acct.get("unbonding", []):
         rows.append(("unbonding", f"{u['amount']} (released at height {u['release_height']})"))
-    if acct.get("jailed_until_height") or acct.get("jailed_until_round"):
-        rows.append(
-            ("jailed until", f"height {acct['jailed_until_height']}, round {acct['jailed_until_round']}")
-        )
+    jail = jail_text(acct)
+    if jail:
+        rows.append(("jailed until", jail))
     if acct.get("slashed_total"):
         rows.append(("slashed total", acct["slashed_total"]))
     return acct, _kv(rows)

@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--rpc-listen", metavar="HOST:PORT", help="override [rpc] listen_addr")
     mining = parser.add_argument_group("mining (override [mining] in config.toml)")
     mining.add_argument("--mine", action="store_true", help="take part in PoCL rounds (needs TensorFlow)")
-    mining.add_argument("--dataset", help="digits | mnist | cifar10 | npz:PATH")
+    mining.add_argument("--dataset", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH")
     mining.add_argument("--data-dir", metavar="DIR", help="where dataset files are")
     mining.add_argument("--shard", metavar="I/N", help="this miner's share I of N (0-based), e.g. 0/4")
     mining.add_argument("--partition", help="iid | dirichlet:ALPHA | shards:K | decreasing | grouped")
@@ -80,6 +80,10 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
         config = config.replace("rpc", listen_addr=args.rpc_listen)
     config = _mining_overrides(config, args)
     config.check()
+    if config.mining.enabled:  # checked before keys, store, P2P or RPC: one line, nothing started
+        if args.no_validator:
+            raise UserError("mining needs the account key (the validator key); drop --no-validator")
+        check_mining_extra(config)
     setup_command_logging(args, config)
     genesis = home.load_genesis()
     node_key = unlock_key(home.node_key_path, args)
@@ -100,6 +104,16 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
     )
     asyncio.run(_serve(node))
     return 0
+
+
+def check_mining_extra(config: Any) -> None:
+    """`run --mine` without the optional `miner` extra: a UserError naming the missing modules."""
+    from pocl.node.miner import MinerError, check_miner_extra
+
+    try:
+        check_miner_extra(config.mining.dataset, config.mining.behavior)
+    except MinerError as exc:
+        raise UserError(str(exc)) from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:

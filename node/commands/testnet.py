@@ -17,11 +17,35 @@ counting up from --base-port; 0 picks free ports), a funded faucet key OUT/fauce
 manifest OUT/testnet.json. Keys are encrypted with the passphrase (--passphrase-file or
 $POCL_PASSPHRASE) unless --insecure-unencrypted.
 
-example:
+--model names the chain's model (default cnn-digits); the genesis then carries its input shape and
+class count, and the tx/block limits (and, if need be, phase windows) its PoCL txs need; each home's
+[mining] dataset is set to the model's dataset (cnn-mnist: mnist, pocl-cifar10: cifar10).
+
+examples:
   pocl-node testnet --validators 4 --out ./mynet --insecure-unencrypted
+  pocl-node testnet --validators 4 --out ./mnistnet --model cnn-mnist --insecure-unencrypted
   pocl-node run --home ./mynet/node0      (one per terminal, or use: pocl-node devnet)
 """
 MAX_NODES = 64
+DEFAULT_MODEL = "cnn-digits"  # PoclParams' default (an empty genesis `pocl` section)
+
+
+def model_chain(model: str) -> dict[str, Any]:
+    """`generate_testnet` arguments for a chain of `model`: the genesis `pocl` section and chain params
+    fitted to it (`genesis.models.fit_model`), and a config whose [mining] dataset trains that model."""
+    from pocl.genesis.models import ModelFitError, fit_model
+    from pocl.ml.datasets import DEFAULT_MODELS
+    from pocl.node.config import Config
+
+    try:
+        pocl, params = fit_model(model)
+    except ModelFitError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    config = Config()
+    dataset = next((d for d, m in DEFAULT_MODELS.items() if m == model), None)
+    if dataset is not None:
+        config = config.replace("mining", dataset=dataset)
+    return {"pocl": pocl, "params": params, "config": config}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -35,6 +59,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--base-port", type=int, default=26656, metavar="P", help="first port (default 26656; 0 = free ports)"
     )
     p.add_argument("--chain-id", metavar="ID", help="chain id (default: pocl-testnet-NNNNNN)")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the chain's model, e.g. cnn-mnist (default cnn-digits); limits follow",
+    )
     add_passphrase_args(p, allow_insecure=True)
     return p
 
@@ -56,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty directory")
+    chain = model_chain(args.model) if args.model is not None else {}
     passphrase = read_passphrase(args, confirm=True, what="testnet keys")
     net = generate_testnet(
         out,
@@ -64,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
         base_port=args.base_port or None,
         chain_id=args.chain_id,
         passphrase=passphrase,
+        **chain,
     )
     data = net.to_json()
     data["out"] = str(out)
+    data["model"] = net.genesis.pocl.get("model", DEFAULT_MODEL)
     rows = [
         [
             f"node{n.index}",
@@ -84,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         [
             f"testnet {net.chain_id}: {args.validators} validators"
             + (f" + {args.non_validators} full nodes" if args.non_validators else "")
-            + f" in {out}",
+            + f" in {out}, model {data['model']}",
             "",
             table(rows, ["NODE", "ROLE", "ADDRESS", "NODE ID", "P2P", "RPC", "METRICS"]),
             "",

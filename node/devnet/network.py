@@ -4,7 +4,6 @@ transfers, and stopping every process (and process group) the devnet started."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import time
@@ -12,11 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pocl.consensus.pocl.params import PoclParams
 from pocl.ledger.params import ChainParams
 from pocl.node.cluster import LocalCluster
 from pocl.node.config import Config, load_config, write_config
-from pocl.node.devnet.params import DEVNET_CHAIN_PARAMS, DevnetError, devnet_pocl
+from pocl.node.devnet.params import DEVNET_CHAIN_PARAMS, DevnetError, dataset_model, devnet_chain
+
+DEFAULT_MODEL = "cnn-digits"
 
 POLL_S = 0.5
 START_TIMEOUT_S = 120.0
@@ -34,14 +34,18 @@ def create_devnet(
     behaviours: Sequence[str],
     epochs: int,
     batch_size: int,
+    model: str | None = None,
     pocl_overrides: dict[str, Any] | None = None,
     params: ChainParams = DEVNET_CHAIN_PARAMS,
     non_validators: int = 0,
 ) -> LocalCluster:
-    """Testnet homes with mining enabled; node i mines share i/N with `behaviours[i]`."""
-    pocl = {**devnet_pocl(miners), **(pocl_overrides or {})}
-    longest = PoclParams.from_json(pocl, check_model=False).max_round_blocks()
-    params = dataclasses.replace(params, unbonding_blocks=max(params.unbonding_blocks, 2 * longest))
+    """Testnet homes with mining enabled; node i mines share i/N with `behaviours[i]`. The chain's model is
+    `model`, else the dataset's (`dataset_model`), else cnn-digits; its limits follow (`devnet_chain`)."""
+    model = model or dataset_model(dataset) or DEFAULT_MODEL
+    try:
+        pocl, params = devnet_chain(miners, model, pocl_overrides, params)
+    except ValueError as exc:
+        raise DevnetError(str(exc)) from None
     mining = {
         "enabled": True,
         "dataset": dataset,
@@ -68,14 +72,17 @@ def create_devnet(
 
 
 def wait_until_up(cluster: LocalCluster) -> None:
-    """Every node answers `/status`; a node that exits or stays silent is a DevnetError with its log."""
+    """Every node answers `/status`; a node that exits or stays silent is a one-line DevnetError naming its
+    last error line and log path."""
     deadline = time.monotonic() + START_TIMEOUT_S
     for node in cluster.nodes:
         while node.status() is None:
             if not node.running:
-                raise DevnetError(f"node{node.index} exited at start:\n{node.log_tail(20)}")
+                raise DevnetError(node.failure("at start"))
             if time.monotonic() > deadline:
-                raise DevnetError(f"node{node.index} RPC did not come up in {START_TIMEOUT_S:.0f}s")
+                raise DevnetError(
+                    f"node{node.index} RPC did not come up in {START_TIMEOUT_S:.0f}s (log: {node.log_path})"
+                )
             time.sleep(POLL_S)
 
 

@@ -9,9 +9,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pocl.consensus.pocl.params import PoclParams
 from pocl.ledger.params import ChainParams
 
-DESCRIPTION = "One-command local PoCL network: N validator-miners learning `digits` together (DESIGN §7)."
+DESCRIPTION = """\
+One-command local PoCL network: N validator-miners learning a dataset together (DESIGN §7).
+The chain's model is the dataset's (digits: cnn-digits, mnist and fashion-mnist: cnn-mnist, cifar10: pocl-cifar10,
+npz:PATH: by its input shape) unless --model names one; the block limits follow from the model."""
 DEFAULT_MINERS = 4
 DEFAULT_ROUNDS = 5
 DEFAULT_EPOCHS = 4
@@ -50,6 +54,28 @@ def devnet_pocl(miners: int) -> dict[str, Any]:
     }
 
 
+def dataset_model(dataset: str) -> str | None:
+    """The model a named dataset trains (`ml.datasets.DEFAULT_MODELS`); None for `npz:PATH` (by its shape)."""
+    from pocl.ml.datasets import DEFAULT_MODELS
+
+    return DEFAULT_MODELS.get(dataset)
+
+
+def devnet_chain(
+    miners: int,
+    model: str,
+    pocl_overrides: dict[str, Any] | None = None,
+    params: ChainParams = DEVNET_CHAIN_PARAMS,
+) -> tuple[dict[str, Any], ChainParams]:
+    """The devnet genesis `pocl` section and chain params for `model`: `devnet_pocl` with the model's fields,
+    block/tx limits derived from the model (`genesis.models.fit_model`), unbonding twice the longest round."""
+    from pocl.genesis.models import fit_model
+
+    pocl, chain = fit_model(model, {**devnet_pocl(miners), **(pocl_overrides or {})}, params)
+    longest = PoclParams.from_json(pocl).max_round_blocks()
+    return pocl, dataclasses.replace(chain, unbonding_blocks=max(chain.unbonding_blocks, 2 * longest))
+
+
 class DevnetError(Exception):
     """A user mistake or a devnet that could not run; one line for the user."""
 
@@ -64,34 +90,66 @@ class DevnetParams:
     duration: float | None
     dataset: str
     data_dir: str | None
+    model: str | None  # None: the dataset's model (`dataset_model`, or by an npz's shape)
     partition: str
     adversary: str | None
     epochs: int
     batch_size: int
     out: Path | None
-    json_path: Path | None
+    report_path: Path | None  # --report: also write the report here
+    json: bool  # --json: the report as JSON on stdout, progress on stderr
+    keep: bool  # --keep: keep the node homes (databases, keys) at the end
     plain: bool
     behaviours: tuple[str, ...]
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    parser: argparse.ArgumentParser | None = None, *, json_flag: bool = True
+) -> argparse.ArgumentParser:
+    """The devnet options; `json_flag=False` when the parser already has the shared `--json` flag
+    (`pocl-node devnet`, where it means the same: JSON on stdout)."""
     parser = parser or argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("--miners", type=int, default=DEFAULT_MINERS, help="validator-miners (default 4)")
     parser.add_argument("--rounds", type=int, default=None, help="stop after R finalized rounds (default 5)")
     parser.add_argument("--blocks", type=int, default=None, help="stop at height N")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    parser.add_argument("--dataset", default="digits", help="digits (default) | mnist | cifar10 | npz:PATH")
+    parser.add_argument("--dataset", default="digits", help="digits (default) | mnist | fashion-mnist | cifar10 | npz:PATH")
     parser.add_argument("--data-dir", default=None, help="directory with dataset files")
+    parser.add_argument(
+        "--model", default=None, help="the chain's model (default: the dataset's; e.g. cnn-mnist for mnist)"
+    )
     parser.add_argument(
         "--partition", default="iid", help="iid | dirichlet:A | shards:K | decreasing | grouped"
     )
     parser.add_argument("--adversary", default=None, metavar="KIND:COUNT[,...]", help="e.g. knn:1")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="local epochs per round")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    parser.add_argument("--out", type=Path, default=None, help="directory for homes, logs, report (new)")
     parser.add_argument(
-        "--json", dest="json_path", type=Path, default=None, help="also write the report here"
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory: report, plot, logs, homes (new; default: a temp dir)",
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the node homes (databases, keys) in the output directory at the end",
+    )
+    parser.add_argument(
+        "--report",
+        dest="report_path",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the report here",
+    )
+    if json_flag:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            default=False,
+            help="print the report as JSON on stdout (progress on stderr)",
+        )
     parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     return parser
 
@@ -117,8 +175,20 @@ def parse_params(args: argparse.Namespace) -> DevnetParams:
         behaviours = assign_behaviours(args.miners, parse_adversaries(args.adversary))
     except (PartitionError, AdversaryError) as exc:
         raise DevnetError(str(exc)) from None
-    if args.out is not None and args.out.exists() and any(args.out.iterdir()):
-        raise DevnetError(f"--out {args.out} exists and is not empty")
+    if getattr(args, "home", None) is not None:
+        raise DevnetError(
+            "devnet does not use --home: it creates its own node homes under --out DIR (kept with --keep)"
+        )
+    if args.out is not None and args.out.exists():
+        if not args.out.is_dir():
+            raise DevnetError(f"--out {args.out} exists and is not a directory")
+        if any(args.out.iterdir()):
+            raise DevnetError(f"--out {args.out} exists and is not empty")
+    if args.model is not None:
+        from pocl.genesis.models import model_names
+
+        if args.model not in model_names():
+            raise DevnetError(f"--model {args.model!r}: unknown model (known: {', '.join(model_names())})")
     return DevnetParams(
         miners=args.miners,
         rounds=rounds,
@@ -126,12 +196,15 @@ def parse_params(args: argparse.Namespace) -> DevnetParams:
         duration=args.duration,
         dataset=args.dataset,
         data_dir=args.data_dir,
+        model=args.model,
         partition=args.partition,
         adversary=args.adversary,
         epochs=args.epochs,
         batch_size=args.batch_size,
         out=args.out,
-        json_path=args.json_path,
+        report_path=args.report_path,
+        json=bool(getattr(args, "json", False)),
+        keep=args.keep,
         plain=args.plain,
         behaviours=tuple(b.kind for b in behaviours),
     )

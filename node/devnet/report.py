@@ -51,7 +51,12 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def write_plot(path: Path, p: Progress) -> None:
+def write_plot(path: Path, p: Progress) -> bool:
+    """Write the accuracy plot; False (and nothing written) when matplotlib is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,3 +76,4 @@ def write_plot(path: Path, p: Progress) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True

@@ -1,17 +1,24 @@
-"""`pocl-node devnet`: one command runs a local PoCL network of N validator-miners learning `digits`
+"""`pocl-node devnet`: one command runs a local PoCL network of N validator-miners learning a dataset
 together (DESIGN §7), follows it and reports.
 
-    pocl-node devnet                       # 4 miners, 5 rounds, live table, report + plot
-    pocl-node devnet --miners 4 --rounds 3 --adversary knn:1 --json report.json
+    pocl-node devnet                       # 4 miners, 5 rounds on digits (cnn-digits), live table, report + plot
+    pocl-node devnet --dataset mnist --data-dir DIR          # cnn-mnist, limits raised for its 4.8 MB txs
+    pocl-node devnet --miners 4 --rounds 3 --adversary knn:1 --report report.json
+    pocl-node devnet --json > report.json  # the report on stdout, progress on stderr
 
-Generates a testnet (`pocl.node.testnet`) whose genesis carries the devnet `pocl` section
-(`params.devnet_pocl`), enables mining in every home with its own data share (`--shard i/N`, same
-partition in every miner), starts the nodes as separate `pocl-node run` processes (`pocl.node.cluster`),
-sends a few demo transfers, and follows the chain over RPC (`follower`): height, block interval, peers,
-round, phase, participants, winners with scores, and the global model's accuracy on the held-out digits
-test split, which the devnet computes itself from `/models/global?format=npz` with canonical inference.
-It stops after `--rounds` rounds (or `--blocks`/`--duration`, or Ctrl-C), writes `report.json` and
-`accuracy.png` into `--out` (`report`), and stops every process it started (also on Ctrl-C and errors).
+The chain's model is `--model`, else the dataset's (`ml.datasets`: digits -> cnn-digits, mnist -> cnn-mnist,
+cifar10 -> pocl-cifar10, npz:PATH by its input shape); the genesis `pocl` section and the tx/block limits
+follow from it (`params.devnet_chain`, `genesis.models.fit_model`). Generates a testnet
+(`pocl.node.testnet`) with that genesis, enables mining in every home with its own data share (`--shard
+i/N`, same partition in every miner), starts the nodes as separate `pocl-node run` processes
+(`pocl.node.cluster`), sends a few demo transfers, and follows the chain over RPC (`follower`): height,
+block interval, peers, round, phase, participants, winners with scores, and the global model's accuracy on
+the held-out test split, which the devnet computes itself from `/models/global?format=npz` with canonical
+inference. It stops after `--rounds` rounds (or `--blocks`/`--duration`, or Ctrl-C), writes `report.json`,
+`accuracy.png` and `logs/nodeN.log` into the output directory (`--out`, else a new temp dir; printed
+first), removes the node homes in it unless `--keep` (or a node died: its home and log stay), and stops
+every process it started (also on Ctrl-C and errors). A node that dies is reported as one line: its last
+error line and its log path.
 
 On a terminal it shows a live table (`live_view`); without one (CI, tests) it prints plain progress lines.
 """
@@ -19,7 +26,9 @@ On a terminal it shows a live table (`live_view`); without one (CI, tests) it pr
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import shutil
 import signal
 import sys
 import tempfile
@@ -49,26 +58,46 @@ Say = Callable[..., None]
 
 def run_devnet(params: DevnetParams) -> int:
     """Run the devnet to its stop condition; the exit status (0, 1 if a node died, 130 if interrupted)."""
+    from pocl.node.miner import MinerError, check_miner_extra
+
+    try:  # every node mines: without the miner extra each would die at start, so say it once, first
+        for behaviour in sorted(set(params.behaviours)):
+            check_miner_extra(params.dataset, behaviour)
+    except MinerError as exc:
+        raise DevnetError(str(exc)) from None
     try:
         evaluator = Evaluator(params.dataset, params.data_dir)
     except Exception as exc:
         raise DevnetError(f"dataset {params.dataset}: {exc}") from None
+    model = check_model(params, evaluator.ds)
     out = params.out or Path(tempfile.mkdtemp(prefix="pocl-devnet-"))
     out.mkdir(parents=True, exist_ok=True)
-    live = sys.stdout.isatty() and not params.plain
-    say: Say = print if not live else (lambda *_a, **_k: None)
+    live = sys.stdout.isatty() and not params.plain and not params.json
+    stream = sys.stderr if params.json else sys.stdout  # --json: stdout carries the report only
+
+    def tell(*a: Any, **k: Any) -> None:
+        print(*a, file=stream, **k)
+
+    say: Say = tell if not live else (lambda *_a, **_k: None)
+    homes = out / "net"
+    tell(
+        f"devnet: output in {out} (report, plot, logs; node homes "
+        + ("kept: --keep)" if params.keep else "removed at the end unless --keep)"),
+        flush=True,
+    )
     say(
-        f"devnet: {params.miners} miners ({', '.join(params.behaviours)}) on {params.dataset}, homes in {out}",
+        f"devnet: {params.miners} miners ({', '.join(params.behaviours)}) on {params.dataset}, model {model}",
         flush=True,
     )
     # A devnet's keys are throwaway and unencrypted by design: say so once instead of once per key file.
     logging.getLogger("pocl.keystore").setLevel(logging.ERROR)
     say("devnet: keys are UNENCRYPTED throwaway devnet keys (never reuse them)", flush=True)
     cluster = create_devnet(
-        out / "net",
+        homes,
         params.miners,
         dataset=params.dataset,
         data_dir=params.data_dir,
+        model=model,
         partition=params.partition,
         behaviours=params.behaviours,
         epochs=params.epochs,
@@ -90,7 +119,7 @@ def run_devnet(params: DevnetParams) -> int:
         with contextlib.suppress(Exception):
             send_demo_transfers(cluster)
         say("devnet: nodes up; following the chain (Ctrl-C stops)", flush=True)
-        stopped_by = follow(params, cluster, follower, live, say)
+        stopped_by = follow(params, cluster, follower, live, say, tell)
     except KeyboardInterrupt:
         stopped_by = "interrupted"
     finally:
@@ -106,23 +135,63 @@ def run_devnet(params: DevnetParams) -> int:
     report = build_report(params, cluster, p, stopped_by, pids)
     report_path = out / "report.json"
     write_report(report_path, report)
-    if params.json_path is not None:
-        write_report(params.json_path, report)
+    if params.report_path is not None:
+        write_report(params.report_path, report)
     plot_path = out / "accuracy.png"
-    write_plot(plot_path, p)
+    plotted = write_plot(plot_path, p)
     if live:
         from rich.console import Console
 
         Console().print(render(p))
+    logs = collect_logs(cluster, out / "logs")
+    # a node that died keeps its home: its log path was printed, and its data may explain why
+    kept = params.keep or stopped_by == "node_died"
+    if not kept:
+        shutil.rmtree(homes, ignore_errors=True)
     final = report["final_accuracy"]
-    print(
+    tell(
         f"devnet: stopped ({stopped_by}) at height {p.height} after {len(p.rounds)} rounds; "
         f"genesis accuracy {_fmt(p.genesis_accuracy)} -> final {_fmt(final)}"
     )
-    print(f"devnet: report {report_path}, plot {plot_path}, logs {out / 'net'}/node*/node.log")
+    plot_note = f"plot {plot_path}" if plotted else "no plot (matplotlib is not installed: pip install 'pocl[miner]')"
+    tell(f"devnet: report {report_path}, {plot_note}, logs {logs}/node*.log")
+    tell(
+        f"devnet: node homes kept in {homes}"
+        if kept
+        else f"devnet: node homes removed (--keep keeps them); {out} holds the report, plot and logs"
+    )
+    if params.json:
+        print(json.dumps(report, indent=2), flush=True)
     if stopped_by == "node_died":
         return 1
     return 130 if stopped_by == "interrupted" else 0
+
+
+def check_model(params: DevnetParams, ds: Any) -> str:
+    """The chain's model: `--model`, else the dataset's; a DevnetError if the dataset does not fit it."""
+    from pocl.ml.model.registry import get_model
+
+    model = params.model or ds.model_name
+    spec = get_model(model)
+    if tuple(spec.input_shape) != tuple(ds.input_shape):
+        raise DevnetError(
+            f"model {model} takes inputs {list(spec.input_shape)} but dataset {params.dataset} has "
+            f"{list(ds.input_shape)}" + ("" if params.model is None else f" (its model: {ds.model_name})")
+        )
+    if ds.num_classes > spec.num_classes:
+        raise DevnetError(
+            f"model {model} has {spec.num_classes} classes but dataset {params.dataset} has {ds.num_classes}"
+        )
+    return model
+
+
+def collect_logs(cluster: LocalCluster, dest: Path) -> Path:
+    """Copy each node's log to DEST/nodeN.log (they outlive the homes)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for node in cluster.nodes:
+        with contextlib.suppress(OSError):
+            shutil.copyfile(node.log_path, dest / f"node{node.index}.log")
+    return dest
 
 
 def _fmt(v: float | None) -> str:
@@ -140,8 +209,12 @@ def stop_reason(params: DevnetParams, p: Progress) -> str | None:
     return None
 
 
-def follow(params: DevnetParams, cluster: LocalCluster, f: Follower, live: bool, say: Say) -> str:
-    """Poll the chain until a stop condition holds or a node dies; returns why it stopped."""
+def follow(
+    params: DevnetParams, cluster: LocalCluster, f: Follower, live: bool, say: Say, tell: Say | None = None
+) -> str:
+    """Poll the chain until a stop condition holds or a node dies; returns why it stopped. A node that died
+    is told (`tell`, even under the live view) as one line: its last error line and its log path."""
+    tell = tell or print
     ctx: Any = contextlib.nullcontext()
     if live:
         from rich.live import Live
@@ -151,9 +224,10 @@ def follow(params: DevnetParams, cluster: LocalCluster, f: Follower, live: bool,
     troubles: set[str] = set()
     with ctx as display:
         while True:
-            dead = [n.index for n in cluster.nodes if not n.running]
+            dead = [n for n in cluster.nodes if not n.running]
             if dead:
-                say(f"devnet: node(s) {dead} exited unexpectedly; see their node.log", flush=True)
+                for n in dead:
+                    tell(f"devnet: {n.failure()}", flush=True)
                 return "node_died"
             try:
                 for line in f.poll():

@@ -1,4 +1,4 @@
-"""`/blocks`, `/accounts`, `/validators`: reads of the committed chain."""
+"""`/blocks`, `/blocks/{h}/txs`, `/accounts`, `/validators`: reads of the committed chain."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from aiohttp import web
 from pocl.ledger.keys import KeyFormatError, format_address, parse_address
 from pocl.node.interfaces import ChainReader
 from pocl.node.rpc.errors import ApiError
-from pocl.node.rpc.json_view import block_json, commit_json, hexstr
+from pocl.node.rpc.json_view import block_json, commit_json, hexstr, located_txs_json
 from pocl.node.rpc.request import block_at, height_param, require_chain
 from pocl.node.rpc.routes import Handler
+from pocl.node.rpc.types import AccountView, BlockTxsView, ValidatorsView
 
 HASH_LEN = 32
 
@@ -22,6 +23,7 @@ class ChainApi:
             "block_latest": self.block_latest,
             "block": self.block,
             "block_commit": self.block_commit,
+            "block_txs": self.block_txs,
             "account": self.account,
             "validators": self.validators,
         }
@@ -55,6 +57,17 @@ class ChainApi:
             raise ApiError(404, "commit_not_found", f"no commit stored for height {height}")
         return web.json_response(commit_json(commit))
 
+    async def block_txs(self, request: web.Request) -> web.Response:
+        block = block_at(require_chain(self.node), height_param(request))
+        txs = located_txs_json(block)
+        view: BlockTxsView = {
+            "height": block.height,
+            "hash": hexstr(block.hash),
+            "count": len(txs),
+            "txs": txs,
+        }
+        return web.json_response(view)
+
     async def account(self, request: web.Request) -> web.Response:
         text = request.match_info["address"]
         try:
@@ -63,47 +76,45 @@ class ChainApi:
             raise ApiError(400, "bad_address", str(exc)) from None
         acct = require_chain(self.node).state.account(address)
         pending = self.node.mempool.pending_nonce(address) if self.node.mempool else None
+        view: AccountView
         if acct is None:
-            return web.json_response(
-                {
-                    "address": format_address(address),
-                    "exists": False,
-                    "balance": 0,
-                    "nonce": 0,
-                    "pending_nonce": pending or 0,
-                    "stake": 0,
-                    "unbonding": [],
-                    "jailed_until_height": 0,
-                    "jailed_until_round": 0,
-                    "slashed_total": 0,
-                }
-            )
-        return web.json_response(
-            {
+            view = {
                 "address": format_address(address),
-                "exists": True,
-                "balance": acct.balance,
-                "nonce": acct.nonce,
-                "pending_nonce": pending if pending is not None else acct.nonce,
-                "pubkey": hexstr(acct.pubkey) if acct.pubkey else None,
-                "stake": acct.stake,
-                "unbonding": [{"amount": a, "release_height": h} for a, h in acct.unbonding],
-                "jailed_until_height": acct.jailed_until_height,
-                "jailed_until_round": acct.jailed_until_round,
-                "slashed_total": acct.slashed_total,
+                "exists": False,
+                "balance": 0,
+                "nonce": 0,
+                "pending_nonce": pending or 0,
+                "stake": 0,
+                "unbonding": [],
+                "jailed_until_height": 0,
+                "jailed_until_round": 0,
+                "slashed_total": 0,
             }
-        )
+            return web.json_response(view)
+        view = {
+            "address": format_address(address),
+            "exists": True,
+            "balance": acct.balance,
+            "nonce": acct.nonce,
+            "pending_nonce": pending if pending is not None else acct.nonce,
+            "pubkey": hexstr(acct.pubkey) if acct.pubkey else None,
+            "stake": acct.stake,
+            "unbonding": [{"amount": a, "release_height": h} for a, h in acct.unbonding],
+            "jailed_until_height": acct.jailed_until_height,
+            "jailed_until_round": acct.jailed_until_round,
+            "slashed_total": acct.slashed_total,
+        }
+        return web.json_response(view)
 
     async def validators(self, _request: web.Request) -> web.Response:
         state = require_chain(self.node).state
         vals = state.validator_set()
-        return web.json_response(
-            {
-                "height": state.height + 1,
-                "total_power": sum(v.power for v in vals),
-                "validators": [
-                    {"address": format_address(v.address), "pubkey": hexstr(v.pubkey), "power": v.power}
-                    for v in vals
-                ],
-            }
-        )
+        view: ValidatorsView = {
+            "height": state.height + 1,
+            "total_power": sum(v.power for v in vals),
+            "validators": [
+                {"address": format_address(v.address), "pubkey": hexstr(v.pubkey), "power": v.power}
+                for v in vals
+            ],
+        }
+        return web.json_response(view)

@@ -16,6 +16,15 @@ from pocl.ledger.events import Event
 from pocl.ledger.keys import ADDRESS_LEN, address_of, format_address
 from pocl.ledger.tx import SignedTx
 from pocl.node.events import BlockCommitted, NodeEvent, PoclPhaseEvent, PoclRoundEvent
+from pocl.node.rpc.types import (
+    BlockView,
+    CommitSignatureView,
+    CommitView,
+    HeaderView,
+    LocatedTxView,
+    RawTxView,
+    TxView,
+)
 
 MAX_INLINE_BYTES = 4096
 ROUND_STEP_NAMES: dict[type[Event], str] = {
@@ -52,7 +61,7 @@ def fields_json(obj: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- chain data
 
 
-def header_json(block: Block) -> dict[str, Any]:
+def header_json(block: Block) -> HeaderView:
     h = block.header
     return {
         "height": h.height,
@@ -66,7 +75,7 @@ def header_json(block: Block) -> dict[str, Any]:
     }
 
 
-def tx_json(stx: SignedTx) -> dict[str, Any]:
+def tx_json(stx: SignedTx) -> TxView:
     tx = stx.tx
     return {
         "hash": hexstr(stx.hash),
@@ -80,39 +89,55 @@ def tx_json(stx: SignedTx) -> dict[str, Any]:
     }
 
 
-def commit_json(commit: Commit) -> dict[str, Any]:
+def commit_json(commit: Commit) -> CommitView:
+    signatures: list[CommitSignatureView] = [
+        {
+            "validator": format_address(address_of(s.validator)),
+            "pubkey": hexstr(s.validator),
+            "signature": hexstr(s.signature),
+        }
+        for s in commit.signatures
+    ]
     return {
         "height": commit.height,
         "round": commit.round,
         "block_hash": hexstr(commit.block_hash),
         "hash": hexstr(commit.hash),
-        "signatures": [
-            {
-                "validator": format_address(address_of(s.validator)),
-                "pubkey": hexstr(s.validator),
-                "signature": hexstr(s.signature),
-            }
-            for s in commit.signatures
-        ],
+        "signatures": signatures,
     }
 
 
-def block_json(block: Block, txs: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def block_json(block: Block, txs: bool = True) -> BlockView:
+    decoded: list[TxView | RawTxView] = []
+    for raw in block.txs if txs else ():
+        try:
+            decoded.append(tx_json(SignedTx.decode(raw)))
+        except Exception:  # a committed tx always decodes; keep the view robust anyway
+            decoded.append({"raw": raw.hex()})
+    last_commit = commit_json(block.last_commit) if block.last_commit is not None else None
+    if not txs:
+        return {
+            "hash": hexstr(block.hash),
+            "header": header_json(block),
+            "num_txs": len(block.txs),
+            "last_commit": last_commit,
+        }
+    return {
         "hash": hexstr(block.hash),
         "header": header_json(block),
         "num_txs": len(block.txs),
+        "txs": decoded,
+        "last_commit": last_commit,
     }
-    if txs:
-        decoded = []
-        for raw in block.txs:
-            try:
-                decoded.append(tx_json(SignedTx.decode(raw)))
-            except Exception:  # a committed tx always decodes; keep the view robust anyway
-                decoded.append({"raw": raw.hex()})
-        out["txs"] = decoded
-    out["last_commit"] = commit_json(block.last_commit) if block.last_commit is not None else None
-    return out
+
+
+def located_tx_json(stx: SignedTx, height: int, index: int) -> LocatedTxView:
+    return {**tx_json(stx), "status": "committed", "height": height, "index": index}  # type: ignore[typeddict-item]
+
+
+def located_txs_json(block: Block) -> list[LocatedTxView]:
+    """The committed txs of a block with their index (a committed tx always decodes)."""
+    return [located_tx_json(SignedTx.decode(raw), block.height, i) for i, raw in enumerate(block.txs)]
 
 
 def tx_hash_hex(raw: bytes) -> str:

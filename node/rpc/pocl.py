@@ -7,6 +7,10 @@ Routes (passed to `RpcServer(extra_routes=pocl_routes(node))`, so they appear in
                                 slashes with evidence, global_model_hash
     GET /models/global          metadata of the current global model (or `?round=N`: G_N);
                                 `?format=npz` downloads its weights as a numpy .npz (no pickle)
+    GET|POST /models/global/predict
+                                canonical labels and logits of inputs (`?round=N` for G_N): a JSON
+                                nested list (`inputs`) or a base64 `.npy` (`npy`), in the query (GET) or
+                                a JSON body (POST); numpy only, exact fixed point (`pocl.ml.export`)
     GET /miner                  this node's miner (behaviour, per-round training time, submissions)
 
 Round and phase events reach the WebSocket stream as node events (`node.events.pocl_events`).
@@ -14,25 +18,37 @@ Round and phase events reach the WebSocket stream as node events (`node.events.p
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
 from typing import Any
 
 import numpy as np
 from aiohttp import web
 from pocl.ledger.state import State
+from pocl.ml.export import InputError, decode_npy, predict, preprocessing
 from pocl.ml.model.weights import weight_shapes
 from pocl.node.interfaces import PoclReader
 from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.model_npz import model_arrays, npz_bytes
 from pocl.node.rpc.pocl_views import round_json
 from pocl.node.rpc.request import parse_uint, require_chain
-from pocl.node.rpc.routes import Route
+from pocl.node.rpc.routes import ROUND_REF, UINT, Route
+from pocl.node.rpc.types import ModelView, PredictView, RoundView
 
 NPZ_CONTENT_TYPE = "application/x-npz"
+# A prediction request: at most this many samples and body bytes (the RPC's own body limit applies too);
+# one prediction runs at a time, in a worker thread (the event loop keeps serving).
+MAX_PREDICT_SAMPLES = 1024
+MAX_PREDICT_BODY_BYTES = 4 * 1024 * 1024
 
 
 class PoclApi:
     def __init__(self, node: PoclReader) -> None:
         self.node = node
+        self._predict_lock = asyncio.Lock()
+        self._weights: tuple[bytes, list[np.ndarray]] | None = None  # the last model predicted with
 
     def _state(self) -> State:
         return require_chain(self.node).state
@@ -47,11 +63,11 @@ class PoclApi:
             return head.round - 1
         raise ApiError(404, "round_not_found", f"round 1 opens at height {head.next_start}")
 
-    def _round(self, state: State, n: int) -> dict[str, Any]:
+    def _round(self, state: State, n: int) -> RoundView:
         rec = self.node.pocl.record(state, n)
         if rec is None:
             raise ApiError(404, "round_not_found", f"no round {n}")
-        out = round_json(rec)
+        out: RoundView = round_json(rec)  # type: ignore[assignment]
         head = self.node.pocl.head(state)
         out["height"] = self.node.chain.height if self.node.chain else 0
         if head is not None:
@@ -103,26 +119,120 @@ class PoclApi:
             )
         raw = state.get_model(model_hash)
         size = len(raw) if raw is not None else len(pocl.genesis_model()[1])
-        return web.json_response(
-            {
-                "round": round_,
-                "model_hash": model_hash.hex(),
-                "model": spec.name,
-                "input_shape": list(spec.input_shape),
-                "classes": spec.num_classes,
-                "shapes": [list(s) for s in weight_shapes(spec)],
-                "params": int(sum(int(np.prod(s)) for s in weight_shapes(spec))),
-                "bytes": size,
-                "height": self.node.chain.height if self.node.chain else 0,
-                "download": f"/models/global?round={round_}&format=npz",
-            }
-        )
+        view: ModelView = {
+            "round": round_,
+            "model_hash": model_hash.hex(),
+            "model": spec.name,
+            "input_shape": list(spec.input_shape),
+            "classes": spec.num_classes,
+            "shapes": [list(s) for s in weight_shapes(spec)],
+            "params": int(sum(int(np.prod(s)) for s in weight_shapes(spec))),
+            "bytes": size,
+            "height": self.node.chain.height if self.node.chain else 0,
+            "download": f"/models/global?round={round_}&format=npz",
+            "preprocessing": preprocessing(spec),  # type: ignore[typeddict-item]
+        }
+        return web.json_response(view)
+
+    def _model_weights(self, state: State, model_hash: bytes) -> list[np.ndarray]:
+        if self._weights is None or self._weights[0] != model_hash:
+            try:
+                self._weights = (model_hash, self.node.pocl.global_weights(state, model_hash))
+            except RuntimeError as exc:
+                raise ApiError(404, "model_not_found", str(exc)) from None
+        return self._weights[1]
+
+    async def model_predict(self, request: web.Request) -> web.Response:
+        state = self._state()
+        if request.method == "POST":
+            if request.content_length is not None and request.content_length > MAX_PREDICT_BODY_BYTES:
+                raise ApiError(
+                    413, "body_too_large", f"prediction bodies are limited to {MAX_PREDICT_BODY_BYTES} bytes"
+                )
+            raw = await request.content.read(MAX_PREDICT_BODY_BYTES + 1)
+            if len(raw) > MAX_PREDICT_BODY_BYTES:
+                raise ApiError(
+                    413, "body_too_large", f"prediction bodies are limited to {MAX_PREDICT_BODY_BYTES} bytes"
+                )
+            try:
+                body = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ApiError(
+                    400, "bad_json", 'body must be JSON {"inputs": [...]} or {"npy": "<base64>"}'
+                ) from None
+            if not isinstance(body, dict):
+                raise ApiError(
+                    400, "bad_request", 'body must be a JSON object {"inputs": [...]} or {"npy": "<base64>"}'
+                )
+            round_text = body.get("round", request.query.get("round"))
+            round_text = str(round_text) if round_text is not None else None
+        else:
+            body = {}
+            for key in ("inputs", "npy"):
+                if key in request.query:
+                    body[key] = request.query[key]
+            if "inputs" in body:
+                try:
+                    body["inputs"] = json.loads(body["inputs"])
+                except json.JSONDecodeError:
+                    raise ApiError(
+                        400, "bad_inputs", "inputs must be a JSON nested list of numbers"
+                    ) from None
+            round_text = request.query.get("round")
+        round_, model_hash = self.model_at(state, round_text)
+        spec = self.node.pocl.params.model_spec()
+        x = _inputs_of(body)
+        weights = self._model_weights(state, model_hash)
+        async with self._predict_lock:
+            try:
+                out = await asyncio.to_thread(predict, spec, weights, x, MAX_PREDICT_SAMPLES)
+            except InputError as exc:
+                raise ApiError(400, "bad_inputs", str(exc)) from None
+        view: PredictView = {"round": round_, "model_hash": model_hash.hex(), "model": spec.name, **out}  # type: ignore[typeddict-item]
+        return web.json_response(view)
 
     async def miner(self, _request: web.Request) -> web.Response:
         miner = self.node.miner
         if miner is None:
             raise ApiError(404, "not_mining", "this node is not mining ([mining] enabled = false)")
         return web.json_response(miner.status_json())
+
+
+def _inputs_of(body: dict[str, Any]) -> np.ndarray:
+    """The input array of a request: exactly one of `inputs` (nested JSON list) or `npy` (base64)."""
+    if ("inputs" in body) == ("npy" in body):
+        raise ApiError(400, "bad_inputs", 'give exactly one of "inputs" (nested list) or "npy" (base64 .npy)')
+    if "npy" in body:
+        text = body["npy"]
+        if not isinstance(text, str):
+            raise ApiError(400, "bad_inputs", "npy must be a base64 string of a .npy file")
+        try:
+            raw = base64.b64decode(
+                text, altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True
+            )
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "bad_inputs", "npy must be base64 (standard or URL-safe)") from None
+        try:
+            return decode_npy(raw, "npy")
+        except InputError as exc:
+            raise ApiError(400, "bad_inputs", str(exc)) from None
+    value = body["inputs"]
+    if not isinstance(value, list):
+        raise ApiError(400, "bad_inputs", "inputs must be a nested list of numbers")
+    try:
+        x = np.array(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ApiError(400, "bad_inputs", "inputs must be a rectangular nested list of numbers") from None
+    if x.dtype.kind not in "iuf":
+        raise ApiError(400, "bad_inputs", "inputs must be a rectangular nested list of numbers")
+    return x
+
+
+PREDICT_QUERY = (
+    ("round", "the model of round N (G_N; 0 = genesis) or latest (default)", ROUND_REF),
+    ("inputs", "JSON nested list of numbers: (N, H, W, C) or one sample (H, W, C)", {"type": "string"}),
+    ("npy", "base64 (standard or URL-safe) of a .npy file holding the inputs", {"type": "string"}),
+)
 
 
 def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
@@ -134,14 +244,16 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             "rounds_latest",
             "The open PoCL round, else the last one",
             handler=api.rounds_latest,
+            response=RoundView,
         ),
         Route(
             "GET",
             "/rounds/{n}",
             "round",
             "A PoCL round: phase, heights, participants, score matrix, winners, rewards, slashes",
-            (("n", "round number"),),
+            (("n", "round number", UINT),),
             handler=api.round,
+            response=RoundView,
         ),
         Route(
             "GET",
@@ -149,6 +261,39 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             "model_global",
             "Global model metadata; ?round=N for G_N, ?format=npz downloads the weights (.npz)",
             handler=api.model_global,
+            query=(
+                ("round", "round N (G_N; 0 = genesis) or latest (default)", ROUND_REF),
+                (
+                    "format",
+                    "json (metadata, default) or npz (the weights)",
+                    {"type": "string", "enum": ["json", "npz"]},
+                ),
+            ),
+            response=ModelView,
+            binary=(
+                NPZ_CONTENT_TYPE,
+                "with ?format=npz: one array per parameter plus meta_* arrays (no pickle)",
+            ),
+        ),
+        Route(
+            "GET",
+            "/models/global/predict",
+            "model_predict_get",
+            "Canonical labels of inputs given in the query: ?inputs=<JSON nested list> or ?npy=<base64 .npy>",
+            handler=api.model_predict,
+            query=PREDICT_QUERY,
+            response=PredictView,
+        ),
+        Route(
+            "POST",
+            "/models/global/predict",
+            "model_predict",
+            "Canonical labels and logits of inputs (exact fixed-point inference: every node computes the same)",
+            handler=api.model_predict,
+            body='{"inputs": <nested list, (N, H, W, C) or one sample>} or {"npy": "<base64 .npy>"}; '
+            'optional "round"',
+            query=PREDICT_QUERY[:1],
+            response=PredictView,
         ),
         Route(
             "GET",
@@ -156,5 +301,6 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             "miner",
             "This node's miner: behaviour, per-round training and submissions",
             handler=api.miner,
+            response=dict[str, Any],
         ),
     )

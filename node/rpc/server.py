@@ -49,7 +49,7 @@ class RpcServer:
         self._handlers: dict[str, Handler] = {
             **StatusApi(node).handlers(),
             **ChainApi(node).handlers(),
-            **TxApi(node).handlers(),
+            **TxApi(node, node).handlers(),
             **self.events.handlers(),
             **(PeerAdminApi(node).handlers() if unsafe else {}),
             "openapi": self.openapi,

@@ -24,6 +24,7 @@ from pocl.node.interfaces import TxSubmitter
 from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.json_view import hexstr
 from pocl.node.rpc.routes import Route
+from pocl.node.rpc.types import BatchError, BatchView
 
 MAX_BATCH_TXS = 1_000
 
@@ -33,7 +34,9 @@ def _parse(body: bytes, content_type: str) -> list[bytes]:
         try:
             value: Any = codec.decode(body)
         except codec.CodecError as exc:
-            raise ApiError(400, "bad_batch", f"body must be a canonical array of tx byte strings: {exc}") from None
+            raise ApiError(
+                400, "bad_batch", f"body must be a canonical array of tx byte strings: {exc}"
+            ) from None
         if not isinstance(value, list) or not all(isinstance(t, bytes) for t in value):
             raise ApiError(400, "bad_batch", "body must be a canonical array of tx byte strings")
         return value
@@ -56,7 +59,7 @@ def tx_batch_routes(node: TxSubmitter) -> tuple[Route, ...]:
         if len(raws) > MAX_BATCH_TXS:
             raise ApiError(400, "batch_too_large", f"at most {MAX_BATCH_TXS} txs per batch, got {len(raws)}")
         accepted = new = 0
-        errors: list[dict[str, Any]] = []
+        errors: list[BatchError] = []
         for i, raw in enumerate(raws):
             res = node.submit_tx(raw)
             if res.error is None:
@@ -64,10 +67,15 @@ def tx_batch_routes(node: TxSubmitter) -> tuple[Route, ...]:
                 new += res.is_new
             else:
                 errors.append(
-                    {"index": i, "hash": hexstr(res.tx_hash), "code": res.error.code,
-                     "message": res.error.message}
+                    {
+                        "index": i,
+                        "hash": hexstr(res.tx_hash),
+                        "code": res.error.code,
+                        "message": res.error.message,
+                    }
                 )
-        return web.json_response({"accepted": accepted, "new": new, "errors": errors}, status=202)
+        view: BatchView = {"accepted": accepted, "new": new, "errors": errors}
+        return web.json_response(view, status=202)
 
     return (
         Route(
@@ -76,6 +84,8 @@ def tx_batch_routes(node: TxSubmitter) -> tuple[Route, ...]:
             "submit_tx_batch",
             f"Submit up to {MAX_BATCH_TXS} signed transactions; per-tx errors by index",
             handler=submit_batch,
+            response=BatchView,
+            status=202,
             body='canonical msgpack array of tx bytes (application/octet-stream) or {"txs": ["<hex>", ...]}',
         ),
     )

@@ -95,7 +95,7 @@ def test_non_editable_install_in_a_fresh_venv_runs_devnet(tmp_path: Path) -> Non
     source = tmp_path / "checkout"
     shutil.copytree(ROOT, source, ignore=COPY_IGNORE)
     venv = tmp_path / "venv"
-    _ok(_run([sys.executable, "-m", "venv", str(venv)], tmp_path, 120))
+    _ok(_run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, 120))  # pip, setuptools: the .pth below
     python = venv / "bin" / "python"
     fresh_site = Path(
         _ok(

@@ -96,6 +96,36 @@ def test_unknown_dataset() -> None:
         load_dataset("imagenet")
 
 
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+
+def test_fashion_mnist_from_the_data_dir(tmp_path: Path) -> None:
+    """Same IDX files as MNIST, in DIR/fashion-mnist; the chain model is cnn-mnist; the name says which."""
+    arrays = write_mnist_idx(tmp_path / "fashion-mnist", gz=True)
+    ds = load_dataset("fashion-mnist", tmp_path)
+    assert (ds.name, ds.model_name, ds.x_train.shape) == ("fashion-mnist", "cnn-mnist", (12, 28, 28, 1))
+    np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
+
+
+def test_fashion_mnist_from_debians_package() -> None:
+    """`.ci/run` installs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist): the loader finds
+    it with no --data-dir and no download."""
+    from pocl.ml.datasets import DEBIAN_DATASETS_DIR
+
+    assert (DEBIAN_DATASETS_DIR / "fashion-mnist").is_dir(), "install dataset-fashion-mnist (.ci/run does)"
+    ds = load_dataset("fashion-mnist", Path("/nonexistent"))
+    assert ds.x_train.shape == (60_000, 28, 28, 1) and ds.x_test.shape == (10_000, 28, 28, 1)
+    assert set(np.unique(ds.y_train)) == set(range(10)) and 0.0 <= float(ds.x_train.min()) <= float(ds.x_train.max()) <= 1.0
+
+
+def test_fashion_mnist_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pocl.ml.datasets as datasets
+
+    monkeypatch.setattr(datasets, "DEBIAN_DATASETS_DIR", tmp_path / "none")
+    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", tmp_path)
+
+
 # ----------------------------------------------------------------------------- MNIST
 
 

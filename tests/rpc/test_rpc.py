@@ -200,7 +200,8 @@ async def test_unknown_route_and_method(api: Api) -> None:
     assert_error(*await api.get("/nope"), 404, "not_found")
     assert_error(*await api.get("/blocks/1/extra/parts"), 404, "not_found")
     assert_error(*await api.post("/status", json={}), 405, "method_not_allowed")
-    assert_error(*await api.get("/txs"), 405, "method_not_allowed")
+    assert_error(*await api.request("PUT", "/txs"), 405, "method_not_allowed")
+    assert_error(*await api.get("/txs"), 400, "bad_request")  # GET /txs is the search: needs ?account=
     assert_error(*await api.request("DELETE", "/blocks/1"), 405, "method_not_allowed")
 
 
