@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
+from cachetools import FIFOCache
 from pocl.consensus.bft.commit import CommitError, verify_commit
 from pocl.consensus.bft.votes import ValidatorSet
 from pocl.ledger.block import Block, Commit
@@ -84,7 +84,7 @@ class Chain:
         self.executor = executor
         self.params = params
         self.genesis_time_ms = genesis_time_ms
-        self._checked: OrderedDict[bytes, _Checked] = OrderedDict()
+        self._checked: FIFOCache[bytes, _Checked] = FIFOCache(RESULT_CACHE_SIZE)  # oldest evicted first
         head = store.head_block()
         self.head_hash: bytes = head.hash if head is not None else b""
         self.head_time_ms: int = head.header.time_ms if head is not None else genesis_time_ms
@@ -199,8 +199,6 @@ class Chain:
 
     def _remember(self, block_hash: bytes, checked: _Checked) -> None:
         self._checked[block_hash] = checked
-        while len(self._checked) > RESULT_CACHE_SIZE:
-            self._checked.popitem(last=False)
 
     # ------------------------------------------------------------------ commit
 

@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pocl.node.config import Config
+from pocl.node.rpc.client import http_client, os_reason
 from pocl.node.testnet import Testnet, TestnetNode, generate_testnet
 
 DEFAULT_WAIT_S = 60.0
@@ -36,6 +35,11 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|W
 
 class ClusterError(AssertionError):
     """A cluster condition did not hold in time (an AssertionError so pytest reports it as a failure)."""
+
+
+class RpcUnreachable(ConnectionError):
+    """The node's RPC could not be reached (down, starting, reset). An OSError, as urllib's errors were, so
+    callers that treat `OSError` as "node not answering" keep working; a timeout is a `TimeoutError`."""
 
 
 class RpcError(Exception):
@@ -109,6 +113,7 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.home / "node.log"
         self.starts = 0
+        self._http: Any = None  # httpx.Client, made on first use
 
     # ------------------------------------------------------------------ process control
 
@@ -190,19 +195,37 @@ class NodeProcess:
         return self.spec.rpc_url
 
     def rpc(self, method: str, path: str, body: Any = None, timeout: float = RPC_TIMEOUT_S) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.rpc_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        raw = self.get_bytes(path, timeout, method=method, body=body)
+        return json.loads(raw)
+
+    def get_bytes(
+        self, path: str, timeout: float = RPC_TIMEOUT_S, *, method: str = "GET", body: Any = None
+    ) -> bytes:
+        """The raw answer; an error answer is `RpcError`, no answer an OSError (`RpcUnreachable`,
+        `TimeoutError`)."""
+        import httpx
+
+        if self._http is None:
+            self._http = http_client(RPC_TIMEOUT_S, trust_env=False)  # loopback only: no proxies
+        content = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else {}
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
+            resp = self._http.request(
+                method, self.rpc_url + path, content=content, headers=headers, timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(f"node{self.index} RPC {path}: timed out after {timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise RpcUnreachable(f"node{self.index} RPC {path}: {os_reason(exc)}") from exc
+        if resp.status_code >= 400:
             try:
-                err = json.loads(exc.read())["error"]
-                raise RpcError(exc.code, err["code"], err["message"]) from None
+                err = json.loads(resp.content)["error"]
+                raise RpcError(resp.status_code, err["code"], err["message"]) from None
             except (ValueError, KeyError, TypeError):
-                raise RpcError(exc.code, "http_error", str(exc)) from None
+                raise RpcError(
+                    resp.status_code, "http_error", f"HTTP {resp.status_code} {resp.reason_phrase}"
+                ) from None
+        return resp.content
 
     def get(self, path: str) -> Any:
         return self.rpc("GET", path)

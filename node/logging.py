@@ -149,6 +149,9 @@ def make_formatter(fmt: str) -> logging.Formatter:
     raise LogConfigError(f"unknown log format {fmt!r} (use text or json)")
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")  # HTTP client libraries: warnings and errors only
+
+
 def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     """(Re)configure the root logger: one handler writing one line per event to `stream` (stderr)."""
     default, per_logger = parse_level_spec(level)
@@ -163,6 +166,8 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None 
     root.addHandler(handler)
     root.setLevel(default)
     logging.getLogger(ROOT).setLevel(logging.NOTSET)
+    for name in QUIET_LIBRARIES:  # one INFO line per HTTP request is noise, not an event of the node
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name, lvl in per_logger.items():
         logging.getLogger(name).setLevel(lvl)
     logging.captureWarnings(True)

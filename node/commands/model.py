@@ -15,15 +15,13 @@ TensorFlow) on the canonical preprocessing (`pocl.ml.export`): the labels every 
 from __future__ import annotations
 
 import argparse
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
 from pocl.node.commands._common import add_command_parser, add_subcommands, emit, home_of
 from pocl.node.errors import UserError
-from pocl.node.rpc.client import RpcUnavailable, add_node_args, client_for
+from pocl.node.rpc.client import add_node_args, client_for
 
 HELP = "export a round's global model (.npz or .keras), or predict with it"
 DESCRIPTION = """\
@@ -73,19 +71,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _via_rpc(args: argparse.Namespace, round_ref: str) -> bytes:
     client = client_for(args)
-    url = f"{client.url}/models/global?round={round_ref}&format=npz"
-    try:
-        with urllib.request.urlopen(url, timeout=client.timeout) as resp:
-            raw = resp.read(MAX_MODEL_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise client._http_error(exc) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise RpcUnavailable(
-            f"cannot reach the node at {client.url}: {exc} (is it running? see --node)"
-        ) from None
-    if len(raw) > MAX_MODEL_BYTES:
-        raise UserError(f"model from {client.url} is larger than {MAX_MODEL_BYTES} bytes")
-    return raw
+    with client:
+        return client.request_bytes(
+            "GET", f"/models/global?round={round_ref}&format=npz", max_bytes=MAX_MODEL_BYTES
+        )
 
 
 def _via_store(args: argparse.Namespace, round_ref: str) -> bytes:

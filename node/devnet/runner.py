@@ -14,7 +14,7 @@ i/N`, same partition in every miner), starts the nodes as separate `pocl-node ru
 (`pocl.node.cluster`), sends a few demo transfers, and follows the chain over RPC (`follower`): height,
 block interval, peers, round, phase, participants, winners with scores, and the global model's accuracy on
 the held-out test split, which the devnet computes itself from `/models/global?format=npz` with canonical
-inference. It stops after `--rounds` rounds (or `--blocks`/`--duration`, or Ctrl-C), writes `report.json`,
+inference (and the loss from its exact logits; `report` describes report.json, `plot` the annotated plot). It stops after `--rounds` rounds (or `--blocks`/`--duration`, or Ctrl-C), writes `report.json`,
 `accuracy.png` and `logs/nodeN.log` into the output directory (`--out`, else a new temp dir; printed
 first), removes the node homes in it unless `--keep` (or a node died: its home and log stay), and stops
 every process it started (also on Ctrl-C and errors). A node that dies is reported as one line: its last
@@ -26,7 +26,6 @@ On a terminal it shows a live table (`live_view`); without one (CI, tests) it pr
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import signal
@@ -39,7 +38,7 @@ from typing import Any
 
 from pocl.node.cluster import ClusterError, LocalCluster, RpcError
 from pocl.node.devnet.follower import Evaluator, Follower, Progress
-from pocl.node.devnet.live_view import render
+from pocl.node.devnet.live_view import live_display, render
 from pocl.node.devnet.network import (
     POLL_S,
     create_devnet,
@@ -49,7 +48,9 @@ from pocl.node.devnet.network import (
     wait_until_up,
 )
 from pocl.node.devnet.params import DevnetError, DevnetParams, build_parser, parse_params
-from pocl.node.devnet.report import build_report, write_plot, write_report
+from pocl.node.devnet.plot import write_plot
+from pocl.node.devnet.report import build_report, mining_seed, to_json_text, write_report
+from pocl.node.logging import QUIET_LIBRARIES
 
 HEIGHT_LINE_EVERY = 10  # plain mode: a progress line every this many blocks
 
@@ -91,6 +92,8 @@ def run_devnet(params: DevnetParams) -> int:
     )
     # A devnet's keys are throwaway and unencrypted by design: say so once instead of once per key file.
     logging.getLogger("pocl.keystore").setLevel(logging.ERROR)
+    for name in QUIET_LIBRARIES:  # the follower polls every node's RPC: no line per request
+        logging.getLogger(name).setLevel(logging.WARNING)
     say("devnet: keys are UNENCRYPTED throwaway devnet keys (never reuse them)", flush=True)
     cluster = create_devnet(
         homes,
@@ -105,7 +108,9 @@ def run_devnet(params: DevnetParams) -> int:
     )
     pids: list[int] = []
     stopped_by = "error"
-    follower = Follower(cluster, evaluator)
+    with contextlib.suppress(Exception):  # the miners' data as their nodes compute it (distributed metrics)
+        evaluator.set_partition(params.miners, params.partition, mining_seed(cluster))
+    follower = Follower(cluster, evaluator, params.behaviours)
 
     def on_term(_sig: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -113,13 +118,17 @@ def run_devnet(params: DevnetParams) -> int:
     old_term = signal.signal(signal.SIGTERM, on_term)
     old_int = signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored
     try:
-        cluster.start(wait=False)
-        pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
-        wait_until_up(cluster)
-        with contextlib.suppress(Exception):
-            send_demo_transfers(cluster)
-        say("devnet: nodes up; following the chain (Ctrl-C stops)", flush=True)
-        stopped_by = follow(params, cluster, follower, live, say, tell)
+        with live_display(follower.p, live) as display:
+            follower.p.stage = "starting nodes"
+            say("devnet: starting nodes", flush=True)
+            cluster.start(wait=False)
+            pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
+            wait_until_up(cluster)
+            follower.p.stage = "nodes up: waiting for the first round"
+            with contextlib.suppress(Exception):
+                send_demo_transfers(cluster)
+            say("devnet: nodes up; following the chain (Ctrl-C stops)", flush=True)
+            stopped_by = follow(params, cluster, follower, live, say, tell, display=display)
     except KeyboardInterrupt:
         stopped_by = "interrupted"
     finally:
@@ -132,13 +141,15 @@ def run_devnet(params: DevnetParams) -> int:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
     p = follower.p
-    report = build_report(params, cluster, p, stopped_by, pids)
+    report = build_report(
+        params, cluster, p, stopped_by, pids, ds=evaluator.ds, model=model, shares=evaluator.shares
+    )
     report_path = out / "report.json"
     write_report(report_path, report)
     if params.report_path is not None:
         write_report(params.report_path, report)
     plot_path = out / "accuracy.png"
-    plotted = write_plot(plot_path, p)
+    plotted = write_plot(plot_path, report)
     if live:
         from rich.console import Console
 
@@ -151,9 +162,12 @@ def run_devnet(params: DevnetParams) -> int:
     final = report["final_accuracy"]
     tell(
         f"devnet: stopped ({stopped_by}) at height {p.height} after {len(p.rounds)} rounds; "
-        f"genesis accuracy {_fmt(p.genesis_accuracy)} -> final {_fmt(final)}"
+        f"genesis accuracy {_fmt(p.genesis_accuracy)} -> final {_fmt(final)} "
+        f"(loss {_fmt(p.genesis_loss)} -> {_fmt(report['final_loss'])})"
     )
-    plot_note = f"plot {plot_path}" if plotted else "no plot (matplotlib is not installed: pip install 'pocl[miner]')"
+    plot_note = (
+        f"plot {plot_path}" if plotted else "no plot (matplotlib is not installed: pip install 'pocl[miner]')"
+    )
     tell(f"devnet: report {report_path}, {plot_note}, logs {logs}/node*.log")
     tell(
         f"devnet: node homes kept in {homes}"
@@ -161,7 +175,7 @@ def run_devnet(params: DevnetParams) -> int:
         else f"devnet: node homes removed (--keep keeps them); {out} holds the report, plot and logs"
     )
     if params.json:
-        print(json.dumps(report, indent=2), flush=True)
+        print(to_json_text(report), flush=True)
     if stopped_by == "node_died":
         return 1
     return 130 if stopped_by == "interrupted" else 0
@@ -210,16 +224,22 @@ def stop_reason(params: DevnetParams, p: Progress) -> str | None:
 
 
 def follow(
-    params: DevnetParams, cluster: LocalCluster, f: Follower, live: bool, say: Say, tell: Say | None = None
+    params: DevnetParams,
+    cluster: LocalCluster,
+    f: Follower,
+    live: bool,
+    say: Say,
+    tell: Say | None = None,
+    *,
+    display: Any = None,
 ) -> str:
     """Poll the chain until a stop condition holds or a node dies; returns why it stopped. A node that died
-    is told (`tell`, even under the live view) as one line: its last error line and its log path."""
+    is told (`tell`, even under the live view) as one line: its last error line and its log path. `display`:
+    a live view already shown (`live_display`), else one is opened here when `live`."""
     tell = tell or print
-    ctx: Any = contextlib.nullcontext()
-    if live:
-        from rich.live import Live
-
-        ctx = Live(render(f.p), refresh_per_second=4, transient=True)
+    ctx: Any = contextlib.nullcontext(display)
+    if display is None and live:
+        ctx = live_display(f.p, live)
     last_height_line = 0
     troubles: set[str] = set()
     with ctx as display:
@@ -246,7 +266,7 @@ def follow(
                     flush=True,
                 )
             if display is not None:
-                display.update(render(f.p))
+                display.refresh()
             reason = stop_reason(params, f.p)
             if reason is not None:
                 return reason

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from cachetools import FIFOCache
 from pocl.consensus.bft.machine import ProposalReceived, VoteReceived
 from pocl.consensus.bft.messages import ProposalMessage, VoteMessage
 from pocl.ledger.block import Block
@@ -77,7 +77,7 @@ class ConsensusReactor:
         self.host = host
         self.gossip = gossip
         self._stored_block = stored_block  # a committed block by hash
-        self._recent_blocks: OrderedDict[bytes, Block] = OrderedDict()  # proposals, committed or not
+        self._recent_blocks: FIFOCache[bytes, Block] = FIFOCache(RECENT_BLOCKS)  # proposals, committed or not
         self._inbox: ConsensusInbox | None = None
         self._rebroadcast: asyncio.Task[None] | None = None
         block_message_bytes = max_block_bytes + BLOCK_MESSAGE_OVERHEAD
@@ -160,6 +160,4 @@ class ConsensusReactor:
         return ProposalBlock(True, block.encode())
 
     def _remember_block(self, block: Block) -> None:
-        self._recent_blocks[block.hash] = block
-        while len(self._recent_blocks) > RECENT_BLOCKS:
-            self._recent_blocks.popitem(last=False)
+        self._recent_blocks[block.hash] = block  # the oldest is evicted past RECENT_BLOCKS

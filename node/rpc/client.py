@@ -2,20 +2,22 @@
 
 Failures are `UserError`s with one readable line: the node is down (`RpcUnavailable`) or it answered
 with a JSON error (`RpcRequestError`, carrying the stable error code, e.g. `nonce_too_low`).
+HTTP is httpx's synchronous client (imported on first use, so `pocl-node --help` stays fast).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pocl.node.config import Config, parse_host_port
 from pocl.node.errors import UserError
 from pocl.node.home import NodeHome
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_URL = "http://127.0.0.1:26657"
 DEFAULT_TIMEOUT_S = 10.0
@@ -56,46 +58,86 @@ def normalise_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def os_reason(exc: BaseException) -> str:
+    """The OS's words for a transport failure ("Connection refused"), else the exception's text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
+def http_client(timeout: float, **kwargs: Any) -> httpx.Client:
+    """An httpx client that opens a connection per request, as urllib did: nodes stop and restart (the
+    CLI's `--wait` polls, the cluster kills nodes), and a pooled socket to a node that went away would
+    fail the next request instead of reconnecting."""
+    import httpx
+
+    return httpx.Client(
+        timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0), follow_redirects=False, **kwargs
+    )
+
+
 class RpcClient:
     def __init__(self, url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.url = normalise_url(url)
         self.timeout = timeout
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = http_client(self.timeout)
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read(MAX_RESPONSE_BYTES)
-        except urllib.error.HTTPError as exc:
-            raise self._http_error(exc) from None
-        except urllib.error.URLError as exc:
-            reason = (
-                exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
-            )
-            raise RpcUnavailable(
-                f"cannot reach the node at {self.url}: {reason} (is it running? see --node)"
-            ) from None
-        except TimeoutError:
-            raise RpcUnavailable(f"the node at {self.url} did not answer within {self.timeout:g}s") from None
-        except (ConnectionError, OSError) as exc:
-            raise RpcUnavailable(f"cannot reach the node at {self.url}: {exc}") from None
+        raw = self.request_bytes(method, path, body, max_bytes=MAX_RESPONSE_BYTES)
         try:
             return json.loads(raw)
         except ValueError:
             raise RpcUnavailable(f"{self.url} did not answer with JSON (is it a pocl node?)") from None
 
-    def _http_error(self, exc: urllib.error.HTTPError) -> UserError:
+    def request_bytes(self, method: str, path: str, body: Any = None, *, max_bytes: int) -> bytes:
+        """The raw response body (at most `max_bytes`, else a `UserError`); errors as in `request`."""
+        import httpx
+
+        content = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            err = json.loads(exc.read(65536))["error"]
-            return RpcRequestError(exc.code, str(err["code"]), str(err["message"]))
-        except (ValueError, KeyError, TypeError, OSError):
-            return RpcRequestError(exc.code, "http_error", f"HTTP {exc.code} {exc.reason}")
+            with self.http.stream(method, self.url + path, content=content, headers=headers) as resp:
+                if resp.status_code >= 400:
+                    raise self._http_error(resp.status_code, resp.reason_phrase, _read_capped(resp, 65536))
+                raw = _read_capped(resp, max_bytes + 1)
+        except httpx.TimeoutException:
+            raise RpcUnavailable(f"the node at {self.url} did not answer within {self.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise RpcUnavailable(
+                f"cannot reach the node at {self.url}: {os_reason(exc)} (is it running? see --node)"
+            ) from None
+        if len(raw) > max_bytes:
+            raise UserError(f"the answer from {self.url}{path} is larger than {max_bytes} bytes")
+        return raw
+
+    def _http_error(self, status: int, reason: str, body: bytes) -> UserError:
+        try:
+            err = json.loads(body)["error"]
+            return RpcRequestError(status, str(err["code"]), str(err["message"]))
+        except (ValueError, KeyError, TypeError):
+            return RpcRequestError(status, "http_error", f"HTTP {status} {reason}")
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -116,6 +158,18 @@ class RpcClient:
 
     def submit_tx(self, raw: bytes) -> dict[str, Any]:
         return self.post("/txs", {"tx": raw.hex()})
+
+
+def _read_capped(resp: httpx.Response, limit: int) -> bytes:
+    """Up to `limit` bytes of a streamed body (a node cannot make the CLI buffer gigabytes)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def add_node_args(parser: argparse.ArgumentParser) -> None:

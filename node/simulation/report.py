@@ -83,6 +83,28 @@ class SimReport:
         central = self.centralised_accuracy_per_round
         return self.final_accuracy / central[-1] if central and central[-1] > 0 else None
 
+    def history(self) -> dict[str, Any]:
+        """The run in the devnet report's Flower-style shape (`flwr.server.History`): `[round, value]`
+        series, round 0 the initial model. The simulator measures accuracy only (no loss series) and no
+        held-out pools (no distributed accuracy); its distributed metrics come from the round's scores."""
+        scored = [(r.round, list(r.scores.values())) for r in self.rounds]
+        return {
+            "losses_centralized": [],
+            "metrics_centralized": {
+                "accuracy": [[0, self.initial_accuracy]] + [[r.round, r.accuracy] for r in self.rounds]
+            },
+            "losses_distributed": [],
+            "metrics_distributed": {
+                "score_mean_bps": [[n, sum(v) / len(v)] for n, v in scored if v],
+            },
+            "metrics_distributed_fit": {
+                "participants": [[r.round, len(r.participants)] for r in self.rounds],
+                "winners": [[r.round, len(r.winners)] for r in self.rounds],
+                "slashes": [[r.round, len(r.slashed)] for r in self.rounds],
+                "train_s_total": [[r.round, r.train_seconds] for r in self.rounds],
+            },
+        }
+
     def totals(self) -> dict[str, KindTotals]:
         return totals_by_kind(self.behaviours, self.rounds)
 
@@ -103,6 +125,7 @@ class SimReport:
             "winners": [r.winners for r in self.rounds],
             "rounds": rounds,
             "totals": {k: dataclasses.asdict(t) for k, t in self.totals().items()},
+            "history": self.history(),
             "blocks": self.blocks,
             "wall_seconds": self.wall_seconds,
         }

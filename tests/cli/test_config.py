@@ -97,3 +97,76 @@ def test_parse_host_port() -> None:
     assert parse_host_port("[::1]:80") == ("::1", 80)
     with pytest.raises(ValueError):
         parse_host_port(":80")
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        # the whole message, so the wording stays one readable line naming the key and the bad value
+        ('[p2p]\nmax_inbound = "5"\n', "config p2p.max_inbound: must be an integer, got '5'"),
+        ("[p2p]\nmax_inbound = true\n", "config p2p.max_inbound: must be an integer, got True"),
+        ('[p2p]\nhandshake_timeout_s = "3"\n', "config p2p.handshake_timeout_s: must be a number, got '3'"),
+        ('[p2p]\nseeds = "a@h:1"\n', "config p2p.seeds: must be a list of strings, got 'a@h:1'"),
+        ('[p2p]\nseeds = ["a@h:1", 2]\n', "config p2p.seeds: must be a list of strings, got ['a@h:1', 2]"),
+        ('[p2p]\nseeds = ["a@h:1", "b@h"]\n', "config p2p.seeds[1]: expected host:port, got 'h'"),
+        ('[rpc]\nlisten_addr = "localhost"\n', "config rpc.listen_addr: expected host:port, got 'localhost'"),
+        ("[mining]\nepochs = -2\n", "config mining.epochs: must not be negative, got -2"),
+        ("[p2p]\nidle_timeout_s = -0.5\n", "config p2p.idle_timeout_s: must not be negative, got -0.5"),
+        (
+            '[consensus]\ntimeout_commit_ms = "1"\n',
+            "config consensus.timeout_commit_ms: must be an integer, got '1'",
+        ),
+        ('[node]\nmoniker = ""\n', "config node.moniker: must be 1..64 characters"),
+        ('[node]\nlog_format = "xml"\n', "config node.log_format: must be one of text, json, got 'xml'"),
+        (
+            "[rpc]\nlisten_adr = 1\n",
+            "config rpc.listen_adr: unknown key (known: enabled, listen_addr, max_body_bytes, "
+            "max_ws_clients, unsafe, cors_allowed_origins)",
+        ),
+        (
+            "[rcp]\n",
+            "config: unknown section [rcp] (known: node, p2p, rpc, consensus, mempool, mining, storage, metrics)",
+        ),
+        ('rpc = "x"\n', "config rpc: must be a table [rpc]"),
+    ],
+)
+def test_error_wording_is_one_line_with_key_value_and_file(tmp_path: Path, toml: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{expected} [{path}]"
+
+
+def test_first_error_is_reported_in_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[p2p]\nmax_inbound = -1\n[rpc]\nlisten_addr = "x"\n')
+    with pytest.raises(ConfigError, match=r"^config p2p\.max_inbound: must not be negative"):
+        load_config(path)
+
+
+def test_floats_accept_toml_integers_and_stay_floats(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[p2p]\ndial_timeout_s = 2\n")
+    value = load_config(path).p2p.dial_timeout_s
+    assert value == 2.0 and isinstance(value, float)
+
+
+def test_replace_validates_and_names_the_key() -> None:
+    cfg = Config().replace("p2p", persistent_peers=("id@127.0.0.1:1",))  # a tuple from Python is fine
+    assert cfg.p2p.persistent_peers == ["id@127.0.0.1:1"]
+    assert Config().replace("rpc", unsafe=True).rpc.unsafe and not Config().rpc.unsafe  # a copy
+    with pytest.raises(ConfigError, match=r"^config rpc\.listen_addr: expected host:port, got 'nowhere'$"):
+        Config().replace("rpc", listen_addr="nowhere")
+    with pytest.raises(ConfigError, match=r"^config mining\.shard: must not be negative, got -1$"):
+        Config().replace("mining", shard=-1)
+    with pytest.raises(TypeError, match="no field"):
+        Config().replace("rpc", listen_adr="127.0.0.1:1")
+    with pytest.raises(TypeError, match="no section"):
+        Config().replace("rcp", unsafe=True)
+
+
+def test_sections_are_frozen() -> None:
+    cfg = Config()
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.rpc.unsafe = True  # type: ignore[misc]

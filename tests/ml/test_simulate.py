@@ -146,6 +146,13 @@ def test_report_json_has_the_documented_fields(cheaters: Simulation) -> None:
     assert out["winners"] == [r["winners"] for r in out["rounds"]]
     assert out["config"]["pocl"]["winners"] == 3 and out["blocks"] == cheaters.chain.state.height
     assert set(out["totals"]) == {"honest", "knn", "vote-liar", "withhold"}
+    # the devnet report's Flower-style history: [round, value] series, round 0 the initial model
+    h = out["history"]
+    assert h["metrics_centralized"]["accuracy"] == [[0, out["initial_accuracy"]]] + [
+        [r["round"], r["accuracy"]] for r in out["rounds"]
+    ]
+    assert h["metrics_distributed_fit"]["slashes"] == [[r["round"], len(r["slashed"])] for r in out["rounds"]]
+    assert [n for n, _ in h["metrics_distributed"]["score_mean_bps"]] == [r["round"] for r in out["rounds"]]
 
 
 def test_simulator_has_no_rule_of_its_own() -> None:

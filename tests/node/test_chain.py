@@ -196,3 +196,21 @@ async def test_node_bans_a_peer_that_serves_a_bad_block(tmp_path: Path) -> None:
         await node.stop()
         await evil.stop()
         honest.store.close()
+
+
+def test_checked_results_are_a_bounded_oldest_first_cache(chains: tuple[Chain, Chain]) -> None:
+    from pocl.node.chain import RESULT_CACHE_SIZE
+
+    honest, _ = chains
+    extra = 4
+    candidates = [
+        honest.build_block([], VALIDATORS[1].address, 5_000 + i, None) for i in range(RESULT_CACHE_SIZE + extra)
+    ]
+    assert len({b.hash for b in candidates}) == len(candidates)
+    assert len(honest._checked) == RESULT_CACHE_SIZE
+    assert all(b.hash not in honest._checked for b in candidates[:extra])  # the oldest went first
+    assert all(b.hash in honest._checked for b in candidates[extra:])
+    honest.check_block(candidates[0])  # re-checked, remembered again as the newest
+    assert candidates[0].hash in honest._checked and candidates[extra].hash not in honest._checked
+    honest.commit_block(candidates[-1], sign_commit(candidates[-1], VALIDATORS[:3]))
+    assert len(honest._checked) == 0  # every other candidate was built on the old head

@@ -116,3 +116,17 @@ def test_training_worker_start_writes_no_tensorflow_notices(capfd: pytest.Captur
     err = capfd.readouterr().err  # the worker process inherits this file descriptor 2
     for notice in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "To enable the following"):
         assert notice not in err, err
+
+
+def test_http_client_libraries_log_no_line_per_request() -> None:
+    """The RPC client and the devnet follower poll over httpx: its INFO line per request must not reach the
+    node's or the devnet's output."""
+    import logging
+
+    from pocl.node.logging import QUIET_LIBRARIES, setup_logging
+
+    setup_logging("info")
+    for name in ("httpx", "httpcore"):
+        assert name in QUIET_LIBRARIES
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING)

@@ -84,6 +84,32 @@ def test_devnet_knn_attacker_is_caught_and_report_written(tmp_path: Path) -> Non
     assert all(r["eligible"] == 3 for r in rounds[1:])  # jailed for the next rounds
     assert not first["void"] and len(first["winners"]) == 2
 
+    # the research report: Flower-style history, per-miner metrics, partition statistics, metadata
+    h = report["history"]
+    assert [r for r, _ in h["losses_centralized"]] == [0, 1, 2, 3]
+    assert all(0 < loss < 50 for _, loss in h["losses_centralized"])
+    assert [r for r, _ in h["metrics_distributed"]["score_mean_bps"]] == [1, 2, 3]
+    assert [r for r, _ in h["losses_distributed"]] == [0, 1, 2, 3]
+    per = {m["address"]: m for m in report["miner_metrics"]}
+    assert per[attacker]["behavior"] == "knn" and per[attacker]["rounds"][0]["slashes"] == [
+        "prediction_fraud"
+    ]
+    assert all(per[a]["rounds"][0]["train_s"] > 0 for a in honest)  # from each miner's /miner
+    parts = report["partition_stats"]["miners"]
+    assert len(parts) == 4 and all(sum(p["train_labels"]) == p["train_size"] > 0 for p in parts)
+    meta = report["metadata"]
+    assert (
+        len(meta["genesis_hash"]) == 64
+        and meta["versions"]["numpy"]
+        and meta["adversaries"][0]["behavior"] == "knn"
+    )
+    # plain progress: a round's result line comes before the next round's first line
+    out_lines = proc.stdout.splitlines()
+    assert "devnet: starting nodes" in out_lines
+    for n in (1, 2):
+        done = next(i for i, line in enumerate(out_lines) if line.startswith(f"round {n} final"))
+        assert done < next(i for i, line in enumerate(out_lines) if f": round {n + 1} " in line)
+
 
 def write_mnist_like(data_dir: Path, train: int = 400, test: int = 100) -> None:
     """A tiny learnable stand-in for Keras' `mnist.npz` (28x28 uint8, class c is a bar at rows 2c..2c+8): the
