@@ -221,9 +221,30 @@ def finalize_round(
             score[i] = median_bps(column)
     scorers = {i: [j for j in valid_voters if j != i] for i in score}
 
-    def moved(i: bytes) -> bool:
-        """Do i's claimed labels differ from G_{r-1}'s anywhere on the shards that scored it?"""
-        return any(np.any(claimed[(i, j)] != base_labels[j]) for j in scorers[i])
+    def first_change(i: bytes) -> tuple[bytes, int] | None:
+        """The first sample (shard owners in address order) where i's claimed label differs from G_{r-1}'s
+        on the shards that scored it; None when i claims to label exactly like G_{r-1} (a no-op)."""
+        for j in scorers[i]:
+            differs = np.flatnonzero(claimed[(i, j)] != base_labels[j])
+            if differs.size:
+                return j, int(differs[0])
+        return None
+
+    decoded: dict[bytes, list[np.ndarray]] = {}
+
+    def weights_of(i: bytes) -> list[np.ndarray]:
+        """i's revealed weights, decoded once however many steps need them."""
+        if i not in decoded:
+            decoded[i] = decode_weights(spec, data.predictions[i].weights)
+        return decoded[i]
+
+    def fraud(i: bytes, verdict: Verdict) -> None:
+        entry = data.predictions[i]
+        violate(
+            i,
+            PENALTY_PREDICTION_FRAUD,
+            [entry.tx_hash, entry.weights_hash, list(verdict.checked_owners), verdict.samples],
+        )
 
     # ---- 5./6. candidates, ranking, verification
     candidates = {i: s for i, s in score.items() if i not in violations}
@@ -245,17 +266,13 @@ def finalize_round(
         for cand in ranking:
             if len(winners) >= params.winners:
                 break
-            entry = data.predictions[cand]
-            verdict = _verify_candidate(data, cand, scorers[cand], shard_x, claimed, spec)
+            claims = [ShardClaim(o, shard_x[o], claimed[(cand, o)]) for o in scorers[cand]]
+            verdict = verify_claims(spec, weights_of(cand), claims)
             if not verdict.ok:
-                violate(
-                    cand,
-                    PENALTY_PREDICTION_FRAUD,
-                    [entry.tx_hash, entry.weights_hash, list(verdict.checked_owners), verdict.samples],
-                )
+                fraud(cand, verdict)
             else:
                 verified.add(cand)
-                if new_weights(cand) and moved(cand):
+                if new_weights(cand) and first_change(cand) is not None:
                     winners.append(cand)
             # else: weights already known (free-riding), revealed by several miners (Sybils) or labelling
             # like G_{r-1} (noise on it) cannot win; verified all the same, so faked claims are fraud
@@ -267,7 +284,7 @@ def finalize_round(
     changed = False
     if winners:
         rule = params.aggregation_rule()
-        models = {w: decode_weights(spec, data.predictions[w].weights) for w in sorted(winners)}
+        models = {w: weights_of(w) for w in sorted(winners)}
         reference = None
         if rule.kind == CLIP:
             # the bound's reference: every unpenalised scored model with new, distinct weights (one per
@@ -280,21 +297,18 @@ def finalize_round(
                     fresh.setdefault(digest[i], i)
             reference = []
             for i in sorted(fresh.values()):
-                if i in verified:
-                    counts = moved(i)
-                else:
-                    proof = _prove_moved(spec, data, i, scorers[i], shard_x, claimed, base_labels)
-                    counts = proof is not None and proof.ok
-                    if proof is not None and not proof.ok:
-                        entry = data.predictions[i]
-                        violate(
-                            i,
-                            PENALTY_PREDICTION_FRAUD,
-                            [entry.tx_hash, entry.weights_hash, list(proof.checked_owners), proof.samples],
-                        )
-                if counts:
-                    w = models[i] if i in models else decode_weights(spec, data.predictions[i].weights)
-                    reference.append(update_norm(w, global_weights))
+                change = first_change(i)
+                if change is None:
+                    continue
+                if i not in verified:  # re-run its model on that one sample: a false claim is fraud
+                    o, k = change
+                    proof = verify_claims(
+                        spec, weights_of(i), [ShardClaim(o, shard_x[o][k : k + 1], claimed[(i, o)][k : k + 1])]
+                    )
+                    if not proof.ok:
+                        fraud(i, proof)
+                        continue
+                reference.append(update_norm(weights_of(i), global_weights))
         new_global = aggregate(global_weights, list(models.values()), rule, reference).weights
         changed = True
     model_hash = weights_hash(new_global) if changed else prev_hash
@@ -355,47 +369,6 @@ def _labels_on(
     )
     n = shard_x[owners[0]].shape[0]
     return {o: out[k * n : (k + 1) * n] for k, o in enumerate(owners)}
-
-
-def _verify_candidate(
-    data: RoundData,
-    cand: bytes,
-    owners: list[bytes],
-    shard_x: dict[bytes, np.ndarray],
-    claimed: dict[tuple[bytes, bytes], np.ndarray],
-    spec: object,
-) -> Verdict:
-    """Canonical inference of the candidate's revealed weights on all its scoring shards vs its claims."""
-    from pocl.ml.model.weights import decode_weights
-
-    claims = [ShardClaim(o, shard_x[o], claimed[(cand, o)]) for o in owners]
-    weights = decode_weights(spec, data.predictions[cand].weights)  # type: ignore[arg-type]
-    return verify_claims(spec, weights, claims)
-
-
-def _prove_moved(
-    spec: object,
-    data: RoundData,
-    miner: bytes,
-    owners: list[bytes],
-    shard_x: dict[bytes, np.ndarray],
-    claimed: dict[tuple[bytes, bytes], np.ndarray],
-    base_labels: dict[bytes, np.ndarray],
-) -> Verdict | None:
-    """Re-run the miner's model on the FIRST sample (owners in address order) where its claim differs
-    from G_{r-1}'s label: None when there is none (it claims to label like G_{r-1}), else the verdict on
-    that one sample (a false claim is prediction fraud, as anywhere else)."""
-    from pocl.ml.model.weights import decode_weights
-
-    for o in owners:
-        differs = np.flatnonzero(claimed[(miner, o)] != base_labels[o])
-        if differs.size:
-            k = int(differs[0])
-            weights = decode_weights(spec, data.predictions[miner].weights)  # type: ignore[arg-type]
-            return verify_claims(
-                spec, weights, [ShardClaim(o, shard_x[o][k : k + 1], claimed[(miner, o)][k : k + 1])]
-            )
-    return None
 
 
 def slash_bps_for(kind: str, params: PoclParams) -> int:

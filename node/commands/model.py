@@ -15,6 +15,7 @@ TensorFlow) on the canonical preprocessing (`pocl.ml.export`): the labels every 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +126,11 @@ def _write_keras(path: Path, npz: bytes) -> None:
     from pocl.node.rpc.model_npz import weights_from_npz
 
     weights, meta = weights_from_npz(npz)
-    try:
-        import keras  # noqa: F401  (TensorFlow present?)
-    except ImportError:
+    if importlib.util.find_spec("keras") is None:  # TensorFlow itself is imported in ml/export.py only
         raise UserError(
             "writing .keras needs TensorFlow (install the miner extra: pip install 'pocl[miner]') - "
             "use a .npz file"
-        ) from None
+        )
     from pocl.ml.export import write_keras
 
     tmp = path.with_name(f".{path.name}.tmp.keras")
