@@ -6,6 +6,10 @@ a canonical encoding (fixed-order arrays; dicts as key-sorted [key, value] pairs
 address; params with defaults filled in), not over the JSON text: whitespace and key order in the file
 do not matter, any change of content does.
 
+Roles are explicit (`ledger.roles`): an account is a genesis validator when it has a `consensus_pubkey`
+(a key of its own, unique across accounts, never the account key) and stake >= min_validator_stake;
+`miner: true` registers it as a miner. Staking alone makes neither.
+
 Validation errors name the offending field (`accounts[2].pubkey: required when stake > 0`) so an
 operator can fix the file without reading this code.
 
@@ -16,7 +20,9 @@ JSON layout:
       "genesis_time_ms": 1767225600000,     # unix ms, integer >= 0
       "params": {"min_fee": 1, ...},        # ledger.params.ChainParams; missing keys take defaults
       "accounts": [
-        {"address": "0x<40 hex>", "balance": 10, "stake": 1000, "pubkey": "<64 hex>"}  # pubkey required if stake > 0
+        {"address": "0x<40 hex>", "balance": 10, "stake": 1000, "pubkey": "<64 hex>",  # pubkey required if stake > 0
+         "consensus_pubkey": "<64 hex>",    # optional: the validator's consensus key (not the account key)
+         "miner": true}                      # optional, default false: a registered miner from genesis
       ],
       "pocl": {},                           # reserved for PoCL settings: any JSON object without floats
       "_comment": "free text, not hashed"   # optional
@@ -47,14 +53,14 @@ from pocl.ledger.keys import (
 from pocl.ledger.params import BPS, ChainParams, GenesisAccount
 from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
 
-GENESIS_ENCODING_VERSION = 1
+GENESIS_ENCODING_VERSION = 2  # 2: accounts carry consensus_pubkey and miner (explicit roles)
 CHAIN_ID_MAX_LEN = 64
 CHAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_AMOUNT = 2**63 - 1  # total supply bound: leaves head-room below the codec's integer range
 MAX_GENESIS_BYTES = 64 * 1024 * 1024
 MAX_POCL_DEPTH = 16
 TOP_LEVEL_KEYS = ("chain_id", "genesis_time_ms", "params", "accounts", "pocl", "_comment")
-ACCOUNT_KEYS = ("address", "balance", "stake", "pubkey")
+ACCOUNT_KEYS = ("address", "balance", "stake", "pubkey", "consensus_pubkey", "miner")
 MAP_MARKER = b"map"  # JSON has no bytes, so this can never collide with a JSON list's first element
 
 SHIPPED_DIR = Path(__file__).resolve().parent
@@ -88,8 +94,17 @@ class Genesis:
     # -- derived views -------------------------------------------------------------------------
     @property
     def validators(self) -> tuple[GenesisAccount, ...]:
-        """Accounts whose genesis stake qualifies them as validators."""
-        return tuple(a for a in self.accounts if a.stake >= self.params.min_validator_stake)
+        """Accounts that are validators at genesis: a consensus key and stake >= min_validator_stake."""
+        return tuple(
+            a
+            for a in self.accounts
+            if a.consensus_pubkey is not None and a.stake >= self.params.min_validator_stake
+        )
+
+    @property
+    def miners(self) -> tuple[GenesisAccount, ...]:
+        """Accounts registered as miners at genesis."""
+        return tuple(a for a in self.accounts if a.miner)
 
     @property
     def total_supply(self) -> int:
@@ -108,7 +123,7 @@ class Genesis:
             GENESIS_ENCODING_VERSION,
             self.chain_id,
             self.genesis_time_ms,
-            [[a.address, a.balance, a.stake, a.pubkey] for a in self.accounts],
+            [[a.address, a.balance, a.stake, a.pubkey, a.consensus_pubkey, a.miner] for a in self.accounts],
             [[k, v] for k, v in sorted(self.params.to_json().items())],
             _canonical_json_value(self.pocl, "pocl"),
         ]
@@ -143,12 +158,17 @@ class Genesis:
 
 
 def _account_json(a: GenesisAccount) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "address": format_address(a.address),
         "balance": a.balance,
         "stake": a.stake,
         "pubkey": a.pubkey.hex() if a.pubkey is not None else None,
     }
+    if a.consensus_pubkey is not None:
+        doc["consensus_pubkey"] = a.consensus_pubkey.hex()
+    if a.miner:
+        doc["miner"] = True
+    return doc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +305,26 @@ def parse_account(data: Any, index: int) -> GenesisAccount:
             f"{where}.address",
             f"does not match pubkey (address_of(pubkey) = {format_address(address_of(pubkey))})",
         )
-    return GenesisAccount(address=address, balance=balance, stake=stake, pubkey=pubkey)
+    raw_consensus = data.get("consensus_pubkey")
+    consensus_pubkey = (
+        None if raw_consensus is None else _hex_bytes(raw_consensus, f"{where}.consensus_pubkey", PUBKEY_LEN)
+    )
+    if consensus_pubkey is not None and address_of(consensus_pubkey) == address:
+        raise GenesisError(
+            f"{where}.consensus_pubkey",
+            "must differ from the account key (a validator signs votes with a separate consensus key)",
+        )
+    miner = data.get("miner", False)
+    if not isinstance(miner, bool):
+        raise GenesisError(f"{where}.miner", f"must be true or false, got {json.dumps(miner)}")
+    return GenesisAccount(
+        address=address,
+        balance=balance,
+        stake=stake,
+        pubkey=pubkey,
+        consensus_pubkey=consensus_pubkey,
+        miner=miner,
+    )
 
 
 def parse_genesis(doc: Any) -> Genesis:
@@ -345,13 +384,25 @@ def _finish(
                 f"duplicate of accounts[{seen[acc.address]}] ({format_address(acc.address)})",
             )
         seen[acc.address] = i
+    consensus: dict[bytes, int] = {}
+    for i, acc in enumerate(accounts):
+        if acc.consensus_pubkey is None:
+            continue
+        caddr = address_of(acc.consensus_pubkey)
+        if caddr in consensus:
+            raise GenesisError(
+                f"accounts[{i}].consensus_pubkey",
+                f"already the consensus key of accounts[{consensus[caddr]}] (one operator per consensus key)",
+            )
+        consensus[caddr] = i
     supply = sum(a.balance + a.stake for a in accounts)
     if supply > MAX_AMOUNT:
         raise GenesisError("accounts", f"total supply {supply} exceeds {MAX_AMOUNT}")
-    if not any(a.stake >= params.min_validator_stake for a in accounts):
+    if not any(a.consensus_pubkey is not None and a.stake >= params.min_validator_stake for a in accounts):
         raise GenesisError(
             "accounts",
-            f"at least one validator with stake >= params.min_validator_stake ({params.min_validator_stake}) is required",
+            "at least one validator is required: an account with a consensus_pubkey and stake >= "
+            f"params.min_validator_stake ({params.min_validator_stake})",
         )
     return Genesis(
         chain_id=chain_id,
@@ -408,24 +459,56 @@ def write_genesis(path: Path | str, genesis: Genesis) -> None:
 # builders
 
 
+@dataclasses.dataclass(frozen=True)
+class GenesisValidator:
+    """A genesis validator for `build_genesis`: the operator's account key and its own consensus key."""
+
+    pubkey: bytes  # the operator's account key (txs, stake, rewards)
+    consensus_pubkey: bytes  # signs proposals and votes; must differ from `pubkey`
+    stake: int
+    balance: int
+    miner: bool = False  # also a registered miner at genesis
+
+
 def build_genesis(
     chain_id: str,
-    validators: Iterable[tuple[bytes, int, int]],
+    validators: Iterable[GenesisValidator],
     *,
-    accounts: Iterable[tuple[bytes, int]] = (),
+    accounts: Iterable[tuple[bytes, int] | GenesisAccount] = (),
     params: ChainParams | None = None,
     genesis_time_ms: int = 0,
     pocl: dict[str, Any] | None = None,
     comment: str = "",
 ) -> Genesis:
-    """A validated genesis from (pubkey, stake, balance) validators and (address, balance) plain accounts."""
+    """A validated genesis from validators and plain accounts: (address, balance) pairs, or full
+    `GenesisAccount`s (e.g. a staked miner that is no validator)."""
     params = params or ChainParams()
     accs: list[GenesisAccount] = []
-    for pubkey, stake, balance in validators:
-        if len(pubkey) != PUBKEY_LEN:
-            raise GenesisError(f"accounts[{len(accs)}].pubkey", f"must be {PUBKEY_LEN} bytes")
-        accs.append(GenesisAccount(address=address_of(pubkey), balance=balance, stake=stake, pubkey=pubkey))
-    for address, balance in accounts:
+    for v in validators:
+        if not isinstance(v, GenesisValidator):  # the (pubkey, stake, balance) tuples of before issue 14
+            raise TypeError(
+                "build_genesis validators are GenesisValidator(pubkey, consensus_pubkey, stake, balance)"
+            )
+        where = f"accounts[{len(accs)}]"
+        if len(v.pubkey) != PUBKEY_LEN:
+            raise GenesisError(f"{where}.pubkey", f"must be {PUBKEY_LEN} bytes")
+        if len(v.consensus_pubkey) != PUBKEY_LEN:
+            raise GenesisError(f"{where}.consensus_pubkey", f"must be {PUBKEY_LEN} bytes")
+        accs.append(
+            GenesisAccount(
+                address=address_of(v.pubkey),
+                balance=v.balance,
+                stake=v.stake,
+                pubkey=v.pubkey,
+                consensus_pubkey=v.consensus_pubkey,
+                miner=v.miner,
+            )
+        )
+    for item in accounts:
+        if isinstance(item, GenesisAccount):
+            accs.append(item)
+            continue
+        address, balance = item
         if len(address) != ADDRESS_LEN:
             raise GenesisError(f"accounts[{len(accs)}].address", f"must be {ADDRESS_LEN} bytes")
         accs.append(GenesisAccount(address=address, balance=balance))
@@ -456,8 +539,13 @@ def shipped_genesis_path(name: str) -> Path:
 
 
 def localnet_validator_key(index: int) -> PrivateKey:
-    """INSECURE deterministic key of localnet validator `index` (anyone can derive it)."""
+    """INSECURE deterministic account key of localnet validator `index` (anyone can derive it)."""
     return PrivateKey.from_seed_text(f"devnet-validator-{index}")
+
+
+def localnet_consensus_key(index: int) -> PrivateKey:
+    """INSECURE deterministic consensus key of localnet validator `index` (signs its votes)."""
+    return PrivateKey.from_seed_text(f"devnet-validator-{index}/consensus")
 
 
 LOCALNET_CHAIN_ID = "pocl-devnet"
@@ -466,8 +554,9 @@ LOCALNET_STAKE = 1_000_000
 LOCALNET_BALANCE = 1_000_000_000
 LOCALNET_FAUCET_BALANCE = 1_000_000_000_000
 LOCALNET_COMMENT = (
-    "INSECURE devnet: validator keys are PrivateKey.from_seed_text('devnet-validator-N') and the faucet key is "
-    "from_seed_text('devnet-faucet'); anyone can sign for them. Never use this genesis for value."
+    "INSECURE devnet: validator account keys are PrivateKey.from_seed_text('devnet-validator-N'), their consensus "
+    "keys from_seed_text('devnet-validator-N/consensus') and the faucet key is from_seed_text('devnet-faucet'); "
+    "anyone can sign for them. Never use this genesis for value."
 )
 
 
@@ -479,7 +568,15 @@ def build_localnet_genesis(validators: int = LOCALNET_VALIDATOR_COUNT) -> Genesi
     """The shipped localnet genesis (regenerate `genesis/localnet.json` with `python -m pocl.genesis.schema`)."""
     return build_genesis(
         LOCALNET_CHAIN_ID,
-        [(localnet_validator_key(i).pubkey, LOCALNET_STAKE, LOCALNET_BALANCE) for i in range(validators)],
+        [
+            GenesisValidator(
+                localnet_validator_key(i).pubkey,
+                localnet_consensus_key(i).pubkey,
+                LOCALNET_STAKE,
+                LOCALNET_BALANCE,
+            )
+            for i in range(validators)
+        ],
         accounts=[(localnet_faucet_key().address, LOCALNET_FAUCET_BALANCE)],
         genesis_time_ms=LOCALNET_GENESIS_TIME_MS,
         comment=LOCALNET_COMMENT,

@@ -1,26 +1,38 @@
-"""The core transaction kinds: transfer, stake, unstake and double-sign evidence (DESIGN §4, §5.1).
+"""The core transaction kinds: transfer, stake, unstake, double-sign evidence and validator.create
+(DESIGN §4, §5.1).
 
-`default_registry()` holds them plus the reserved `pocl.*` names (rejected with `kind_not_enabled`
-until PoCL registers its kinds). Unbonded stake is queued and released at begin-block by the executor.
+`default_registry()` holds them plus the reserved `pocl.*` and `miner.*` names (rejected with
+`kind_not_enabled` until PoCL registers its kinds: registering as a miner needs PoCL's min_miner_stake).
+Unbonded stake is queued and released at begin-block by the executor.
+
+`validator.create` makes the sender an operator with one consensus key (`ledger.roles`); it needs no
+stake (the validator set takes operators with enough bonded stake), but the key must be a separate
+key (not the account's), held by the sender (proof of possession over the chain id and the operator
+address), and unused; an operator cannot replace its key.
 """
 
 from __future__ import annotations
 
-from pocl.ledger import errors
+from pocl.ledger import errors, roles
 from pocl.ledger.block import DuplicateVoteEvidence
 from pocl.ledger.errors import TxError
 from pocl.ledger.events import DoubleSignSlashed
 from pocl.ledger.evidence import check_evidence, punish_double_sign
+from pocl.ledger.hashing import TAG_VALIDATOR_POP
+from pocl.ledger.keys import address_of, verify
 from pocl.ledger.state import MAX_AMOUNT, State
 from pocl.ledger.tx import (
     KIND_EVIDENCE,
     KIND_STAKE,
     KIND_TRANSFER,
     KIND_UNSTAKE,
+    KIND_VALIDATOR_CREATE,
     RESERVED_KINDS,
+    CreateValidatorPayload,
     StakePayload,
     TransferPayload,
     UnstakePayload,
+    proof_of_possession_message,
 )
 from pocl.ledger.tx_kinds import TxContext, TxKind, TxRegistry
 
@@ -118,6 +130,7 @@ def apply_evidence(state: State, ctx: TxContext, ev: DuplicateVoteEvidence) -> N
     ctx.block.events.append(
         DoubleSignSlashed(
             validator=ev.vote_a.validator_address,
+            operator=roles.operator_of(state, ev.vote_a.validator_address) or b"",
             height=ev.vote_a.height,
             round=ev.vote_a.round,
             slashed=slashed,
@@ -127,14 +140,45 @@ def apply_evidence(state: State, ctx: TxContext, ev: DuplicateVoteEvidence) -> N
     )
 
 
+def validate_create_validator(state: State, ctx: TxContext, p: CreateValidatorPayload) -> TxError | None:
+    if p.consensus_pubkey == ctx.stx.tx.sender:
+        return TxError(
+            errors.CONSENSUS_KEY_IS_ACCOUNT_KEY,
+            "the consensus key must be a separate key, not the account key",
+        )
+    if roles.consensus_pubkey_of(state, ctx.sender) is not None:
+        return TxError(
+            errors.VALIDATOR_EXISTS, "this operator already has a consensus key (it cannot be changed)"
+        )
+    if roles.operator_of(state, address_of(p.consensus_pubkey)) is not None:
+        return TxError(errors.CONSENSUS_KEY_IN_USE, "this consensus key is already registered by an operator")
+    message = proof_of_possession_message(ctx.stx.tx.chain_id, ctx.sender)
+    if not verify(p.consensus_pubkey, TAG_VALIDATOR_POP, message, p.proof):
+        return TxError(
+            errors.BAD_PROOF_OF_POSSESSION,
+            "proof is not the consensus key's signature over (chain id, operator address)",
+        )
+    return None
+
+
+def apply_create_validator(state: State, ctx: TxContext, p: CreateValidatorPayload) -> None:
+    roles.set_validator_key(state, ctx.sender, p.consensus_pubkey)
+
+
 def default_registry() -> TxRegistry:
-    """A fresh registry with the core kinds and the reserved pocl.* names."""
+    """A fresh registry with the core kinds and the reserved pocl.* and miner.* names."""
     return TxRegistry(
         [
             TxKind(KIND_TRANSFER, TransferPayload, validate_transfer, apply_transfer),
             TxKind(KIND_STAKE, StakePayload, validate_stake, apply_stake),
             TxKind(KIND_UNSTAKE, UnstakePayload, validate_unstake, apply_unstake),
             TxKind(KIND_EVIDENCE, DuplicateVoteEvidence, validate_evidence, apply_evidence),
+            TxKind(
+                KIND_VALIDATOR_CREATE,
+                CreateValidatorPayload,
+                validate_create_validator,
+                apply_create_validator,
+            ),
         ],
         reserved=RESERVED_KINDS,
     )

@@ -30,6 +30,13 @@ INVALID_EVIDENCE = "invalid_evidence"
 EVIDENCE_TOO_OLD = "evidence_too_old"
 DUPLICATE_EVIDENCE = "duplicate_evidence"
 TX_REJECTED = "tx_rejected"  # generic code for registered kinds that need no specific one
+# ---- roles (validator.create, miner.register, miner.unregister)
+VALIDATOR_EXISTS = "validator_exists"  # the operator already has a consensus key (it cannot be changed)
+CONSENSUS_KEY_IN_USE = "consensus_key_in_use"  # another operator registered this consensus key
+CONSENSUS_KEY_IS_ACCOUNT_KEY = "consensus_key_is_account_key"  # the consensus key must be a separate key
+BAD_PROOF_OF_POSSESSION = "bad_proof_of_possession"  # the consensus key did not sign (chain id, operator)
+MINER_REGISTERED = "miner_registered"  # miner.register of an account that is already a registered miner
+MINER_NOT_REGISTERED = "miner_not_registered"  # miner.unregister of an account that is not registered
 
 ALL_TX_CODES = frozenset(
     {
@@ -53,6 +60,12 @@ ALL_TX_CODES = frozenset(
         EVIDENCE_TOO_OLD,
         DUPLICATE_EVIDENCE,
         TX_REJECTED,
+        VALIDATOR_EXISTS,
+        CONSENSUS_KEY_IN_USE,
+        CONSENSUS_KEY_IS_ACCOUNT_KEY,
+        BAD_PROOF_OF_POSSESSION,
+        MINER_REGISTERED,
+        MINER_NOT_REGISTERED,
     }
 )
 

@@ -35,7 +35,8 @@ class DoubleSignSlashed(Event):
     """Evidence of two votes for one (height, round) was applied: the validator is slashed and jailed."""
 
     event_kind: ClassVar[str] = "double_sign_slashed"
-    validator: bytes  # address
+    validator: bytes  # consensus address (what the votes name)
+    operator: bytes  # the account slashed and jailed (`ledger.roles.operator_of(validator)`)
     height: int  # of the double-signed votes
     round: int
     slashed: int

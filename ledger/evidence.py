@@ -6,10 +6,12 @@ prove equivocation. Anyone may submit them in an `evidence` transaction; the exe
 
 Rules (all must hold): both signatures valid; same chain id as the transaction, validator, height,
 round and vote type; different block hashes; `vote.height <= current height` and
-`current height - vote.height <= evidence_max_age_blocks`; the validator has slashable stake (bonded or
-unbonding); the same offence (validator, height, round, type) was not punished before.
-Punishment: slash `double_sign_slash_bps` of bonded stake and of each unbonding entry (burned),
-jail until `current height + double_sign_jail_blocks`, and record the offence.
+`current height - vote.height <= evidence_max_age_blocks`; the votes' consensus key belongs to an
+operator (`ledger.roles.operator_of`) that has slashable stake (bonded or unbonding); the same offence
+(consensus address, height, round, type) was not punished before.
+Punishment (of the operator account: votes are signed by its consensus key, stake sits on its account):
+slash `double_sign_slash_bps` of bonded stake and of each unbonding entry (burned), jail until
+`current height + double_sign_jail_blocks`, and record the offence.
 
 Public API: evidence_key(ev), make_duplicate_vote_evidence(a, b) (the BFT engine's constructor),
 check_evidence(state, ev, chain_id, height, params) -> TxError | None,
@@ -19,7 +21,7 @@ slash_stake(state, address, bps) -> int (generic slashing, also for PoCL penalti
 
 from __future__ import annotations
 
-from pocl.ledger import errors
+from pocl.ledger import errors, roles
 from pocl.ledger.block import VOTE_TYPES, DuplicateVoteEvidence, Vote
 from pocl.ledger.errors import TxError
 from pocl.ledger.params import BPS, ChainParams
@@ -84,7 +86,10 @@ def check_evidence(
         return TxError(
             errors.EVIDENCE_TOO_OLD, f"evidence older than {params.evidence_max_age_blocks} blocks"
         )
-    acct = state.account(a.validator_address)
+    operator = roles.operator_of(state, a.validator_address)
+    if operator is None:
+        return _bad("the votes' key is not a registered consensus key")
+    acct = state.account(operator)
     if acct is None or acct.slashable <= 0:
         return _bad("validator has no slashable stake")
     if state.evidence_seen(evidence_key(ev)):
@@ -115,8 +120,11 @@ def slash_stake(state: State, address: bytes, bps: int) -> int:
 
 
 def punish_double_sign(state: State, ev: DuplicateVoteEvidence, height: int, params: ChainParams) -> int:
-    """Slash, jail and record. Returns the burned amount. Assumes `check_evidence` passed."""
-    addr = ev.vote_a.validator_address
+    """Slash and jail the operator, record the offence. Returns the burned amount. Assumes
+    `check_evidence` passed (so the consensus key has an operator)."""
+    addr = roles.operator_of(state, ev.vote_a.validator_address)
+    if addr is None:
+        raise ValueError("evidence names a consensus key without an operator (check_evidence first)")
     slashed = slash_stake(state, addr, params.double_sign_slash_bps)
     acct = state.account_for_update(addr)
     acct.jailed_until_height = max(acct.jailed_until_height, height + params.double_sign_jail_blocks)

@@ -16,7 +16,9 @@ block proposer at end of block), its nonce increments, then the kind's `apply` r
 
 Block execution: `begin_block` (height, unbonding releases, the signing validator set recorded for the
 next block's commit check, begin hooks), every tx (any invalid tx makes the whole block invalid:
-`BlockError`), `end_block` (end hooks, e.g. PoCL finalization, then fees to the proposer). Hooks are
+`BlockError`), `end_block` (end hooks, e.g. PoCL finalization, then fees to the proposer's operator:
+`header.proposer` is a consensus address, mapped by `ledger.roles.operator_of`; a proposer without an
+operator, which consensus never accepts but a bare executor may be handed, has its fees burned). Hooks are
 `Callable[[State, BlockContext], None]` and may append `ledger.events.Event`s to `ctx.events`.
 
 Public API:
@@ -39,7 +41,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
-from pocl.ledger import errors
+from pocl.ledger import errors, roles
 from pocl.ledger.block import Block, txs_root
 from pocl.ledger.codec import CodecError
 from pocl.ledger.core_txs import default_registry
@@ -222,7 +224,10 @@ class Executor:
         for hook in self.end_block_hooks:
             hook(state, ctx)
         if ctx.fees:
-            state.account_for_update(ctx.proposer).balance += ctx.fees
+            operator = roles.operator_of(state, ctx.proposer)
+            if operator is not None:  # else burned (deterministic: no account gets them)
+                acct = state.account_for_update(operator)
+                acct.balance = min(MAX_AMOUNT, acct.balance + ctx.fees)
 
     @staticmethod
     def _decode_item(item: bytes | SignedTx, limit: int) -> SignedTx | TxError:
@@ -240,8 +245,7 @@ class Executor:
     ) -> Set[bytes]:
         """Hashes of the txs not in `known` whose signature the verifier checked ahead."""
         todo = [
-            stx for stx in decoded
-            if isinstance(stx, SignedTx) and (known is None or stx.hash not in known)
+            stx for stx in decoded if isinstance(stx, SignedTx) and (known is None or stx.hash not in known)
         ]
         return self.verify_signatures(todo) if todo else frozenset()
 

@@ -25,6 +25,8 @@ TAG_WEIGHTS = b"pocl/weights"
 TAG_MERKLE_LEAF = b"pocl/merkle-leaf"
 TAG_MERKLE_NODE = b"pocl/merkle-node"
 TAG_HANDSHAKE = b"pocl/p2p-handshake"
+# A consensus key proves it belongs to the operator that registers it (`validator.create`).
+TAG_VALIDATOR_POP = b"pocl/validator-pop"
 
 
 def tagged_hash(tag: bytes, data: bytes) -> bytes:

@@ -60,3 +60,6 @@ class GenesisAccount:
     balance: int
     stake: int = 0  # bonded at genesis; a staked account needs its pubkey
     pubkey: bytes | None = None  # 32 bytes, required when stake > 0
+    # The operator's consensus key (`ledger.roles`): with stake >= min_validator_stake a genesis validator.
+    consensus_pubkey: bytes | None = None
+    miner: bool = False  # a registered miner from genesis (the PoCL eligible set reads registrations)

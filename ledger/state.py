@@ -10,6 +10,7 @@ state root (`ledger.state_root`). Core namespaces:
     "unbond"  release height (u64 BE) -> list of addresses with unbonding entries released then
     "evid"    address||height||round||type -> height punished (u64 BE): one punishment per offence
     "global"  b"model"                -> hash of the current global model
+Roles (validator consensus keys, registered miners) live in the raw namespace "role" (`ledger.roles`).
 Other namespaces are free for later modules (`get_raw/set_raw`, e.g. PoCL round records). Raw
 namespaces cannot be listed cheaply: keep your own index entries if you need iteration.
 
@@ -31,7 +32,7 @@ start of block `unstake height + max(1, unbonding_blocks)`.
 Public API: State (from_genesis(params, accounts, chain_id), from_entries, copy, commit, delta,
 state_root, height, account(addr), balance(addr), account_for_update(addr), get_raw/set_raw/delete_raw,
 global_model_hash/set_global_model_hash, stakers, validator_set(height=None),
-put_model/get_model, entries_snapshot), Account, Validator(address, pubkey, power),
+put_model/get_model, entries_snapshot), Account, Validator(address, pubkey, power, operator),
 StateDelta, full_key, NS_* constants.
 """
 
@@ -41,7 +42,7 @@ import dataclasses
 from collections.abc import Callable
 
 import msgpack
-from pocl.ledger import codec
+from pocl.ledger import codec, roles
 from pocl.ledger.codec import CodecError
 from pocl.ledger.keys import ADDRESS_LEN, PUBKEY_LEN, address_of
 from pocl.ledger.params import ChainParams, GenesisAccount
@@ -217,9 +218,10 @@ class Account:
 
 @dataclasses.dataclass(frozen=True)
 class Validator:
-    address: bytes
-    pubkey: bytes
-    power: int  # = bonded stake
+    address: bytes  # consensus address = address_of(pubkey): what votes and headers name
+    pubkey: bytes  # the consensus public key (signs proposals and votes)
+    power: int  # = the operator's bonded stake
+    operator: bytes  # the operator's account address (holds the stake, receives fees, gets slashed)
 
 
 @dataclasses.dataclass
@@ -287,7 +289,8 @@ class State:
 
     @classmethod
     def from_genesis(cls, params: ChainParams, accounts: list[GenesisAccount], chain_id: str) -> State:
-        """Height-0 state: balances, bonded stakes (need a pubkey) and params. Raises ValueError."""
+        """Height-0 state: balances, bonded stakes (need a pubkey), role records (consensus keys, miner
+        registrations) and params. Raises ValueError."""
         st = cls(params, chain_id)
         seen: set[bytes] = set()
         for ga in accounts:
@@ -310,6 +313,15 @@ class State:
             acct.pubkey = pubkey
             if ga.stake > 0:
                 st.update_staker_index(ga.address)
+            if ga.consensus_pubkey is not None:
+                cpk = ga.consensus_pubkey
+                if len(cpk) != PUBKEY_LEN or address_of(cpk) == ga.address:
+                    raise ValueError(
+                        f"genesis consensus key of 0x{ga.address.hex()} must be 32 bytes and not the account key"
+                    )
+                roles.set_validator_key(st, ga.address, cpk)  # ValueError if the key is used twice
+            if ga.miner:
+                roles.register_miner(st, ga.address)
         if sum(ga.balance + ga.stake for ga in accounts) > MAX_AMOUNT:
             raise ValueError("genesis total supply must stay below 2**63")
         st._set_height(0)
@@ -476,18 +488,22 @@ class State:
     def validator_set(self, height: int | None = None) -> list[Validator]:
         """Validators for block `height` (default: the next block, `self.height + 1`).
 
-        Accounts with bonded stake >= min_validator_stake, a known pubkey and not jailed at `height`;
-        the top `max_validators` by (stake desc, address asc); power = stake. Returned in that order.
+        Operators with a consensus key (`ledger.roles`), bonded stake >= min_validator_stake and not
+        jailed at `height`; the top `max_validators` by (stake desc, consensus address asc);
+        power = stake. Returned in that order. Staking alone makes no validator.
         """
         h = self.height + 1 if height is None else height
         vals = []
         for addr in self.stakers():
             acct = self.account(addr)
-            if acct is None or acct.stake < self.params.min_validator_stake or not acct.pubkey:
+            if acct is None or acct.stake < self.params.min_validator_stake:
                 continue
             if acct.is_jailed_at_height(h):
                 continue
-            vals.append(Validator(addr, acct.pubkey, acct.stake))
+            cpk = roles.consensus_pubkey_of(self, addr)
+            if cpk is None:
+                continue
+            vals.append(Validator(address_of(cpk), cpk, acct.stake, addr))
         vals.sort(key=lambda v: (-v.power, v.address))
         return vals[: self.params.max_validators]
 

@@ -11,14 +11,18 @@ Wire format (canonical msgpack arrays, see `ledger.codec`):
 * `SignedTx.hash = tagged_hash(TAG_TX, SignedTx.encode())` identifies a transaction (mempool, tx index).
 * `payload` is a kind-specific array; its shape is defined by the payload `Struct` that the executor's
   registry holds for the kind (`TransferPayload`, `StakePayload`, `UnstakePayload`,
-  `DuplicateVoteEvidence` for the core kinds). `SignedTx.decode` checks the envelope and canonical
+  `DuplicateVoteEvidence`, `CreateValidatorPayload` for the core kinds; `miner.register` and
+  `miner.unregister` carry an empty array). `SignedTx.decode` checks the envelope and canonical
   encoding; the payload is type-checked by the executor (`malformed_tx` on mismatch).
 
 Public API:
     Tx, SignedTx (SignedTx.decode(raw), .raw, .hash, .sign_bytes, .verify_signature(), .sender_address)
-    TransferPayload, StakePayload, UnstakePayload
+    TransferPayload, StakePayload, UnstakePayload, CreateValidatorPayload, EmptyPayload
     sign_tx(key, tx) -> SignedTx
     make_transfer(key, chain_id, nonce, to, amount, fee) / make_stake / make_unstake / make_evidence
+    make_create_validator(account_key, consensus_key, chain_id, nonce, fee)
+    make_register_miner(key, chain_id, nonce, fee) / make_unregister_miner(key, chain_id, nonce, fee)
+    proof_of_possession_message(chain_id, operator) -> bytes (signed by the consensus key, TAG_VALIDATOR_POP)
     KIND_* constants, RESERVED_KINDS, TX_VERSION, MAX_AMOUNT
 """
 
@@ -34,7 +38,7 @@ import nacl.exceptions
 from pocl.ledger import codec
 from pocl.ledger.block import DuplicateVoteEvidence
 from pocl.ledger.codec import CodecError, Struct
-from pocl.ledger.hashing import TAG_TX, TAG_TX_SIG
+from pocl.ledger.hashing import TAG_TX, TAG_TX_SIG, TAG_VALIDATOR_POP
 from pocl.ledger.keys import ADDRESS_LEN, PUBKEY_LEN, SIGNATURE_LEN, PrivateKey, address_of
 
 TX_VERSION = 1
@@ -46,11 +50,22 @@ KIND_TRANSFER = "transfer"
 KIND_STAKE = "stake"
 KIND_UNSTAKE = "unstake"
 KIND_EVIDENCE = "evidence"
+KIND_VALIDATOR_CREATE = "validator.create"
+KIND_MINER_REGISTER = "miner.register"
+KIND_MINER_UNREGISTER = "miner.unregister"
 KIND_POCL_COMMIT = "pocl.commit"
 KIND_POCL_SHARD = "pocl.shard"
 KIND_POCL_PREDICT = "pocl.predict"
 KIND_POCL_VOTE = "pocl.vote"
-RESERVED_KINDS = (KIND_POCL_COMMIT, KIND_POCL_SHARD, KIND_POCL_PREDICT, KIND_POCL_VOTE)
+# Registered by PoCL (`consensus.pocl.execution`): the miner kinds need its min_miner_stake.
+RESERVED_KINDS = (
+    KIND_POCL_COMMIT,
+    KIND_POCL_SHARD,
+    KIND_POCL_PREDICT,
+    KIND_POCL_VOTE,
+    KIND_MINER_REGISTER,
+    KIND_MINER_UNREGISTER,
+)
 
 _SIG_PREFIX = bytes([len(TAG_TX_SIG)]) + TAG_TX_SIG
 _SIG_SUFFIX_LEN = 2 + SIGNATURE_LEN  # bin8 header (0xc4 0x40) + 64 signature bytes
@@ -221,6 +236,28 @@ class UnstakePayload(Struct):
         return cls(_single_amount(cls.__name__, value))
 
 
+@dataclasses.dataclass(frozen=True)
+class CreateValidatorPayload(Struct):
+    """`validator.create`: the operator (the tx sender) registers its consensus key. `proof` is the
+    consensus key's signature over `proof_of_possession_message(chain_id, operator)`: nobody can register
+    a key they do not hold (e.g. someone else's, to block its owner from registering it)."""
+
+    consensus_pubkey: bytes
+    proof: bytes
+
+    BYTES_LEN: ClassVar[dict[str, int]] = {"consensus_pubkey": PUBKEY_LEN, "proof": SIGNATURE_LEN}
+
+
+@dataclasses.dataclass(frozen=True)
+class EmptyPayload(Struct):
+    """No payload (`miner.register`, `miner.unregister`): encoded as an empty array."""
+
+
+def proof_of_possession_message(chain_id: str, operator: bytes) -> bytes:
+    """What a consensus key signs (under TAG_VALIDATOR_POP) to prove it belongs to `operator` on `chain_id`."""
+    return codec.encode([chain_id, operator])
+
+
 def _single_amount(name: str, value: Any) -> int:
     if type(value) is not list or len(value) != 1 or type(value[0]) is not int:
         raise CodecError(f"{name}: expected [amount]")
@@ -256,3 +293,20 @@ def make_evidence(
     key: PrivateKey, chain_id: str, nonce: int, evidence: DuplicateVoteEvidence, fee: int
 ) -> SignedTx:
     return _build(key, chain_id, KIND_EVIDENCE, nonce, fee, evidence.to_list())
+
+
+def make_create_validator(
+    account_key: PrivateKey, consensus_key: PrivateKey, chain_id: str, nonce: int, fee: int
+) -> SignedTx:
+    """`validator.create` signed by the operator's account key, with the consensus key's proof."""
+    proof = consensus_key.sign(TAG_VALIDATOR_POP, proof_of_possession_message(chain_id, account_key.address))
+    payload = CreateValidatorPayload(consensus_key.pubkey, proof)
+    return _build(account_key, chain_id, KIND_VALIDATOR_CREATE, nonce, fee, payload.to_list())
+
+
+def make_register_miner(key: PrivateKey, chain_id: str, nonce: int, fee: int) -> SignedTx:
+    return _build(key, chain_id, KIND_MINER_REGISTER, nonce, fee, [])
+
+
+def make_unregister_miner(key: PrivateKey, chain_id: str, nonce: int, fee: int) -> SignedTx:
+    return _build(key, chain_id, KIND_MINER_UNREGISTER, nonce, fee, [])

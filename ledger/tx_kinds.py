@@ -25,7 +25,7 @@ from pocl.ledger.tx import SignedTx
 class BlockContext:
     height: int
     time_ms: int
-    proposer: bytes  # address credited with the block's fees
+    proposer: bytes  # consensus address of the proposer; its operator is credited with the fees
     chain_id: str
     params: ChainParams
     fees: int = 0

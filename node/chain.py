@@ -3,7 +3,8 @@
 Consensus (`valid(v)`, `Decide`) and block sync both go through `Chain`, so a block is judged and
 persisted by one piece of code whichever way it arrived:
 
-- `check_block(block)` is the paper's valid(v): header linkage, proposer is a validator, the parent's
+- `check_block(block)` is the paper's valid(v): header linkage, the proposer is a validator (named by its
+  consensus address, never its operator's account address), the parent's
   commit certificate (`last_commit`) verifies against the validator set that signed the parent, and the
   block executes on a copy of the state to the header's `state_root`. Results are cached per block hash,
   so the block that wins is not executed twice.

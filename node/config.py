@@ -11,6 +11,7 @@ Relative paths (`storage.db_path`, `mining.data_dir`) are relative to the home d
 
 from __future__ import annotations
 
+import re
 import tomllib
 import types
 import typing
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 import tomli_w
 from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
+from pocl.ledger.tx import MAX_AMOUNT
 from pocl.node.errors import ConfigError
 from pocl.node.logging import FORMATS, LogConfigError, parse_level_spec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -183,6 +185,9 @@ class MiningSection(_Section):
     batch_size: Count = 32
     behavior: str = "honest"  # adversarial behaviours for experiments
     seed: Count = 0  # local randomness (shuffling, init) only; never enters state
+    # on SIGTERM/SIGINT/`pocl-node stop`, how long a miner that committed to the open round may keep the
+    # node running to finish it (shard, reveal, vote) before stopping anyway (node.shutdown)
+    drain_timeout_s: Seconds = 60.0
 
 
 class StorageSection(_Section):
@@ -194,6 +199,28 @@ class MetricsSection(_Section):
     listen_addr: Addr = "127.0.0.1:26660"
 
 
+_KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # as `home.KEY_NAME_RE` (home imports us)
+
+
+def _key_name(value: str) -> str:
+    if not _KEY_NAME.fullmatch(value) or value.endswith(".json"):
+        raise _reject(f"not the name of a key in HOME/keys (1..64 of A-Z a-z 0-9 _ . -, no .json): {value!r}")
+    return value
+
+
+class FaucetSection(_Section):
+    """A testnet faucet on `POST /faucet`: signed transfers from the key `HOME/keys/<key>.json`."""
+
+    enabled: bool = False  # never on a chain whose coins are worth anything
+    key: Annotated[str, AfterValidator(_key_name)] = "faucet"
+    # per grant: ten times the default min_miner_stake, so a newcomer can stake and mine
+    amount: Annotated[int, Field(gt=0, le=MAX_AMOUNT)] = 100_000
+    fee: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] = 10  # paid by the faucet on each grant
+    per_address_interval_s: Seconds = 3600.0  # one grant per address per interval (0 = no limit)
+    per_source_interval_s: Seconds = 60.0  # one grant per client IP per interval (0 = no limit)
+    max_in_flight: Annotated[int, Field(gt=0)] = 100  # grants in the mempool, not yet committed
+
+
 class Config(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     p2p: P2PSection = Field(default_factory=P2PSection)
@@ -203,6 +230,7 @@ class Config(_Section):
     mining: MiningSection = Field(default_factory=MiningSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    faucet: FaucetSection = Field(default_factory=FaucetSection)
 
     def check(self) -> None:
         """Validate again (every change goes through `replace`, which validates; kept for callers)."""

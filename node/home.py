@@ -4,13 +4,17 @@ Layout (like CometBFT's, flattened):
 
     HOME/config.toml                     local settings (node.config)
     HOME/genesis.json                    the chain's genesis (genesis.schema)
-    HOME/keys/node_key.json              P2P identity key (keystore file, 0600)
-    HOME/keys/priv_validator_key.json    validator/miner signing key (keystore file, 0600)
+    HOME/keys/account_key.json           the operator account: signs txs, holds balance and stake, mines
+    HOME/keys/priv_validator_key.json    the consensus key: signs proposals and votes (as CometBFT's file)
+    HOME/keys/node_key.json              P2P identity key (the node id)
     HOME/keys/<name>.json                extra account keys made with `pocl-node keys new NAME`
     HOME/data/                           chain database, priv_validator_state.json, models
 
 Keys live in `keys/` (not `config/`) so that config and genesis can be replaced or shared freely while
-the secrets sit in one 0700 directory. `init` never destroys an existing key: with `--force` it rewrites
+the secrets sit in one 0700 directory. The consensus key is never the account key (as in Cosmos): a node's
+hot signing key can be rotated or kept on the server without exposing the funds and stake of its operator,
+and a validator record binds the two on chain (`tx create-validator`). All three are keystore files
+encrypted with the same passphrase. `init` never destroys an existing key: with `--force` it rewrites
 config and genesis but reuses the keys already there.
 """
 
@@ -26,6 +30,7 @@ from pathlib import Path
 from pocl.genesis.schema import (
     SHIPPED_NAMES,
     Genesis,
+    GenesisValidator,
     build_genesis,
     load_genesis,
     shipped_genesis_path,
@@ -48,8 +53,16 @@ GENESIS_FILE = "genesis.json"
 KEYS_DIR = "keys"
 DATA_DIR = "data"
 NODE_KEY = "node_key"
-VALIDATOR_KEY = "priv_validator_key"
-RESERVED_KEY_NAMES = (NODE_KEY, VALIDATOR_KEY)
+ACCOUNT_KEY = "account_key"
+CONSENSUS_KEY = "priv_validator_key"
+RESERVED_KEY_NAMES = (ACCOUNT_KEY, CONSENSUS_KEY, NODE_KEY)
+# What each of the home's own keys is for (`keys show` / `keys list`); any other name is an extra account.
+KEY_ROLES = {
+    ACCOUNT_KEY: "account (operator: txs, stake, mining)",
+    CONSENSUS_KEY: "consensus (signs proposals and votes)",
+    NODE_KEY: "p2p identity (node id)",
+}
+EXTRA_KEY_ROLE = "account"
 VALIDATOR_STATE_FILE = "priv_validator_state.json"
 KEY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 HOME_ENV = "POCL_HOME"
@@ -100,8 +113,12 @@ class NodeHome:
         return self.key_path(NODE_KEY)
 
     @property
-    def validator_key_path(self) -> Path:
-        return self.key_path(VALIDATOR_KEY)
+    def account_key_path(self) -> Path:
+        return self.key_path(ACCOUNT_KEY)
+
+    @property
+    def consensus_key_path(self) -> Path:
+        return self.key_path(CONSENSUS_KEY)
 
     def key_path(self, name: str) -> Path:
         return self.keys_dir / f"{check_key_name(name)}.json"
@@ -142,8 +159,15 @@ class NodeHome:
     def load_key(self, name: str, passphrase: str | None) -> PrivateKey:
         return load_key(self.key_path(name), passphrase)
 
-    def load_validator_key(self, passphrase: str | None) -> PrivateKey:
-        return self.load_key(VALIDATOR_KEY, passphrase)
+    def load_account_key(self, passphrase: str | None) -> PrivateKey:
+        return self.load_key(ACCOUNT_KEY, passphrase)
+
+    def load_consensus_key(self, passphrase: str | None) -> PrivateKey:
+        return self.load_key(CONSENSUS_KEY, passphrase)
+
+    def has_own_keys(self) -> bool:
+        """All three of the home's keys exist (`init` would create none)."""
+        return all(self.key_path(n).exists() for n in RESERVED_KEY_NAMES)
 
     def load_node_key(self, passphrase: str | None) -> PrivateKey:
         return self.load_key(NODE_KEY, passphrase)
@@ -154,12 +178,22 @@ class InitResult:
     home: NodeHome
     genesis: Genesis
     node_key: KeyInfo
-    validator_key: KeyInfo
+    account_key: KeyInfo
+    consensus_key: KeyInfo
     created_keys: tuple[str, ...]  # names of keys made now (others were reused)
 
     @property
     def is_genesis_validator(self) -> bool:
-        return any(v.address == self.validator_key.address for v in self.genesis.validators)
+        """This home's consensus key validates from genesis (for this home's account)."""
+        return any(
+            v.consensus_pubkey == self.consensus_key.pubkey and v.address == self.account_key.address
+            for v in self.genesis.validators
+        )
+
+    @property
+    def is_genesis_miner(self) -> bool:
+        acct = self.genesis.account(self.account_key.address)
+        return acct is not None and acct.miner
 
 
 def resolve_genesis_source(source: Genesis | Path | str) -> Genesis:
@@ -190,6 +224,16 @@ def _ensure_key(
     return info, True
 
 
+def single_validator_genesis(
+    chain_id: str, account_pubkey: bytes, consensus_pubkey: bytes, genesis_time_ms: int
+) -> Genesis:
+    """`init`'s one-node chain: the home's account validates (with its consensus key) and mines."""
+    member = GenesisValidator(
+        account_pubkey, consensus_pubkey, INIT_VALIDATOR_STAKE, INIT_VALIDATOR_BALANCE, miner=True
+    )
+    return build_genesis(chain_id, [member], genesis_time_ms=genesis_time_ms)
+
+
 def init_home(
     home: NodeHome | Path | str,
     *,
@@ -200,16 +244,18 @@ def init_home(
     insecure_keys: bool = False,
     force: bool = False,
     config: Config | None = None,
-    validator_key: PrivateKey | None = None,
+    account_key: PrivateKey | None = None,
+    consensus_key: PrivateKey | None = None,
     node_key: PrivateKey | None = None,
     kdf: ScryptParams = DEFAULT_SCRYPT,
     genesis_time_ms: int | None = None,
 ) -> InitResult:
-    """Create a home: keys (reused if present), `genesis.json`, `config.toml`, `data/`.
+    """Create a home: three keys (reused if present), `genesis.json`, `config.toml`, `data/`.
 
-    Without `genesis`, writes a single-validator genesis whose only validator is this node's key, so
-    `pocl-node init && pocl-node run` gives a working one-node chain. Everything is validated before
-    anything is written, so a failed init leaves no half-made home.
+    Without `genesis`, writes a single-validator genesis whose only validator is this home's account with
+    its consensus key (also a registered miner), so `pocl-node init && pocl-node run` gives a working
+    one-node chain. Everything is validated before anything is written, so a failed init leaves no
+    half-made home.
     """
     home = home if isinstance(home, NodeHome) else NodeHome.at(home)
     if home.is_initialised() and not force:
@@ -219,8 +265,9 @@ def init_home(
         )
     if home.root.exists() and not home.root.is_dir():
         raise HomeError(f"home {home.root} exists and is not a directory")
-    must_create = not (home.validator_key_path.exists() and home.node_key_path.exists())
-    if must_create and not insecure_keys and passphrase is None:
+    if account_key is not None and consensus_key is not None and account_key.pubkey == consensus_key.pubkey:
+        raise UserError("the consensus key must not be the account key")
+    if not home.has_own_keys() and not insecure_keys and passphrase is None:
         raise UserError(
             "a passphrase is required to encrypt the keys (or use --insecure-unencrypted on devnets)"
         )
@@ -234,22 +281,42 @@ def init_home(
     if moniker is not None:
         base = base.replace("node", moniker=moniker)
     base.check()
+    _check_distinct_existing(home, account_key, consensus_key)
 
     home.root.mkdir(parents=True, exist_ok=True)
     home.keys_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     home.data_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-    val_info, val_new = _ensure_key(home.validator_key_path, validator_key, passphrase, insecure_keys, kdf)
-    node_info, node_new = _ensure_key(home.node_key_path, node_key, passphrase, insecure_keys, kdf)
+    made: dict[str, tuple[KeyInfo, bool]] = {}
+    for name, key in ((ACCOUNT_KEY, account_key), (CONSENSUS_KEY, consensus_key), (NODE_KEY, node_key)):
+        made[name] = _ensure_key(home.key_path(name), key, passphrase, insecure_keys, kdf)
+    acct_info, cons_info, node_info = (made[n][0] for n in (ACCOUNT_KEY, CONSENSUS_KEY, NODE_KEY))
 
     if given is None:
-        given = build_genesis(
+        given = single_validator_genesis(
             chain_id or f"pocl-local-{secrets.token_hex(3)}",
-            [(val_info.pubkey, INIT_VALIDATOR_STAKE, INIT_VALIDATOR_BALANCE)],
-            genesis_time_ms=genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
+            acct_info.pubkey,
+            cons_info.pubkey,
+            genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
         )
     write_genesis(home.genesis_path, given)
     write_config(home.config_path, base)
-    created = tuple(n for n, new in ((VALIDATOR_KEY, val_new), (NODE_KEY, node_new)) if new)
     return InitResult(
-        home=home, genesis=given, node_key=node_info, validator_key=val_info, created_keys=created
+        home=home,
+        genesis=given,
+        node_key=node_info,
+        account_key=acct_info,
+        consensus_key=cons_info,
+        created_keys=tuple(n for n in RESERVED_KEY_NAMES if made[n][1]),
     )
+
+
+def _check_distinct_existing(
+    home: NodeHome, account_key: PrivateKey | None, consensus_key: PrivateKey | None
+) -> None:
+    """Refuse a home whose account and consensus keys would be the same key (given or already on disk)."""
+    pubkeys = []
+    for name, key in ((ACCOUNT_KEY, account_key), (CONSENSUS_KEY, consensus_key)):
+        path = home.key_path(name)
+        pubkeys.append(read_key_info(path).pubkey if path.exists() else key.pubkey if key else None)
+    if pubkeys[0] is not None and pubkeys[0] == pubkeys[1]:
+        raise HomeError(f"{home.consensus_key_path} holds the account key: the consensus key must differ")

@@ -58,7 +58,8 @@ class NodeStatusSource(ChainReader, PeerHost, Protocol):
     genesis: Genesis
     config: Config
     node_key: PrivateKey
-    validator_key: PrivateKey | None
+    consensus_key: PrivateKey | None  # signs proposals and votes
+    account_key: PrivateKey | None  # the operator account
     driver: ConsensusDriver | None
     syncing: bool
     started_at: float
@@ -78,11 +79,22 @@ class MinerStatus(Protocol):
     def status_json(self) -> dict[str, Any]: ...
 
 
+class MiningControl(Protocol):
+    """`node.mining_switch.MiningSwitch`: mining on and off at run time."""
+
+    def state(self) -> dict[str, Any]: ...
+
+    async def turn_on(self) -> dict[str, Any]: ...
+
+    async def turn_off(self) -> dict[str, Any]: ...
+
+
 class PoclReader(ChainReader, Protocol):
     """The PoCL routes: round records and global models from the committed state, the local miner."""
 
     pocl: PoclExecution
     miner: MinerStatus | None
+    mining_switch: MiningControl
 
 
 class MetricsNode(ChainReader, PeerHost, EventSource, Protocol):

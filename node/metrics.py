@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
 from pocl.consensus.pocl.records import PHASE_DONE, PHASE_NAMES
+from pocl.ledger import roles
 from pocl.ledger.events import Event
 from pocl.ledger.keys import address_of, format_address
 from pocl.ledger.signing_validators import signing_validators
@@ -111,7 +112,7 @@ class NodeMetrics:
             self.pocl_phase.labels(phase).set(0)
         self._handlers: list[NodeEventListener] = []
         self._last_time_ms: int | None = None
-        self._signers: dict[bytes, bytes] | None = None  # pubkey -> address of the last block's signers
+        self._signers: dict[bytes, bytes] | None = None  # consensus pubkey -> operator of the last signers
         self._round_opened_at: dict[int, int] = {}
         self._runner: web.AppRunner | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -161,7 +162,9 @@ class NodeMetrics:
         vals = signing_validators(chain.state)
         if vals is None:
             return None
-        out = {pk: address_of(pk) for pk, _power in vals}
+        # Labelled by the operator account (the address its owner knows); the consensus address when
+        # no validator record names one.
+        out = {pk: roles.operator_of(chain.state, address_of(pk)) or address_of(pk) for pk, _power in vals}
         for addr in out.values():
             self.missed.labels(format_address(addr))  # export zeros for every validator
         return out

@@ -17,7 +17,9 @@ poll) it looks at the committed PoCL state and does the step the round needs fro
   canonical-inference labels for every other shard owner's shard (address order);
 - VOTE, revealed, not voted yet: `pocl.vote` = labels, salt and the scores every node will recompute.
 
-A restarted miner reloads its secrets from disk and carries on where the round is. Adversarial
+A restarted miner reloads its secrets from disk and carries on where the round is. `pause` stops it
+committing to new rounds while it finishes the one it is in (`open_duty` says what it still owes);
+`node.shutdown` and `node.mining_switch` use that to stop or switch mining off without a penalty. Adversarial
 behaviours (`ml.adversary`, `[mining] behavior`) replace exactly the step they cheat at.
 Each step logs one line on the `pocl.miner` logger (shown as `miner: ...`; messages carry no prefix).
 
@@ -55,6 +57,7 @@ from pocl.ml.training import TrainJob
 from pocl.node.config import MiningSection
 from pocl.node.events import BlockCommitted, NodeEvent
 from pocl.node.interfaces import MinerNode
+from pocl.node.miner_duty import OpenDuty, WithholdCost, open_duty, withhold_cost
 from pocl.node.miner_payloads import (
     NoFreshShard,
     chain_shard_is_fresh,
@@ -202,6 +205,7 @@ class Miner:
         self._unsubscribe: Any = None
         self._warmup_task: asyncio.Task[None] | None = None
         self.worker_ready = not self.behaviour.trains
+        self.committing = True  # False after `pause`: finish the open round, commit to no new one
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,6 +291,42 @@ class Miner:
                 await self.worker.close()
         log.info("stopped")
 
+    def pause(self) -> None:
+        """Commit to no new round (and train for none); duties of a round already committed to go on."""
+        if self.committing:
+            self.committing = False
+            self.last_step = "paused: committing to no new round"
+            log.info("paused: finishing the open round (if committed), committing to no new one")
+            self._wake.set()
+
+    def resume(self) -> None:
+        """Commit to rounds again, from the next one this miner is eligible for."""
+        if not self.committing:
+            self.committing = True
+            self.last_step = "resumed"
+            log.info("resumed: committing to rounds again")
+            self._wake.set()
+
+    def open_duty(self) -> OpenDuty | None:
+        """What this miner still owes the open round (None: it may stop without a penalty)."""
+        node = self.node
+        if node.chain is None:
+            return None
+        rec = node.pocl.open_record(node.chain.state)
+        in_flight = rec is not None and self._commit_in_flight(rec.round)
+        return open_duty(rec, self.address, in_flight)
+
+    def _commit_in_flight(self, round_: int) -> bool:
+        sent = self._submitted.get((round_, KIND_POCL_COMMIT))
+        return sent is not None and self.node.mempool is not None and sent[0] in self.node.mempool
+
+    def withhold_cost(self, round_: int) -> WithholdCost:
+        """The penalty for leaving `round_` now, from this miner's stake in the committed state."""
+        acct = self.node.chain.state.account(self.address) if self.node.chain is not None else None
+        stake = acct.stake if acct is not None else 0
+        unbonding = [entry[0] for entry in acct.unbonding] if acct is not None else []
+        return withhold_cost(self.params, round_, stake, unbonding)
+
     def _on_event(self, event: NodeEvent) -> None:
         if not isinstance(event, BlockCommitted):
             return
@@ -326,7 +366,10 @@ class Miner:
         return st
 
     def status_json(self) -> dict[str, Any]:
+        duty = self.open_duty()
         return {
+            "committing": self.committing,
+            "open_commitment": duty.to_json() if duty is not None else None,
             "address": format_address(self.address),
             "behavior": self.behaviour.kind,
             "dataset": self.settings.dataset,
@@ -359,7 +402,7 @@ class Miner:
             return
         rec = pocl.open_record(state)
         if rec is None:  # between rounds: prepare the next one from the final G_{r-1}
-            if self._may_be_eligible(state, head.round):
+            if self.committing and self._may_be_eligible(state, head.round):
                 self._ensure_training(head.round, head.model_hash)
             return
         if rec.phase == PHASE_COMMIT:
@@ -367,6 +410,9 @@ class Miner:
                 self._once(rec.round, "opened; this miner is not eligible (stake or jail)")
                 return
             if self.address in rec.committers:
+                return
+            if not self.committing:
+                self._once(rec.round, "opened; paused, not committing to it")
                 return
             self._ensure_training(rec.round, rec.prev_model_hash)
             sec = self._secrets_for(rec.round, rec.prev_model_hash)

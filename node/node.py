@@ -32,14 +32,18 @@ from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.config import Config, parse_host_port
 from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
 from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener, pocl_events
+from pocl.node.faucet import Faucet, FaucetSettings, FaucetSetupError
 from pocl.node.home import VALIDATOR_STATE_FILE
 from pocl.node.mempool import AddResult, Mempool, MempoolConfig
 from pocl.node.metrics import NodeMetrics
+from pocl.node.mining_switch import MiningSwitch
 from pocl.node.reactors.consensus import ConsensusReactor
 from pocl.node.reactors.tx_gossip import TxGossipReactor
+from pocl.node.rpc.faucet import faucet_routes
 from pocl.node.rpc.pocl import pocl_routes
 from pocl.node.rpc.server import RpcServer
 from pocl.node.rpc.tx_batch import tx_batch_routes
+from pocl.node.shutdown import ShutdownController
 from pocl.node.signature_verifier import ParallelSignatureVerifier
 from pocl.p2p.addrbook import AddressBook
 from pocl.p2p.bans import BanList
@@ -87,15 +91,26 @@ class Node:
         config: Config,
         genesis: Genesis,
         node_key: PrivateKey,
-        validator_key: PrivateKey | None,
+        consensus_key: PrivateKey | None,
+        account_key: PrivateKey | None = None,
         executor: Executor | None = None,
         double_sign: bool = False,
+        faucet_key: PrivateKey | None = None,
     ) -> None:
         self.home = Path(home)
         self.config = config
         self.genesis = genesis
         self.node_key = node_key
-        self.validator_key = validator_key
+        # The consensus key signs proposals and votes: the node validates when its address is in the
+        # validator set. The account key (the operator's) signs txs: mining, evidence. Never the same key.
+        if (
+            consensus_key is not None
+            and account_key is not None
+            and consensus_key.pubkey == account_key.pubkey
+        ):
+            raise NodeError("the consensus key must not be the account key (see: pocl-node keys list)")
+        self.consensus_key = consensus_key
+        self.account_key = account_key
         try:
             self.pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
         except PoclParamsError as exc:
@@ -113,7 +128,12 @@ class Node:
         self.consensus: ConsensusReactor | None = None
         self.rpc: RpcServer | None = None
         self.tx_gossip: TxGossipReactor | None = None
-        self.miner: Any = None  # node.miner.Miner when [mining] enabled
+        self.miner: Any = None  # node.miner.Miner when [mining] enabled or switched on
+        # stop requests: drain a PoCL round the miner committed to first (node.shutdown)
+        self.shutdown = ShutdownController(self, config.mining.drain_timeout_s)
+        self.mining_switch = MiningSwitch(self, is_stopping=self.shutdown.is_stopping)
+        self.faucet_key = faucet_key  # signs the grants of `POST /faucet` when [faucet] enabled
+        self.faucet: Faucet | None = None
         self.metrics: NodeMetrics | None = None
         self.syncing = True
         self.started_at = time.time()
@@ -146,8 +166,14 @@ class Node:
         except StoreError as exc:
             store.close()
             raise NodeError(str(exc)) from exc
-        return Chain(store, state, self.executor, self.params, self.genesis.genesis_time_ms,
-                     round_info=self.pocl.round_info)
+        return Chain(
+            store,
+            state,
+            self.executor,
+            self.params,
+            self.genesis.genesis_time_ms,
+            round_info=self.pocl.round_info,
+        )
 
     def _host_config(self) -> HostConfig:
         p2p = self.config.p2p
@@ -175,6 +201,7 @@ class Node:
     async def start(self) -> None:
         limit_blas_threads()
         keep_large_buffers_in_heap()
+        self.faucet = self._make_faucet()  # a bad [faucet] section fails before anything starts
         self.chain = chain = self._open_chain()
         self.mempool = Mempool(
             self.executor,
@@ -208,10 +235,10 @@ class Node:
         if self.config.p2p.pex:
             self.pex = PeerExchange(self.host, PexConfig(seeds=tuple(self.config.p2p.seeds), interval=5.0))
         signer = None
-        if self.validator_key is not None:
+        if self.consensus_key is not None:
             signer = SigningGuard(
                 self.home / "data" / VALIDATOR_STATE_FILE,
-                self.validator_key,
+                self.consensus_key,
                 self.genesis.chain_id,
                 allow_double_sign=self.double_sign,
             )
@@ -227,7 +254,7 @@ class Node:
             network=self.consensus,
             params=effective_params(self.genesis, self.config),
             signer=signer,
-            account_key=self.validator_key,
+            account_key=self.account_key,
             max_block_bytes=self.params.max_block_bytes,
             on_decided=self._on_decided,
             submit_tx=self.submit_tx,
@@ -245,11 +272,11 @@ class Node:
                 max_ws_clients=self.config.rpc.max_ws_clients,
                 unsafe=self.config.rpc.unsafe,
                 cors_allowed_origins=self.config.rpc.cors_allowed_origins,
-                extra_routes=pocl_routes(self) + tx_batch_routes(self),
+                extra_routes=pocl_routes(self) + tx_batch_routes(self) + faucet_routes(self.faucet),
             )
             await self.rpc.start()
         if self.config.mining.enabled:
-            await self._start_miner()
+            await self.start_miner()
         if self.config.metrics.enabled:
             self.metrics = NodeMetrics(self)
             await self.metrics.start(self.config.metrics.listen_addr)
@@ -275,6 +302,7 @@ class Node:
         if not self._running:
             return
         self._running = False
+        self.mining_switch.close()
         if self.miner is not None:
             await self.miner.stop()
         for task in self._tasks:
@@ -296,17 +324,33 @@ class Node:
             self.chain.store.close()
         log.info("node stopped")
 
-    async def _start_miner(self) -> None:
-        """Mining takes part in PoCL rounds with the validator (account) key: it must hold stake."""
+    def _make_faucet(self) -> Faucet | None:
+        """The faucet when `[faucet] enabled` (its routes answer 403 faucet_disabled otherwise)."""
+        if not self.config.faucet.enabled:
+            return None
+        if self.faucet_key is None:
+            raise NodeError(f"[faucet] enabled = true but no key {self.config.faucet.key!r} was loaded")
+        try:
+            settings = FaucetSettings.from_config(self.config.faucet, self.params.min_fee)
+        except FaucetSetupError as exc:
+            raise NodeError(str(exc)) from None
+        log.info("faucet enabled address=0x%s amount=%d", self.faucet_key.address.hex(), settings.amount)
+        return Faucet(self, self.faucet_key, settings)
+
+    async def start_miner(self) -> None:
+        """Mining takes part in PoCL rounds with the account key: it must be a registered miner with stake."""
         from pocl.node.miner import Miner, MinerError, MinerSettings
 
-        if self.validator_key is None:
-            raise NodeError("mining needs the account key (keys/validator_key.json); run without --no-validator")
+        if self.account_key is None:
+            raise NodeError("mining needs the account key (keys/account_key.json)")
         mining = self.config.mining
         data_dir = self.config.resolve(self.home, mining.data_dir) if mining.data_dir else None
         try:
             self.miner = Miner(
-                self, self.validator_key, MinerSettings.from_config(mining, data_dir), self.home / "data" / "miner"
+                self,
+                self.account_key,
+                MinerSettings.from_config(mining, data_dir),
+                self.home / "data" / "miner",
             )
             await self.miner.start()
         except MinerError as exc:

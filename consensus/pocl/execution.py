@@ -1,4 +1,13 @@
-"""PoCL on chain: the three tx kinds and the begin/end-block hooks for the ledger executor (DESIGN §5.2).
+"""PoCL on chain: its tx kinds and the begin/end-block hooks for the ledger executor (DESIGN §5.2).
+
+Besides the round kinds (`pocl.*`), PoCL registers the miner role kinds `miner.register` (needs bonded
+stake >= min_miner_stake; refused for a registered miner) and `miner.unregister` (refused for an
+unregistered one). The registrations live in `ledger.roles`; the eligible set of a round is taken
+from the registered miners (plus the stake/jail rules of `schedule.select_eligible`) when it opens, so
+a registration or unregistration takes effect at the next round open. A miner that unregisters while
+in an open round's eligible list stays in that frozen list: it is treated as any eligible miner of the
+round (a missed COMMIT counts for downtime; a commitment must be followed by its shard and reveal or it
+is slashed as withholding). Staking alone does not make a miner.
 
     pocl = PoclExecution(pocl_params, chain_params)
     executor = build_executor(pocl)
@@ -64,13 +73,14 @@ from pocl.consensus.pocl.txs import (
     VotePayload,
 )
 from pocl.consensus.pocl.validate import accept_commit, accept_predict, accept_shard, accept_vote
-from pocl.ledger import codec
+from pocl.ledger import codec, errors, roles
 from pocl.ledger.core_txs import default_registry
 from pocl.ledger.errors import TxError
 from pocl.ledger.evidence import slash_stake
 from pocl.ledger.executor import Executor, SignatureVerifier, no_preverification
 from pocl.ledger.params import ChainParams
 from pocl.ledger.state import MAX_AMOUNT, State
+from pocl.ledger.tx import KIND_MINER_REGISTER, KIND_MINER_UNREGISTER, EmptyPayload
 from pocl.ledger.tx_kinds import BlockContext, TxContext, TxKind, TxRegistry
 
 NS_POCL = "pocl"
@@ -115,6 +125,8 @@ class PoclExecution:
                 KIND_POCL_PREDICT, PredictPayload, self.validate_predict, self.apply_predict, _pocl_max_bytes
             ),
             TxKind(KIND_POCL_VOTE, VotePayload, self.validate_vote, self.apply_vote, _pocl_max_bytes),
+            TxKind(KIND_MINER_REGISTER, EmptyPayload, self.validate_register, self.apply_register),
+            TxKind(KIND_MINER_UNREGISTER, EmptyPayload, self.validate_unregister, self.apply_unregister),
         ]
 
     def register(self, registry: TxRegistry) -> None:
@@ -202,6 +214,33 @@ class PoclExecution:
             load(PredictEntry, predict_key, rec.predictors),
             load(VoteEntry, vote_key, rec.voters),
         )
+
+    # ------------------------------------------------------------------ miner role
+
+    def validate_register(self, state: State, ctx: TxContext, _p: EmptyPayload) -> TxError | None:
+        if roles.is_miner(state, ctx.sender):
+            return TxError(errors.MINER_REGISTERED, "this account is already a registered miner")
+        stake = ctx.account.stake if ctx.account is not None else 0
+        if stake < self.params.min_miner_stake:
+            return TxError(
+                errors.INSUFFICIENT_STAKE,
+                f"bonded stake {stake} is below min_miner_stake {self.params.min_miner_stake}: stake first",
+            )
+        return None
+
+    @staticmethod
+    def apply_register(state: State, ctx: TxContext, _p: EmptyPayload) -> None:
+        roles.register_miner(state, ctx.sender)
+
+    @staticmethod
+    def validate_unregister(state: State, ctx: TxContext, _p: EmptyPayload) -> TxError | None:
+        if not roles.is_miner(state, ctx.sender):
+            return TxError(errors.MINER_NOT_REGISTERED, "this account is not a registered miner")
+        return None
+
+    @staticmethod
+    def apply_unregister(state: State, ctx: TxContext, _p: EmptyPayload) -> None:
+        roles.unregister_miner(state, ctx.sender)
 
     # ------------------------------------------------------------------ txs
 
@@ -335,8 +374,9 @@ class PoclExecution:
         return head
 
     def eligible_miners(self, state: State, round_: int) -> list[bytes]:
+        """Round `round_`'s eligible set: registered miners with enough bonded stake, not jailed."""
         accounts = []
-        for addr in state.stakers():
+        for addr in roles.miners(state):
             acct = state.account(addr)
             if acct is not None:
                 accounts.append((addr, acct.stake, acct.jailed_until_round))

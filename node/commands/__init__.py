@@ -27,10 +27,12 @@ from types import ModuleType
 # Help lists commands in this order; unknown ones follow alphabetically.
 ORDER = (
     "init",
+    "config",
     "run",
     "keys",
     "tx",
     "query",
+    "faucet",
     "genesis",
     "testnet",
     "devnet",

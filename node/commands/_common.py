@@ -162,7 +162,7 @@ def unlock_key(path: Path, args: argparse.Namespace) -> PrivateKey:
     info = read_key_info(path)
     passphrase = None
     if info.encrypted:
-        # One prompt per command: node_key and priv_validator_key usually share the passphrase.
+        # One prompt per command: a home's three keys (account, consensus, node) share the passphrase.
         passphrase = getattr(args, CACHED_PASSPHRASE_ATTR, None) or read_passphrase(
             args, what=f"key {path.stem}"
         )

@@ -14,13 +14,14 @@ from pocl.consensus.pocl.params import PoclParams, PoclParamsError
 from pocl.genesis.schema import (
     SHIPPED_NAMES,
     Genesis,
+    GenesisValidator,
     build_genesis,
     load_genesis,
     shipped_genesis_path,
     write_genesis,
 )
-from pocl.ledger.keys import PUBKEY_LEN, KeyFormatError, format_address, parse_address
-from pocl.ledger.params import ChainParams
+from pocl.ledger.keys import PUBKEY_LEN, KeyFormatError, address_of, format_address, parse_address
+from pocl.ledger.params import ChainParams, GenesisAccount
 from pocl.ledger.storage.keystore import read_key_info
 from pocl.node.commands._common import add_command_parser, add_subcommands, emit, home_of
 from pocl.node.errors import UsageError, UserError
@@ -28,11 +29,15 @@ from pocl.node.home import INIT_VALIDATOR_BALANCE, INIT_VALIDATOR_STAKE
 
 HELP = "create or validate a genesis file"
 DESCRIPTION = """\
-genesis new      build a genesis from validators (PUBKEY_HEX:STAKE[:BALANCE]) and accounts (ADDRESS:BALANCE);
-                 without --validator, the home's priv_validator_key is the only validator. --model NAME
+genesis new      build a genesis from validators (ACCOUNT_PUBKEY:CONSENSUS_PUBKEY:STAKE[:BALANCE]), accounts
+                 (ADDRESS:BALANCE) and miners (--miner ADDRESS: a validator's or an account's address);
+                 without --validator, the home's account is the only validator (with the home's consensus
+                 key, keys/priv_validator_key.json) and a registered miner. --model NAME
                  (e.g. cnn-mnist) sets the PoCL model and raises the tx/block limits it needs (a --param
                  given explicitly is kept as given).
 genesis validate check a genesis file (default HOME/genesis.json) and print its hash.
+genesis hash     print only the hash of a genesis file (default HOME/genesis.json): what a joiner passes
+                 to `init --join URL --genesis-hash HASH`.
 """
 
 
@@ -46,8 +51,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--validator",
         action="append",
         default=[],
-        metavar="PUBKEY:STAKE[:BALANCE]",
-        help="a genesis validator (repeat)",
+        metavar="ACCOUNT_PUBKEY:CONSENSUS_PUBKEY:STAKE[:BALANCE]",
+        help="a genesis validator: its account key and its separate consensus key (repeat)",
+    )
+    new.add_argument(
+        "--miner",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="register this validator's or account's address as a miner at genesis (repeat)",
     )
     new.add_argument(
         "--account", action="append", default=[], metavar="ADDRESS:BALANCE", help="a funded account (repeat)"
@@ -68,6 +80,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     val.add_argument(
         "file", nargs="?", type=Path, help="genesis file or 'localnet' (default: HOME/genesis.json)"
     )
+    hsh = add_command_parser(sub, "hash", "print the hash of a genesis file (for init --join --genesis-hash)")
+    hsh.add_argument(
+        "file", nargs="?", type=Path, help="genesis file or 'localnet' (default: HOME/genesis.json)"
+    )
     return p
 
 
@@ -81,19 +97,37 @@ def _int(text: str, what: str) -> int:
     return value
 
 
-def _parse_validator(spec: str) -> tuple[bytes, int, int]:
-    parts = spec.split(":")
-    if len(parts) not in (2, 3):
-        raise UsageError(f"--validator {spec!r}: expected PUBKEY_HEX:STAKE[:BALANCE]")
+def _pubkey(text: str, spec: str, what: str) -> bytes:
     try:
-        pubkey = bytes.fromhex(parts[0].removeprefix("0x"))
+        pubkey = bytes.fromhex(text.removeprefix("0x"))
     except ValueError:
-        raise UsageError(f"--validator {spec!r}: public key is not hex") from None
+        raise UsageError(f"--validator {spec!r}: {what} is not hex") from None
     if len(pubkey) != PUBKEY_LEN:
-        raise UsageError(f"--validator {spec!r}: public key must be {PUBKEY_LEN} bytes")
-    stake = _int(parts[1], f"--validator {spec!r} stake")
-    balance = _int(parts[2], f"--validator {spec!r} balance") if len(parts) == 3 else 0
-    return pubkey, stake, balance
+        raise UsageError(f"--validator {spec!r}: {what} must be {PUBKEY_LEN} bytes")
+    return pubkey
+
+
+def _parse_validator(spec: str) -> GenesisValidator:
+    parts = spec.split(":")
+    if len(parts) not in (3, 4) or len(parts[1].removeprefix("0x")) != 2 * PUBKEY_LEN:
+        raise UsageError(
+            f"--validator {spec!r}: expected ACCOUNT_PUBKEY:CONSENSUS_PUBKEY:STAKE[:BALANCE] "
+            "(a validator signs votes with a consensus key of its own)"
+        )
+    account = _pubkey(parts[0], spec, "account public key")
+    consensus = _pubkey(parts[1], spec, "consensus public key")
+    if account == consensus:
+        raise UsageError(f"--validator {spec!r}: the consensus key must differ from the account key")
+    stake = _int(parts[2], f"--validator {spec!r} stake")
+    balance = _int(parts[3], f"--validator {spec!r} balance") if len(parts) == 4 else 0
+    return GenesisValidator(account, consensus, stake, balance)
+
+
+def _parse_miner(spec: str) -> bytes:
+    try:
+        return parse_address(spec)
+    except KeyFormatError as exc:
+        raise UsageError(f"--miner {spec!r}: {exc}") from None
 
 
 def _parse_account(spec: str) -> tuple[bytes, int]:
@@ -154,28 +188,48 @@ def _summary(g: Genesis) -> dict[str, Any]:
             {
                 "address": format_address(v.address),
                 "pubkey": v.pubkey.hex() if v.pubkey else None,
+                "consensus_pubkey": v.consensus_pubkey.hex() if v.consensus_pubkey else None,
                 "stake": v.stake,
+                "miner": v.miner,
             }
             for v in g.validators
         ],
+        "miners": [format_address(a.address) for a in g.miners],
         "accounts": len(g.accounts),
         "total_stake": g.total_stake,
         "total_supply": g.total_supply,
     }
 
 
+def _home_validator(args: argparse.Namespace) -> GenesisValidator:
+    """The home's account with the home's consensus key, as validator and miner (`genesis new` alone)."""
+    home = home_of(args)
+    paths = (home.account_key_path, home.consensus_key_path)
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise UserError(
+            f"no --validator given and no {missing[0].name} in {home.keys_dir} "
+            "(pass --validator ACCOUNT_PUBKEY:CONSENSUS_PUBKEY:STAKE or --home)"
+        )
+    account, consensus = (read_key_info(p).pubkey for p in paths)
+    return GenesisValidator(account, consensus, INIT_VALIDATOR_STAKE, INIT_VALIDATOR_BALANCE, miner=True)
+
+
 def _new(args: argparse.Namespace) -> int:
     validators = [_parse_validator(s) for s in args.validator]
-    accounts = [_parse_account(s) for s in args.account]
+    plain = [_parse_account(s) for s in args.account]
+    miners = {_parse_miner(s) for s in args.miner}
     pocl, params = _model_genesis(args.model, _param_values(args.param))
     if not validators:
-        home = home_of(args)
-        if not home.validator_key_path.exists():
-            raise UserError(
-                f"no --validator given and no validator key in {home.keys_dir} (pass --validator PUBKEY:STAKE or --home)"
-            )
-        info = read_key_info(home.validator_key_path)
-        validators = [(info.pubkey, INIT_VALIDATOR_STAKE, INIT_VALIDATOR_BALANCE)]
+        validators = [_home_validator(args)]
+    validators = [dataclasses.replace(v, miner=v.miner or address_of(v.pubkey) in miners) for v in validators]
+    known = {address_of(v.pubkey) for v in validators} | {a for a, _ in plain}
+    unknown = sorted(miners - known)
+    if unknown:
+        raise UsageError(
+            f"--miner {format_address(unknown[0])}: not a --validator's or an --account's address"
+        )
+    accounts = [GenesisAccount(address=a, balance=b, miner=a in miners) for a, b in plain]
     genesis = build_genesis(
         args.chain_id,
         validators,
@@ -202,9 +256,10 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _genesis_file(args: argparse.Namespace) -> Path:
+    """The file of `validate`/`hash`: FILE, a shipped name, else HOME/genesis.json."""
     home = home_of(args)
-    path = args.file
+    path: Path | None = args.file
     if path is None:
         path = home.genesis_path
         if not path.exists():
@@ -213,6 +268,23 @@ def _validate(args: argparse.Namespace) -> int:
         path = shipped_genesis_path(str(path))
     elif not path.exists():
         raise UserError(f"genesis file {path} not found")
+    return path
+
+
+def _hash(args: argparse.Namespace) -> int:
+    path = _genesis_file(args)
+    genesis = load_genesis(path)
+    emit(
+        args,
+        {"file": str(path), "chain_id": genesis.chain_id, "hash": genesis.hash.hex()},
+        genesis.hash.hex(),
+    )
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    path = _genesis_file(args)
     genesis = load_genesis(path)
     pocl = check_pocl(genesis, path)
     summary = {"file": str(path), "valid": True, **_summary(genesis)}
@@ -226,20 +298,25 @@ def _validate(args: argparse.Namespace) -> int:
         f"  chain id      {genesis.chain_id}",
         f"  genesis hash  {genesis.hash.hex()}",
         f"  validators    {len(genesis.validators)} (total stake {genesis.total_stake})",
+        f"  miners        {len(genesis.miners)} registered at genesis",
         f"  accounts      {len(genesis.accounts)} (total supply {genesis.total_supply})",
         f"  pocl          {pocl.model}, K={pocl.winners}, at most {pocl.max_round_blocks()} blocks a round, "
         f"{pocl.max_miners} miners",
     ]
-    if args.file is None and home.validator_key_path.exists():
-        own = read_key_info(home.validator_key_path).address
-        is_val = any(v.address == own for v in genesis.validators)
-        summary["this_node_is_validator"] = is_val
-        lines.append(
-            f"  this node     {format_address(own)} ({'validator' if is_val else 'not a validator'})"
+    if args.file is None and home.account_key_path.exists():
+        own = read_key_info(home.account_key_path).address
+        consensus = (
+            read_key_info(home.consensus_key_path).pubkey if home.consensus_key_path.exists() else None
         )
+        is_val = any(v.address == own and v.consensus_pubkey == consensus for v in genesis.validators)
+        is_miner = any(a.address == own for a in genesis.miners)
+        summary["this_node_is_validator"] = is_val
+        summary["this_node_is_miner"] = is_miner
+        roles_text = ", ".join(r for r, yes in (("validator", is_val), ("miner", is_miner)) if yes)
+        lines.append(f"  this node     {format_address(own)} ({roles_text or 'no role at genesis'})")
     emit(args, summary, "\n".join(lines))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"new": _new, "validate": _validate}[args.genesis_command](args)
+    return {"new": _new, "validate": _validate, "hash": _hash}[args.genesis_command](args)

@@ -29,13 +29,15 @@ from pocl.node.commands._common import (
     unlock_key,
 )
 from pocl.node.errors import UsageError, UserError
-from pocl.node.home import NODE_KEY, VALIDATOR_KEY, NodeHome
+from pocl.node.home import ACCOUNT_KEY, EXTRA_KEY_ROLE, KEY_ROLES, NODE_KEY, NodeHome
 
 HELP = "manage keys (new, show, list, import, export)"
 DESCRIPTION = """\
-Key files live in HOME/keys/NAME.json: node_key (P2P identity), priv_validator_key (validator and
-miner signing key), and any account keys you add. Addresses and public keys are readable without the
-passphrase; exporting a secret needs --unsafe.
+Key files live in HOME/keys/NAME.json: account_key (the operator account: txs, stake, mining, rewards),
+priv_validator_key (the consensus key: signs block proposals and votes once `tx create-validator` binds
+it to the account), node_key (P2P identity) and any account keys you add. The consensus key is never the
+account key. Addresses and public keys are readable without the passphrase; exporting a secret needs
+--unsafe.
 """
 EXPORT_FORMATS = ("keystore", "seed-hex")
 
@@ -49,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_passphrase_args(new, allow_insecure=True)
 
     show = add_command_parser(sub, "show", "show a key's address and public key")
-    show.add_argument("name", nargs="?", default=VALIDATOR_KEY, help=f"key name (default: {VALIDATOR_KEY})")
+    show.add_argument("name", nargs="?", default=ACCOUNT_KEY, help=f"key name (default: {ACCOUNT_KEY})")
 
     add_command_parser(sub, "list", "list the keys in HOME/keys")
 
@@ -69,7 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_passphrase_args(imp, allow_insecure=True)
 
     exp = add_command_parser(sub, "export", "export a key (secret output needs --unsafe)")
-    exp.add_argument("name", nargs="?", default=VALIDATOR_KEY, help=f"key name (default: {VALIDATOR_KEY})")
+    exp.add_argument("name", nargs="?", default=ACCOUNT_KEY, help=f"key name (default: {ACCOUNT_KEY})")
     exp.add_argument(
         "--format", choices=EXPORT_FORMATS, default="keystore", help="keystore file or raw seed hex"
     )
@@ -94,8 +96,13 @@ def _existing_key(home: NodeHome, name: str) -> Path:
     return path
 
 
+def key_role(name: str) -> str:
+    """What a key of the home is for: the three own keys by name, any other is an extra account."""
+    return KEY_ROLES.get(name, EXTRA_KEY_ROLE)
+
+
 def _info_json(name: str, info: KeyInfo) -> dict[str, Any]:
-    data = {**info.to_json(), "name": name}
+    data = {**info.to_json(), "name": name, "role": key_role(name)}
     if name == NODE_KEY:
         data["node_id"] = info.pubkey.hex()  # P2P peers are named node_id@host:port
     return data
@@ -105,6 +112,7 @@ def _info_text(name: str, info: KeyInfo) -> str:
     return "\n".join(
         [
             f"name       {name}",
+            f"role       {key_role(name)}",
             f"address    {format_address(info.address)}",
             f"pubkey     {info.pubkey.hex()}",
             *([f"node id    {info.pubkey.hex()}"] if name == NODE_KEY else []),
@@ -142,12 +150,16 @@ def _list(args: argparse.Namespace) -> int:
             entries.append((name, None, str(exc)))
     data = [_info_json(name, info) if info else {"name": name, "error": err} for name, info, err in entries]
     rows = [
-        [name, format_address(info.address), "yes" if info.encrypted else "NO"]
+        [name, key_role(name), format_address(info.address), "yes" if info.encrypted else "NO"]
         if info
-        else [name, f"<{err}>", "?"]
+        else [name, key_role(name), f"<{err}>", "?"]
         for name, info, err in entries
     ]
-    emit(args, data, table(rows, ["NAME", "ADDRESS", "ENCRYPTED"]) if rows else f"no keys in {home.keys_dir}")
+    emit(
+        args,
+        data,
+        table(rows, ["NAME", "ROLE", "ADDRESS", "ENCRYPTED"]) if rows else f"no keys in {home.keys_dir}",
+    )
     return 0
 
 

@@ -14,10 +14,11 @@ from pocl.node.commands._common import (
     named_key_info,
     table,
 )
-from pocl.node.errors import UsageError
-from pocl.node.rpc.client import RpcClient, add_node_args, client_for
+from pocl.node.errors import UsageError, UserError
+from pocl.node.home import ACCOUNT_KEY
+from pocl.node.rpc.client import RpcClient, RpcRequestError, add_node_args, client_for
 
-HELP = "query a node over RPC (status, account, block, tx, validators, round, peers, mempool)"
+HELP = "query a node over RPC (status, account, block, tx, validators, round, miner, peers, mempool)"
 DESCRIPTION = """\
 Reads from a running node (--node URL, default: this home's RPC address).
 
@@ -28,6 +29,7 @@ examples:
   pocl-node query tx 9f86…
   pocl-node query validators --json
   pocl-node query round             (the open PoCL round, or: a round number)
+  pocl-node query miner             (this home's account as a miner, or: an address)
 """
 
 
@@ -49,6 +51,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r = add_command_parser(sub, "round", "a PoCL round: phase, participants, winners, rewards, slashes")
     r.add_argument("round", nargs="?", default="latest", metavar="N", help="round number (default: latest)")
     add_node_args(r)
+    m = add_command_parser(
+        sub, "miner", "a miner: registration, eligibility, next round, stake, jail, last reward and penalty"
+    )
+    m.add_argument(
+        "address",
+        nargs="?",
+        default=ACCOUNT_KEY,
+        metavar="ADDRESS",
+        help=f"0x address, or the name of a key in HOME/keys (default: {ACCOUNT_KEY}, this home's account)",
+    )
+    add_node_args(m)
     add_node_args(add_command_parser(sub, "peers", "connected peers"))
     add_node_args(add_command_parser(sub, "mempool", "pending transactions"))
     return p
@@ -76,15 +89,21 @@ def _status(client: RpcClient) -> tuple[dict[str, Any], str]:
         ("peers", st["peers"]),
         ("syncing", "yes" if st["syncing"] else "no"),
         ("mempool", f"{st.get('mempool', {}).get('txs', 0)} txs"),
-        (
-            "validator",
-            f"{val['address']} (power {val['voting_power']}{'' if val['active'] else ', inactive'})"
-            if val
-            else "no (full node)",
-        ),
+        ("validator", _own_validator_text(val)),
         ("p2p", st.get("p2p", "")),
     ]
     return st, _kv(rows)
+
+
+def _own_validator_text(val: dict[str, Any] | None) -> str:
+    """The node as a validator: operator, consensus address, power (or why it does not validate)."""
+    if not val:
+        return "no (full node: no consensus key loaded)"
+    operator = val.get("operator") or "?"
+    if not val.get("registered", True):
+        return f"no: consensus key {val['address']} not bound to an account (pocl-node tx create-validator)"
+    state = f"power {val['voting_power']}" if val["active"] else "inactive: not in the validator set"
+    return f"{operator} (consensus key {val['address']}, {state})"
 
 
 def jail_text(acct: dict[str, Any]) -> str:
@@ -176,9 +195,12 @@ def _tx(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], st
 def _validators(client: RpcClient) -> tuple[dict[str, Any], str]:
     v = client.get("/validators")
     total = v["total_power"] or 1
-    rows = [[x["address"], str(x["power"]), f"{100 * x['power'] / total:.1f}%"] for x in v["validators"]]
+    rows = [
+        [x.get("operator", ""), x["address"], str(x["power"]), f"{100 * x['power'] / total:.1f}%"]
+        for x in v["validators"]
+    ]
     human = f"validator set for height {v['height']} (total power {v['total_power']})\n\n"
-    return v, human + table(rows, ["ADDRESS", "POWER", "SHARE"])
+    return v, human + table(rows, ["OPERATOR", "CONSENSUS ADDRESS", "POWER", "SHARE"])
 
 
 def _round(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -221,6 +243,59 @@ def _round(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any],
     return r, human
 
 
+def _miner(client: RpcClient, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    text: str = args.address
+    if not looks_like_address(text):
+        text = named_key_info(args, text).address_hex
+    try:
+        m = client.get(f"/miners/{text}")
+    except RpcRequestError as exc:
+        if exc.code == "miner_not_found":
+            raise UserError(
+                f"{text} is not known to the chain: no account, never registered as a miner "
+                "(fund it, stake, then: pocl-node tx register-miner)"
+            ) from None
+        raise
+    return m, miner_text(m)
+
+
+def miner_text(m: dict[str, Any]) -> str:
+    """`query miner`'s summary: one line per question an operator asks."""
+    registered = "yes" if m["registered"] else "no (pocl-node tx register-miner)"
+    if m["open_round"]:
+        now = f"round {m['open_round']}: " + ("eligible" if m["eligible_now"] else "not eligible")
+    else:
+        now = "no round open"
+    start = f" (opens at height {m['next_round_start']})" if m["next_round_start"] else ""
+    nxt = "eligible" if m["eligible_next"] else "not eligible: " + "; ".join(m["not_eligible_reasons"])
+    stake = f"{m['stake']} (min_miner_stake {m['min_miner_stake']})"
+    jail = jail_text(m)
+    rows: list[tuple[str, Any]] = [
+        ("address", m["address"]),
+        ("registered", registered),
+        ("stake", stake),
+        ("open round", now),
+        (f"next round {m['next_round']}", nxt + start),
+        ("jailed until", jail or "not jailed"),
+        ("missed rounds", f"{m['missed_rounds']} in a row (jailed at {m['max_missed_rounds']})"),
+    ]
+    r = m.get("last_reward")
+    rows.append(
+        ("last reward", f"{r['amount']} in round {r['round']} ({', '.join(r['roles'])})" if r else "none")
+    )
+    p = m.get("last_penalty")
+    rows.append(
+        (
+            "last penalty",
+            f"{p['kind']} in round {p['round']} (slashed {p['slash_bps'] / 100:g}%, jailed {p['jail_rounds']} rounds)"
+            if p
+            else "none",
+        )
+    )
+    rows.append(("at height", m["height"]))
+    return _kv(rows)
+
+
 def _peers(client: RpcClient) -> tuple[dict[str, Any], str]:
     p = client.get("/peers")
     rows = [
@@ -261,6 +336,8 @@ def run(args: argparse.Namespace) -> int:
         data, human = _validators(client)
     elif cmd == "round":
         data, human = _round(client, args)
+    elif cmd == "miner":
+        data, human = _miner(client, args)
     elif cmd == "peers":
         data, human = _peers(client)
     elif cmd == "mempool":

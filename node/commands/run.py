@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 from pocl.ledger.storage.store import StoreError
@@ -17,8 +18,10 @@ from pocl.node.commands._common import (
     unlock_key,
 )
 from pocl.node.errors import UserError
+from pocl.node.home import ACCOUNT_KEY, CONSENSUS_KEY, NodeHome
+from pocl.node.pidfile import pid_file_path, remove_pid_file, write_pid_file
 
-HELP = "run the node (validator if its key is in the validator set)"
+HELP = "run the node (validator if its consensus key is in the validator set)"
 USER_ERRORS: tuple[type[Exception], ...] = (StoreError,)
 
 log = logging.getLogger("pocl.node")
@@ -28,7 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "run", HELP)
     add_passphrase_args(parser, allow_insecure=False)
     parser.add_argument(
-        "--no-validator", action="store_true", help="run as a full node even with a validator key"
+        "--no-validator",
+        action="store_true",
+        help="never sign proposals or votes, even if the consensus key is in the validator set",
     )
     parser.add_argument("--p2p-listen", metavar="HOST:PORT", help="override [p2p] listen_addr")
     parser.add_argument("--rpc-listen", metavar="HOST:PORT", help="override [rpc] listen_addr")
@@ -49,17 +54,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # drain a committed PoCL round first; again: stop now
+FORCE_SIGNAL = signal.SIGQUIT  # stop now (`pocl-node stop --force`)
+
+
 async def _serve(node: Any) -> None:
+    """Run until a stop request has been served (`node.shutdown`: a miner that committed to the open
+    round finishes it first), with the node's pid in `HOME/data/node.pid` while it runs."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await node.start()
+    shutdown = node.shutdown
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, shutdown.request_stop, sig.name)
+    loop.add_signal_handler(FORCE_SIGNAL, lambda: shutdown.request_stop(FORCE_SIGNAL.name, force=True))
+    pid_path = pid_file_path(NodeHome.at(node.home).data_dir)
     try:
-        await stop.wait()
-        log.info("shutdown requested")
+        await node.start()
+        write_pid_file(pid_path)
+        await shutdown.stopping.wait()
     finally:
         await node.stop()
+        remove_pid_file(pid_path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,30 +94,60 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
         config = config.replace("rpc", listen_addr=args.rpc_listen)
     config = _mining_overrides(config, args)
     config.check()
-    if config.mining.enabled:  # checked before keys, store, P2P or RPC: one line, nothing started
-        if args.no_validator:
-            raise UserError("mining needs the account key (the validator key); drop --no-validator")
+    # The consensus key signs proposals and votes; the account key the miner's txs and double-sign
+    # evidence. A full node that does not mine needs neither. Missing keys and a missing miner extra are
+    # refused before the store, P2P or RPC start: one line, nothing started.
+    wanted = ([] if args.no_validator else [CONSENSUS_KEY]) + (
+        [ACCOUNT_KEY] if config.mining.enabled or not args.no_validator else []
+    )
+    for name in wanted:
+        _require_key(home, name)
+    if config.mining.enabled:
         check_mining_extra(config)
+    faucet_path = _faucet_key_path(home, config)
     setup_command_logging(args, config)
     genesis = home.load_genesis()
     node_key = unlock_key(home.node_key_path, args)
-    validator_key = None
-    if not args.no_validator:
-        if not home.validator_key_path.exists():
-            raise UserError(
-                f"no validator key at {home.validator_key_path} (use --no-validator for a full node)"
-            )
-        validator_key = unlock_key(home.validator_key_path, args)
+    keys = {name: unlock_key(home.key_path(name), args) for name in wanted}
+    consensus_key, account_key = keys.get(CONSENSUS_KEY), keys.get(ACCOUNT_KEY)
     node = Node(
         home=home.root,
         config=config,
         genesis=genesis,
         node_key=node_key,
-        validator_key=validator_key,
+        consensus_key=consensus_key,
+        account_key=account_key,
         double_sign=args.unsafe_double_sign,
+        faucet_key=unlock_key(faucet_path, args) if faucet_path is not None else None,
     )
     asyncio.run(_serve(node))
     return 0
+
+
+def _require_key(home: NodeHome, name: str) -> None:
+    """A missing key of the home is a one-line error saying what to do."""
+    path = home.key_path(name)
+    if path.exists():
+        return
+    if name == CONSENSUS_KEY:
+        raise UserError(f"no consensus key at {path} (use --no-validator for a full node)")
+    raise UserError(
+        f"no account key at {path}: mining and validating sign with it "
+        "(a home made before account keys were separate: make a new one with pocl-node init)"
+    )
+
+
+def _faucet_key_path(home: NodeHome, config: Any) -> Path | None:
+    """With `[faucet] enabled`, the key file that funds it (it must exist: one line, nothing started)."""
+    if not config.faucet.enabled:
+        return None
+    path = home.key_path(config.faucet.key)
+    if not path.exists():
+        raise UserError(
+            f"[faucet] enabled = true but its key {path} does not exist (set faucet.key to the name of a "
+            f"funded key in {home.keys_dir}, or copy the key file there)"
+        )
+    return path
 
 
 def check_mining_extra(config: Any) -> None:

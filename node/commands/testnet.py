@@ -12,9 +12,15 @@ from pocl.node.errors import UsageError, UserError
 HELP = "generate homes, keys, genesis and peer lists for a local N-validator network"
 DESCRIPTION = """\
 Writes OUT/node0 … OUT/node{N-1} (config.toml, genesis.json, keys/, data/), one shared genesis, every
-node listing the others as persistent peers on 127.0.0.1 with distinct ports (p2p, rpc, metrics
-counting up from --base-port; 0 picks free ports), a funded faucet key OUT/faucet_key.json and a
-manifest OUT/testnet.json. Keys are encrypted with the passphrase (--passphrase-file or
+node listing the others as persistent peers, a funded faucet key OUT/faucet_key.json and a manifest
+OUT/testnet.json.
+
+Ports. On one host (default) every node listens on 127.0.0.1 and node i uses --base-port + 10·i
+(default 26670) for p2p, +1 rpc, +4 metrics: never init's 26656/26657/26660 (0 picks free ports).
+With --starting-ip A.B.C.D node i is its own host at A.B.C.D+i (as CometBFT's --starting-ip-address),
+with the same ports on every host (init's, or from --base-port); its P2P listen and external address
+and the peer lists use those IPs, RPC and metrics stay on loopback (open one node's RPC to joiners:
+pocl-node config set rpc.listen_addr A.B.C.D:26657 --home OUT/node0). Copy OUT/nodeI to host I. Keys are encrypted with the passphrase (--passphrase-file or
 $POCL_PASSPHRASE) unless --insecure-unencrypted.
 
 --model names the chain's model (default cnn-digits); the genesis then carries its input shape and
@@ -25,6 +31,7 @@ examples:
   pocl-node testnet --validators 4 --out ./mynet --insecure-unencrypted
   pocl-node testnet --validators 4 --out ./mnistnet --model cnn-mnist --insecure-unencrypted
   pocl-node run --home ./mynet/node0      (one per terminal, or use: pocl-node devnet)
+  pocl-node testnet --validators 4 --out ./wan --starting-ip 10.20.0.1 --insecure-unencrypted
 """
 MAX_NODES = 64
 DEFAULT_MODEL = "cnn-digits"  # PoclParams' default (an empty genesis `pocl` section)
@@ -56,7 +63,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", "-o", type=Path, required=True, metavar="DIR", help="output directory (new or empty)"
     )
     p.add_argument(
-        "--base-port", type=int, default=26656, metavar="P", help="first port (default 26656; 0 = free ports)"
+        "--base-port",
+        type=int,
+        metavar="P",
+        help="first port (default: 26670 on one host, init's 26656 with --starting-ip; 0 = free ports)",
+    )
+    p.add_argument(
+        "--starting-ip",
+        metavar="A.B.C.D",
+        help="node i is a host of its own at A.B.C.D+i, all on the same ports (a multi-host network)",
     )
     p.add_argument("--chain-id", metavar="ID", help="chain id (default: pocl-testnet-NNNNNN)")
     p.add_argument(
@@ -69,7 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pocl.node.testnet import PORTS_PER_NODE, generate_testnet
+    from pocl.node.testnet import DEFAULT_BASE_PORT, PortPlanError, generate_testnet, host_ips, port_plan
 
     total = args.validators + args.non_validators
     if args.validators < 1:
@@ -78,8 +93,21 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--non-validators must not be negative")
     if total > MAX_NODES:
         raise UsageError(f"at most {MAX_NODES} nodes")
-    if args.base_port != 0 and not 1024 <= args.base_port <= 65535 - total * PORTS_PER_NODE:
-        raise UsageError(f"--base-port must be 0 or in 1024..{65535 - total * PORTS_PER_NODE}")
+    base_port = args.base_port
+    if base_port is None:
+        base_port = None if args.starting_ip is not None else DEFAULT_BASE_PORT
+    elif base_port == 0:
+        if args.starting_ip is not None:
+            raise UsageError("--base-port 0 (free ports) is for one host, not with --starting-ip")
+        base_port = None
+    elif not 1024 <= base_port <= 65535:
+        raise UsageError("--base-port must be 0 or in 1024..65535")
+    try:
+        port_plan(total, base_port, one_host=args.starting_ip is None)  # checked before anything is written
+        if args.starting_ip is not None:
+            host_ips(args.starting_ip, total)
+    except PortPlanError as exc:
+        raise UsageError(f"{exc}") from None
     if args.chain_id is not None and not 1 <= len(args.chain_id) <= 64:
         raise UsageError("--chain-id must be 1..64 characters")
     out: Path = args.out
@@ -91,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         out,
         args.validators,
         non_validators=args.non_validators,
-        base_port=args.base_port or None,
+        base_port=base_port,
+        starting_ip=args.starting_ip,
         chain_id=args.chain_id,
         passphrase=passphrase,
         **chain,
@@ -105,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             "validator" if n.index < args.validators else "full",
             n.address,
             n.node_id[:16] + "…",
+            n.host,
             str(n.ports.p2p),
             n.rpc_url,
             str(n.ports.metrics),
@@ -118,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             + (f" + {args.non_validators} full nodes" if args.non_validators else "")
             + f" in {out}, model {data['model']}",
             "",
-            table(rows, ["NODE", "ROLE", "ADDRESS", "NODE ID", "P2P", "RPC", "METRICS"]),
+            table(rows, ["NODE", "ROLE", "ADDRESS", "NODE ID", "HOST", "P2P", "RPC", "METRICS"]),
             "",
             f"faucet key: {net.faucet_key_path} (funded)",
             f"manifest:   {out / 'testnet.json'}",

@@ -11,8 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pocl.ledger.keys import KeyFormatError, PrivateKey, format_address, parse_address
-from pocl.ledger.tx import MAX_AMOUNT, SignedTx, make_stake, make_transfer, make_unstake
+from pocl.ledger.keys import KeyFormatError, PrivateKey, address_of, format_address, parse_address
+from pocl.ledger.tx import (
+    MAX_AMOUNT,
+    SignedTx,
+    make_create_validator,
+    make_register_miner,
+    make_stake,
+    make_transfer,
+    make_unregister_miner,
+    make_unstake,
+)
 from pocl.node.commands._common import (
     add_command_parser,
     add_passphrase_args,
@@ -24,20 +33,32 @@ from pocl.node.commands._common import (
     unlock_key,
 )
 from pocl.node.errors import UsageError, UserError
-from pocl.node.home import VALIDATOR_KEY
+from pocl.node.home import ACCOUNT_KEY, CONSENSUS_KEY
 from pocl.node.rpc.client import RpcClient, RpcRequestError, add_node_args, client_for
 
-HELP = "sign a transaction locally and send it to a node (transfer, stake, unstake)"
+HELP = (
+    "sign a transaction locally and send it to a node "
+    "(transfer, stake, unstake, create-validator, register-miner, unregister-miner)"
+)
 DESCRIPTION = """\
-Signs with a key from HOME/keys (--from NAME, default priv_validator_key) or a key file (--key FILE),
+Signs with a key from HOME/keys (--from NAME, default account_key) or a key file (--key FILE),
 takes the nonce and chain id from the node (--node URL, default: this home's RPC address) and submits
 the transaction. --wait polls until it is committed and prints the height.
+
+Roles are explicit: stake alone makes neither a validator nor a miner.
+  create-validator  binds this home's consensus key (keys/priv_validator_key.json) to the account; with
+                    enough stake the account's node then signs blocks with that key
+  register-miner    the account takes part in PoCL rounds (with enough stake) from the next round
+  unregister-miner  leaves the eligible set from the next round (no downtime jailing once out)
 
 examples:
   pocl-node tx transfer 0x1234…abcd 1000 --wait
   pocl-node tx stake 5000 --from mykey
+  pocl-node tx create-validator --wait && pocl-node tx stake 1000000 --wait
+  pocl-node tx register-miner --wait
   pocl-node tx unstake 5000 --key ./faucet_key.json --node http://127.0.0.1:26657
 """
+ROLE_COMMANDS = ("create-validator", "register-miner", "unregister-miner")
 DEFAULT_FEE = 10
 EXIT_REJECTED = 3  # the node refused the tx (distinct from 1 = unreachable/other, 2 = usage)
 DEFAULT_WAIT_S = 60.0
@@ -70,7 +91,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--from",
         dest="from_key",
         metavar="NAME",
-        help=f"sign with HOME/keys/NAME.json (default: {VALIDATOR_KEY})",
+        help=f"sign with HOME/keys/NAME.json (default: {ACCOUNT_KEY})",
     )
     src.add_argument("--key", type=Path, metavar="FILE", help="sign with this key file instead")
     p.add_argument("--fee", type=_fee, default=DEFAULT_FEE, help=f"fee (default {DEFAULT_FEE})")
@@ -96,12 +117,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("to", metavar="TO", help="recipient: 0x address, or the name of a key in HOME/keys")
     t.add_argument("amount", type=_amount, metavar="AMOUNT")
     _common(t)
-    s = add_command_parser(sub, "stake", "bond coins from the balance as stake (validator power)")
+    s = add_command_parser(
+        sub, "stake", "bond coins from the balance as stake (a validator's power, a miner's eligibility)"
+    )
     s.add_argument("amount", type=_amount, metavar="AMOUNT")
     _common(s)
     u = add_command_parser(sub, "unstake", "start unbonding stake (released after the unbonding period)")
     u.add_argument("amount", type=_amount, metavar="AMOUNT")
     _common(u)
+    cv = add_command_parser(
+        sub, "create-validator", "bind this home's consensus key to the account (it validates once staked)"
+    )
+    cv.add_argument(
+        "--consensus-key",
+        type=Path,
+        metavar="FILE",
+        help=f"the consensus key file (default: HOME/keys/{CONSENSUS_KEY}.json)",
+    )
+    _common(cv)
+    _common(add_command_parser(sub, "register-miner", "register the account as a PoCL miner"))
+    _common(add_command_parser(sub, "unregister-miner", "leave the PoCL miners from the next round"))
     return p
 
 
@@ -111,12 +146,25 @@ def signing_key(args: argparse.Namespace) -> PrivateKey:
             raise UserError(f"key file {args.key} not found")
         return unlock_key(args.key, args)
     home = home_of(args)
-    path = home.key_path(args.from_key or VALIDATOR_KEY)
+    path = home.key_path(args.from_key or ACCOUNT_KEY)
     if not path.exists():
         raise UserError(
             f"no key {path.stem!r} in {home.keys_dir} (see: pocl-node keys list, or use --key FILE)"
         )
     return unlock_key(path, args)
+
+
+def consensus_key(args: argparse.Namespace, account: PrivateKey) -> PrivateKey:
+    """The key `create-validator` binds: --consensus-key FILE, else the home's; never the account key."""
+    path: Path = args.consensus_key or home_of(args).key_path(CONSENSUS_KEY)
+    if not path.exists():
+        raise UserError(
+            f"no consensus key at {path} (pocl-node init makes one; or pass --consensus-key FILE)"
+        )
+    key = unlock_key(path, args)
+    if key.pubkey == account.pubkey:
+        raise UserError(f"{path} holds the account key itself: the consensus key must be a separate key")
+    return key
 
 
 def recipient(args: argparse.Namespace) -> bytes:
@@ -136,6 +184,12 @@ def build(args: argparse.Namespace, key: PrivateKey, chain_id: str, nonce: int) 
         return make_stake(key, chain_id, nonce, args.amount, args.fee)
     if args.tx_command == "unstake":
         return make_unstake(key, chain_id, nonce, args.amount, args.fee)
+    if args.tx_command == "create-validator":
+        return make_create_validator(key, consensus_key(args, key), chain_id, nonce, args.fee)
+    if args.tx_command == "register-miner":
+        return make_register_miner(key, chain_id, nonce, args.fee)
+    if args.tx_command == "unregister-miner":
+        return make_unregister_miner(key, chain_id, nonce, args.fee)
     raise UsageError(f"unknown tx command {args.tx_command!r}")
 
 
@@ -180,12 +234,19 @@ def run(args: argparse.Namespace) -> int:
         "sender": sender,
         "nonce": nonce,
         "fee": args.fee,
-        "amount": args.amount,
         "status": "submitted",
     }
+    if args.tx_command in ROLE_COMMANDS:
+        what = f"{stx.tx.kind} for {sender}"
+    else:
+        out["amount"] = args.amount
+        what = f"{stx.tx.kind} of {args.amount}"
+    if args.tx_command == "create-validator":
+        out["consensus_address"] = format_address(address_of(bytes(stx.tx.payload[0])))
+        what += f" (consensus key {out['consensus_address']})"
     if args.tx_command == "transfer":
         out["to"] = format_address(recipient(args))
-    what = f"{stx.tx.kind} of {args.amount}" + (f" to {out['to']}" if "to" in out else "")
+        what += f" to {out['to']}"
     human = f"submitted {what} (nonce {nonce}, fee {args.fee})\ntx hash: {tx_hash}"
     if args.wait:
         info = wait_committed(client, tx_hash, args.wait_timeout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pocl.ledger.keys import KeyFormatError, format_address, parse_address
+from pocl.ledger.keys import KeyFormatError, address_of, format_address, parse_address
 from pocl.node.interfaces import ChainReader
 from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.json_view import block_json, commit_json, hexstr, located_txs_json
@@ -113,7 +113,12 @@ class ChainApi:
             "height": state.height + 1,
             "total_power": sum(v.power for v in vals),
             "validators": [
-                {"address": format_address(v.address), "pubkey": hexstr(v.pubkey), "power": v.power}
+                {
+                    "address": format_address(address_of(v.pubkey)),
+                    "pubkey": hexstr(v.pubkey),
+                    "operator": format_address(v.operator),
+                    "power": v.power,
+                }
                 for v in vals
             ],
         }

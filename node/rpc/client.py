@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:26657"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_HINT = "is it running? see --node"
 
 
 class RpcUnavailable(UserError):
@@ -80,9 +81,12 @@ def http_client(timeout: float, **kwargs: Any) -> httpx.Client:
 
 
 class RpcClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str = DEFAULT_URL, timeout: float = DEFAULT_TIMEOUT_S, *, hint: str = DEFAULT_HINT
+    ) -> None:
         self.url = normalise_url(url)
         self.timeout = timeout
+        self.hint = hint  # what an unreachable node's error suggests (the option that named the URL)
         self._http: httpx.Client | None = None
 
     @property
@@ -102,20 +106,27 @@ class RpcClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        raw = self.request_bytes(method, path, body, max_bytes=MAX_RESPONSE_BYTES)
+    def request(self, method: str, path: str, body: Any = None, raw_body: bytes | None = None) -> Any:
+        raw = self.request_bytes(method, path, body, max_bytes=MAX_RESPONSE_BYTES, raw_body=raw_body)
         try:
             return json.loads(raw)
         except ValueError:
             raise RpcUnavailable(f"{self.url} did not answer with JSON (is it a pocl node?)") from None
 
-    def request_bytes(self, method: str, path: str, body: Any = None, *, max_bytes: int) -> bytes:
-        """The raw response body (at most `max_bytes`, else a `UserError`); errors as in `request`."""
+    def request_bytes(
+        self, method: str, path: str, body: Any = None, *, max_bytes: int, raw_body: bytes | None = None
+    ) -> bytes:
+        """The raw response body (at most `max_bytes`, else a `UserError`); errors as in `request`.
+        `raw_body` is sent as `application/octet-stream` instead of a JSON `body`."""
         import httpx
 
-        content = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json"}
-        if content is not None:
+        content: bytes | None = None
+        if raw_body is not None:
+            content = raw_body
+            headers["Content-Type"] = "application/octet-stream"
+        elif body is not None:
+            content = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
             with self.http.stream(method, self.url + path, content=content, headers=headers) as resp:
@@ -126,7 +137,7 @@ class RpcClient:
             raise RpcUnavailable(f"the node at {self.url} did not answer within {self.timeout:g}s") from None
         except httpx.TransportError as exc:
             raise RpcUnavailable(
-                f"cannot reach the node at {self.url}: {os_reason(exc)} (is it running? see --node)"
+                f"cannot reach the node at {self.url}: {os_reason(exc)} ({self.hint})"
             ) from None
         if len(raw) > max_bytes:
             raise UserError(f"the answer from {self.url}{path} is larger than {max_bytes} bytes")
@@ -157,7 +168,9 @@ class RpcClient:
         return self.get(f"/txs/{tx_hash}")
 
     def submit_tx(self, raw: bytes) -> dict[str, Any]:
-        return self.post("/txs", {"tx": raw.hex()})
+        """Sent as raw bytes, not hex in JSON: a cnn-mnist predict tx (4.8 MB) fits the node's body limit
+        only that way (hex doubles it)."""
+        return self.request("POST", "/txs", raw_body=raw)
 
 
 def _read_capped(resp: httpx.Response, limit: int) -> bytes:

@@ -11,9 +11,13 @@ from pocl.node.rpc.schema import SchemaRegistry
 API_VERSION = "1"
 ERROR_DESCRIPTIONS = {
     400: "bad request (error code says which input)",
+    403: "forbidden (e.g. faucet_disabled, local_only)",
     404: "not found",
     405: "method not allowed",
+    409: "conflicts with the node's state (e.g. cannot_mine, stopping, or a tx the chain refuses)",
     413: "request body too large",
+    415: "unsupported media type (the body must be JSON)",
+    429: "rate limited: retry after error.retry_after_s seconds",
     503: "node starting, or busy",
     504: "timed out (the request may still take effect)",
 }
@@ -22,7 +26,11 @@ ERROR_SCHEMA = {
     "properties": {
         "error": {
             "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retry_after_s": {"type": "number", "minimum": 0},  # with 429
+            },
             "required": ["code", "message"],
             "additionalProperties": False,
         }

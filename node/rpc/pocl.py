@@ -12,6 +12,11 @@ Routes (passed to `RpcServer(extra_routes=pocl_routes(node))`, so they appear in
                                 nested list (`inputs`) or a base64 `.npy` (`npy`), in the query (GET) or
                                 a JSON body (POST); numpy only, exact fixed point (`pocl.ml.export`)
     GET /miner                  this node's miner (behaviour, per-round training time, submissions)
+    GET|POST /miner/mining      mining on or off at run time (`pocl-node miner on|off|status`): POST
+                                `{"mining": false}` finishes a committed round, then unregisters;
+                                POST only from this machine (`node.rpc.local_only`)
+    GET /miners/{address}       any account as a miner: registration, eligibility (open and next
+                                round), stake, jail, missed rounds, last reward and penalty
 
 Round and phase events reach the WebSocket stream as node events (`node.events.pocl_events`).
 """
@@ -26,16 +31,20 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from pocl.ledger.keys import KeyFormatError, format_address, parse_address
 from pocl.ledger.state import State
 from pocl.ml.export import InputError, decode_npy, predict, preprocessing
 from pocl.ml.model.weights import weight_shapes
 from pocl.node.interfaces import PoclReader
+from pocl.node.mining_switch import MiningSwitchError
 from pocl.node.rpc.errors import ApiError
+from pocl.node.rpc.local_only import require_local
+from pocl.node.rpc.miner_status import miner_status
 from pocl.node.rpc.model_npz import model_arrays, npz_bytes
 from pocl.node.rpc.pocl_views import round_json
 from pocl.node.rpc.request import parse_uint, require_chain
-from pocl.node.rpc.routes import ROUND_REF, UINT, Route
-from pocl.node.rpc.types import ModelView, PredictView, RoundView
+from pocl.node.rpc.routes import ADDRESS, ROUND_REF, UINT, Route
+from pocl.node.rpc.types import MinerView, MiningStateView, ModelView, PredictView, RoundView
 
 NPZ_CONTENT_TYPE = "application/x-npz"
 # A prediction request: at most this many samples and body bytes (the RPC's own body limit applies too);
@@ -191,6 +200,40 @@ class PoclApi:
         view: PredictView = {"round": round_, "model_hash": model_hash.hex(), "model": spec.name, **out}  # type: ignore[typeddict-item]
         return web.json_response(view)
 
+    async def miner_by_address(self, request: web.Request) -> web.Response:
+        text = request.match_info["address"]
+        try:
+            address = parse_address(text)
+        except KeyFormatError as exc:
+            raise ApiError(400, "bad_address", str(exc)) from None
+        state = self._state()
+        view = miner_status(self.node.pocl, state, address)
+        if not view["exists"] and not view["registered"]:
+            raise ApiError(
+                404,
+                "miner_not_found",
+                f"{format_address(address)} has no account on this chain (never funded, never registered)",
+            )
+        return web.json_response(view)
+
+    async def mining_state(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.node.mining_switch.state())
+
+    async def set_mining(self, request: web.Request) -> web.Response:
+        require_local(request)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("mining"), bool):
+            raise ApiError(400, "bad_request", 'body must be {"mining": true} or {"mining": false}')
+        switch = self.node.mining_switch
+        try:
+            view = await (switch.turn_on() if body["mining"] else switch.turn_off())
+        except MiningSwitchError as exc:
+            raise ApiError(exc.status, exc.code, str(exc)) from None
+        return web.json_response(view)
+
     async def miner(self, _request: web.Request) -> web.Response:
         miner = self.node.miner
         if miner is None:
@@ -302,5 +345,34 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             "This node's miner: behaviour, per-round training and submissions",
             handler=api.miner,
             response=dict[str, Any],
+        ),
+        Route(
+            "GET",
+            "/miner/mining",
+            "mining_state",
+            "Mining on this node: switched on or off, registration, the open commitment and what leaving it costs",
+            handler=api.mining_state,
+            response=MiningStateView,
+        ),
+        Route(
+            "POST",
+            "/miner/mining",
+            "set_mining",
+            "Switch mining on (register if needed, mine from the next round) or off (finish the committed "
+            "round, then unregister); only from this machine",
+            handler=api.set_mining,
+            body='{"mining": true} or {"mining": false}',
+            response=MiningStateView,
+            errors=(403, 409, 415),
+        ),
+        Route(
+            "GET",
+            "/miners/{address}",
+            "miner_by_address",
+            "An account as a PoCL miner: registration, eligibility now and next round, stake, jail, "
+            "missed rounds, last reward and penalty",
+            (("address", "0x address", ADDRESS),),
+            handler=api.miner_by_address,
+            response=MinerView,
         ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from pocl.ledger import roles
 from pocl.ledger.keys import format_address
 from pocl.node.interfaces import NodeStatusSource
 from pocl.node.rpc.json_view import hexstr
@@ -37,14 +38,21 @@ class StatusApi:
         }
 
     def _validator_json(self) -> OwnValidator | None:
-        key = self.node.validator_key
+        """This node as a validator: its consensus key, the operator it signs for, its power now."""
+        key = self.node.consensus_key
         if key is None:
             return None
-        vals = require_chain(self.node).state.validator_set()
-        power = next((v.power for v in vals if v.address == key.address), 0)
+        state = require_chain(self.node).state
+        power = next((v.power for v in state.validator_set() if v.pubkey == key.pubkey), 0)
+        operator = roles.operator_of(state, key.address)
+        account = self.node.account_key
+        if operator is None and account is not None:
+            operator = account.address  # not registered yet: the account `tx create-validator` would bind
         return {
             "address": format_address(key.address),
             "pubkey": hexstr(key.pubkey),
+            "operator": format_address(operator) if operator is not None else "",
+            "registered": roles.operator_of(state, key.address) is not None,
             "voting_power": power,
             "active": power > 0,
         }

@@ -28,8 +28,10 @@ class MempoolCount(TypedDict):
 
 
 class OwnValidator(TypedDict):
-    address: str
-    pubkey: str
+    address: str  # the consensus key's address (what commit signatures and block proposers name)
+    pubkey: str  # the consensus public key
+    operator: str  # the operator account it signs for ("" when neither registered nor known)
+    registered: bool  # a validator record (`tx create-validator`) binds this consensus key
     voting_power: int
     active: bool
 
@@ -183,6 +185,14 @@ class BatchView(TypedDict):
     errors: list[BatchError]
 
 
+class FaucetView(TypedDict):
+    """A faucet grant: the transfer's hash (submitted, not yet committed), its amount and recipient."""
+
+    tx_hash: str
+    amount: int
+    address: str
+
+
 class Unbonding(TypedDict):
     amount: int
     release_height: int
@@ -203,8 +213,9 @@ class AccountView(TypedDict):
 
 
 class ValidatorView(TypedDict):
-    address: str
-    pubkey: str
+    address: str  # the consensus address (commit signatures, block proposers)
+    pubkey: str  # the consensus public key
+    operator: str  # the operator account (its stake is the power)
     power: int
 
 
@@ -289,6 +300,42 @@ class RoundView(TypedDict):
     next_round_start: NotRequired[int]
 
 
+class MinerRewardView(TypedDict):
+    round: int
+    amount: int  # everything paid to the miner in that round
+    roles: list[str]
+
+
+class MinerPenaltyView(TypedDict):
+    round: int
+    kind: str
+    slash_bps: int
+    jail_rounds: int
+
+
+class MinerView(TypedDict):
+    """`/miners/{address}`: an account's standing as a PoCL miner."""
+
+    address: str
+    exists: bool
+    registered: bool  # `miner.register` (or genesis `miner: true`) and not unregistered since
+    stake: int
+    min_miner_stake: int
+    open_round: int  # the round accepting txs now, 0 when none is open
+    eligible_now: bool  # in the open round's eligible set
+    next_round: int
+    next_round_start: int  # its first height, 0 while it waits for the open round to finish
+    eligible_next: bool  # would be eligible if the next round opened on the current state
+    not_eligible_reasons: list[str]  # empty when eligible_next
+    jailed_until_height: int
+    jailed_until_round: int
+    missed_rounds: int  # consecutive eligible rounds without a COMMIT (jailed at max_missed_rounds)
+    max_missed_rounds: int
+    last_reward: MinerRewardView | None
+    last_penalty: MinerPenaltyView | None
+    height: int
+
+
 class Preprocessing(TypedDict):
     input_shape: list[int]
     layout: str
@@ -298,6 +345,33 @@ class Preprocessing(TypedDict):
     accepts: list[str]
     output: str
     class_names: list[str] | None
+
+
+class WithholdCostView(TypedDict):
+    round: int
+    slash_bps: int
+    amount: int
+    jail_rounds: int
+    jailed_through_round: int
+
+
+class OpenCommitmentView(TypedDict):
+    round: int
+    phase: str
+    due: str  # the step this miner still owes the round: shard, predict, vote
+    cost_if_left: WithholdCostView  # the withholding penalty for stopping now
+
+
+class MiningStateView(TypedDict):
+    """`/miner/mining`: whether this node mines, and what switching it off still waits for."""
+
+    mining: bool  # commits to new rounds
+    miner_running: bool
+    address: str | None  # the account key's address (None: the node runs without it)
+    registered: bool | None
+    open_commitment: OpenCommitmentView | None
+    pending: str  # what `on`/`off` still has to do ("" when nothing)
+    txs: dict[str, str]  # kind -> hash of the last miner.register / miner.unregister sent
 
 
 class ModelView(TypedDict):

@@ -23,6 +23,7 @@ from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
 from pocl.ledger.tx_kinds import BlockContext
 
 BLOCK_INTERVAL_MS = 1_000  # block time only enters the state as a number; any fixed step will do
+# No validator's consensus address: the executor finds no operator for it, so block fees are burned.
 PROPOSER = hashlib.sha256(b"pocl/simulation/proposer").digest()[:20]
 
 

@@ -90,7 +90,9 @@ def simulate(cfg: SimConfig, train: TrainFn | None = None, log: Callable[[str], 
     spec = get_model(ds.model_name)
     miners = make_miners(cfg, ds)
     params = cfg.pocl_params(spec, shard_size_for(cfg, miners))
-    accounts = [GenesisAccount(m.address, GENESIS_BALANCE, GENESIS_STAKE, m.key.pubkey) for m in miners]
+    accounts = [
+        GenesisAccount(m.address, GENESIS_BALANCE, GENESIS_STAKE, m.key.pubkey, miner=True) for m in miners
+    ]
     chain = InProcessChain(CHAIN_ID, params, accounts)
     log(
         f"dataset {ds.name} ({len(ds.y_train)} train / {len(ds.y_test)} test), model {spec.name}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pocl.genesis.schema import load_genesis, shipped_genesis_path
 from pocl.ledger.keys import PrivateKey
-from pocl.ledger.storage.keystore import ScryptParams
+from pocl.ledger.storage.keystore import ScryptParams, read_key_info
 from pocl.node.home import init_home
 
 from tests.support.cli_helpers import Runner, assert_ok, assert_user_error
@@ -35,11 +35,12 @@ def test_init_then_validate(cli: Runner, tmp_path: Path) -> None:
     home = tmp_path / "node"
     assert_ok(cli("init", "--home", home, "--chain-id", "cli-chain", "--moniker", "n0"))
     res = assert_ok(cli("genesis", "validate", "--home", home))
-    assert "genesis OK" in res.stdout and "cli-chain" in res.stdout and "(validator)" in res.stdout
+    assert "genesis OK" in res.stdout and "cli-chain" in res.stdout and "(validator, miner)" in res.stdout
     data = json.loads(assert_ok(cli("--home", home, "genesis", "validate", "--json")).stdout)
     g = load_genesis(home / "genesis.json")
     assert data["hash"] == g.hash.hex() and data["this_node_is_validator"] is True
-    for name in ("node_key.json", "priv_validator_key.json"):
+    assert data["this_node_is_miner"] is True
+    for name in ("account_key.json", "node_key.json", "priv_validator_key.json"):
         assert stat.S_IMODE((home / "keys" / name).stat().st_mode) == 0o600
     assert 'moniker = "n0"' in (home / "config.toml").read_text()
 
@@ -48,10 +49,12 @@ def test_init_json_and_refusal(cli: Runner, tmp_path: Path) -> None:
     h = tmp_path / "j"
     data = json.loads(assert_ok(cli("init", "--home", h, "--json", "--genesis", "localnet")).stdout)
     assert data["chain_id"] == "pocl-devnet" and data["is_genesis_validator"] is False
-    assert set(data["created_keys"]) == {"node_key", "priv_validator_key"}
+    assert set(data["created_keys"]) == {"account_key", "node_key", "priv_validator_key"}
+    assert data["account_address"] != data["consensus_address"]
     assert_user_error(cli("init", "--home", h), "already initialised")
     forced = json.loads(assert_ok(cli("init", "--home", h, "--force", "--json", "--chain-id", "c2")).stdout)
-    assert forced["created_keys"] == [] and forced["validator_address"] == data["validator_address"]
+    assert forced["created_keys"] == [] and forced["account_address"] == data["account_address"]
+    assert forced["consensus_address"] == data["consensus_address"]
 
 
 def test_init_insecure_keys_then_loud_warning_in_json_logs(cli: Runner, tmp_path: Path) -> None:
@@ -82,13 +85,25 @@ def test_keys_lifecycle(cli: Runner, home: Path, tmp_path: Path) -> None:
     alice = json.loads(assert_ok(cli("keys", "new", "alice", "--home", home, "--json")).stdout)
     assert alice["encrypted"] is True
     listed = json.loads(assert_ok(cli("keys", "list", "--home", home, "--json")).stdout)
-    assert [k["name"] for k in listed] == ["alice", "node_key", "priv_validator_key"]
-    assert "alice" in assert_ok(cli("keys", "list", "--home", home)).stdout
+    assert [k["name"] for k in listed] == ["account_key", "alice", "node_key", "priv_validator_key"]
+    roles = {k["name"]: k["role"] for k in listed}
+    assert roles["account_key"].startswith("account (operator")
+    assert roles["priv_validator_key"].startswith("consensus")
+    assert roles["node_key"].startswith("p2p") and roles["alice"] == "account"
+    table = assert_ok(cli("keys", "list", "--home", home)).stdout
+    assert "alice" in table and "ROLE" in table and "consensus (signs proposals and votes)" in table
     shown = json.loads(assert_ok(cli("keys", "show", "alice", "--home", home, "--json")).stdout)
     assert shown["address"] == alice["address"]
     node = json.loads(assert_ok(cli("keys", "show", "node_key", "--home", home, "--json")).stdout)
     assert node["node_id"] == node["pubkey"]
-    assert "address" in assert_ok(cli("keys", "show", "--home", home)).stdout  # default: validator key
+    default = assert_ok(cli("keys", "show", "--home", home)).stdout  # default: the account key
+    assert "account_key" in default and "role       account (operator" in default
+    consensus = json.loads(
+        assert_ok(cli("keys", "show", "priv_validator_key", "--home", home, "--json")).stdout
+    )
+    assert consensus["role"].startswith("consensus")
+    others = {k["pubkey"] for k in listed if k["name"] != "priv_validator_key"}
+    assert consensus["pubkey"] not in others  # never the account (or any other) key
 
     # export the secret, re-import it under other names
     assert_user_error(
@@ -160,6 +175,31 @@ def test_keys_lifecycle(cli: Runner, home: Path, tmp_path: Path) -> None:
 def test_genesis_new_and_validate(cli: Runner, home: Path, tmp_path: Path) -> None:
     out = tmp_path / "g.json"
     acct = PrivateKey.from_seed_text("acct").address.hex()
+    consensus = PrivateKey.from_seed_text("consensus").pubkey.hex()
+    # a validator without its own consensus key is refused, with the expected form
+    assert_user_error(
+        cli("genesis", "new", "--chain-id", "net-1", "--validator", f"{OTHER.pubkey.hex()}:5000:10"),
+        "expected ACCOUNT_PUBKEY:CONSENSUS_PUBKEY:STAKE[:BALANCE]",
+        code=2,
+    )
+    assert_user_error(
+        cli(
+            "genesis",
+            "new",
+            "--chain-id",
+            "net-1",
+            "--validator",
+            f"{OTHER.pubkey.hex()}:{OTHER.pubkey.hex()}:5000",
+        ),
+        "the consensus key must differ from the account key",
+        code=2,
+    )
+    assert_user_error(
+        cli("genesis", "new", "--chain-id", "net-1", "--validator", f"{OTHER.pubkey.hex()}:{consensus}:5000",
+            "--miner", "0x" + "00" * 20),
+        "not a --validator's or an --account's address",
+        code=2,
+    )  # fmt: skip
     assert_ok(
         cli(
             "genesis",
@@ -167,9 +207,11 @@ def test_genesis_new_and_validate(cli: Runner, home: Path, tmp_path: Path) -> No
             "--chain-id",
             "net-1",
             "--validator",
-            f"{OTHER.pubkey.hex()}:5000:10",
+            f"{OTHER.pubkey.hex()}:{consensus}:5000:10",
             "--account",
             f"0x{acct}:99",
+            "--miner",
+            f"0x{acct}",
             "--param",
             "min_fee=3",
             "--genesis-time-ms",
@@ -180,16 +222,29 @@ def test_genesis_new_and_validate(cli: Runner, home: Path, tmp_path: Path) -> No
     )
     g = load_genesis(out)
     assert g.chain_id == "net-1" and g.params.min_fee == 3 and g.total_supply == 5109
+    assert [v.consensus_pubkey.hex() for v in g.validators if v.consensus_pubkey] == [consensus]
+    assert [a.address.hex() for a in g.miners] == [acct]  # roles are explicit: the validator is no miner
     data = json.loads(assert_ok(cli("genesis", "validate", out, "--json")).stdout)
     assert data["hash"] == g.hash.hex() and data["validators"][0]["stake"] == 5000
+    assert data["validators"][0]["consensus_pubkey"] == consensus and data["miners"] == [f"0x{acct}"]
     assert_user_error(
         cli(
-            "genesis", "new", "--chain-id", "net-1", "--validator", f"{OTHER.pubkey.hex()}:5000", "--out", out
+            "genesis",
+            "new",
+            "--chain-id",
+            "net-1",
+            "--validator",
+            f"{OTHER.pubkey.hex()}:{consensus}:5000",
+            "--out",
+            out,
         ),
         "already exists",
     )
     from_home = json.loads(assert_ok(cli("genesis", "new", "--chain-id", "net-2", "--home", home)).stdout)
-    assert from_home["accounts"][0]["stake"] > 0
+    [member] = from_home["accounts"]
+    assert member["stake"] > 0 and member["miner"] is True
+    assert member["pubkey"] == read_key_info(home / "keys" / "account_key.json").pubkey.hex()
+    assert member["consensus_pubkey"] == read_key_info(home / "keys" / "priv_validator_key.json").pubkey.hex()
     assert "pocl-devnet" in assert_ok(cli("genesis", "validate", shipped_genesis_path("localnet"))).stdout
     assert "pocl-devnet" in assert_ok(cli("genesis", "validate", "localnet")).stdout
 
@@ -237,7 +292,12 @@ def test_bad_genesis_is_one_line_naming_the_field(cli: Runner, tmp_path: Path, m
         (("keys", "show", "--nope"), "unrecognized arguments: --nope", 2),
         (("genesis", "new"), "--chain-id", 2),
         (("genesis", "new", "--chain-id", "c", "--param", "nope=1"), "unknown parameter", 2),
-        (("genesis", "new", "--chain-id", "c", "--validator", "zz:1"), "not hex", 2),
+        (
+            ("genesis", "new", "--chain-id", "c", "--validator", "zz:1"),
+            "expected ACCOUNT_PUBKEY:CONSENSUS",
+            2,
+        ),
+        (("genesis", "new", "--chain-id", "c", "--validator", "zz:" + "ab" * 32 + ":1"), "not hex", 2),
         (("genesis", "validate", "--home", "/nonexistent/pocl"), "does not exist", 1),
         (("genesis", "validate", "/nonexistent/genesis.json"), "not found", 1),
         (("keys", "list", "--home", "/nonexistent/pocl"), "does not exist", 1),

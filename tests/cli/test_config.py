@@ -125,7 +125,7 @@ def test_parse_host_port() -> None:
         ),
         (
             "[rcp]\n",
-            "config: unknown section [rcp] (known: node, p2p, rpc, consensus, mempool, mining, storage, metrics)",
+            "config: unknown section [rcp] (known: node, p2p, rpc, consensus, mempool, mining, storage, metrics, faucet)",
         ),
         ('rpc = "x"\n', "config rpc: must be a table [rpc]"),
     ],

@@ -6,7 +6,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from pocl.genesis.schema import GenesisError, load_genesis, localnet_validator_key
+from pocl.genesis.schema import GenesisError, load_genesis, localnet_consensus_key, localnet_validator_key
+from pocl.ledger.keys import PrivateKey
 from pocl.ledger.storage.keystore import ScryptParams
 from pocl.node.config import load_config
 from pocl.node.errors import HomeError, UserError
@@ -23,33 +24,52 @@ def test_init_creates_layout(tmp_path: Path) -> None:
     assert load_config(home.config_path).node.moniker == "val-0"
     g = load_genesis(home.genesis_path)
     assert g == result.genesis and g.chain_id == "unit-chain" and g.genesis_time_ms == 5
-    assert [v.address for v in g.validators] == [result.validator_key.address]
-    assert result.is_genesis_validator and set(result.created_keys) == {"node_key", "priv_validator_key"}
-    for path in (home.node_key_path, home.validator_key_path):
+    # the single validator: the home's account, with the home's (separate) consensus key, also a miner
+    assert [v.address for v in g.validators] == [result.account_key.address]
+    assert [v.consensus_pubkey for v in g.validators] == [result.consensus_key.pubkey]
+    assert [a.address for a in g.miners] == [result.account_key.address]
+    assert result.is_genesis_validator and result.is_genesis_miner
+    assert set(result.created_keys) == {"account_key", "node_key", "priv_validator_key"}
+    for path in (home.account_key_path, home.consensus_key_path, home.node_key_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert home.key_info(path.stem).encrypted  # all three at rest under the one passphrase
     assert stat.S_IMODE(home.keys_dir.stat().st_mode) == 0o700
     assert home.data_dir.is_dir()
-    assert home.load_validator_key("pw").address == result.validator_key.address
+    assert home.load_account_key("pw").address == result.account_key.address
+    assert home.load_consensus_key("pw").pubkey == result.consensus_key.pubkey
     assert home.load_node_key("pw").pubkey == result.node_key.pubkey
-    assert result.node_key.pubkey != result.validator_key.pubkey
+    # three distinct keys
+    assert len({result.account_key.pubkey, result.consensus_key.pubkey, result.node_key.pubkey}) == 3
 
 
 def test_init_refuses_existing_home_and_force_keeps_keys(tmp_path: Path) -> None:
     home = NodeHome.at(tmp_path / "h")
     first = init_home(home, passphrase="pw", kdf=FAST)
-    before = home.validator_key_path.read_bytes()
+    before = home.consensus_key_path.read_bytes(), home.account_key_path.read_bytes()
     with pytest.raises(HomeError, match="already initialised"):
         init_home(home, passphrase="pw", kdf=FAST)
     again = init_home(home, force=True, genesis="localnet")  # no passphrase needed: keys are reused
-    assert again.created_keys == () and home.validator_key_path.read_bytes() == before
+    assert again.created_keys == ()
+    assert (home.consensus_key_path.read_bytes(), home.account_key_path.read_bytes()) == before
     assert again.genesis.chain_id == "pocl-devnet" and not again.is_genesis_validator
-    assert first.validator_key.address == again.validator_key.address
+    assert first.account_key.address == again.account_key.address
 
 
-def test_init_with_given_validator_key_and_genesis(tmp_path: Path) -> None:
+def test_init_with_given_keys_and_genesis(tmp_path: Path) -> None:
     home = NodeHome.at(tmp_path / "h")
-    result = init_home(home, genesis="localnet", validator_key=localnet_validator_key(1), insecure_keys=True)
-    assert result.is_genesis_validator and not result.validator_key.encrypted
+    result = init_home(
+        home,
+        genesis="localnet",
+        account_key=localnet_validator_key(1),
+        consensus_key=localnet_consensus_key(1),
+        insecure_keys=True,
+    )
+    assert result.is_genesis_validator and not result.account_key.encrypted
+    # the account key alone (with another consensus key) does not validate
+    other = init_home(
+        tmp_path / "h3", genesis="localnet", account_key=localnet_validator_key(1), insecure_keys=True
+    )
+    assert not other.is_genesis_validator
     with pytest.raises(UserError, match="does not match the genesis chain_id"):
         init_home(tmp_path / "h2", genesis="localnet", chain_id="other", passphrase="pw", kdf=FAST)
 
@@ -71,3 +91,16 @@ def test_require_explains_missing_home(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(HomeError, match=r"config\.toml missing"):
         NodeHome.at(tmp_path / "empty").load_config()
+
+
+def test_the_consensus_key_is_never_the_account_key(tmp_path: Path) -> None:
+    key = PrivateKey.from_seed_text("one key for both")
+    with pytest.raises(UserError, match="must not be the account key"):
+        init_home(tmp_path / "h", account_key=key, consensus_key=key, insecure_keys=True)
+    assert not (tmp_path / "h").exists()
+    # nor can a home be made whose key files already hold the same key
+    home = NodeHome.at(tmp_path / "h2")
+    init_home(home, insecure_keys=True)
+    home.consensus_key_path.write_bytes(home.account_key_path.read_bytes())
+    with pytest.raises(HomeError, match="holds the account key"):
+        init_home(home, insecure_keys=True, force=True)

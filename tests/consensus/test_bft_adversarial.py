@@ -7,10 +7,10 @@ import random
 from pocl.consensus.bft.machine import Action, Broadcast, Event, ProposalReceived
 from pocl.consensus.bft.messages import Proposal, ProposalMessage
 from pocl.ledger.evidence import check_evidence
-from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.params import ChainParams
 from pocl.ledger.state import State
 
-from tests.support.bft_harness import CHAIN_ID, SimNetwork, make_block, make_equivocator
+from tests.support.bft_harness import CHAIN_ID, SimNetwork, make_block, make_equivocator, validator_accounts
 
 GST_MS = 20_000
 
@@ -55,9 +55,7 @@ def test_two_equivocators_out_of_seven_cannot_break_safety() -> None:
         found = [e.evidence for n in honest for e in net.nodes[n].evidence]
         assert found
         offenders = set()
-        state = State.from_genesis(
-            ChainParams(), [GenesisAccount(k.address, 1, 1, k.pubkey) for k in net.keys], CHAIN_ID
-        )
+        state = State.from_genesis(ChainParams(), validator_accounts(net.keys, 1, 1), CHAIN_ID)
         for ev in found:
             assert check_evidence(state, ev, CHAIN_ID, 3, ChainParams()) is None  # the chain would punish it
             offenders.add(ev.vote_a.validator)

@@ -11,20 +11,20 @@ from pocl.consensus.bft.votes import ValidatorSet
 from pocl.ledger.block import NIL_HASH, VOTE_PRECOMMIT, VOTE_PREVOTE, DuplicateVoteEvidence
 from pocl.ledger.evidence import check_evidence, make_duplicate_vote_evidence
 from pocl.ledger.keys import PrivateKey
-from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.params import ChainParams
 from pocl.ledger.state import State
 
+from tests.support.bft_harness import validator_accounts
+
 CHAIN = "pocl-test"
-KEYS = [PrivateKey.from_seed_text(f"ev-{i}") for i in range(4)]
+KEYS = [PrivateKey.from_seed_text(f"ev-{i}") for i in range(4)]  # consensus keys (sign the votes)
 A = b"\xaa" * 32
 B = b"\xbb" * 32
 HEIGHT = 5  # the block the evidence would be included in
 
 
 def chain_state() -> State:
-    return State.from_genesis(
-        ChainParams(), [GenesisAccount(k.address, 1_000, 1_000, k.pubkey) for k in KEYS], CHAIN
-    )
+    return State.from_genesis(ChainParams(), validator_accounts(KEYS), CHAIN)
 
 
 def reason(ev: DuplicateVoteEvidence, chain_id: str = CHAIN) -> str | None:

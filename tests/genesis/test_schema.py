@@ -12,9 +12,11 @@ from pocl.genesis.schema import (
     LOCALNET_VALIDATOR_COUNT,
     MAP_MARKER,
     GenesisError,
+    GenesisValidator,
     build_genesis,
     build_localnet_genesis,
     load_genesis,
+    localnet_consensus_key,
     localnet_validator_key,
     parse_genesis,
     parse_genesis_text,
@@ -23,16 +25,18 @@ from pocl.genesis.schema import (
 from pocl.ledger.codec import decode
 from pocl.ledger.hashing import TAG_GENESIS, tagged_hash
 from pocl.ledger.keys import PrivateKey
-from pocl.ledger.params import ChainParams
+from pocl.ledger.params import ChainParams, GenesisAccount
+from pocl.ledger.roles import consensus_pubkey_of, is_miner, miners, operator_of
 
 V0 = PrivateKey.from_seed_text("golden-v0")
+C0 = PrivateKey.from_seed_text("golden-v0/consensus")
 A0 = PrivateKey.from_seed_text("golden-a")
 
 
 def golden() -> Any:
     return build_genesis(
         "golden-1",
-        [(V0.pubkey, 5000, 7)],
+        [GenesisValidator(V0.pubkey, C0.pubkey, 5000, 7, miner=True)],
         accounts=[(A0.address, 42)],
         genesis_time_ms=1_700_000_000_000,
         pocl={"rounds": {"commit_blocks": 3}, "model": "cnn"},
@@ -44,7 +48,8 @@ def valid_doc() -> dict[str, Any]:
 
 
 # Pinned: changes only when the genesis encoding or ChainParams' fields/defaults change on purpose.
-GOLDEN_HASH = "c813b503214973e7fe28cd5bee8be5820bbcca6dfcbd7e0ec77490ed8af8c28b"
+# Issue 14: encoding version 2, accounts carry their consensus key and miner flag.
+GOLDEN_HASH = "52024ba34f2bfa53ef4c9973c3a94f2a84c41a2f9774e3fd0f2151113eea89ee"
 
 
 def test_golden_hash_vector() -> None:
@@ -55,14 +60,11 @@ def test_canonical_encoding_layout() -> None:
     g = golden()
     decoded = decode(g.canonical_bytes())
     version, chain_id, time_ms, accounts, params, pocl = decoded
-    assert (version, chain_id, time_ms) == (1, "golden-1", 1_700_000_000_000)
-    assert accounts == sorted(accounts)  # sorted by address
-    assert [
-        V0.address,
-        7,
-        5000,
-        V0.pubkey,
-    ] in accounts  # [address, balance, stake, pubkey] and [A0.address, 42, 0, None] in accounts
+    assert (version, chain_id, time_ms) == (2, "golden-1", 1_700_000_000_000)
+    assert accounts == sorted(accounts, key=lambda a: a[0])  # sorted by address
+    # [address, balance, stake, pubkey, consensus_pubkey, miner]
+    assert [V0.address, 7, 5000, V0.pubkey, C0.pubkey, True] in accounts
+    assert [A0.address, 42, 0, None, None, False] in accounts
     assert params == [[k, v] for k, v in sorted(ChainParams().to_json().items())]
     assert pocl == [MAP_MARKER, [["model", "cnn"], ["rounds", [MAP_MARKER, [["commit_blocks", 3]]]]]]
     assert g.hash == tagged_hash(TAG_GENESIS, g.canonical_bytes())
@@ -83,6 +85,8 @@ def test_hash_ignores_layout_but_not_content() -> None:
         lambda d: d["accounts"][0].__setitem__("balance", d["accounts"][0]["balance"] + 1),
         lambda d: d["params"].__setitem__("min_fee", 5),
         lambda d: d["pocl"].__setitem__("model", "mlp"),
+        lambda d: d["accounts"][_acc(d, V0)].__setitem__("miner", False),
+        lambda d: d["accounts"][_acc(d, V0)].__setitem__("consensus_pubkey", A0.pubkey.hex()),
     ):
         other = copy.deepcopy(doc)
         change(other)
@@ -146,6 +150,17 @@ def _no_validator(doc: dict[str, Any]) -> str:
     return "accounts"
 
 
+def _staked_without_consensus_key(doc: dict[str, Any]) -> str:
+    del doc["accounts"][_acc(doc, V0)]["consensus_pubkey"]  # staking alone makes no validator
+    return "accounts"
+
+
+def _consensus_key_reused(doc: dict[str, Any]) -> str:
+    i = _plain(doc)
+    doc["accounts"][i]["consensus_pubkey"] = C0.pubkey.hex()
+    return f"accounts[{i}].consensus_pubkey"
+
+
 def _delete(key: str):
     def mutate(doc: dict[str, Any]) -> str:
         del doc[key]
@@ -188,7 +203,15 @@ CASES = {
     "balance huge": (_account("balance", 2**64), "too large"),
     "account unknown field": (_account("nickname", "x"), "unknown field"),
     "duplicate account": (_duplicate, "duplicate of accounts["),
-    "no validator": (_no_validator, "at least one validator with stake >= params.min_validator_stake"),
+    "no validator": (_no_validator, "at least one validator is required"),
+    "staked, no consensus key": (_staked_without_consensus_key, "with a consensus_pubkey and stake >="),
+    "consensus key is the account key": (
+        _account("consensus_pubkey", V0.pubkey.hex()),
+        "must differ from the account key",
+    ),
+    "consensus key bad length": (_account("consensus_pubkey", "ab" * 31), "must be 32 bytes"),
+    "consensus key used twice": (_consensus_key_reused, "already the consensus key of accounts["),
+    "miner not bool": (_account("miner", 1), "must be true or false"),
 }
 
 
@@ -241,16 +264,34 @@ def test_shipped_localnet_validates_and_matches_builder() -> None:
     assert "INSECURE" in g.comment
     keys = [localnet_validator_key(i) for i in range(LOCALNET_VALIDATOR_COUNT)]
     assert {(v.address, v.pubkey) for v in g.validators} == {(k.address, k.pubkey) for k in keys}
+    consensus = {localnet_consensus_key(i).pubkey for i in range(LOCALNET_VALIDATOR_COUNT)}
+    assert {v.consensus_pubkey for v in g.validators} == consensus
 
 
 def test_build_genesis_validates() -> None:
     with pytest.raises(GenesisError, match="at least one validator"):
-        build_genesis("c", [(V0.pubkey, 1, 0)])
+        build_genesis("c", [GenesisValidator(V0.pubkey, C0.pubkey, 1, 0)])
     with pytest.raises(GenesisError, match="chain_id"):
-        build_genesis("bad id", [(V0.pubkey, 5000, 0)])
+        build_genesis("bad id", [GenesisValidator(V0.pubkey, C0.pubkey, 5000, 0)])
+    with pytest.raises(TypeError, match="GenesisValidator"):  # the tuples of before explicit roles
+        build_genesis("c", [(V0.pubkey, 5000, 0)])  # type: ignore[list-item]
 
 
-def test_initial_state_from_genesis() -> None:
-    pytest.importorskip("pocl.ledger.state")
+def test_genesis_validators_need_a_consensus_key_and_stake() -> None:
+    staked_only = PrivateKey.from_seed_text("golden-staked-only")
+    g = build_genesis(
+        "c",
+        [GenesisValidator(V0.pubkey, C0.pubkey, 5000, 0)],
+        accounts=[GenesisAccount(staked_only.address, 0, 9_000, staked_only.pubkey, miner=True)],
+    )
+    assert [a.address for a in g.validators] == [V0.address]  # stake alone makes no validator
+    assert [a.address for a in g.miners] == [staked_only.address]
+
+
+def test_initial_state_from_genesis_writes_roles() -> None:
     state = golden().initial_state()
-    assert state is not None
+    assert consensus_pubkey_of(state, V0.address) == C0.pubkey
+    assert operator_of(state, C0.address) == V0.address
+    assert miners(state) == [V0.address] and is_miner(state, V0.address) and not is_miner(state, A0.address)
+    [val] = state.validator_set()
+    assert (val.address, val.pubkey, val.power, val.operator) == (C0.address, C0.pubkey, 5000, V0.address)

@@ -12,7 +12,7 @@ import hashlib
 import pytest
 from pocl.consensus.pocl.events import Jailed, RoundFinalized, Slashed
 from pocl.ledger.keys import PrivateKey
-from pocl.ledger.tx import make_stake, make_transfer
+from pocl.ledger.tx import make_register_miner, make_stake, make_transfer
 
 from tests.support.pocl_chain import Chain, key
 from tests.support.pocl_scenario import HONEST, KNN, WITHHOLD, make_params, make_scenario, perturbed
@@ -35,8 +35,12 @@ ROUNDS = 5
 #   miner draws a fresh shard each round (a reused shard is now refused); G_{r-1}'s baseline, no-op
 #   models cannot win, pay for verified gain and informative shards only. Rounds 1, 2 and 4 aggregate
 #   the same winners as before (same model hashes); rounds 3 and 5 differ (new shards, new rules).
+# - issue 14: explicit roles. The miners' registrations enter state as role records (genesis), and the
+#   outsider registers as a miner after staking (staking alone no longer makes one); the test chain's
+#   proposer is no validator, so fees are burned instead of credited to it. Same blocks, same rounds,
+#   same model hashes: only the roots changed.
 GOLDEN_BLOCKS = 32
-GOLDEN_ROOTS_DIGEST = "889eec31936ef9efb2ae11860ac932e72c23011f7d78c2f199f94181db542e38"
+GOLDEN_ROOTS_DIGEST = "4c54ce4575314169149c57923af8ddc34b448749cfbfe77b94a102fab6fa196f"
 GOLDEN_MODEL_HASHES = [
     "b876965f35a10939613b3e59bd91f95d9017ce22bb0595ea1e96dfc217722881",
     "617cf85e6ec7966c3ba1b9d465f1a8437351d16d7938d19ad067f9f3645101e3",
@@ -44,7 +48,7 @@ GOLDEN_MODEL_HASHES = [
     "a397d9aec1443fe761c8a75b182050ec23080c0311eeeaf3fa5f86433a40a0ff",
     "17380ce5d55d7bebfa8a237c0cf3ff99198e5eb5b16fbfd0551abdd3f6ff6bb9",
 ]
-GOLDEN_FINAL_ROOT = "df7527c22aece62afc7d3deeac914a5cdab0e5a039fa714ddba81fe765b74046"
+GOLDEN_FINAL_ROOT = "8d790f06f66ab1342b7cf98c6ec490540ef887a2d29a17e91e4f78f2e7d57f3d"
 
 
 def run_golden() -> tuple[Chain, list[str]]:
@@ -61,7 +65,8 @@ def run_golden() -> tuple[Chain, list[str]]:
             nonce += 1
         if h == 7:
             txs.append(make_stake(outsider, "pocl-test", nonce, 5_000, 1))  # joins as a miner, never commits
-            nonce += 1
+            txs.append(make_register_miner(outsider, "pocl-test", nonce + 1, 1))  # staking alone: no miner
+            nonce += 2
         seen = len(c.events)
         c.block(txs)
         for e in c.events[seen:]:

@@ -34,7 +34,9 @@ def test_transfers_commit_exactly_once_and_replays_are_rejected(make_cluster) ->
     cluster.wait_for_height(2)
     key = faucet(cluster)
     recipient = PrivateKey.from_seed_text("recipient")
-    txs = [make_transfer(key, cluster.testnet.chain_id, n, recipient.address, 1_000 + n, 10) for n in range(8)]
+    txs = [
+        make_transfer(key, cluster.testnet.chain_id, n, recipient.address, 1_000 + n, 10) for n in range(8)
+    ]
     hashes = [cluster.nodes[n % 4].submit_tx(tx.raw) for n, tx in enumerate(txs)]
     assert hashes == [t.hash.hex() for t in txs]
 
@@ -134,7 +136,7 @@ def test_double_signer_is_slashed_and_honest_restart_never_double_signs(make_clu
     acct = cluster.nodes[0].get(f"/accounts/{cheater_addr}")
     assert acct["stake"] + sum(u["amount"] for u in acct["unbonding"]) < before
     assert acct["jailed_until_height"] > cluster.nodes[0].height()
-    vals = [v["address"] for v in cluster.nodes[0].get("/validators")["validators"]]
+    vals = [v["operator"] for v in cluster.nodes[0].get("/validators")["validators"]]
     assert cheater_addr not in vals
     # an honest validator restarted mid-height keeps its signing state and never signs twice
     honest = cluster.nodes[1]

@@ -32,6 +32,7 @@ from pocl.ledger.tx import (
     TX_VERSION,
     SignedTx,
     Tx,
+    make_create_validator,
     make_evidence,
     make_stake,
     make_transfer,
@@ -47,8 +48,11 @@ from tests.support.ledger_kit import (
     CAROL,
     CHAIN_ID,
     PROPOSER,
+    PROPOSER_OPERATOR,
     VAL1,
+    VAL1_CONSENSUS,
     VAL2,
+    VAL2_CONSENSUS,
     apply_new_block,
     build_block,
 )
@@ -204,7 +208,8 @@ def test_transfer_moves_funds_and_pays_proposer(genesis: State) -> None:
     assert state.balance(ALICE.address) == BALANCE - 112
     assert state.balance(BOB.address) == BALANCE + 100
     assert state.balance(CAROL.address) == 17
-    assert state.balance(PROPOSER.address) == 5
+    assert state.balance(PROPOSER.address) == 0  # the header names the consensus address ...
+    assert state.balance(PROPOSER_OPERATOR.address) == BALANCE + 5  # ... fees reach its operator
     alice = state.account(ALICE.address)
     assert alice is not None and alice.nonce == 2 and alice.pubkey == ALICE.pubkey
 
@@ -288,14 +293,19 @@ def test_same_block_same_root_on_two_states(genesis: State, params: ChainParams)
 
 def test_stake_unstake_and_unbonding_release(genesis: State) -> None:
     p = genesis.params  # unbonding_blocks = 3
-    state, _ = apply_new_block(EX, genesis, [make_stake(ALICE, CHAIN_ID, 0, 2_000, 1)])
+    alice_consensus = PrivateKey.from_seed_text("alice/consensus")
+    txs = [
+        make_stake(ALICE, CHAIN_ID, 0, 2_000, 1),
+        make_create_validator(ALICE, alice_consensus, CHAIN_ID, 1, 1),
+    ]
+    state, _ = apply_new_block(EX, genesis, txs)
     assert state.account(ALICE.address).stake == 2_000
-    assert ALICE.address in [v.address for v in state.validator_set()]
-    assert code_of(state, make_unstake(ALICE, CHAIN_ID, 1, 2_001, 1)) == errors.INSUFFICIENT_STAKE
-    state, _ = apply_new_block(EX, state, [make_unstake(ALICE, CHAIN_ID, 1, 1_500, 1)])  # height 2
+    assert ALICE.address in [v.operator for v in state.validator_set()]
+    assert code_of(state, make_unstake(ALICE, CHAIN_ID, 2, 2_001, 1)) == errors.INSUFFICIENT_STAKE
+    state, _ = apply_new_block(EX, state, [make_unstake(ALICE, CHAIN_ID, 2, 1_500, 1)])  # height 2
     acct = state.account(ALICE.address)
     assert acct.stake == 500 and acct.unbonding == [[1_500, 2 + p.unbonding_blocks]]
-    assert ALICE.address not in [v.address for v in state.validator_set()]  # 500 < min_validator_stake
+    assert ALICE.address not in [v.operator for v in state.validator_set()]  # 500 < min_validator_stake
     balance_after_unstake = state.balance(ALICE.address)
     state, _ = apply_new_block(EX, state, [])  # 3
     state, _ = apply_new_block(EX, state, [])  # 4
@@ -308,15 +318,18 @@ def test_stake_unstake_and_unbonding_release(genesis: State) -> None:
 
 def test_validator_set_order_and_limits(genesis: State, params: ChainParams) -> None:
     vals = genesis.validator_set()
-    assert [v.address for v in vals] == [VAL1.address, VAL2.address]
-    assert [v.power for v in vals] == [5_000, 3_000] and vals[0].pubkey == VAL1.pubkey
+    assert [v.address for v in vals] == [VAL1_CONSENSUS.address, VAL2_CONSENSUS.address]
+    assert [v.operator for v in vals] == [VAL1.address, VAL2.address]
+    assert [v.power for v in vals] == [5_000, 3_000] and vals[0].pubkey == VAL1_CONSENSUS.pubkey
     from tests.support.ledger_kit import genesis_accounts
 
     one = State.from_genesis(dataclasses.replace(params, max_validators=1), genesis_accounts(), CHAIN_ID)
-    assert [v.address for v in one.validator_set()] == [VAL1.address]
-    # equal stake: ties broken by address ascending
+    assert [v.address for v in one.validator_set()] == [VAL1_CONSENSUS.address]
+    # equal stake: ties broken by consensus address ascending
     state, _ = apply_new_block(EX, genesis, [make_stake(VAL2, CHAIN_ID, 0, 2_000, 1)])
-    assert sorted([VAL1.address, VAL2.address]) == [v.address for v in state.validator_set()]
+    assert sorted([VAL1_CONSENSUS.address, VAL2_CONSENSUS.address]) == [
+        v.address for v in state.validator_set()
+    ]
 
 
 # ---------------------------------------------------------------------------- evidence
@@ -334,7 +347,9 @@ def signed_vote(
     return Vote(chain_id, vtype, height, round_, block_hash, key.pubkey, sig)
 
 
-def double_sign(key: PrivateKey = VAL1, height: int = 1, round_: int = 0, **kw) -> DuplicateVoteEvidence:
+def double_sign(
+    key: PrivateKey = VAL1_CONSENSUS, height: int = 1, round_: int = 0, **kw
+) -> DuplicateVoteEvidence:
     return DuplicateVoteEvidence(
         signed_vote(key, height, round_, b"\x01" * 32, **kw),
         signed_vote(key, height, round_, b"\x02" * 32, **kw),
@@ -346,23 +361,23 @@ def test_evidence_slashes_jails_and_cannot_replay(genesis: State) -> None:
     state, _ = apply_new_block(
         EX, genesis, [make_unstake(VAL1, CHAIN_ID, 0, 1_000, 1)]
     )  # h1: 4000 bonded, 1000 unbonding
-    ev = double_sign(VAL1, height=1)
+    ev = double_sign(VAL1_CONSENSUS, height=1)  # votes are signed by the consensus key ...
     state, _block = apply_new_block(EX, state, [make_evidence(BOB, CHAIN_ID, 0, ev, 2)])  # h2
-    acct = state.account(VAL1.address)
+    acct = state.account(VAL1.address)  # ... the operator's stake is slashed
     assert acct.stake == 4_000 - 4_000 * p.double_sign_slash_bps // 10_000
     assert acct.unbonding[0][0] == 1_000 - 1_000 * p.double_sign_slash_bps // 10_000
     assert acct.slashed_total == 250
     assert acct.jailed_until_height == 2 + p.double_sign_jail_blocks
-    assert VAL1.address not in [v.address for v in state.validator_set()]
+    assert VAL1.address not in [v.operator for v in state.validator_set()]
     assert state.balance(BOB.address) == BALANCE - 2  # submitter pays the fee
     # replay: same evidence, and the swapped pair, and another pair for the same offence
     assert code_of(state, make_evidence(BOB, CHAIN_ID, 1, ev, 2)) == errors.DUPLICATE_EVIDENCE
     swapped = DuplicateVoteEvidence(ev.vote_b, ev.vote_a)
     assert code_of(state, make_evidence(ALICE, CHAIN_ID, 0, swapped, 2)) == errors.DUPLICATE_EVIDENCE
-    third = DuplicateVoteEvidence(ev.vote_a, signed_vote(VAL1, 1, 0, b"\x03" * 32))
+    third = DuplicateVoteEvidence(ev.vote_a, signed_vote(VAL1_CONSENSUS, 1, 0, b"\x03" * 32))
     assert code_of(state, make_evidence(ALICE, CHAIN_ID, 0, third, 2)) == errors.DUPLICATE_EVIDENCE
     # jail ends after double_sign_jail_blocks
-    assert next(v.address for v in state.validator_set(2 + p.double_sign_jail_blocks + 1)) == VAL1.address
+    assert next(v.operator for v in state.validator_set(2 + p.double_sign_jail_blocks + 1)) == VAL1.address
 
 
 @pytest.mark.parametrize(
@@ -370,36 +385,40 @@ def test_evidence_slashes_jails_and_cannot_replay(genesis: State) -> None:
     [
         (
             lambda: DuplicateVoteEvidence(
-                signed_vote(VAL1, 1, 0, b"\x01" * 32), signed_vote(VAL1, 1, 0, b"\x01" * 32)
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x01" * 32),
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x01" * 32),
             ),
             errors.INVALID_EVIDENCE,
         ),  # same block
         (
             lambda: DuplicateVoteEvidence(
-                signed_vote(VAL1, 1, 0, b"\x01" * 32), signed_vote(VAL2, 1, 0, b"\x02" * 32)
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x01" * 32),
+                signed_vote(VAL2_CONSENSUS, 1, 0, b"\x02" * 32),
             ),
             errors.INVALID_EVIDENCE,
         ),  # different validators
         (
             lambda: DuplicateVoteEvidence(
-                signed_vote(VAL1, 1, 0, b"\x01" * 32), signed_vote(VAL1, 1, 1, b"\x02" * 32)
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x01" * 32),
+                signed_vote(VAL1_CONSENSUS, 1, 1, b"\x02" * 32),
             ),
             errors.INVALID_EVIDENCE,
         ),  # different rounds
         (
             lambda: DuplicateVoteEvidence(
-                signed_vote(VAL1, 1, 0, b"\x01" * 32),
-                signed_vote(VAL1, 1, 0, b"\x02" * 32, vtype=VOTE_PREVOTE),
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x01" * 32),
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x02" * 32, vtype=VOTE_PREVOTE),
             ),
             errors.INVALID_EVIDENCE,
         ),  # different types
-        (lambda: double_sign(VAL1, chain_id="other"), errors.INVALID_EVIDENCE),  # other chain
-        (lambda: double_sign(VAL1, height=5), errors.INVALID_EVIDENCE),  # future height
-        (lambda: double_sign(ALICE), errors.INVALID_EVIDENCE),  # no stake
+        (lambda: double_sign(VAL1_CONSENSUS, chain_id="other"), errors.INVALID_EVIDENCE),  # other chain
+        (lambda: double_sign(VAL1_CONSENSUS, height=5), errors.INVALID_EVIDENCE),  # future height
+        (lambda: double_sign(ALICE), errors.INVALID_EVIDENCE),  # not a consensus key
+        (lambda: double_sign(VAL1), errors.INVALID_EVIDENCE),  # the operator's account key signs no votes
         (
             lambda: DuplicateVoteEvidence(
-                signed_vote(VAL1, 1, 0, b"\x01" * 32),
-                dataclasses.replace(signed_vote(VAL1, 1, 0, b"\x02" * 32), signature=bytes(64)),
+                signed_vote(VAL1_CONSENSUS, 1, 0, b"\x01" * 32),
+                dataclasses.replace(signed_vote(VAL1_CONSENSUS, 1, 0, b"\x02" * 32), signature=bytes(64)),
             ),
             errors.INVALID_EVIDENCE,
         ),  # bad signature
@@ -415,7 +434,7 @@ def test_evidence_too_old(genesis: State) -> None:
     for _ in range(3):
         state, _ = apply_new_block(EX, state, [])
     old = dataclasses.replace(state.params, evidence_max_age_blocks=1)
-    err = EX.check_tx(state, make_evidence(BOB, CHAIN_ID, 0, double_sign(VAL1, height=1), 1), old)
+    err = EX.check_tx(state, make_evidence(BOB, CHAIN_ID, 0, double_sign(VAL1_CONSENSUS, height=1), 1), old)
     assert err is not None and err.code == errors.EVIDENCE_TOO_OLD
 
 
@@ -494,7 +513,7 @@ def test_zero_unbonding_blocks_releases_next_block(genesis: State) -> None:
     assert state.account(VAL1.address).unbonding == [[100, 2]]
     state, _ = apply_new_block(EX, state, [])
     assert state.account(VAL1.address).unbonding == []
-    assert state.balance(VAL1.address) == BALANCE - 1 + 100
+    assert state.balance(VAL1.address) == BALANCE - 1 + 1 + 100  # VAL1 proposes: its fee comes back
 
 
 def test_built_block_drops_invalid_txs_and_applies_elsewhere(genesis: State) -> None:
@@ -515,7 +534,7 @@ def test_built_block_drops_invalid_txs_and_applies_elsewhere(genesis: State) -> 
 
 def test_duplicate_evidence_in_one_block_invalidates_it(genesis: State) -> None:
     state, _ = apply_new_block(EX, genesis, [])
-    ev = double_sign(VAL1, height=1)
+    ev = double_sign(VAL1_CONSENSUS, height=1)
     txs = [make_evidence(BOB, CHAIN_ID, 0, ev, 1), make_evidence(ALICE, CHAIN_ID, 0, ev, 1)]
     block, result = build_block(EX, state, txs[:1])
     bad = Block(

@@ -28,7 +28,7 @@ from pocl.ledger.params import ChainParams
 from pocl.ledger.state import State
 from pocl.ledger.tx import SignedTx, TransferPayload, Tx, make_transfer, sign_tx
 
-from tests.support.ledger_kit import ALICE, BOB, CHAIN_ID, PROPOSER, VAL1, genesis_accounts
+from tests.support.ledger_kit import ALICE, BOB, CHAIN_ID, VAL1, genesis_accounts, key
 
 # ---------------------------------------------------------------------------- golden vectors
 
@@ -52,9 +52,11 @@ GOLDEN_COMMIT = (
 )
 GOLDEN_COMMIT_HASH = "621c280c15694449333efc166ea860c8c7e3740b8939bdab7a89fea009909ccc"
 GOLDEN_BLOCK_HASH = "77dfd31a4c1ce291407c700305ec4c757bdc5f78b2bfbd7562bd5380cca770e4"
-GOLDEN_GENESIS_ROOT = "9c6d42b4ac388ba93506dc3a0e1d8085475c0a643c94dc597dad559f91970368"
+# Re-pinned for issue 14: the genesis validators' consensus keys enter state as role records.
+GOLDEN_GENESIS_ROOT = "25a8281fe7f26649fa38e29e6a09e9e332633a941e5294a55b6c62ffcf2d1b18"
 
 BLOCK_HASH = bytes(range(32))
+PROPOSER = key("proposer")  # a fixed header proposer for the wire goldens
 
 
 def golden_vote() -> Vote:
@@ -309,7 +311,7 @@ def reference_txs_root(txs: list[bytes]) -> bytes:
     level = [tagged_hash(TAG_MERKLE_LEAF, t) for t in txs]
     while len(level) > 1:
         nxt = [tagged_hash(TAG_MERKLE_NODE, level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        level = nxt + level[len(level) - 1:] if len(level) % 2 else nxt
+        level = nxt + level[len(level) - 1 :] if len(level) % 2 else nxt
     return tagged_hash(TAG_TXS_ROOT, level[0])
 
 

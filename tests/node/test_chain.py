@@ -13,7 +13,7 @@ import pytest
 from pocl.consensus.bft.messages import make_vote
 from pocl.consensus.pocl.execution import PoclExecution, build_executor
 from pocl.consensus.pocl.params import PoclParams
-from pocl.genesis.schema import Genesis, build_genesis
+from pocl.genesis.schema import Genesis, GenesisValidator, build_genesis
 from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
@@ -25,7 +25,8 @@ from pocl.node.node import Node
 from pocl.p2p.host import Host, HostConfig
 from pocl.p2p.sync import SyncService
 
-VALIDATORS = [PrivateKey.from_seed_text(f"chain-test-val-{i}") for i in range(4)]
+VALIDATORS = [PrivateKey.from_seed_text(f"chain-test-val-{i}") for i in range(4)]  # consensus keys
+OPERATORS = [PrivateKey.from_seed_text(f"chain-test-operator-{i}") for i in range(4)]  # their accounts
 FUNDED = PrivateKey.from_seed_text("chain-test-funded")
 PARAMS = ChainParams(unbonding_blocks=40)
 
@@ -33,7 +34,10 @@ PARAMS = ChainParams(unbonding_blocks=40)
 def make_genesis() -> Genesis:
     return build_genesis(
         "chain-test",
-        [(k.pubkey, 1_000_000, 1_000) for k in VALIDATORS],
+        [
+            GenesisValidator(o.pubkey, k.pubkey, 1_000_000, 1_000)
+            for o, k in zip(OPERATORS, VALIDATORS, strict=True)
+        ],
         accounts=[(FUNDED.address, 10**9)],
         params=PARAMS,
         genesis_time_ms=1_000,
@@ -44,13 +48,21 @@ def open_chain(path: Path, genesis: Genesis) -> Chain:
     store = Store.open(path)
     store.init_genesis(genesis.initial_state(), genesis.hash)
     pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
-    return Chain(store, store.load_state(genesis.params), build_executor(pocl), genesis.params,
-                 genesis.genesis_time_ms, round_info=pocl.round_info)
+    return Chain(
+        store,
+        store.load_state(genesis.params),
+        build_executor(pocl),
+        genesis.params,
+        genesis.genesis_time_ms,
+        round_info=pocl.round_info,
+    )
 
 
 def sign_commit(block: Block, signers: list[PrivateKey], round_: int = 0) -> Commit:
     sigs = [
-        CommitSig(k.pubkey, make_vote(k, "chain-test", VOTE_PRECOMMIT, block.height, round_, block.hash).signature)
+        CommitSig(
+            k.pubkey, make_vote(k, "chain-test", VOTE_PRECOMMIT, block.height, round_, block.hash).signature
+        )
         for k in signers
     ]
     return Commit(block.height, round_, block.hash, sigs)
@@ -61,7 +73,9 @@ def grow(chain: Chain, n: int, txs: Callable[[int], list] | None = None) -> list
     for _ in range(n):
         height = chain.height + 1
         last = chain.store.commit(chain.height) if chain.height else None
-        block = chain.build_block(txs(height) if txs else [], VALIDATORS[height % 4].address, 2_000 + height, last)
+        block = chain.build_block(
+            txs(height) if txs else [], VALIDATORS[height % 4].address, 2_000 + height, last
+        )
         commit = sign_commit(block, VALIDATORS[:3])
         chain.commit_block(block, commit)
         out.append((block, commit))
@@ -85,7 +99,9 @@ def chains(tmp_path: Path) -> tuple[Chain, Chain]:
 
 def test_valid_blocks_apply_and_roots_match(chains: tuple[Chain, Chain]) -> None:
     honest, fresh = chains
-    blocks = grow(honest, 3, txs=lambda h: [make_transfer(FUNDED, "chain-test", h - 1, VALIDATORS[0].address, 5, 1)])
+    blocks = grow(
+        honest, 3, txs=lambda h: [make_transfer(FUNDED, "chain-test", h - 1, VALIDATORS[0].address, 5, 1)]
+    )
     for block, commit in blocks:
         fresh.verify_commit_for(block, commit)
         fresh.commit_block(block, commit)
@@ -95,7 +111,7 @@ def test_valid_blocks_apply_and_roots_match(chains: tuple[Chain, Chain]) -> None
 
 def test_rejects_wrong_state_root(chains: tuple[Chain, Chain]) -> None:
     honest, fresh = chains
-    (block, _commit), = grow(honest, 1)
+    ((block, _commit),) = grow(honest, 1)
     bad = resign(block, state_root=bytes(32))
     with pytest.raises(InvalidBlock) as err:
         fresh.check_block(bad)
@@ -106,7 +122,7 @@ def test_rejects_a_tx_with_a_bad_signature(chains: tuple[Chain, Chain]) -> None:
     honest, fresh = chains
     tx = bytearray(make_transfer(FUNDED, "chain-test", 0, VALIDATORS[0].address, 5, 1).raw)
     tx[-1] ^= 1
-    (block, _commit), = grow(honest, 1)
+    ((block, _commit),) = grow(honest, 1)
     bad = Block(dataclasses.replace(block.header, txs_root=txs_root([bytes(tx)])), [bytes(tx)], None)
     with pytest.raises(InvalidBlock) as err:
         fresh.check_block(bad)
@@ -136,23 +152,31 @@ def test_rejects_bad_parent_commits(chains: tuple[Chain, Chain]) -> None:
     bad = resign(b2, last_commit_hash=fake.hash)
     with pytest.raises(InvalidBlock):
         fresh.check_block(dataclasses.replace(bad, last_commit=fake))
+    # a certificate signed by the validators' account keys instead of their consensus keys
+    by_accounts = sign_commit(b1, OPERATORS[:3])
+    bad = resign(b2, last_commit_hash=by_accounts.hash)
+    with pytest.raises(InvalidBlock) as err:
+        fresh.check_block(dataclasses.replace(bad, last_commit=by_accounts))
+    assert err.value.reason == "bad_last_commit"
     # the genuine block still applies
     fresh.check_block(b2)
 
 
 def test_rejects_linkage_proposer_and_time_errors(chains: tuple[Chain, Chain]) -> None:
     honest, fresh = chains
-    (b1, _c1), = grow(honest, 1)
+    ((b1, _c1),) = grow(honest, 1)
     cases = {
         "wrong_parent": resign(b1, prev_hash=bytes(32)),
         "wrong_height": resign(b1, height=2),
         "bad_proposer": resign(b1, proposer=FUNDED.address),
+        # a validator proposes under its consensus address, never its operator (account) address
+        "bad_proposer_operator": resign(b1, proposer=OPERATORS[1].address),
         "time_not_increasing": resign(b1, time_ms=0),
     }
     for reason, block in cases.items():
         with pytest.raises(InvalidBlock) as err:
             fresh.check_block(block)
-        assert err.value.reason == reason
+        assert err.value.reason == reason.removesuffix("_operator")
     assert fresh.height == 0
 
 
@@ -172,18 +196,31 @@ async def test_node_bans_a_peer_that_serves_a_bad_block(tmp_path: Path) -> None:
     served = {1: (b1.encode(), c1.encode()), 2: (forged.encode(), forged_commit.encode())}
 
     evil_key = PrivateKey.from_seed_text("evil-peer")
-    evil = Host(evil_key, chain_id=genesis.chain_id, genesis_hash=genesis.hash,
-                config=HostConfig(listen_host="127.0.0.1", listen_port=0),
-                chain_tip=lambda: (2, forged.hash))
+    evil = Host(
+        evil_key,
+        chain_id=genesis.chain_id,
+        genesis_hash=genesis.hash,
+        config=HostConfig(listen_host="127.0.0.1", listen_port=0),
+        chain_tip=lambda: (2, forged.hash),
+    )
     SyncService(evil, status=lambda: (2, forged.hash), get_block_with_commit=served.get)
     await evil.start()
     home = tmp_path / "victim"
     (home / "data").mkdir(parents=True)
-    config = Config().replace("p2p", listen_addr="127.0.0.1:0", pex=False,
-                              persistent_peers=[f"{evil_key.pubkey.hex()}@{evil.listen_addr.host}:{evil.listen_addr.port}"])
+    config = Config().replace(
+        "p2p",
+        listen_addr="127.0.0.1:0",
+        pex=False,
+        persistent_peers=[f"{evil_key.pubkey.hex()}@{evil.listen_addr.host}:{evil.listen_addr.port}"],
+    )
     config = config.replace("rpc", enabled=False).replace("metrics", enabled=False)
-    node = Node(home=home, config=config, genesis=genesis, node_key=PrivateKey.from_seed_text("victim"),
-                validator_key=None)
+    node = Node(
+        home=home,
+        config=config,
+        genesis=genesis,
+        node_key=PrivateKey.from_seed_text("victim"),
+        consensus_key=None,
+    )
     await node.start()
     try:
         deadline = time.monotonic() + 20
@@ -204,7 +241,8 @@ def test_checked_results_are_a_bounded_oldest_first_cache(chains: tuple[Chain, C
     honest, _ = chains
     extra = 4
     candidates = [
-        honest.build_block([], VALIDATORS[1].address, 5_000 + i, None) for i in range(RESULT_CACHE_SIZE + extra)
+        honest.build_block([], VALIDATORS[1].address, 5_000 + i, None)
+        for i in range(RESULT_CACHE_SIZE + extra)
     ]
     assert len({b.hash for b in candidates}) == len(candidates)
     assert len(honest._checked) == RESULT_CACHE_SIZE

@@ -70,7 +70,7 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
     b = run_json(capsys, "tx", "transfer", bob_addr, "6", "--key", faucet, "--node", n0.rpc_url, "--wait")
     assert (a["nonce"], b["nonce"]) == (1, 2) and a["status"] == "submitted"
 
-    # stake/unstake with the home's validator key; --node defaults to the home's RPC address
+    # stake/unstake with the home's account key; --node defaults to the home's RPC address
     home1 = str(n1.home)
     before = n1.get(f"/accounts/{n1.spec.address}")["stake"]
     staked = run_json(capsys, "tx", "stake", "500", "--home", home1, "--wait")
@@ -81,7 +81,7 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
     assert acct["stake"] == before + 300
     assert [u["amount"] for u in acct["unbonding"]] == [200]
     vals = run_json(capsys, "query", "validators", "--home", home1)
-    power = {v["address"]: v["power"] for v in vals["validators"]}
+    power = {v["operator"]: v["power"] for v in vals["validators"]}
     assert power[n1.spec.address] > power[cluster.nodes[2].spec.address]
 
     # human output of the queries
@@ -160,6 +160,7 @@ def load_testnet(out: Path) -> tn.Testnet:
             Path(n["home"]),
             n["node_id"],
             n["address"],
+            n["consensus_address"],
             tn.NodePorts(n["p2p"], n["rpc"], n["metrics"]),
         )
         for n in manifest["nodes"]

@@ -88,7 +88,8 @@ def test_testnet_writes_homes_and_prints_how_to_start(tmp_path: Path, capsys) ->
     assert "http://127.0.0.1:40001" in out and "faucet key" in out
     manifest = json.loads((out_dir / "testnet.json").read_text())
     ports = {p for n in manifest["nodes"] for p in (n["p2p"], n["rpc"], n["metrics"])}
-    assert ports == set(range(40000, 40009))
+    # node i at 40000 + 10·i: p2p +0, rpc +1, metrics +4 (init's own layout)
+    assert ports == {40000 + 10 * i + offset for i in range(3) for offset in (0, 1, 4)}
     # a non-empty directory is refused, nothing overwritten
     code, out, err = run_cli(capsys, "testnet", "-n", "1", "--out", out_dir, "--insecure-unencrypted")
     assert code == 1 and "not an empty directory" in err
@@ -98,7 +99,7 @@ def test_testnet_json_and_encrypted_keys(tmp_path: Path, capsys, monkeypatch) ->
     monkeypatch.setenv("POCL_PASSPHRASE", "correct horse")
     data = run_json(capsys, "testnet", "-n", "1", "--out", tmp_path / "enc", "--base-port", "0")
     assert len(data["nodes"]) == 1 and data["chain_id"].startswith("pocl-testnet-")
-    for key in ("priv_validator_key", "node_key"):
+    for key in ("account_key", "priv_validator_key", "node_key"):
         assert read_key_info(tmp_path / "enc" / "node0" / "keys" / f"{key}.json").encrypted
     assert read_key_info(tmp_path / "enc" / "faucet_key.json").encrypted
 

@@ -15,6 +15,7 @@ from pocl.node.config import load_config
 from tests.support.cli_helpers import run_cli, run_json
 
 PUBKEY = "ab" * 32
+CONSENSUS_PUBKEY = "cd" * 32  # a validator signs votes with a key of its own
 
 
 @pytest.mark.parametrize("model,dataset", [("cnn-mnist", "mnist"), ("pocl-cifar10", "cifar10")])
@@ -73,7 +74,7 @@ def test_genesis_new_model_raises_the_limits_and_validates(
         "--chain-id",
         "m",
         "--validator",
-        f"{PUBKEY}:5000",
+        f"{PUBKEY}:{CONSENSUS_PUBKEY}:5000",
         "--model",
         "cnn-mnist",
         "--out",
@@ -90,7 +91,16 @@ def test_genesis_new_model_raises_the_limits_and_validates(
 def test_genesis_new_keeps_an_explicit_param_and_refuses_what_does_not_fit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ("genesis", "new", "--chain-id", "m", "--validator", f"{PUBKEY}:5000", "--model", "cnn-mnist")
+    base = (
+        "genesis",
+        "new",
+        "--chain-id",
+        "m",
+        "--validator",
+        f"{PUBKEY}:{CONSENSUS_PUBKEY}:5000",
+        "--model",
+        "cnn-mnist",
+    )
     code, out, _ = run_cli(capsys, *base, "--param", "unbonding_blocks=500")
     assert code == 0
     assert json.loads(out)["params"]["unbonding_blocks"] == 500

@@ -57,6 +57,8 @@ class Scripted(BaseHTTPRequestHandler):
             self._answer(502, b"<html>bad gateway</html>", "text/html")
         elif self.path == "/text":
             self._answer(200, b"hello", "text/plain")
+        elif self.path == "/txs":
+            self._answer(202, json.dumps({"hash": "00", "new": True}).encode())
         elif self.path == "/big":
             self._answer(200, b"x" * 100_000, "application/octet-stream")
         elif self.path.startswith("/models/global?"):
@@ -97,6 +99,14 @@ def test_client_get_and_post_json(server: str) -> None:
         assert client.post("/ok/b", {"tx": "00"}) == {"method": "POST", "path": "/ok/b"}
     post = Scripted.seen[-1]
     assert json.loads(post["body"]) == {"tx": "00"} and post["ctype"] == "application/json"
+
+
+def test_a_tx_is_sent_as_raw_bytes_so_a_large_model_fits_the_body_limit(server: str) -> None:
+    """A cnn-mnist predict tx is 4.8 MB: as hex in JSON it would be 9.6 MB, over the node's 8 MiB limit."""
+    raw = bytes(range(256)) * (5 * 4096)  # 5 MiB
+    assert RpcClient(server).submit_tx(raw) == {"hash": "00", "new": True}
+    post = Scripted.seen[-1]
+    assert post["ctype"] == "application/octet-stream" and post["body"] == raw
 
 
 def test_client_error_answer_keeps_its_code(server: str) -> None:

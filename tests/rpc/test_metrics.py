@@ -48,8 +48,8 @@ async def test_metrics_track_the_chain(node: Node, height_at_least) -> None:
     assert m["pocl_block_interval_seconds_count"] >= 1
     assert m["pocl_block_interval_seconds_sum"] > 0
     assert m["pocl_rounds_per_height_count"] >= 1
-    assert node.validator_key is not None
-    me = format_address(node.validator_key.address)
+    assert node.account_key is not None
+    me = format_address(node.account_key.address)  # labelled by operator
     assert m[f"pocl_missed_blocks_total{{validator={me}}}"] == 0  # a lone validator signs everything
     await wait_for(lambda: node.chain.state.account(FAUCET.address).nonce == 1, 20, "tx committed")
     m = await scrape(node)

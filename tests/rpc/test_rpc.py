@@ -48,9 +48,10 @@ async def test_status_health_peers_validators(node: Node, api: Api, height_at_le
     assert st["node_id"] == node.node_key.pubkey.hex()
     assert st["height"] >= 2 and len(st["latest_block_hash"]) == 64
     assert st["peers"] == 0 and st["syncing"] is False
-    assert node.validator_key is not None
-    assert st["validator"]["address"] == format_address(node.validator_key.address)
-    assert st["validator"]["active"] is True
+    assert node.consensus_key is not None and node.account_key is not None
+    assert st["validator"]["address"] == format_address(node.consensus_key.address)
+    assert st["validator"]["operator"] == format_address(node.account_key.address)
+    assert st["validator"]["registered"] is True and st["validator"]["active"] is True
 
     status, health = await api.get("/health")
     assert status == 200 and health["ok"] is True
@@ -61,6 +62,8 @@ async def test_status_health_peers_validators(node: Node, api: Api, height_at_le
     status, vals = await api.get("/validators")
     assert status == 200
     assert [v["address"] for v in vals["validators"]] == [st["validator"]["address"]]
+    assert [v["operator"] for v in vals["validators"]] == [st["validator"]["operator"]]
+    assert [v["pubkey"] for v in vals["validators"]] == [node.consensus_key.pubkey.hex()]
     assert vals["total_power"] == sum(v["power"] for v in vals["validators"]) > 0
 
 
@@ -81,7 +84,8 @@ async def test_blocks_by_height_hash_and_latest(node: Node, api: Api, height_at_
     status, commit = await api.get("/blocks/2/commit")
     assert status == 200
     assert commit["height"] == 2 and commit["block_hash"] == b2["hash"]
-    assert [s["validator"] for s in commit["signatures"]] == [format_address(node.validator_key.address)]
+    # votes are signed with the consensus key, never the account key
+    assert [s["validator"] for s in commit["signatures"]] == [format_address(node.consensus_key.address)]
 
     assert_error(*await api.get("/blocks/0"), 404, "block_not_found")
     assert_error(*await api.get("/blocks/99999999"), 404, "block_not_found")

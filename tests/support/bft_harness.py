@@ -3,11 +3,15 @@
 Each `SimNode` wraps a `ConsensusMachine`; `SimNetwork` delivers broadcasts FIFO to every other node
 (optionally filtered, to model partitions and Byzantine behaviour), fires timeouts in virtual time,
 serves `FetchBlock` from any node that has the block, and restarts a height after `Decide`.
+
+The nodes' keys are consensus keys (they sign proposals and votes); `validator_accounts` gives the
+ledger accounts of their operators, for tests that judge the network's evidence against chain state.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 import random
 from collections import deque
@@ -35,7 +39,7 @@ from pocl.consensus.bft.votes import ValidatorSet
 from pocl.consensus.signing_state import SigningGuard
 from pocl.ledger.block import Block, Header, Vote, txs_root
 from pocl.ledger.keys import PrivateKey
-from pocl.ledger.params import ChainParams
+from pocl.ledger.params import ChainParams, GenesisAccount
 
 CHAIN_ID = "pocl-test"
 PARAMS = ChainParams()
@@ -68,6 +72,22 @@ def make_block(height: int, proposer_addr: bytes, tag: str) -> Block:
 
 def keys(n: int, prefix: str = "val") -> list[PrivateKey]:
     return [PrivateKey.from_seed_text(f"{prefix}-{i}") for i in range(n)]
+
+
+def operator_key(consensus: PrivateKey) -> PrivateKey:
+    """The operator account (stake, fees, slashing) behind a validator's consensus key, derived from it."""
+    return PrivateKey(hashlib.sha256(b"pocl-test/operator/" + consensus.seed).digest())
+
+
+def validator_accounts(
+    ks: list[PrivateKey], stake: int = 1_000, balance: int = 1_000
+) -> list[GenesisAccount]:
+    """Genesis accounts of the operators whose consensus keys are `ks`."""
+    out = []
+    for k in ks:
+        op = operator_key(k)
+        out.append(GenesisAccount(op.address, balance, stake, op.pubkey, consensus_pubkey=k.pubkey))
+    return out
 
 
 def validator_set(ks: list[PrivateKey], powers: list[int] | None = None) -> ValidatorSet:

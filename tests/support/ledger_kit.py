@@ -1,4 +1,8 @@
-"""Ledger test kit: deterministic keys, a funded genesis and a proposer-style block builder."""
+"""Ledger test kit: deterministic keys, a funded genesis and a proposer-style block builder.
+
+VAL1 and VAL2 are validator operators (account keys: stake, fees); each signs votes with its own
+consensus key (VAL1_CONSENSUS, VAL2_CONSENSUS). Blocks are proposed by VAL1's consensus key, so their
+fees reach VAL1's account."""
 
 from __future__ import annotations
 
@@ -25,7 +29,10 @@ BOB = key("bob")
 CAROL = key("carol")
 VAL1 = key("val1")
 VAL2 = key("val2")
-PROPOSER = key("proposer")
+VAL1_CONSENSUS = key("val1/consensus")
+VAL2_CONSENSUS = key("val2/consensus")
+PROPOSER = VAL1_CONSENSUS  # the default proposer: headers name its consensus address
+PROPOSER_OPERATOR = VAL1  # ... whose account receives the fees
 
 
 def genesis_accounts() -> list[GenesisAccount]:
@@ -33,8 +40,8 @@ def genesis_accounts() -> list[GenesisAccount]:
         GenesisAccount(ALICE.address, BALANCE),
         GenesisAccount(BOB.address, BALANCE),
         GenesisAccount(CAROL.address, 10),
-        GenesisAccount(VAL1.address, BALANCE, 5_000, VAL1.pubkey),
-        GenesisAccount(VAL2.address, BALANCE, 3_000, VAL2.pubkey),
+        GenesisAccount(VAL1.address, BALANCE, 5_000, VAL1.pubkey, VAL1_CONSENSUS.pubkey),
+        GenesisAccount(VAL2.address, BALANCE, 3_000, VAL2.pubkey, VAL2_CONSENSUS.pubkey),
     ]
 
 

@@ -1,9 +1,11 @@
 """A PoCL chain in memory: real signed miner txs through the real executor (begin/end-block hooks,
-finalization, rewards, slashing), block by block, with each block's state root and events kept."""
+finalization, rewards, slashing), block by block, with each block's state root and events kept.
+
+The scenario's miners are staked and registered miners at genesis; outsiders hold a balance only."""
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Sequence
 
 from pocl.consensus.pocl.records import PHASE_COMMIT
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
@@ -38,11 +40,14 @@ def key(i: int) -> PrivateKey:
 class Chain(InProcessChain):
     """The simulator's in-process chain, driven by a test scenario's miners; keeps roots and events."""
 
-    def __init__(self, s: Scenario, outsiders: int = 1) -> None:
+    def __init__(self, s: Scenario, outsiders: int = 1, extra: Sequence[GenesisAccount] = ()) -> None:
+        """`outsiders` funded accounts key(100), key(101), ...; `extra` more genesis accounts as given."""
         accounts = [
-            GenesisAccount(key(m.index).address, BALANCE, STAKE, key(m.index).pubkey) for m in s.miners
+            GenesisAccount(key(m.index).address, BALANCE, STAKE, key(m.index).pubkey, miner=True)
+            for m in s.miners
         ]
         accounts += [GenesisAccount(key(100 + i).address, BALANCE, 0, None) for i in range(outsiders)]
+        accounts += extra
         super().__init__(CHAIN_ID, s.params, accounts, proposer=PROPOSER)
         assert self.params.min_fee == FEE  # the chain signs every tx with the minimum fee
         self.s = s

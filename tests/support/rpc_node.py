@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pocl.genesis.schema import Genesis, build_genesis
+from pocl.genesis.schema import Genesis, GenesisValidator, build_genesis
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
 from pocl.node.config import Config
@@ -71,12 +71,14 @@ def make_node(
     peers: tuple[str, ...] = (),
     validator: bool = True,
 ) -> Node:
-    """A node on free ports; by default the only validator of its own fresh chain. With `genesis` (and
-    `validator=False`) it joins another node's chain as a full node dialling `peers`."""
-    val = PrivateKey.from_seed_text(f"rpc-val-{home.name}")
+    """A node on free ports; by default the only validator (and a registered miner) of its own fresh chain.
+    With `genesis` it joins another node's chain dialling `peers`: with its consensus key loaded (a
+    validator once its account registers it and stakes), or as a plain full node (`validator=False`).
+    Its keys come from `home_keys(home)`."""
+    account, consensus = home_keys(home)
     genesis = genesis or build_genesis(
         "rpc-test",
-        [(val.pubkey, 1_000_000, 1_000_000_000)],
+        [GenesisValidator(account.pubkey, consensus.pubkey, 1_000_000, 1_000_000_000, miner=True)],
         accounts=[(FAUCET.address, FAUCET_BALANCE)],
         params=FAST,
         genesis_time_ms=int(time.time() * 1000),
@@ -87,11 +89,21 @@ def make_node(
         .replace("rpc", listen_addr="127.0.0.1:0", max_body_bytes=max_body_bytes, max_ws_clients=4)
         .replace("metrics", listen_addr="127.0.0.1:0")
     )
-    init_home(home, genesis=genesis, insecure_keys=True, config=config, validator_key=val)
+    init_home(
+        home, genesis=genesis, insecure_keys=True, config=config, account_key=account, consensus_key=consensus
+    )
     return Node(
         home=home,
         config=config,
         genesis=genesis,
         node_key=PrivateKey.generate(),
-        validator_key=val if validator else None,
+        consensus_key=consensus if validator else None,
+        account_key=account,
+    )
+
+
+def home_keys(home: Path) -> tuple[PrivateKey, PrivateKey]:
+    """(account key, consensus key) of the node at `home`: two distinct keys from the home's name."""
+    return PrivateKey.from_seed_text(f"rpc-acct-{home.name}"), PrivateKey.from_seed_text(
+        f"rpc-cons-{home.name}"
     )

@@ -18,7 +18,7 @@ from pocl.consensus.pocl.execution import PoclExecution
 from pocl.consensus.pocl.params import PoclParams, PoclParamsError
 from pocl.consensus.pocl.records import PENALTY_PREDICTION_FRAUD
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
-from pocl.genesis.schema import build_genesis, load_genesis, shipped_genesis_path
+from pocl.genesis.schema import GenesisValidator, build_genesis, load_genesis, shipped_genesis_path
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import BPS, ChainParams
 from pocl.ledger.tx import KIND_UNSTAKE, SignedTx, UnstakePayload
@@ -30,6 +30,7 @@ from tests.support.pocl_chain import STAKE, Chain, key
 from tests.support.pocl_scenario import HONEST, KNN, make_params, make_scenario
 
 V = PrivateKey.from_seed_text("deterrence-validator")
+V_CONSENSUS = PrivateKey.from_seed_text("deterrence-validator/consensus")
 
 
 def shipped_params() -> list[tuple[str, PoclParams, ChainParams]]:
@@ -100,7 +101,7 @@ def test_the_old_economics_paid_a_faker_and_are_refused() -> None:
     ],
 )
 def test_genesis_with_a_small_stake_or_slash_is_refused(pocl: dict, field: str) -> None:
-    g = build_genesis("deter-1", [(V.pubkey, 1_000_000, 0)], pocl=pocl)
+    g = build_genesis("deter-1", [GenesisValidator(V.pubkey, V_CONSENSUS.pubkey, 1_000_000, 0)], pocl=pocl)
     with pytest.raises(PoclParamsError) as exc:  # what a node does with its genesis (node.Node)
         PoclExecution(PoclParams.from_json(g.pocl), g.params)
     assert exc.value.field == field
@@ -212,4 +213,6 @@ def test_a_shard_tx_larger_than_a_pocl_tx_or_a_block_is_refused() -> None:
     small_block = dataclasses.replace(chain, max_pocl_tx_bytes=8_000_000, max_block_bytes=6_200_000)
     with pytest.raises(PoclParamsError, match="does not fit in max_block_bytes"):
         params.check_chain_params(small_block)
-    params.check_chain_params(dataclasses.replace(chain, max_pocl_tx_bytes=8_000_000))  # room for both: accepted
+    params.check_chain_params(
+        dataclasses.replace(chain, max_pocl_tx_bytes=8_000_000)
+    )  # room for both: accepted

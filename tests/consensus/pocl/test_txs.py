@@ -59,7 +59,9 @@ def _x(n: int = 20, shape: tuple[int, ...] = (8, 8, 1), dtype: str = "<f4") -> N
 
 
 def test_kind_names_match_the_ledger() -> None:
-    assert (KIND_POCL_COMMIT, KIND_POCL_SHARD, KIND_POCL_PREDICT, KIND_POCL_VOTE) == ledger_tx.RESERVED_KINDS
+    pocl_kinds = (KIND_POCL_COMMIT, KIND_POCL_SHARD, KIND_POCL_PREDICT, KIND_POCL_VOTE)
+    miner_kinds = (ledger_tx.KIND_MINER_REGISTER, ledger_tx.KIND_MINER_UNREGISTER)  # PoCL registers them too
+    assert (*pocl_kinds, *miner_kinds) == ledger_tx.RESERVED_KINDS
 
 
 def test_ndarray_is_the_ledger_plain_form() -> None:
