@@ -1,8 +1,11 @@
 """Mining on and off at run time without losing a round (`pocl-node miner on|off|status`).
 
-`off` pauses the miner (it commits to no new round), lets it finish the round it committed to (shard,
-reveal, vote: leaving early is a withholding penalty), then sends `miner.unregister`, so the chain drops
-it from later eligible sets instead of counting its missed rounds towards a downtime jail.
+`off` pauses the miner (it commits to no new round), sends `miner.unregister` at once, and lets it finish
+the round it committed to (shard, reveal, vote: leaving early is a withholding penalty). Unregistering
+mid-round is safe because a round's eligible set is frozen when it opens (the chain still expects this
+round's duties), and sending it now rather than after the vote keeps the miner out of the next round's
+eligible set: an unregistration that lands after the next round opened would leave an absent eligible
+miner holding that round's COMMIT open to its full length.
 `on` starts the miner if the node runs without one (that needs the `miner` extra, as `run --mine`
 does), resumes it, and sends `miner.register` unless the account is registered: it mines from the
 next round whose eligible set (read at that round's first block) includes it.
@@ -150,8 +153,7 @@ class MiningSwitch:
         if node.chain is None or node.mempool is None:
             raise MiningSwitchError(503, "not_ready", "node is starting")
         if self._off_task is not None and not self._off_task.done():
-            self._off_task.cancel()
-            log.info("miner on: the pending unregistration is cancelled")
+            self._off_task.cancel()  # only its progress line: the round's duties go on either way
         self._failure = ""
         if node.miner is None:
             try:
@@ -173,16 +175,25 @@ class MiningSwitch:
         if miner is not None:
             miner.pause()
         if self._off_task is None or self._off_task.done():
-            duty = miner.open_duty() if miner is not None else None
-            self._progress = _finishing(duty) if duty is not None else "unregistering"
             self._failure = ""
-            self._off_task = asyncio.get_running_loop().create_task(
-                self._finish_then_unregister(), name="miner-off"
-            )
-            log.info("miner off: %s", self._progress)
+            registering = self._registered() or self._in_flight("miner.register")
+            if registering and not self._in_flight("miner.unregister"):
+                try:
+                    self._send("miner.unregister", make_unregister_miner)
+                except MiningSwitchError as exc:
+                    self._failure = f"unregistration failed: {exc}"
+                    log.error("miner off: unregistration failed: %s", exc)
+            duty = miner.open_duty() if miner is not None else None
+            if duty is not None:
+                self._progress = _finishing(duty)
+                self._off_task = asyncio.get_running_loop().create_task(
+                    self._finish_round(), name="miner-off"
+                )
+            log.info("miner off: %s", self._pending() or "not registered; nothing to send")
         return self.state()
 
-    async def _finish_then_unregister(self) -> None:
+    async def _finish_round(self) -> None:
+        """Wait (for `state()`'s progress line) until the miner owes its round nothing more."""
         unsubscribe = self.node.subscribe(self._on_event)
         try:
             while (miner := self.node.miner) is not None and (duty := miner.open_duty()) is not None:
@@ -192,17 +203,7 @@ class MiningSwitch:
                     await asyncio.wait_for(self._block.wait(), POLL_S)
         finally:
             unsubscribe()
-        registering = self._registered() or self._in_flight("miner.register")
-        if registering and not self._in_flight("miner.unregister"):
-            try:
-                self._send("miner.unregister", make_unregister_miner)
-            except MiningSwitchError as exc:
-                self._failure = f"unregistration failed: {exc}"
-                log.error("miner off: unregistration failed: %s", exc)
-                return
-            log.info("miner off: no round owed, unregistration sent")
-        else:
-            log.info("miner off: not registered; nothing to send")
+        log.info("miner off: round duties done")
 
     def _on_event(self, event: NodeEvent) -> None:
         if isinstance(event, BlockCommitted):
@@ -226,4 +227,4 @@ class MiningSwitch:
 
 
 def _finishing(duty: OpenDuty) -> str:
-    return f"finishing round {duty.round} ({duty.due} due), then unregistering"
+    return f"finishing round {duty.round} ({duty.due} due); unregistered from the next round"

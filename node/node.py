@@ -178,11 +178,12 @@ class Node:
     def _host_config(self) -> HostConfig:
         p2p = self.config.p2p
         host, port = parse_host_port(p2p.listen_addr)
-        external = parse_host_port(p2p.external_addr)[0] if p2p.external_addr else None
+        external_host, external_port = parse_host_port(p2p.external_addr) if p2p.external_addr else (None, None)
         return HostConfig(
             listen_host=host,
             listen_port=port,
-            external_host=external,
+            external_host=external_host,
+            external_port=external_port,
             max_inbound=p2p.max_inbound,
             max_outbound=p2p.max_outbound,
             persistent_peers=tuple(p2p.persistent_peers),

@@ -43,6 +43,7 @@ VALIDATOR_STAKE = 1_000_000
 VALIDATOR_BALANCE = 1_000_000_000
 FAUCET_BALANCE = 10**15
 FAUCET_KEY_FILE = "faucet_key.json"
+FAUCET_KEY_NAME = "faucet"  # in node0's keys/, the `[faucet] key` default
 MANIFEST_FILE = "testnet.json"
 
 
@@ -254,6 +255,15 @@ def generate_testnet(
         )
     faucet_path = out / FAUCET_KEY_FILE
     save_key(faucet_path, faucet, passphrase, insecure_unencrypted=passphrase is None, kdf=kdf)
+    # node0 holds it too, under the name `[faucet] key` defaults to: `config set faucet.enabled true`
+    # on node0 is all a public faucet takes.
+    save_key(
+        NodeHome.at(nodes[0].home).key_path(FAUCET_KEY_NAME),
+        faucet,
+        passphrase,
+        insecure_unencrypted=passphrase is None,
+        kdf=kdf,
+    )
     net = Testnet(out, chain_id, genesis, nodes, faucet_path)
     (out / MANIFEST_FILE).write_text(json.dumps(net.to_json(), indent=2) + "\n", encoding="utf-8")
     return net

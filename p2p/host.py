@@ -80,6 +80,7 @@ class HostConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0  # 0 = any free port (tests)
     external_host: str | None = None  # host advertised in hello when listening on 0.0.0.0
+    external_port: int | None = None  # port advertised when a NAT or relay forwards another one (else ours)
     max_inbound: int = 40
     max_outbound: int = 10
     persistent_peers: tuple[str, ...] = ()  # "node_id_hex@host:port", always kept connected
@@ -202,7 +203,7 @@ class Host:
     @property
     def listen_addr(self) -> PeerAddr:
         """The address other nodes should dial to reach us."""
-        return PeerAddr(self.node_id, self._advertised_host(), self.listen_port)
+        return PeerAddr(self.node_id, self._advertised_host(), self.config.external_port or self.listen_port)
 
     def _advertised_host(self) -> str:
         if self.config.external_host:

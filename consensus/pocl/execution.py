@@ -257,8 +257,9 @@ class PoclExecution:
         return None
 
     def apply_commit(self, state: State, ctx: TxContext, p: CommitPayload) -> None:
+        # the record validate_commit accepted: in a mempool one block behind s_r, the round about to open
         rec, entry = accept_commit(
-            self.open_record(state), ctx.sender, p, self.params, ctx.height, ctx.stx.hash
+            self.record_for_tx(state, ctx.height), ctx.sender, p, self.params, ctx.height, ctx.stx.hash
         )
         self._put(state, commit_key(rec.round, ctx.sender), entry)
         self._put(state, round_key(rec.round), rec)

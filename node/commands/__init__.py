@@ -29,6 +29,8 @@ ORDER = (
     "init",
     "config",
     "run",
+    "stop",
+    "miner",
     "keys",
     "tx",
     "query",

@@ -1,8 +1,8 @@
 """`pocl-node miner on|off|status`: switch mining of a running node without losing a round.
 
 Talks to the node of this home through its RPC on this machine (`/miner/mining`, which refuses requests
-from elsewhere). `off` lets the miner finish the round it committed to, then sends `miner.unregister`
-(an unregistered miner is not jailed for the rounds it sits out); `on` sends `miner.register` if the
+from elsewhere). `off` sends `miner.unregister` at once and lets the miner finish the round it committed
+to (an unregistered miner is not jailed for the rounds it sits out); `on` sends `miner.register` if the
 account is not registered and mines from the next round. A node started without `--mine` starts its
 miner on `on` ([mining] settings of config.toml; it needs the `miner` extra).
 """
@@ -19,7 +19,7 @@ HELP = "switch mining on or off on the running node of this home, or show its mi
 DESCRIPTION = """\
 examples:
   pocl-node miner status --home ~/.pocl
-  pocl-node miner off --home ~/.pocl     (finish the committed round, then unregister)
+  pocl-node miner off --home ~/.pocl     (unregister, and finish the committed round)
   pocl-node miner on --home ~/.pocl      (register if needed, mine from the next round)
 """
 ACTIONS = {"on": True, "off": False}
@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "miner", HELP, DESCRIPTION)
     sub = add_subcommands(parser, "miner_command")
     add_command_parser(sub, "on", "register (if needed) and mine from the next round")
-    add_command_parser(sub, "off", "finish the round committed to, then unregister and stop mining")
+    add_command_parser(sub, "off", "unregister and stop mining after finishing the round committed to")
     add_command_parser(sub, "status", "mining state, registration and the open commitment")
     return parser
 

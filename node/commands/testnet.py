@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
             "",
             table(rows, ["NODE", "ROLE", "ADDRESS", "NODE ID", "HOST", "P2P", "RPC", "METRICS"]),
             "",
-            f"faucet key: {net.faucet_key_path} (funded)",
+            f"faucet key: {net.faucet_key_path} (funded; node0 holds it as keys/faucet.json: "
+            f"`pocl-node config set faucet.enabled true --home {net.nodes[0].home}` opens a faucet there)",
             f"manifest:   {out / 'testnet.json'}",
             "",
             "start each node (one terminal each):",

@@ -366,3 +366,14 @@ async def test_a_ban_survives_the_banning_nodes_restart(tmp_path) -> None:
     assert a2.bans.is_banned(b.node_id)
     async with running(a2, b):
         await assert_refused_as_banned(a2, b)
+
+
+async def test_external_address_port_is_advertised() -> None:
+    """Behind a NAT or relay that forwards another port, peers must learn the forwarded one, not ours."""
+    a, b = make_host("ext-a", external_host="127.0.0.1", external_port=40404), make_host("ext-b")
+    async with running(a, b):
+        assert a.listen_addr.port == 40404 and a.listen_port != 40404
+        await a.connect(b.listen_addr)
+        await wait_until(lambda: b.is_connected(a.node_id), what="b sees a")
+        [info] = b.peers()
+        assert info.dial_addr is not None and info.dial_addr.port == 40404  # learned from a's hello

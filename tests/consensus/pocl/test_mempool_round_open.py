@@ -1,0 +1,31 @@
+"""A node one block behind the round's first block (normal over a WAN link: here the syncing newcomer)
+receives the other miners' `pocl.commit` by gossip before it has executed s_r. Its mempool must admit them
+against the round about to open, exactly as the block will, not raise out of the mempool (found by the
+multi-host join test: `pocl_no_round` escaped from `apply_commit` as an error with a traceback)."""
+
+from __future__ import annotations
+
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT
+from pocl.node.mempool import Mempool
+
+from tests.support.pocl_chain import Chain
+from tests.support.pocl_scenario import HONEST, make_params, make_scenario
+
+FIRST_ROUND_HEIGHT = 3
+
+
+def test_commits_gossiped_one_block_before_the_round_opens_are_admitted() -> None:
+    s = make_scenario([HONEST, HONEST, HONEST], make_params(first_round_height=FIRST_ROUND_HEIGHT))
+    c = Chain(s)
+    while c.state.height < FIRST_ROUND_HEIGHT - 1:
+        c.block([])
+    assert c.pocl.open_record(c.state) is None  # the round opens in the next block
+    commits = [t for t in c.miner_txs() if t.tx.kind == KIND_POCL_COMMIT]
+    assert len(commits) == 3
+    pool = Mempool(c.executor, c.state)
+    results = [pool.add(t.raw) for t in commits]
+    assert [r.error for r in results] == [None, None, None]
+    assert all(t.hash in pool for t in commits)
+    c.block(commits)  # and the block that opens the round takes them all
+    rec = c.pocl.open_record(c.state)
+    assert rec is not None and rec.round == 1 and sorted(rec.committers) == sorted(m.address for m in s.miners)
