@@ -6,7 +6,7 @@ import pytest
 from pocl.consensus.signing_state import SigningGuard
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.storage.keystore import load_key
-from pocl.ledger.tx import make_stake, make_transfer
+from pocl.ledger.tx import make_create_validator, make_stake, make_transfer
 from pocl.node.cluster import ClusterError, LocalCluster, RpcError, wait_until
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_double_signer_is_slashed_and_honest_restart_never_double_signs(make_clu
         assert f"double sign detected: validator {honest_id}" not in node.log_path.read_text()
 
 
-def test_stake_then_unstake_changes_the_validator_set(make_cluster) -> None:
+def test_stake_then_create_validator_joins_the_validator_set(make_cluster) -> None:
     cluster = make_cluster(4)
     cluster.start()
     cluster.wait_for_height(2)
@@ -172,9 +172,20 @@ def test_stake_then_unstake_changes_the_validator_set(make_cluster) -> None:
     cluster.nodes[0].submit_tx(tx.raw)
     addr = "0x" + key.address.hex()
     wait_until(lambda: cluster.nodes[2].get(f"/accounts/{addr}")["stake"] == 500_000, 60, "stake committed")
+    # staking alone makes no validator (issue 14: becoming one is its own step, with its own key)
+    operators = {v["operator"] for v in cluster.nodes[2].get("/validators")["validators"]}
+    assert addr not in operators and len(operators) == 4
+    consensus_key = PrivateKey.from_seed_text("stake-then-validate/consensus")
+    cluster.nodes[0].submit_tx(make_create_validator(key, consensus_key, cluster.testnet.chain_id, 1, 10).raw)
+
+    def joined() -> bool:
+        return any(v["operator"] == addr for v in cluster.nodes[2].get("/validators")["validators"])
+
+    wait_until(joined, 60, "validator.create committed")
     # a small offline validator (500k of 4.5M power) joins the set without stopping the chain
-    vals = {v["address"]: v["power"] for v in cluster.nodes[2].get("/validators")["validators"]}
-    assert vals[addr] == 500_000 and len(vals) == 5
+    vals = {v["operator"]: v for v in cluster.nodes[2].get("/validators")["validators"]}
+    assert vals[addr]["power"] == 500_000 and len(vals) == 5
+    assert vals[addr]["address"] == "0x" + consensus_key.address.hex()  # votes name the consensus key
     h = cluster.nodes[0].height()
     cluster.wait_for_height(h + 3, timeout=60)
     cluster.assert_no_fork()
