@@ -8,12 +8,19 @@ its hash goes into `verified`, and block execution skips re-verifying it.
 Block proposals take txs by fee priority across senders while keeping each sender's nonce order.
 After every committed block `update()` rebuilds the overlay from the new state and drops what no longer
 applies (committed, stale nonce, balance spent elsewhere).
+
+An application rule may raise something other than `TxError` for a tx that was valid against an older
+state (e.g. PoCL's `pocl_no_round` for a queued commit whose round closed while a partition healed).
+Such a tx is dropped with a logged reason and the overlay rebuilt (the exception may come after the fee
+and nonce were written): never the caller, which is block sync or the consensus driver right after a
+commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 
 from pocl.ledger import errors
 from pocl.ledger.errors import TxError
@@ -22,6 +29,8 @@ from pocl.ledger.state import State
 from pocl.ledger.tx import SignedTx
 from pocl.ledger.tx_kinds import BlockContext
 from pocl.p2p.gossip import SeenCache
+
+log = logging.getLogger("pocl.mempool")
 
 MEMPOOL_FULL = "mempool_full"
 MAX_NONCE_GAP = 64  # future-nonce txs held per sender until the gap fills (gossip can reorder)
@@ -44,6 +53,15 @@ class AddResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class _RuleFailure(Exception):
+    """An application rule raised something other than `TxError`; `error` is what the sender is told.
+    The overlay may hold part of that tx's writes: the caller rebuilds it."""
+
+    def __init__(self, error: TxError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclasses.dataclass
@@ -114,11 +132,14 @@ class Mempool:
         ):
             return AddResult(tx_hash, TxError(MEMPOOL_FULL, "mempool is full, try again later"))
         try:  # apply_tx validates fully before writing, so a rejected tx leaves the overlay untouched
-            self.executor.apply_tx(self._overlay, stx, self._ctx, verified=tx_hash in self.verified)
+            self._apply(stx, verified=tx_hash in self.verified)
         except TxError as err:
             if err.code == errors.NONCE_TOO_HIGH:
                 return self._queue(stx, err)
             return AddResult(tx_hash, err)
+        except _RuleFailure as failure:
+            self._rebuild()
+            return AddResult(tx_hash, failure.error)
         self.verified.add(tx_hash)
         self._insert(stx)
         self._promote(stx.sender_address)
@@ -151,12 +172,33 @@ class Mempool:
                 break
             self._queued_hashes.discard(nxt.hash)
             try:
-                self.executor.apply_tx(self._overlay, nxt, self._ctx, verified=True)
+                self._apply(nxt, verified=True)
             except TxError:
                 continue  # e.g. balance no longer covers it: drop it; later nonces stay queued
+            except _RuleFailure:
+                self._rebuild()
+                continue
             self._insert(nxt)
         if waiting is not None and not waiting:
             self._queued.pop(sender, None)
+
+    def _apply(self, stx: SignedTx, *, verified: bool) -> None:
+        """Apply on the overlay; `TxError` as the executor raises it, any other exception of an
+        application rule as `_RuleFailure` (logged once, with the tx and the reason)."""
+        try:
+            self.executor.apply_tx(self._overlay, stx, self._ctx, verified=verified)
+        except TxError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("mempool: dropped tx %s (%s): %s", stx.hash.hex()[:12], stx.tx.kind, reason)
+            raise _RuleFailure(
+                TxError(errors.TX_REJECTED, f"rejected by the {stx.tx.kind} rules: {reason}")
+            ) from exc
+
+    def _rebuild(self) -> None:
+        """Re-apply every pending tx on a fresh overlay (after a `_RuleFailure` left part of a tx in it)."""
+        self.update(self._state)
 
     def _insert(self, stx: SignedTx) -> None:
         self._arrivals += 1
@@ -196,40 +238,11 @@ class Mempool:
     def update(self, state: State) -> list[bytes]:
         """Re-base on the newly committed `state`; returns the hashes dropped (committed or invalid)."""
         old = sorted(self._by_hash.values(), key=lambda e: (e.stx.sender_address, e.stx.tx.nonce))
-        self._by_sender.clear()
-        self._by_hash.clear()
-        self.by_raw.clear()
-        self._bytes = 0
-        self._reset_overlay(state)
-        dropped: list[bytes] = []
+        dropped: dict[bytes, None] = {}  # ordered set: committed or invalid hashes
         broken: set[bytes] = set()
-        base_sender, base_nonce = b"", 0
-        for entry in old:
-            stx = entry.stx
-            sender = stx.sender_address
-            if sender in broken:
-                dropped.append(stx.hash)
-                continue
-            if sender != base_sender:  # `old` is grouped by sender
-                acct = state.account(sender)
-                base_sender, base_nonce = sender, acct.nonce if acct is not None else 0
-            if stx.tx.nonce < base_nonce:
-                # Committed (or superseded): apply_tx would fail with nonce_too_low, as every check
-                # before the nonce is static and passed at admission; skip the work and the exception.
-                dropped.append(stx.hash)
-                continue
-            try:
-                self.executor.apply_tx(self._overlay, stx, self._ctx, verified=True)
-            except TxError as err:
-                dropped.append(stx.hash)
-                if err.code != errors.NONCE_TOO_LOW:
-                    broken.add(sender)  # later nonces of this sender can no longer apply
-                continue
-            entry = _Entry(stx, entry.arrival)
-            self._by_sender.setdefault(sender, []).append(entry)
-            self._by_hash[stx.hash] = entry
-            self.by_raw[stx.raw] = stx
-            self._bytes += len(stx.raw)
+        self._clear_entries(state)
+        while not self._reapply(old, state, dropped, broken):
+            self._clear_entries(state)  # a rule failed midway: start over without the txs dropped so far
         for sender in list(self._queued):
             base = self.pending_nonce(sender) or 0
             waiting = self._queued[sender]
@@ -241,7 +254,54 @@ class Mempool:
             # committed tx fails on its nonce before the signature check), so free the memory now
             # instead of keeping up to verified_cache_size hashes (~25 MB at 150k) until eviction.
             self.verified.discard(tx_hash)
-        return dropped
+        return list(dropped)
+
+    def _clear_entries(self, state: State) -> None:
+        self._by_sender.clear()
+        self._by_hash.clear()
+        self.by_raw.clear()
+        self._bytes = 0
+        self._reset_overlay(state)
+
+    def _reapply(
+        self, old: list[_Entry], state: State, dropped: dict[bytes, None], broken: set[bytes]
+    ) -> bool:
+        """One pass of `update` over the previous entries; False when a rule failed midway (the overlay
+        may hold part of that tx: the caller starts over, `dropped`/`broken` now name it)."""
+        base_sender, base_nonce = b"", 0
+        for entry in old:
+            stx = entry.stx
+            if stx.hash in dropped:
+                continue
+            sender = stx.sender_address
+            if sender in broken:
+                dropped[stx.hash] = None
+                continue
+            if sender != base_sender:  # `old` is grouped by sender
+                acct = state.account(sender)
+                base_sender, base_nonce = sender, acct.nonce if acct is not None else 0
+            if stx.tx.nonce < base_nonce:
+                # Committed (or superseded): apply_tx would fail with nonce_too_low, as every check
+                # before the nonce is static and passed at admission; skip the work and the exception.
+                dropped[stx.hash] = None
+                continue
+            try:
+                self._apply(stx, verified=True)
+            except TxError as err:
+                dropped[stx.hash] = None
+                if err.code != errors.NONCE_TOO_LOW:
+                    broken.add(sender)  # later nonces of this sender can no longer apply
+                continue
+            except _RuleFailure:
+                dropped[stx.hash] = None
+                broken.add(sender)
+                return False
+            entry = _Entry(stx, entry.arrival)
+            self._by_sender.setdefault(sender, []).append(entry)
+            self._by_hash[stx.hash] = entry
+            self.by_raw[stx.raw] = stx
+            self._bytes += len(stx.raw)
+        return True
 
     def _reset_overlay(self, state: State) -> None:
         self._state = state

@@ -139,3 +139,66 @@ def test_future_nonces_wait_for_the_gap_then_promote() -> None:
     forged[-1] ^= 1
     bad = pool.add(bytes(forged))
     assert bad.error is not None and bad.error.code == errors.BAD_SIGNATURE
+
+
+# --------------------------------------------------------------------------- rules that raise (issue 16 row 6)
+
+
+def flaky_executor(fail: dict[str, bool]) -> Executor:
+    """The core kinds plus `test.flaky`: valid, but its apply writes and then raises while `fail["now"]`
+    (as PoCL's apply raised `pocl_no_round` for a commit whose round closed)."""
+    from pocl.ledger.core_txs import default_registry
+    from pocl.ledger.tx import TransferPayload
+    from pocl.ledger.tx_kinds import TxKind
+
+    def validate(_state: State, _ctx: object, _p: TransferPayload) -> None:
+        return None
+
+    def apply(state: State, _ctx: object, p: TransferPayload) -> None:
+        state.account_for_update(p.to).balance += p.amount  # a partial write first
+        if fail["now"]:
+            raise RuntimeError("round 7 is closed")
+
+    registry = default_registry()
+    registry.register(TxKind("test.flaky", TransferPayload, validate, apply))
+    return Executor(registry)
+
+
+def flaky_tx(key: PrivateKey, nonce: int):
+    from pocl.ledger.tx import TX_VERSION, TransferPayload, Tx, sign_tx
+
+    payload = TransferPayload(CAROL.address, 5).to_list()
+    return sign_tx(key, Tx(TX_VERSION, CHAIN, "test.flaky", key.pubkey, nonce, 1, payload))
+
+
+def test_a_rule_that_raises_on_recheck_drops_that_tx_not_the_caller(caplog: pytest.LogCaptureFixture) -> None:
+    fail = {"now": False}
+    executor = flaky_executor(fail)
+    state = genesis_state()
+    pool = Mempool(executor, state)
+    bad, later = flaky_tx(BOB, 0), transfer(BOB, 1)
+    good = transfer(ALICE, 0)
+    for tx in (bad, later, good):
+        assert pool.add(tx.raw).ok
+    fail["now"] = True  # the state moved on (a round boundary): the queued tx no longer applies
+    state = commit_block(executor, state, [])
+    dropped = pool.update(state)  # block sync / the consensus driver call this right after a commit
+    assert set(dropped) == {bad.hash, later.hash}  # its sender's later nonce cannot apply either
+    assert [t.hash for t in pool.reap(10, 1 << 20)] == [good.hash]
+    assert pool.pending_nonce(BOB.address) == 0  # the overlay holds nothing of the failed tx
+    assert pool._overlay.balance(CAROL.address) == pool._state.balance(CAROL.address) + 10
+    assert "dropped tx" in caplog.text and "round 7 is closed" in caplog.text
+
+
+def test_a_rule_that_raises_on_admission_or_promotion_is_an_error_answer() -> None:
+    fail = {"now": True}
+    pool = Mempool(flaky_executor(fail), genesis_state())
+    assert pool.add(transfer(ALICE, 0).raw).ok
+    res = pool.add(flaky_tx(BOB, 0).raw)
+    assert res.error is not None and res.error.code == errors.TX_REJECTED and "round 7" in res.error.message
+    assert pool.pending_nonce(BOB.address) == 0 and len(pool) == 1  # overlay rebuilt without it
+    # promotion: a queued flaky tx whose turn comes is dropped, the pool goes on
+    queued = pool.add(flaky_tx(ALICE, 2).raw)
+    assert queued.ok and queued.queued
+    assert pool.add(transfer(ALICE, 1).raw).ok  # nonce 1 arrives: nonce 2 is promoted and fails
+    assert pool.pending_nonce(ALICE.address) == 2 and pool.queued_count == 0 and len(pool) == 2

@@ -29,3 +29,29 @@ def test_commits_gossiped_one_block_before_the_round_opens_are_admitted() -> Non
     c.block(commits)  # and the block that opens the round takes them all
     rec = c.pocl.open_record(c.state)
     assert rec is not None and rec.round == 1 and sorted(rec.committers) == sorted(m.address for m in s.miners)
+
+
+def test_a_queued_commit_crosses_the_round_boundary_without_breaking_the_mempool() -> None:
+    """A miner's commit sits in the mempool (after a partition, say) while the chain runs COMMIT to its
+    end, the rest of the round and the next round's open without it: every re-check after a block drops
+    or keeps it with a reason and never raises to the caller (block sync, the consensus driver)."""
+    s = make_scenario([HONEST, HONEST, HONEST], make_params(first_round_height=FIRST_ROUND_HEIGHT))
+    c = Chain(s)
+    while c.state.height < FIRST_ROUND_HEIGHT - 1:
+        c.block([])
+    late = s.miners[2].address
+    pool = Mempool(c.executor, c.state)
+    first = c.miner_txs()
+    held = [t for t in first if t.tx.sender_address == late]
+    assert [t.tx.kind for t in held] == [KIND_POCL_COMMIT] and pool.add(held[0].raw).error is None
+    txs = [t for t in first if t.tx.sender_address != late]
+    for _ in range(60):  # the blocks leave the late commit out
+        c.block(txs)
+        dropped = pool.update(c.state)  # must not raise
+        if held[0].hash in dropped:
+            break
+        txs = [t for t in c.miner_txs(hold={(late, "commit")}) if t.tx.sender_address != late]
+    else:
+        raise AssertionError("the late commit was never dropped")
+    assert held[0].hash not in pool and len(pool) == 0
+    assert pool.pending_nonce(late) == c.state.account(late).nonce  # the overlay is the state again
