@@ -9,6 +9,11 @@ restarted validator may re-broadcast its last vote.
 
 Steps order a round: proposal < prevote < precommit.
 
+A failed write (ENOSPC, EIO, EMFILE, a read-only filesystem) raises `SigningStateWriteError` naming the
+file and the errno, and the guard refuses every later request with the same error: the signature was
+never returned, and what the disk now holds is unknown, so signing on could double-sign after a restart.
+The node stops on it (`node.fatal`).
+
 `allow_double_sign=True` turns the checks off. It exists only so integration tests can build an
 equivocating validator; it logs a warning on every use. Never set it on a real node.
 """
@@ -16,6 +21,7 @@ equivocating validator; it logs a warning on every use. Never set it on a real n
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 from pathlib import Path
@@ -40,6 +46,16 @@ STATE_FORMAT_VERSION = 1
 
 class SigningStateError(Exception):
     """The persisted signing state is unreadable or belongs to another chain/key: refuse to sign."""
+
+
+class SigningStateWriteError(SigningStateError):
+    """Persisting the signing state failed: nothing may be signed any more (`path`, `errno`)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = path
+        self.errno = exc.errno
+        name = errno.errorcode.get(exc.errno or 0, "OSError")
+        super().__init__(f"cannot persist signing state {path}: {name} ({exc.strerror or exc}); refusing to sign")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +90,7 @@ class SigningGuard:
             log.warning("DOUBLE-SIGN GUARD DISABLED (allow_double_sign=True): test use only, this "
                         "validator can be slashed")
         self.last: LastSigned | None = self._load()
+        self.failed: SigningStateWriteError | None = None  # a write failed: refuse everything from now on
 
     @property
     def pubkey(self) -> bytes:
@@ -128,6 +145,8 @@ class SigningGuard:
         return None
 
     def _sign(self, tag: bytes, height: int, round_: int, step: int, sign_bytes: bytes) -> bytes:
+        if self.failed is not None:
+            raise self.failed
         previous = self.check(height, round_, step, sign_bytes)
         if previous is not None:
             return previous
@@ -136,7 +155,11 @@ class SigningGuard:
                             sign_bytes, signature)
         if self.allow_double_sign and self.last is not None and record.hrs() < self.last.hrs():
             return signature  # never move the persisted state backwards, even in test mode
-        replace_durably(self.path, record.encode())
+        try:
+            replace_durably(self.path, record.encode())
+        except OSError as exc:
+            self.failed = SigningStateWriteError(self.path, exc)
+            raise self.failed from exc
         self.last = record
         return signature
 

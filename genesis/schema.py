@@ -3,8 +3,8 @@
 `genesis.json` fixes the chain id, the chain parameters, the initial accounts/stakes and the PoCL
 settings. Every node must start from byte-for-byte the same *meaning*, so the genesis hash is taken over
 a canonical encoding (fixed-order arrays; dicts as key-sorted [key, value] pairs; accounts sorted by
-address; params with defaults filled in), not over the JSON text: whitespace and key order in the file
-do not matter, any change of content does.
+address; params with defaults filled in, except the later ones of HASHED_ONLY_IF_SET at their defaults),
+not over the JSON text: whitespace and key order in the file do not matter, any change of content does.
 
 Roles are explicit (`ledger.roles`): an account is a genesis validator when it has a `consensus_pubkey`
 (a key of its own, unique across accounts, never the account key) and stake >= min_validator_stake;
@@ -54,6 +54,9 @@ from pocl.ledger.params import BPS, ChainParams, GenesisAccount
 from pocl.ledger.storage.durable_file import PUBLIC_MODE, replace_durably
 
 GENESIS_ENCODING_VERSION = 2  # 2: accounts carry consensus_pubkey and miner (explicit roles)
+# ChainParams added after version 2 enter the hash only with a non-default value (`canonical_params`).
+# Changing one of their defaults therefore needs a new encoding version.
+HASHED_ONLY_IF_SET = ("pbts_precision_ms", "pbts_message_delay_ms")
 CHAIN_ID_MAX_LEN = 64
 CHAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_AMOUNT = 2**63 - 1  # total supply bound: leaves head-room below the codec's integer range
@@ -124,7 +127,7 @@ class Genesis:
             self.chain_id,
             self.genesis_time_ms,
             [[a.address, a.balance, a.stake, a.pubkey, a.consensus_pubkey, a.miner] for a in self.accounts],
-            [[k, v] for k, v in sorted(self.params.to_json().items())],
+            canonical_params(self.params),
             _canonical_json_value(self.pocl, "pocl"),
         ]
 
@@ -237,6 +240,18 @@ def _check_keys(obj: dict[str, Any], allowed: Iterable[str], where: str) -> None
     for key in obj:
         if key not in allowed:
             raise GenesisError(f"{where}.{key}" if where else key, "unknown field")
+
+
+def canonical_params(params: ChainParams) -> list[list[Any]]:
+    """Params as key-sorted [key, value] pairs, defaults filled in, except those of HASHED_ONLY_IF_SET that
+    keep their default: a param added after encoding version 2 must not change the hash of a genesis file
+    written before it existed (that chain's id, and every existing home, would no longer open)."""
+    defaults = ChainParams()
+    return [
+        [k, v]
+        for k, v in sorted(params.to_json().items())
+        if k not in HASHED_ONLY_IF_SET or v != getattr(defaults, k)
+    ]
 
 
 def parse_params(data: Any) -> ChainParams:

@@ -36,6 +36,11 @@ class ChainParams:
     timeout_precommit_ms: int = 500
     timeout_precommit_delta_ms: int = 250
     timeout_commit_ms: int = 1_000
+    # Proposer-based timestamps (`consensus.bft.timely`, CometBFT's SynchronyParams): a validator prevotes
+    # nil for a new proposal whose time is outside [receipt - precision - message delay, receipt + precision]
+    # on its own clock. Not block validity: only prevotes depend on them.
+    pbts_precision_ms: int = 500  # the most two honest validators' clocks differ (NTP: a few ms to tens)
+    pbts_message_delay_ms: int = 3_000  # building, signing and gossiping a proposal to every validator
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -111,6 +111,10 @@ class NodeSection(_Section):
         "info"  # "info" or "info,p2p=debug,consensus=warning"
     )
     log_format: Annotated[str, AfterValidator(_log_format)] = "text"  # text | json
+    # `/ready` reports disk_low below this many MiB free on the database's filesystem (0 = no check)
+    min_free_disk_mb: Count = 100
+    # `/ready` reports consensus_stalled after no new height for this many expected block times
+    stall_after_blocks: Annotated[int, Field(gt=0)] = 10
 
 
 class P2PSection(_Section):
@@ -125,9 +129,10 @@ class P2PSection(_Section):
     dial_timeout_s: Seconds = 5.0
     ping_interval_s: Seconds = 15.0
     idle_timeout_s: Seconds = 60.0
-    max_message_bytes: Count = 8 * 1024 * 1024
     pex: bool = True  # exchange peer addresses
-    allow_private_addrs: bool = True  # accept 127.0.0.1/10.x peers (needed for local devnets)
+    compact_blocks: bool = True  # send proposals as header + tx hashes; peers rebuild them from their mempool
+    # txs at least this large are announced by hash and fetched once per link instead of flooded; 0 = flood all
+    tx_announce_min_bytes: Count = 16 * 1024
     # first ban of a peer; each further one lasts twice as long (≤ 24 h)
     ban_duration_s: Annotated[float, Field(gt=0)] = 60.0
     # TCP congestion control for peers on a loopback address (first one the kernel allows); [] keeps
@@ -142,6 +147,13 @@ class RPCSection(_Section):
     listen_addr: Addr = "127.0.0.1:26657"
     max_body_bytes: Count = 8 * 1024 * 1024  # fits the largest PoCL tx (params.max_pocl_tx_bytes)
     max_ws_clients: Count = 100
+    # What clients can make the node hold (node.rpc.limits); 0 = no limit, except keepalive_timeout_s
+    max_connections: Count = 256  # open RPC connections; more are closed at accept
+    max_connections_per_source: Count = 128  # open RPC connections from one client IP
+    header_timeout_s: Seconds = 10.0  # to send a request's headers (slowloris)
+    body_timeout_s: Seconds = 30.0  # to send a request's body, from its headers
+    keepalive_timeout_s: Annotated[float, Field(gt=0)] = 15.0  # an idle kept-alive connection is closed
+    max_buffered_body_bytes: Count = 32 * 1024 * 1024  # all request bodies in flight (503 rpc_busy above)
     unsafe: bool = False  # enable /unsafe/* routes (peer blocking for partition tests); never in production
     cors_allowed_origins: list[str] = Field(default_factory=list)
 
@@ -156,8 +168,6 @@ class ConsensusSection(_Section):
     timeout_precommit_ms: Count | None = None
     timeout_precommit_delta_ms: Count | None = None
     timeout_commit_ms: Count | None = None
-    double_sign_check: bool = True  # refuse to sign a conflicting vote (persistent last-signed state)
-    create_empty_blocks: bool = True
 
     def timeout_overrides(self) -> dict[str, int]:
         """The set timeouts, keyed like `ChainParams` fields."""
@@ -171,7 +181,6 @@ class ConsensusSection(_Section):
 class MempoolSection(_Section):
     max_txs: Count = 5_000
     max_bytes: Count = 64 * 1024 * 1024
-    cache_size: Count = 10_000  # recently seen tx hashes, to drop re-gossiped duplicates cheaply
 
 
 class MiningSection(_Section):
@@ -192,6 +201,33 @@ class MiningSection(_Section):
 
 class StorageSection(_Section):
     db_path: str = "data/chain.db"
+
+
+class PruningSection(_Section):
+    """What a non-archive node deletes (node.pruning); all 0 = archive, keep everything."""
+
+    retain_blocks: Count = 0  # keep the last N blocks (never fewer than the evidence/unbonding windows)
+    model_history: Count = 0  # keep the last N rounds' global models (the current one always)
+    interval_blocks: Annotated[int, Field(gt=0)] = 100  # prune every N committed blocks
+
+
+def _trust_hash(value: str) -> str:
+    if value and not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value):
+        raise _reject(f"not a block hash (64 hex digits): {value!r}")
+    return value.removeprefix("0x").lower()
+
+
+class StateSyncSection(_Section):
+    """Snapshots this node takes and serves, and restoring a new node from peers' (node.statesync)."""
+
+    enable: bool = False  # restore from a peer snapshot on start (an empty store only); also `run --state-sync`
+    snapshot_interval: Count = 0  # take a snapshot every N blocks (0 = none)
+    snapshot_keep_recent: Annotated[int, Field(gt=0)] = 2  # finished snapshots kept and offered
+    trust_height: Count = 0  # with trust_hash: a block the operator trusts (0 = trust the genesis validators)
+    trust_hash: Annotated[str, AfterValidator(_trust_hash)] = ""
+    discovery_time_s: Seconds = 15.0  # no snapshot offered within this: block-sync from genesis instead
+    chunk_fetchers: Annotated[int, Field(gt=0)] = 4  # chunk requests in flight, spread over peers
+    chunk_timeout_s: Annotated[float, Field(gt=0)] = 15.0  # a peer slower than this is tried later
 
 
 class MetricsSection(_Section):
@@ -229,8 +265,10 @@ class Config(_Section):
     mempool: MempoolSection = Field(default_factory=MempoolSection)
     mining: MiningSection = Field(default_factory=MiningSection)
     storage: StorageSection = Field(default_factory=StorageSection)
+    pruning: PruningSection = Field(default_factory=PruningSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     faucet: FaucetSection = Field(default_factory=FaucetSection)
+    statesync: StateSyncSection = Field(default_factory=StateSyncSection)
 
     def check(self) -> None:
         """Validate again (every change goes through `replace`, which validates; kept for callers)."""

@@ -6,6 +6,16 @@ blocks that +2/3 voted for (through the `ConsensusNetwork`, the consensus reacto
 `Decide` persist the block through `Chain`, re-base the mempool and start the next height after
 `timeout_commit`. Everything runs on the event loop thread: `machine.handle` is synchronous, so events
 never interleave.
+
+A storage or signing-state failure (`StoreError`, `SigningStateError`: a full disk, EIO, EMFILE) is never
+left to a timer callback or to gossip's validate hook, which would swallow it and leave consensus wedged
+while the process lives on: the driver stops and hands it to `on_fatal` (`node.fatal`), which stops the
+node loudly.
+
+The driver is where the clock enters consensus (proposer-based timestamps, `consensus.bft.timely`): our
+block's time is our clock when we build it, and a peer's new proposal is judged `is_timely` on our clock
+when it arrives; the verdict travels with the `ProposalReceived` event, so the machine stays deterministic.
+`node/clock_watch.py` turns untimely proposals and our own rejected ones into log lines for the operator.
 """
 
 from __future__ import annotations
@@ -32,14 +42,17 @@ from pocl.consensus.bft.machine import (
     TimeoutFired,
     VoteReceived,
 )
-from pocl.consensus.bft.messages import ProposalMessage, VoteMessage
-from pocl.consensus.signing_state import SigningGuard
+from pocl.consensus.bft.messages import NO_POL_ROUND, ProposalMessage, VoteMessage
+from pocl.consensus.bft.timely import is_timely
+from pocl.consensus.signing_state import SigningGuard, SigningStateError
 from pocl.ledger.block import NIL_HASH, VOTE_PREVOTE, Block, Commit, DuplicateVoteEvidence
 from pocl.ledger.executor import BlockResult
 from pocl.ledger.keys import PrivateKey, address_of
 from pocl.ledger.params import ChainParams
+from pocl.ledger.storage.store import StoreError
 from pocl.ledger.tx import make_evidence
 from pocl.node.chain import Chain, InvalidBlock
+from pocl.node.clock_watch import ClockWatch
 from pocl.node.mempool import Mempool
 
 log = logging.getLogger("pocl.consensus")
@@ -83,6 +96,7 @@ class ConsensusDriver:
         submit_tx: Callable[[bytes], object] | None = None,
         double_sign: bool = False,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_fatal: Callable[[BaseException, str], None] | None = None,
     ) -> None:
         self.chain = chain
         self.mempool = mempool
@@ -95,6 +109,8 @@ class ConsensusDriver:
         self.submit_tx = submit_tx
         self.double_sign = double_sign
         self._clock_ms = clock_ms
+        self.on_fatal = on_fatal  # a storage/signing failure: stop the node (None: raise it)
+        self.failed: BaseException | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self._new_height_handle: asyncio.TimerHandle | None = None
@@ -102,6 +118,8 @@ class ConsensusDriver:
         self._own: list[ProposalMessage | VoteMessage] = []  # what we signed at the current height
         self._own_height = 0
         self._last_decided_at = time.monotonic()
+        self.clock_watch = ClockWatch(params)
+        self._own_fresh: tuple[int, int, int] | None = None  # (height, round, block time) of our new proposal
         self.machine = ConsensusMachine(
             chain.state.chain_id, params, signer=signer, get_value=self._get_value, valid=self._valid
         )
@@ -158,7 +176,7 @@ class ConsensusDriver:
         if vals is None:
             log.error("no validators at height %d: the chain cannot progress", target)
             return
-        self._execute(self.machine.handle(NewHeight(target, vals)))
+        self._execute(self._handle(NewHeight(target, vals)))
 
     # ------------------------------------------------------------------ injected callables
 
@@ -167,9 +185,13 @@ class ConsensusDriver:
             return None
         last_commit = self.chain.store.commit(self.chain.height) if self.chain.height >= 1 else None
         txs = self.mempool.reap(self.params.max_block_txs, self.max_block_bytes)
-        block = self.chain.build_block(
-            txs, self.signer_address, self._clock_ms(), last_commit, verified=self._verified()
-        )
+        now = self._clock_ms()
+        if now <= self.chain.head_time_ms:  # Chain.build_block stamps parent + 1 ms (see docs/architecture.md)
+            log.warning(
+                "our clock is %d ms behind the last block's time: proposing height=%d with parent time + 1 ms",
+                self.chain.head_time_ms - now, height,
+            )
+        block = self.chain.build_block(txs, self.signer_address, now, last_commit, verified=self._verified())
         log.info("proposing block height=%d round=%d txs=%d", height, round_, len(block.txs))
         return block
 
@@ -196,14 +218,56 @@ class ConsensusDriver:
 
         Always fed, even before `start()`: gossip marks the message seen, so one dropped here would be lost
         for good; the machine buffers early messages itself until its first NewHeight."""
-        actions = self.machine.handle(event)
+        if isinstance(event, ProposalReceived):
+            return self._feed_proposal(event)
+        return self._feed(event)
+
+    def _feed(self, event: ProposalReceived | VoteReceived) -> bool:
+        actions = self._handle(event)
         invalid = any(isinstance(a, InvalidMessage) for a in actions)
         self._execute(actions)
         return not invalid
 
+    def _feed_proposal(self, event: ProposalReceived) -> bool:
+        """Judge a new proposal's time on our clock now, at receipt (a re-proposal, valid round >= 0, keeps the
+        time +2/3 judged timely in its first round: not judged again), then feed it with the verdict."""
+        p, block = event.message.proposal, event.message.block
+        if p.pol_round != NO_POL_ROUND:
+            return self._feed(event)
+        now = self._clock_ms()
+        timely = is_timely(block.header.time_ms, now, self.params, p.round)
+        current = p.height == self.machine.height and self.machine.round_proposal(p.round) is None
+        ok = self._feed(dataclasses.replace(event, timely=timely))
+        if current and p.height == self.machine.height and self.machine.round_proposal(p.round) == p:
+            # the machine took it as the round's proposal: from the right proposer, signature checked
+            self.clock_watch.observe(p.height, p.round, p.proposer, timely, block.header.time_ms - now)
+        return ok
+
+    def _handle(self, event: object) -> list:
+        """`machine.handle`, with a failing signer (its state could not be persisted) made fatal."""
+        if self.failed is not None:
+            return []
+        try:
+            return self.machine.handle(event)  # type: ignore[arg-type]
+        except (SigningStateError, StoreError) as exc:
+            self._fail(exc, f"consensus at height {self.machine.height}")
+            return []
+
+    def _fail(self, exc: BaseException, where: str) -> None:
+        """Stop consensus for good and hand the fault to the node (re-raised without `on_fatal`)."""
+        self.failed = exc
+        self.stop()
+        if self.on_fatal is None:
+            raise exc
+        self.on_fatal(exc, where)
+
     # ------------------------------------------------------------------ actions
 
     def _execute(self, actions: list) -> None:
+        self._execute_actions(actions)
+        self._check_own_proposal()
+
+    def _execute_actions(self, actions: list) -> None:
         for action in actions:
             if isinstance(action, Broadcast):
                 self._broadcast(action.message)
@@ -225,9 +289,28 @@ class ConsensusDriver:
         if height != self._own_height:
             self._own, self._own_height = [], height
         self._own.append(message)
+        if isinstance(message, ProposalMessage) and message.proposal.pol_round == NO_POL_ROUND:
+            self._own_fresh = (height, message.proposal.round, message.block.header.time_ms)
         self.network.publish(message)
         if self.double_sign and isinstance(message, VoteMessage) and message.vote.vote_type == VOTE_PREVOTE:
             self._equivocate(message)
+
+    def _check_own_proposal(self) -> None:
+        """Once our new proposal's round has +2/3 prevotes for one value: warn if that value is nil."""
+        if self._own_fresh is None:
+            return
+        height, round_, block_time = self._own_fresh
+        votes = self.machine.votes
+        if self.machine.height != height or votes is None:
+            self._own_fresh = None
+            return
+        prevotes = votes.existing(round_, VOTE_PREVOTE)
+        value = prevotes.quorum_value() if prevotes is not None else None
+        if value is None:
+            return
+        self._own_fresh = None
+        if value == NIL_HASH:
+            self.clock_watch.own_proposal_rejected(height, round_, block_time)
 
     def _equivocate(self, message: VoteMessage) -> None:
         """TEST-ONLY: also sign a conflicting prevote, so other validators can prove a double sign."""
@@ -248,7 +331,7 @@ class ConsensusDriver:
         def fire() -> None:
             self._timers.discard(handle)
             if self._running:
-                self._execute(self.machine.handle(event))
+                self._execute(self._handle(event))
 
         handle = loop.call_later(action.duration_ms / 1000.0, fire)
         self._timers.add(handle)
@@ -261,7 +344,7 @@ class ConsensusDriver:
     async def _fetch_block(self, height: int, block_hash: bytes) -> None:
         block = await self.network.fetch_block(height, block_hash)
         if block is not None and self._running:
-            self._execute(self.machine.handle(BlockReceived(block)))
+            self._execute(self._handle(BlockReceived(block)))
 
     def _submit_evidence(self, evidence: DuplicateVoteEvidence) -> None:
         log.warning(
@@ -283,6 +366,9 @@ class ConsensusDriver:
             except InvalidBlock as exc:  # +2/3 committed it, so this is our bug or disk trouble
                 log.critical("cannot apply decided block %d: %s", action.height, exc)
                 raise
+            except StoreError as exc:
+                self._fail(exc, f"committing block {action.height}")
+                return
             self.mempool.update(self.chain.state)
             interval = now - self._last_decided_at
             self._last_decided_at = now
@@ -305,7 +391,11 @@ class ConsensusDriver:
         """After timeout_commit: keep the fullest commit we saw, then start the next height."""
         commit = self.machine.decided_commit()
         if commit is not None and commit.height == self.chain.height:
-            self.chain.store.put_seen_commit(commit.height, commit)
+            try:
+                self.chain.store.put_seen_commit(commit.height, commit)
+            except StoreError as exc:
+                self._fail(exc, f"writing the seen commit of block {commit.height}")
+                return
         self._enter_height()
 
     def on_synced(self) -> None:

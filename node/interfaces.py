@@ -20,6 +20,7 @@ from pocl.node.config import Config
 from pocl.node.consensus_driver import ConsensusDriver
 from pocl.node.events import NodeEventListener
 from pocl.node.mempool import AddResult, Mempool
+from pocl.node.readiness import Readiness
 from pocl.p2p.host import Host
 
 
@@ -63,6 +64,10 @@ class NodeStatusSource(ChainReader, PeerHost, Protocol):
     driver: ConsensusDriver | None
     syncing: bool
     started_at: float
+
+    def readiness(self) -> Readiness:
+        """Ready for traffic, or why not (`GET /ready`)."""
+        ...
 
 
 class StreamNode(ChainReader, EventSource, Protocol):

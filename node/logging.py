@@ -150,6 +150,51 @@ def make_formatter(fmt: str) -> logging.Formatter:
 
 
 QUIET_LIBRARIES = ("httpx", "httpcore")  # HTTP client libraries: warnings and errors only
+FLOOD_INTERVAL_S = 10.0
+# Lines a client can make us write at any rate: asyncio's failed accept (EMFILE: it logs once per
+# listener backlog slot and retry, 12,000 lines/s were seen), and aiohttp's rejected malformed requests.
+FLOOD_PRONE: dict[str, tuple[str, ...]] = {
+    "asyncio": ("socket.accept() out of system resource", "Accept failed on"),
+    "pocl.rpc.http": ("rejected malformed http request",),
+    "pocl.metrics.http": ("rejected malformed http request",),
+}
+SUPPRESSED_FIELD = "suppressed"
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets one record per `interval_s` through for each of `prefixes` (the start of the message); the
+    next one that passes carries `suppressed=N`, the number dropped since. Other records pass."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval_s: float = FLOOD_INTERVAL_S) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        prefix = next((p for p in self.prefixes if message.startswith(p)), None)
+        if prefix is None:
+            return True
+        now = time.monotonic()
+        last = self._last.get(prefix)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[prefix] = self._suppressed.get(prefix, 0) + 1
+            return False
+        self._last[prefix] = now
+        dropped = self._suppressed.pop(prefix, 0)
+        if dropped:
+            setattr(record, FIELDS_ATTR, {**_record_fields(record), SUPPRESSED_FIELD: dropped})
+        return True
+
+
+def _install_flood_filters(interval_s: float = FLOOD_INTERVAL_S) -> None:
+    for name, prefixes in FLOOD_PRONE.items():
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(RateLimitFilter(prefixes, interval_s))
 
 
 def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
@@ -170,6 +215,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None 
         logging.getLogger(name).setLevel(logging.WARNING)
     for name, lvl in per_logger.items():
         logging.getLogger(name).setLevel(lvl)
+    _install_flood_filters()
     logging.captureWarnings(True)
 
 

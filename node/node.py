@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,24 +28,32 @@ from pocl.ledger.block import Block, Commit
 from pocl.ledger.executor import Executor
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
-from pocl.ledger.storage.store import Store, StoreError, StoreLocked
+from pocl.ledger.storage.store import RESYNC, Store, StoreError, StoreLocked
 from pocl.node.chain import Chain, InvalidBlock
 from pocl.node.config import Config, parse_host_port
 from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
 from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener, pocl_events
+from pocl.node.fatal import FatalStop
 from pocl.node.faucet import Faucet, FaucetSettings, FaucetSetupError
 from pocl.node.home import VALIDATOR_STATE_FILE
 from pocl.node.mempool import AddResult, Mempool, MempoolConfig
 from pocl.node.metrics import NodeMetrics
 from pocl.node.mining_switch import MiningSwitch
+from pocl.node.pruning import SNAPSHOTS_DIR, Pruner, PruningPolicy, oldest_snapshot_on_disk
 from pocl.node.reactors.consensus import ConsensusReactor
-from pocl.node.reactors.tx_gossip import TxGossipReactor
+from pocl.node.reactors.statesync import StateSyncReactor
+from pocl.node.reactors.tx_announce import TxAnnouncer
+from pocl.node.reactors.tx_gossip import TxGossipReactor, is_malicious
+from pocl.node.readiness import Readiness, ReadinessInputs, assess, expected_block_s, free_bytes
 from pocl.node.rpc.faucet import faucet_routes
+from pocl.node.rpc.limits import RpcLimits
 from pocl.node.rpc.pocl import pocl_routes
 from pocl.node.rpc.server import RpcServer
 from pocl.node.rpc.tx_batch import tx_batch_routes
 from pocl.node.shutdown import ShutdownController
 from pocl.node.signature_verifier import ParallelSignatureVerifier
+from pocl.node.snapshots import SnapshotDir, SnapshotSettings, Snapshotter
+from pocl.node.statesync import RestoreResult, StateSyncClient, StateSyncError, StateSyncSettings
 from pocl.p2p.addrbook import AddressBook
 from pocl.p2p.bans import BanList
 from pocl.p2p.connection import ConnectionConfig
@@ -131,12 +140,21 @@ class Node:
         self.miner: Any = None  # node.miner.Miner when [mining] enabled or switched on
         # stop requests: drain a PoCL round the miner committed to first (node.shutdown)
         self.shutdown = ShutdownController(self, config.mining.drain_timeout_s)
+        # a storage/signing-state failure: one CRITICAL line, stop now, `run` exits non-zero (node.fatal)
+        self.fatal = FatalStop(lambda: self.shutdown.request_stop("fatal fault", force=True))
         self.mining_switch = MiningSwitch(self, is_stopping=self.shutdown.is_stopping)
         self.faucet_key = faucet_key  # signs the grants of `POST /faucet` when [faucet] enabled
         self.faucet: Faucet | None = None
         self.metrics: NodeMetrics | None = None
+        self.snapshotter: Snapshotter | None = None  # [statesync] snapshot_interval > 0
+        self.statesync: StateSyncReactor | None = None  # serves our snapshots to peers
+        self.restored: RestoreResult | None = None  # set when this start restored a snapshot
+        self.pruner: Pruner | None = None
+        self._history_gap_logged: int | None = None  # block sync found our next height pruned everywhere
         self.syncing = True
         self.started_at = time.time()
+        self.best_peer_height = 0  # what block sync last heard from peers (readiness: lag)
+        self.last_height_at = time.monotonic()  # when the height last moved (readiness: stalled)
         self._listeners: list[NodeEventListener] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._running = False
@@ -151,7 +169,7 @@ class Node:
         except StoreLocked as exc:
             raise NodeError(home_in_use_message(self.home, exc.pid)) from None
         except StoreError as exc:
-            raise NodeError(str(exc)) from exc
+            raise NodeError(exc.with_recovery(RESYNC).for_home(self.home)) from exc
         if not store.initialized:
             state = self.genesis.initial_state()
             store.init_genesis(state, self.genesis.hash)
@@ -165,7 +183,7 @@ class Node:
             state = store.load_state(self.params)
         except StoreError as exc:
             store.close()
-            raise NodeError(str(exc)) from exc
+            raise NodeError(exc.with_recovery(RESYNC).for_home(self.home)) from exc
         return Chain(
             store,
             state,
@@ -178,7 +196,9 @@ class Node:
     def _host_config(self) -> HostConfig:
         p2p = self.config.p2p
         host, port = parse_host_port(p2p.listen_addr)
-        external_host, external_port = parse_host_port(p2p.external_addr) if p2p.external_addr else (None, None)
+        external_host, external_port = (
+            parse_host_port(p2p.external_addr) if p2p.external_addr else (None, None)
+        )
         return HostConfig(
             listen_host=host,
             listen_port=port,
@@ -200,6 +220,7 @@ class Node:
         )
 
     async def start(self) -> None:
+        self.fatal.install(asyncio.get_running_loop())
         limit_blas_threads()
         keep_large_buffers_in_heap()
         self.faucet = self._make_faucet()  # a bad [faucet] section fails before anything starts
@@ -228,11 +249,23 @@ class Node:
         self.tx_gossip = TxGossipReactor(
             self.gossip, self.mempool.add, self.executor.max_any_tx_bytes(self.params)
         )
+        if self.config.p2p.tx_announce_min_bytes > 0:
+            self.tx_gossip.announcer = TxAnnouncer(
+                self.host,
+                self.mempool.add,
+                self._mempool_tx,
+                self.executor.max_any_tx_bytes(self.params),
+                is_malicious=is_malicious,
+                min_bytes=self.config.p2p.tx_announce_min_bytes,
+            )
         self.sync = SyncService(
             self.host,
             status=lambda: (chain.height, chain.head_hash or bytes(32)),
             get_block_with_commit=chain.get_block_with_commit,
+            base_height=lambda: chain.store.earliest_height,
         )
+        self.pruner = self._make_pruner(chain)
+        self._make_statesync(chain)
         if self.config.p2p.pex:
             self.pex = PeerExchange(self.host, PexConfig(seeds=tuple(self.config.p2p.seeds), interval=5.0))
         signer = None
@@ -248,6 +281,8 @@ class Node:
             self.gossip,
             max_block_bytes=self.params.max_block_bytes,
             stored_block=chain.store.block_by_hash,
+            tx_lookup=self._mempool_tx,
+            compact=self.config.p2p.compact_blocks,
         )
         self.driver = ConsensusDriver(
             chain=chain,
@@ -260,6 +295,7 @@ class Node:
             on_decided=self._on_decided,
             submit_tx=self.submit_tx,
             double_sign=self.double_sign,
+            on_fatal=self.fatal.trigger,
         )
         self.consensus.bind(self.driver)
         await self.host.start()
@@ -269,7 +305,7 @@ class Node:
             self.rpc = RpcServer(
                 self,
                 self.config.rpc.listen_addr,
-                max_body_bytes=self.config.rpc.max_body_bytes,
+                limits=RpcLimits.from_section(self.config.rpc),
                 max_ws_clients=self.config.rpc.max_ws_clients,
                 unsafe=self.config.rpc.unsafe,
                 cors_allowed_origins=self.config.rpc.cors_allowed_origins,
@@ -281,6 +317,8 @@ class Node:
         if self.config.metrics.enabled:
             self.metrics = NodeMetrics(self)
             await self.metrics.start(self.config.metrics.listen_addr)
+            if self.rpc is not None:
+                self.rpc.register_metrics(self.metrics.registry)
         self._running = True
         log.info(
             "node started node_id=%s height=%d p2p=%s",
@@ -292,8 +330,10 @@ class Node:
 
     async def _start_consensus(self) -> None:
         """Catch up from peers first (briefly), then run consensus with sync in the background."""
+        await self._state_sync()
         await self._sync_once(peer_wait=2.0)
         self.syncing = False
+        self.last_height_at = time.monotonic()
         assert self.driver is not None and self.consensus is not None
         self.consensus.start()
         self.driver.start()
@@ -321,9 +361,39 @@ class Node:
             await self.metrics.stop()
         if self.host is not None:
             await self.host.stop()
+        if self.pruner is not None:
+            await self.pruner.stop()  # its worker thread must be done before the store closes
+        if self.snapshotter is not None:
+            await asyncio.to_thread(self.snapshotter.stop)  # its thread reads the store
         if self.chain is not None:
             self.chain.store.close()
+        self.fatal.uninstall()
         log.info("node stopped")
+
+    def _make_pruner(self, chain: Chain) -> Pruner | None:
+        """The background pruner for `[pruning]` (None on an archive node), run after committed blocks."""
+        policy = PruningPolicy.from_config(self.config.pruning)
+        if policy.archive:
+            return None
+        snapshots = self.home / SNAPSHOTS_DIR
+        pruner = Pruner(
+            chain.store,
+            policy,
+            self.params,
+            self.pocl,
+            lambda: chain.state,
+            oldest_snapshot_height=lambda: oldest_snapshot_on_disk(snapshots),
+        )
+        self.subscribe(
+            lambda event: pruner.on_block(event.height) if isinstance(event, BlockCommitted) else None
+        )
+        log.info(
+            "pruning on: retain_blocks=%d model_history=%d interval_blocks=%d",
+            policy.retain_blocks,
+            policy.model_history,
+            policy.interval_blocks,
+        )
+        return pruner
 
     def _make_faucet(self) -> Faucet | None:
         """The faucet when `[faucet] enabled` (its routes answer 403 faucet_disabled otherwise)."""
@@ -358,6 +428,89 @@ class Node:
             self.miner = None
             raise NodeError(str(exc)) from None
 
+    # ------------------------------------------------------------------ snapshots and state sync
+
+    def _make_statesync(self, chain: Chain) -> None:
+        """Serve snapshots (always registered); take them every `snapshot_interval` blocks."""
+        ss = self.config.statesync
+        if bool(ss.trust_height) != bool(ss.trust_hash):
+            raise NodeError("[statesync] trust_height and trust_hash go together (set both or neither)")
+        snapshots = SnapshotDir(self.home / "data" / "snapshots") if ss.snapshot_interval > 0 else None
+        assert self.host is not None
+        self.statesync = StateSyncReactor(self.host, chain.store, snapshots)
+        if snapshots is not None:
+            self.snapshotter = Snapshotter(
+                chain.store, snapshots, SnapshotSettings(ss.snapshot_interval, ss.snapshot_keep_recent)
+            )
+            self.subscribe(self.snapshotter.on_event)
+
+    async def _state_sync(self) -> None:
+        """With `[statesync] enable` and nothing but genesis in the store: restore a peer snapshot, then
+        reload the chain from the store (block sync takes it from there). Failing that, block sync from
+        genesis, as without state sync."""
+        chain = self.chain
+        assert chain is not None and self.host is not None
+        workdir = self.home / "data" / "statesync"
+        if not self.config.statesync.enable or chain.height > 0:
+            if chain.height > 0 and workdir.exists():
+                shutil.rmtree(workdir, ignore_errors=True)  # a restore that finished, or block sync won
+            return
+        ss = self.config.statesync
+        genesis_validators = chain.validators()
+        assert genesis_validators is not None
+        client = StateSyncClient(
+            self.host,
+            chain.store,
+            chain_id=self.genesis.chain_id,
+            genesis_validators=genesis_validators,
+            workdir=workdir,
+            settings=StateSyncSettings(
+                trust_height=ss.trust_height,
+                trust_hash=bytes.fromhex(ss.trust_hash),
+                discovery_time_s=ss.discovery_time_s,
+                chunk_fetchers=ss.chunk_fetchers,
+                chunk_timeout_s=ss.chunk_timeout_s,
+            ),
+        )
+        try:
+            result = await client.run()
+        except StateSyncError as exc:
+            log.warning("state sync failed (%s); block-syncing from genesis", exc)
+            return
+        except Exception:  # a bug or a disk error in state sync must not keep the node from syncing
+            log.exception("state sync failed; block-syncing from genesis")
+            return
+        if result is None:
+            return
+        chain.state = chain.store.load_state(self.params)
+        head = chain.store.head_block()
+        assert head is not None
+        chain.head_hash, chain.head_time_ms = head.hash, head.header.time_ms
+        if self.mempool is not None:
+            self.mempool.update(chain.state)
+        self.restored = result
+        log.info("state sync: restored height %d; block-syncing to the tip", result.height)
+
+    # ------------------------------------------------------------------ readiness
+
+    def readiness(self) -> Readiness:
+        """Ready for traffic? (`GET /ready`; `/health` is liveness only, see node.readiness)."""
+        height = self.chain.height if self.chain is not None else 0
+        db_path = self.config.resolve(self.home, self.config.storage.db_path)
+        return assess(
+            ReadinessInputs(
+                syncing=self.syncing,
+                height=height,
+                best_peer_height=self.best_peer_height,
+                seconds_since_block=time.monotonic() - self.last_height_at,
+                expected_block_s=expected_block_s(effective_params(self.genesis, self.config)),
+                stall_after_blocks=self.config.node.stall_after_blocks,
+                disk_free_bytes=free_bytes(db_path),
+                min_free_bytes=self.config.node.min_free_disk_mb * 1024 * 1024,
+                fault=self.fatal.fault.line() if self.fatal.fault is not None else None,
+            )
+        )
+
     # ------------------------------------------------------------------ block sync
 
     async def _sync_loop(self) -> None:
@@ -380,11 +533,23 @@ class Node:
         )
         try:
             result = await syncer.run()
-        except Exception:  # sync trouble must not kill the node; retry next poll
+        except Exception as exc:  # sync trouble must not kill the node; retry next poll
+            if self.fatal.check(exc, "block sync commit"):  # but a failed disk must
+                return 0
             log.exception("block sync failed")
             return 0
+        self.best_peer_height = result.best_peer_height
         if result.applied:
             log.info("block sync applied %d blocks, height=%d", result.applied, chain.height)
+        gap = result.history_starts_at
+        if gap is not None and gap != self._history_gap_logged:
+            log.error(
+                "block sync cannot continue: peers ahead of us pruned height %d (their history starts at %d); "
+                "this node needs state sync (or a peer with [pruning] retain_blocks = 0)",
+                chain.height + 1,
+                gap,
+            )
+        self._history_gap_logged = gap
         return result.applied
 
     def _verify_synced(self, block: Block, commit: Commit) -> bool:
@@ -418,6 +583,11 @@ class Node:
 
     # ------------------------------------------------------------------ transactions
 
+    def _mempool_tx(self, tx_hash: bytes) -> bytes | None:
+        """A pending tx's bytes by hash (compact proposals are rebuilt from these)."""
+        stx = self.mempool.get(tx_hash) if self.mempool is not None else None
+        return stx.raw if stx is not None else None
+
     def submit_tx(self, raw: bytes) -> AddResult:
         """Admit a locally submitted tx (RPC, evidence) and gossip it."""
         assert self.mempool is not None and self.tx_gossip is not None
@@ -441,6 +611,7 @@ class Node:
 
     def _on_decided(self, decided: DecidedBlock, synced: bool = False) -> None:
         block, result = decided.block, decided.result
+        self.last_height_at = time.monotonic()
         committed = BlockCommitted(
             height=block.height,
             hash=block.hash,

@@ -5,6 +5,8 @@ canonical body. A node relays a message to every peer except the one it came fro
 seen-cache drops copies arriving over other paths, and a message is relayed (and delivered locally) only
 after the registered `validate` hook accepts it, so one bad peer cannot make the network carry garbage.
 A peer whose messages fail validation is scored; one that floods beyond its token bucket is throttled.
+A hook that cannot decide yet (it needed data the sender failed to supply) returns None: that copy is
+dropped without a penalty and forgotten, so a later copy is validated afresh.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ INVALID_PENALTY = 20.0  # ten invalid messages in quick succession ban a peer (h
 # (thousands over the limit within a score half-life) adds up to a ban.
 FLOOD_PENALTY = 0.1
 
-Validator = Callable[[Any, bytes], bool | Awaitable[bool]]
+Validator = Callable[[Any, bytes], bool | Awaitable[bool | None] | None]
 Deliver = Callable[[Any, bytes], Awaitable[None] | None]
 
 
@@ -201,6 +203,9 @@ class Gossip:
             except Exception:
                 log.exception("gossip validator for %s failed", topic.name)
                 self.seen.discard(mid)  # our bug, not the peer's: let a later copy try again
+                return
+            if verdict is None:  # undecided: no relay, no penalty, a later copy tries again
+                self.seen.discard(mid)
                 return
             if not verdict:
                 self.stats.invalid += 1

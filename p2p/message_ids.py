@@ -22,6 +22,7 @@ PEER_EXCHANGE = "peer_exchange"  # p2p/pex.py
 BLOCK_SYNC = "block_sync"  # p2p/sync.py
 CONSENSUS = "consensus"  # node/reactors/consensus.py
 TX_GOSSIP = "tx_gossip"  # node/reactors/tx_gossip.py
+STATE_SYNC = "state_sync"  # node/reactors/statesync.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,24 @@ PROPOSAL_BLOCK = MessageId(67, "proposal_block", CONSENSUS)
 TX = MessageId(68, "tx", TX_GOSSIP)  # one transaction (still accepted; new ones go out batched)
 TX_BATCH = MessageId(70, "tx_batch", TX_GOSSIP)
 
+COMPACT_PROPOSAL = MessageId(71, "compact_proposal", CONSENSUS)  # a proposal naming its txs by hash
+GET_BLOCK_TXS = MessageId(72, "get_block_txs", CONSENSUS)  # the txs of a compact block we lack
+BLOCK_TXS = MessageId(73, "block_txs", CONSENSUS)
+TX_ANNOUNCE = MessageId(74, "tx_announce", TX_GOSSIP)  # hashes of large txs; peers fetch each one once
+GET_TX = MessageId(75, "get_tx", TX_GOSSIP)
+TX_BODY = MessageId(76, "tx_body", TX_GOSSIP)
+
+GET_SNAPSHOTS = MessageId(80, "get_snapshots", STATE_SYNC)
+SNAPSHOTS = MessageId(81, "snapshots", STATE_SYNC)
+GET_SNAPSHOT_MANIFEST = MessageId(82, "get_snapshot_manifest", STATE_SYNC)
+SNAPSHOT_MANIFEST = MessageId(83, "snapshot_manifest", STATE_SYNC)
+GET_SNAPSHOT_CHUNK = MessageId(84, "get_snapshot_chunk", STATE_SYNC)
+SNAPSHOT_CHUNK = MessageId(85, "snapshot_chunk", STATE_SYNC)
+GET_HEADERS = MessageId(86, "get_headers", STATE_SYNC)
+HEADERS = MessageId(87, "headers", STATE_SYNC)
+GET_MODEL = MessageId(88, "get_model", STATE_SYNC)
+MODEL = MessageId(89, "model", STATE_SYNC)
+
 MESSAGE_IDS: tuple[MessageId, ...] = (
     HELLO,
     PING,
@@ -73,4 +92,20 @@ MESSAGE_IDS: tuple[MessageId, ...] = (
     PROPOSAL_BLOCK,
     TX,
     TX_BATCH,
+    COMPACT_PROPOSAL,
+    GET_BLOCK_TXS,
+    BLOCK_TXS,
+    TX_ANNOUNCE,
+    GET_TX,
+    TX_BODY,
+    GET_SNAPSHOTS,
+    SNAPSHOTS,
+    GET_SNAPSHOT_MANIFEST,
+    SNAPSHOT_MANIFEST,
+    GET_SNAPSHOT_CHUNK,
+    SNAPSHOT_CHUNK,
+    GET_HEADERS,
+    HEADERS,
+    GET_MODEL,
+    MODEL,
 )

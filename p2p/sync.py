@@ -1,15 +1,20 @@
 """Block-sync protocol: a node behind its peers fetches blocks with their commits (DESIGN §6).
 
-Server side: `status` answers the best height/hash; `get_blocks(start, count)` answers consecutive
-blocks from `start`, capped by count and by bytes, served from the node's
-`get_block_with_commit(height)` callback (raw canonical bytes, straight from the store).
+Server side: `status` answers the lowest height it serves (`base_height`: history below it is pruned)
+and the best height/hash; `get_blocks(start, count)` answers consecutive blocks from `start`, capped by
+count and by bytes, served from the node's `get_block_with_commit(height)` callback (raw canonical
+bytes, straight from the store). Asked for a pruned height it answers the error `block_pruned` whose
+detail names the earliest height it has, never an empty silence.
 
 Client side: `BlockSyncer` keeps a window of heights in flight as pipelined batches spread over
 several peers, checks each batch statelessly on arrival (decodes, heights, commit ↔ block hash, hash
 chain inside the batch), and hands blocks to `apply(block, commit)` strictly in height order after the
 node's `verify(block, commit)` (commit signatures against the validator set it has replayed) accepts
 them. A peer that does not answer in time is put on cooldown and its range fetched elsewhere; a peer
-that serves a block failing any check is punished (banned by default) and its ranges refetched.
+that serves a block failing any check is punished (banned by default) and its ranges refetched. Heights
+below a peer's `base_height` are never asked of it; when every peer ahead of us has pruned the next
+height we need, the syncer stops and says so (`SyncResult.history_starts_at`): this node needs state
+sync, or an archive peer.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import heapq
 import inspect
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -27,8 +33,9 @@ from pocl.ledger.block import Block, Commit, txs_root
 from pocl.ledger.codec import CodecError, Struct
 
 from . import message_ids
-from .errors import P2PError
+from .errors import P2PError, RemoteError
 from .host import Host
+from .messages import ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,12 @@ DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_BLOCKS_MESSAGE_BYTES = 32 * 1024 * 1024  # one oversized block may exceed the soft byte cap
 ENVELOPE_OVERHEAD = 64
 ITEM_OVERHEAD = 16
+BLOCK_PRUNED = "block_pruned"  # the ErrorResponse code for a request below the server's base height
+_EARLIEST_IN_DETAIL = re.compile(r"earliest available height is (\d+)")
+
+
+def pruned_detail(start: int, base: int) -> str:
+    return f"block {start} is pruned: the earliest available height is {base}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +125,13 @@ class SyncService:
         height, best_hash = self._status()
         return Status(self._base(), height, best_hash)
 
-    async def _on_get_blocks(self, _conn: object, body: GetBlocks) -> Blocks:
+    async def _on_get_blocks(self, _conn: object, body: GetBlocks) -> Blocks | ErrorResponse:
         items: list[BlockWithCommit] = []
         if body.start < 1:
             return Blocks(body.start, items)
+        base = self._base()
+        if body.start < base:
+            return ErrorResponse(BLOCK_PRUNED, pruned_detail(body.start, base))
         size = ENVELOPE_OVERHEAD
         count = min(max(body.count, 0), self.max_blocks)
         for height in range(body.start, body.start + count):
@@ -154,6 +170,7 @@ class SyncConfig:
 class _Peer:
     node_id: bytes
     height: int = 0
+    base: int = 1  # lowest height it serves (its status' base_height; raised by a block_pruned answer)
     status_at: float = float("-inf")
     status_pending: bool = False
     inflight: int = 0
@@ -166,6 +183,9 @@ class SyncResult:
     applied: int
     bad_peers: list[bytes]
     stalled_peers: list[bytes]
+    # set when peers are ahead but all have pruned the next height: the lowest height any of them has
+    history_starts_at: int | None = None
+    best_peer_height: int = 0  # the highest height a usable peer reported (readiness: our lag)
 
 
 class BlockSyncer:
@@ -223,6 +243,15 @@ class BlockSyncer:
             self._refresh_peers(force_since=caught_up_at)
             await self._apply_ready()
             usable = self._usable_peers()
+            starts_at = self._history_gap(usable)
+            if starts_at is not None:
+                log.warning(
+                    "block sync: height %d is pruned on every peer ahead of us (their history starts at "
+                    "%d): this node needs state sync or an archive peer",
+                    self._next,
+                    starts_at,
+                )
+                return dataclasses.replace(self._result(), history_starts_at=starts_at)
             target = max((p.height for p in usable), default=0)
             if usable and self._next > target and not self._buffer:
                 if caught_up_at is None:
@@ -250,8 +279,27 @@ class BlockSyncer:
             for task in done:
                 self._on_task_done(task)
 
+    def _history_gap(self, usable: list[_Peer]) -> int | None:
+        """The lowest base height when peers ahead of us all pruned our next height (and we know every
+        usable peer's status and have nothing in flight); else None."""
+        if self._buffer or self._tasks or not usable:
+            return None
+        if any(p.status_at == float("-inf") for p in usable):
+            return None
+        ahead = [p for p in usable if p.height >= self._next]
+        if not ahead or any(p.base <= self._next for p in ahead):
+            return None
+        return min(p.base for p in ahead)
+
     def _result(self) -> SyncResult:
-        return SyncResult(self._next - 1, self._next - self._start, sorted(self._bad), sorted(self._stalled))
+        best = max((p.height for nid, p in self._peers.items() if nid not in self._bad), default=0)
+        return SyncResult(
+            self._next - 1,
+            self._next - self._start,
+            sorted(self._bad),
+            sorted(self._stalled),
+            best_peer_height=best,
+        )
 
     # ------------------------------------------------------------------ peers and status
 
@@ -340,7 +388,7 @@ class BlockSyncer:
             candidates = [
                 p
                 for p in self._usable_peers()
-                if p.inflight < self.config.max_inflight_per_peer and p.height >= self._next
+                if p.inflight < self.config.max_inflight_per_peer and p.base <= self._next <= p.height
             ]
             if not candidates:
                 return
@@ -348,7 +396,7 @@ class BlockSyncer:
             if rng is None:
                 return
             start, count = rng
-            able = [p for p in candidates if p.height >= start]
+            able = [p for p in candidates if p.base <= start <= p.height]
             if not able:
                 self._requeue(start, count)
                 return
@@ -373,7 +421,9 @@ class BlockSyncer:
                 return
             peer.status_pending = False
             if exc is None and isinstance(task.result(), Status):
-                peer.height = task.result().best_height
+                status = task.result()
+                peer.height = status.best_height
+                peer.base = max(1, min(status.base_height, status.best_height + 1))
                 peer.status_at = self._now()
             elif isinstance(exc, TimeoutError):
                 self._cool_down(nid, "did not answer status")
@@ -384,7 +434,12 @@ class BlockSyncer:
             peer.inflight -= 1
         if exc is not None:
             self._requeue(start, count)
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, RemoteError) and exc.code == BLOCK_PRUNED:
+                if peer is not None:  # ask it only from where its history starts
+                    match = _EARLIEST_IN_DETAIL.search(exc.detail)
+                    peer.base = max(peer.base, int(match.group(1)) if match else start + 1, start + 1)
+                log.info("block sync: peer %s %s", nid.hex()[:12], exc.detail)
+            elif isinstance(exc, TimeoutError):
                 self._cool_down(nid, f"stalled on blocks {start}..{start + count - 1}")
             elif not isinstance(exc, (P2PError, asyncio.CancelledError, ConnectionError)):
                 log.warning("block sync request failed: %r", exc)

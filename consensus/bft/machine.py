@@ -6,7 +6,7 @@ it returns, in order::
 
     machine = ConsensusMachine(chain_id, params, signer=guard_or_None, get_value=build_block, valid=check_block)
     actions = machine.handle(NewHeight(height, validator_set))     # start (or restart) a height
-    actions = machine.handle(ProposalReceived(ProposalMessage))    # from a peer
+    actions = machine.handle(ProposalReceived(ProposalMessage, timely=...))  # from a peer (see below)
     actions = machine.handle(VoteReceived(vote))                   # from a peer
     actions = machine.handle(BlockReceived(block))                 # answer to FetchBlock
     actions = machine.handle(CommitReceived(block, commit))        # block + commit of this height (sync)
@@ -41,8 +41,13 @@ Injected callables (synchronous, deterministic for a given block):
   not in the height's validator set also acts as an observer. If the signer refuses (`DoubleSignError`,
   e.g. after a restart), the machine moves on without sending that message: never signing is safe.
 
+Proposer-based timestamps (CometBFT's PBTS, `consensus.bft.timely`): `ProposalReceived.timely` is the
+node's verdict, on its clock at receipt, on the block's time. The rule on line 22 (a proposal with valid
+round -1) prevotes the value only if it was timely; a re-proposal (line 28) keeps its original time and
+is not judged again. Our own proposal is timely: its time is our clock when we built it.
+
 Read-only state for RPC/metrics: `height`, `round`, `step`, `locked_round`/`locked_value`,
-`valid_round`/`valid_value`, `decision`, `proposer(round)`, `is_validator`.
+`valid_round`/`valid_value`, `decision`, `proposer(round)`, `round_proposal(round)`, `is_validator`.
 Lost messages are expected: the machine drops proposals more than PROPOSAL_FUTURE_ROUNDS ahead and votes
 beyond MAX_FUTURE_ROUNDS_PER_VALIDATOR future rounds per validator (memory bounds against Byzantine spam);
 the node re-sends its own messages of the current height, which makes that harmless.
@@ -110,7 +115,11 @@ class NewHeight:
 
 @dataclasses.dataclass(frozen=True)
 class ProposalReceived:
+    """A peer's proposal. `timely`: the node's `is_timely(block time, its clock at receipt)` verdict
+    (`consensus.bft.timely`); only a proposal of valid round -1 needs it (line 22)."""
+
     message: ProposalMessage
+    timely: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +244,7 @@ class ConsensusMachine:
         self.votes: HeightVoteSet | None = None
         self._reset_height_state()
         self._next_votes: list[Vote] = []
-        self._next_proposals: list[ProposalMessage] = []
+        self._next_proposals: list[ProposalReceived] = []
         self._out: list[Action] = []
 
     # ------------------------------------------------------------------ public API
@@ -248,6 +257,10 @@ class ConsensusMachine:
         """Public key of the proposer of `round_` at the current height."""
         assert self.validators is not None
         return proposer_for(self.validators, self.height, round_).pubkey
+
+    def round_proposal(self, round_: int) -> Proposal | None:
+        """The first proposal from the proposer of `round_` at the current height, once accepted."""
+        return self._proposal.get(round_)
 
     def decided_commit(self) -> Commit | None:
         """After Decide: the commit with every precommit for the decided block received so far."""
@@ -271,7 +284,7 @@ class ConsensusMachine:
         elif isinstance(event, VoteReceived):
             self._on_vote(event.vote)
         elif isinstance(event, ProposalReceived):
-            self._on_proposal(event.message, own=False)
+            self._on_proposal(event.message, own=False, timely=event.timely)
         elif isinstance(event, BlockReceived):
             self._on_block(event.block)
         elif isinstance(event, CommitReceived):
@@ -288,6 +301,7 @@ class ConsensusMachine:
 
     def _reset_height_state(self) -> None:
         self._proposal: dict[int, Proposal] = {}  # round -> first proposal from its proposer
+        self._untimely_rounds: set[int] = set()  # rounds whose first proposal was not timely at receipt
         self._proposals_seen: dict[int, dict[bytes, Proposal]] = {}  # round -> block hash -> proposal
         self._blocks: dict[bytes, Block] = {}
         self._valid_cache: dict[bytes, bool] = {}
@@ -312,9 +326,9 @@ class ConsensusMachine:
         buffered_votes, self._next_votes = self._next_votes, []
         buffered_props, self._next_proposals = self._next_proposals, []
         self._start_round(0)
-        for msg in buffered_props:
-            if msg.proposal.height == height:
-                self._on_proposal(msg, own=False)
+        for ev in buffered_props:
+            if ev.message.proposal.height == height:
+                self._on_proposal(ev.message, own=False, timely=ev.timely)
         for vote in buffered_votes:
             if vote.height == height:
                 self._on_vote(vote)
@@ -323,7 +337,7 @@ class ConsensusMachine:
         if isinstance(event, VoteReceived) and len(self._next_votes) < MAX_BUFFERED_VOTES:
             self._next_votes.append(event.vote)
         elif isinstance(event, ProposalReceived) and len(self._next_proposals) < MAX_BUFFERED_PROPOSALS:
-            self._next_proposals.append(event.message)
+            self._next_proposals.append(event)
 
     # ------------------------------------------------------------------ rounds (StartRound, line 11)
 
@@ -360,11 +374,11 @@ class ConsensusMachine:
 
     # ------------------------------------------------------------------ incoming messages
 
-    def _on_proposal(self, msg: ProposalMessage, *, own: bool) -> None:
+    def _on_proposal(self, msg: ProposalMessage, *, own: bool, timely: bool = True) -> None:
         p = msg.proposal
         if p.height == self.height + 1:
             if len(self._next_proposals) < MAX_BUFFERED_PROPOSALS:
-                self._next_proposals.append(msg)
+                self._next_proposals.append(ProposalReceived(msg, timely))
             return
         if p.height != self.height or self.step == Step.COMMITTED:
             return  # stale or far ahead: block sync handles other heights
@@ -393,6 +407,8 @@ class ConsensusMachine:
         self.votes.note_sender(p.round, p.proposer)
         if p.round not in self._proposal:
             self._proposal[p.round] = p
+            if not timely:
+                self._untimely_rounds.add(p.round)
             if not own:
                 self._out.append(Relay(msg))
         elif not own:
@@ -528,8 +544,12 @@ class ConsensusMachine:
         if self.step == Step.PROPOSE and proposal is not None:
             v = self._blocks[proposal.block_hash]
             vr = proposal.pol_round
-            if vr == NO_POL_ROUND:  # line 22
-                ok = self._is_valid(v) and (self.locked_round == -1 or self._is_locked_on(v))
+            if vr == NO_POL_ROUND:  # line 22, with PBTS: timely(v.time) as well [PBTS-ALG-UPON-PROP.1]
+                ok = (
+                    r not in self._untimely_rounds
+                    and self._is_valid(v)
+                    and (self.locked_round == -1 or self._is_locked_on(v))
+                )
                 self._vote(VOTE_PREVOTE, v.hash if ok else NIL_HASH)
                 self.step = Step.PREVOTE
                 return True

@@ -111,6 +111,8 @@ def _via_store(args: argparse.Namespace, round_ref: str) -> bytes:
                     raise UserError(f"round {n} is not final in {db}")
                 model_hash = rec.outcome.model_hash
         raw = store.get_model(model_hash)
+        if raw is not None and store.model_pruned(model_hash):
+            raise UserError(f"model {model_hash.hex()} is pruned in {db} ([pruning] model_history)")
         if raw is None:
             if model_hash != pocl.genesis_model()[0]:
                 raise UserError(f"model {model_hash.hex()} is missing from {db}")

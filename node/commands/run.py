@@ -18,6 +18,8 @@ from pocl.node.commands._common import (
     unlock_key,
 )
 from pocl.node.errors import UserError
+from pocl.node.fatal import WATCHDOG_S
+from pocl.node.fdlimit import raise_nofile_limit
 from pocl.node.home import ACCOUNT_KEY, CONSENSUS_KEY, NodeHome
 from pocl.node.pidfile import pid_file_path, remove_pid_file, write_pid_file
 
@@ -37,6 +39,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--p2p-listen", metavar="HOST:PORT", help="override [p2p] listen_addr")
     parser.add_argument("--rpc-listen", metavar="HOST:PORT", help="override [rpc] listen_addr")
+    parser.add_argument(
+        "--state-sync",
+        action="store_true",
+        help="restore state from peers' snapshots before block sync (an empty store; sets [statesync] enable)",
+    )
     mining = parser.add_argument_group("mining (override [mining] in config.toml)")
     mining.add_argument("--mine", action="store_true", help="take part in PoCL rounds (needs TensorFlow)")
     mining.add_argument("--dataset", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH")
@@ -92,6 +99,8 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
         config = config.replace("p2p", listen_addr=args.p2p_listen)
     if args.rpc_listen:
         config = config.replace("rpc", listen_addr=args.rpc_listen)
+    if args.state_sync:
+        config = config.replace("statesync", enable=True)
     config = _mining_overrides(config, args)
     config.check()
     # The consensus key signs proposals and votes; the account key the miner's txs and double-sign
@@ -106,6 +115,7 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
         check_mining_extra(config)
     faucet_path = _faucet_key_path(home, config)
     setup_command_logging(args, config)
+    raise_nofile_limit()  # before anything opens files: EMFILE must not stop signing
     genesis = home.load_genesis()
     node_key = unlock_key(home.node_key_path, args)
     keys = {name: unlock_key(home.key_path(name), args) for name in wanted}
@@ -120,8 +130,9 @@ def _run(args: argparse.Namespace, Node: Any) -> int:  # the Node class, importe
         double_sign=args.unsafe_double_sign,
         faucet_key=unlock_key(faucet_path, args) if faucet_path is not None else None,
     )
+    node.fatal.watchdog_s = WATCHDOG_S  # a real process must end even if the orderly stop hangs
     asyncio.run(_serve(node))
-    return 0
+    return node.fatal.exit_code  # EXIT_FATAL after a storage/signing-state fault (node.fatal)
 
 
 def _require_key(home: NodeHome, name: str) -> None:

@@ -7,7 +7,8 @@ signatures. So newly admitted transactions wait in an outbox for at most `delay_
 milliseconds, far below a block interval) or until the batch is full, then go out as one
 `TxBatchMessage`. A received tx or batch is admitted tx by tx; gossip relays it whole
 (validate-before-relay as for any topic) unless it carried a transaction that no honest node would
-have admitted (`MALICIOUS_TX_CODES`): then the sender is scored by gossip.
+have admitted (`MALICIOUS_TX_CODES`): then the sender is scored by gossip. Large txs (PoCL weights)
+do not flood: with an `announcer` set (`tx_announce.py`) they are announced by hash and fetched once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import msgpack
 from pocl.ledger import errors
 from pocl.ledger.codec import Struct
 from pocl.node.mempool import AddResult
+from pocl.node.reactors.tx_announce import TxAnnouncer
 from pocl.p2p import message_ids
 from pocl.p2p.gossip import Gossip
 
@@ -34,6 +36,11 @@ TX_MESSAGE_OVERHEAD = 64
 MALICIOUS_TX_CODES = frozenset(
     {errors.MALFORMED_TX, errors.BAD_SIGNATURE, errors.TX_TOO_LARGE, errors.UNSUPPORTED_VERSION}
 )
+
+
+def is_malicious(res: AddResult) -> bool:
+    """A refusal no honest node would have caused by forwarding the tx."""
+    return res.error is not None and res.error.code in MALICIOUS_TX_CODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,7 @@ class TxGossipReactor:
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._flush_handle: asyncio.TimerHandle | None = None
+        self.announcer: TxAnnouncer | None = None  # large txs go by announcement when set
         gossip.register(message_ids.TX, TxMessage, max_tx_bytes + TX_MESSAGE_OVERHEAD, validate=self._on_tx)
         gossip.register(
             message_ids.TX_BATCH,
@@ -101,7 +109,10 @@ class TxGossipReactor:
     # ------------------------------------------------------------------ sending
 
     def publish(self, raw: bytes) -> None:
-        """Queue a newly admitted tx for the next batch."""
+        """Queue a newly admitted tx for the next batch (a large one is announced instead)."""
+        if self.announcer is not None and self.announcer.wants(raw):
+            self.announcer.publish(raw)
+            return
         if self._outbox and self._outbox_bytes + len(raw) > self.max_bytes:
             self.flush()
         self._outbox.append(raw)

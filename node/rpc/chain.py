@@ -7,7 +7,7 @@ from pocl.ledger.keys import KeyFormatError, address_of, format_address, parse_a
 from pocl.node.interfaces import ChainReader
 from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.json_view import block_json, commit_json, hexstr, located_txs_json
-from pocl.node.rpc.request import block_at, height_param, require_chain
+from pocl.node.rpc.request import block_at, height_param, pruned_hint, require_chain
 from pocl.node.rpc.routes import Handler
 from pocl.node.rpc.types import AccountView, BlockTxsView, ValidatorsView
 
@@ -44,7 +44,7 @@ class ChainApi:
                 raise ApiError(400, "bad_hash", "block hash must be 64 hex digits") from None
             block = chain.store.block_by_hash(block_hash)
             if block is None:
-                raise ApiError(404, "block_not_found", f"no block with hash {text}")
+                raise ApiError(404, "block_not_found", f"no block with hash {text}{pruned_hint(chain)}")
             return web.json_response(block_json(block))
         return web.json_response(block_json(block_at(chain, height_param(request))))
 

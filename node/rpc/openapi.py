@@ -15,6 +15,7 @@ ERROR_DESCRIPTIONS = {
     404: "not found",
     405: "method not allowed",
     409: "conflicts with the node's state (e.g. cannot_mine, stopping, or a tx the chain refuses)",
+    410: "pruned on this node (block_pruned, model_pruned): the message names what it still keeps",
     413: "request body too large",
     415: "unsupported media type (the body must be JSON)",
     429: "rate limited: retry after error.retry_after_s seconds",
@@ -74,7 +75,7 @@ def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:
             for status, desc, tp in r.other_responses:
                 responses[str(status)] = _json(desc, schema_of(tp))
         errors = {400, 404, 405, 503, *r.errors} | ({413} if r.method == "POST" else set())
-        for status in sorted(errors):
+        for status in sorted(errors - {s for s, _, _ in r.other_responses}):
             responses[str(status)] = {"$ref": f"#/components/responses/Error{status}"}
         op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler_name, "responses": responses}
         parameters = [_parameter(p, "path") for p in r.params] + [_parameter(p, "query") for p in r.query]

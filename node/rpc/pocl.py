@@ -33,6 +33,7 @@ import numpy as np
 from aiohttp import web
 from pocl.ledger.keys import KeyFormatError, format_address, parse_address
 from pocl.ledger.state import State
+from pocl.ledger.storage.store import PRUNED_MODEL
 from pocl.ml.export import InputError, decode_npy, predict, preprocessing
 from pocl.ml.model.weights import weight_shapes
 from pocl.node.interfaces import PoclReader
@@ -51,6 +52,17 @@ NPZ_CONTENT_TYPE = "application/x-npz"
 # one prediction runs at a time, in a worker thread (the event loop keeps serving).
 MAX_PREDICT_SAMPLES = 1024
 MAX_PREDICT_BODY_BYTES = 4 * 1024 * 1024
+
+
+def require_stored(state: State, round_: int, model_hash: bytes) -> None:
+    """410 `model_pruned` for a global model whose bytes this node has pruned (`[pruning] model_history`)."""
+    if state.get_model(model_hash) == PRUNED_MODEL:
+        raise ApiError(
+            410,
+            "model_pruned",
+            f"G_{round_} ({model_hash.hex()[:16]}…) is pruned on this node, which keeps only the recent global "
+            "models ([pruning] model_history); ask an archive node",
+        )
 
 
 class PoclApi:
@@ -115,6 +127,7 @@ class PoclApi:
         round_, model_hash = self.model_at(state, request.query.get("round"))
         pocl = self.node.pocl
         spec = pocl.params.model_spec()
+        require_stored(state, round_, model_hash)
         try:
             weights = pocl.global_weights(state, model_hash)
         except RuntimeError as exc:
@@ -191,6 +204,7 @@ class PoclApi:
         round_, model_hash = self.model_at(state, round_text)
         spec = self.node.pocl.params.model_spec()
         x = _inputs_of(body)
+        require_stored(state, round_, model_hash)
         weights = self._model_weights(state, model_hash)
         async with self._predict_lock:
             try:
@@ -317,6 +331,7 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
                 NPZ_CONTENT_TYPE,
                 "with ?format=npz: one array per parameter plus meta_* arrays (no pickle)",
             ),
+            errors=(410,),
         ),
         Route(
             "GET",
@@ -326,6 +341,7 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             handler=api.model_predict,
             query=PREDICT_QUERY,
             response=PredictView,
+            errors=(410,),
         ),
         Route(
             "POST",
@@ -337,6 +353,7 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             'optional "round"',
             query=PREDICT_QUERY[:1],
             response=PredictView,
+            errors=(410,),
         ),
         Route(
             "GET",

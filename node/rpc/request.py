@@ -29,7 +29,22 @@ def height_param(request: web.Request) -> int:
 
 
 def block_at(chain: Chain, height: int) -> Block:
+    """The stored block at `height`; 410 `block_pruned` (naming the earliest height) below the node's
+    pruned history, 404 `block_not_found` otherwise."""
     block = chain.store.block(height)
     if block is None:
+        earliest = chain.store.earliest_height
+        if 1 <= height < earliest:
+            raise ApiError(
+                410,
+                "block_pruned",
+                f"block {height} is pruned on this node: the earliest available height is {earliest}",
+            )
         raise ApiError(404, "block_not_found", f"no block at height {height}")
     return block
+
+
+def pruned_hint(chain: Chain) -> str:
+    """What to add to a not-found by hash: this node's history may simply not reach back that far."""
+    earliest = chain.store.earliest_height
+    return f" (this node has pruned the blocks below height {earliest})" if earliest > 1 else ""

@@ -50,6 +50,14 @@ CORE_ROUTES: tuple[Route, ...] = (
         response=t.StatusView,
     ),
     Route("GET", "/health", "health", "Liveness: 200 when the node runs", response=t.HealthView),
+    Route(
+        "GET",
+        "/ready",
+        "ready",
+        "Readiness: 200 when in step with the chain, 503 with reasons (catching up, stalled, disk low, store failed)",
+        response=t.ReadyView,
+        other_responses=((503, "not ready, with the reasons", t.ReadyView),),
+    ),
     Route("GET", "/peers", "peers", "Connected peers", response=t.PeersView),
     Route(
         "GET",
@@ -73,6 +81,7 @@ CORE_ROUTES: tuple[Route, ...] = (
             ),
         ),
         response=t.BlockView,
+        errors=(410,),
     ),
     Route(
         "GET",
@@ -81,6 +90,7 @@ CORE_ROUTES: tuple[Route, ...] = (
         "Commit certificate of a block",
         (("height", "block height", UINT),),
         response=t.CommitView,
+        errors=(410,),
     ),
     Route(
         "GET",
@@ -89,6 +99,7 @@ CORE_ROUTES: tuple[Route, ...] = (
         "The transactions of the block at a height (with their index)",
         (("height", "block height", UINT),),
         response=t.BlockTxsView,
+        errors=(410,),
     ),
     Route(
         "GET",
@@ -97,6 +108,7 @@ CORE_ROUTES: tuple[Route, ...] = (
         "A committed (or pending) transaction",
         (("hash", "tx hash hex", HASH_HEX),),
         response=t.LocatedTxView,
+        errors=(410,),
     ),
     Route(
         "GET",

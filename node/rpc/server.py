@@ -3,6 +3,10 @@
 Core routes (`routes.CORE_ROUTES`) are served by the handler areas (status, chain, txs, the event
 stream); extension routes (PoCL rounds and models, tx batches) are passed in as `Route`s carrying their
 handler, so they appear in `/openapi.json` like the core ones.
+
+What a client can make the server hold is bounded by `RpcLimits` (`[rpc]` in config.toml): connections
+in all and per source IP and the time to send headers (`connection_gate`), body size, time and the
+memory of all bodies in flight (`body_guard`), and idle keep-alive time (aiohttp's `keepalive_timeout`).
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from aiohttp import web
 from pocl.node.config import parse_host_port
 from pocl.node.http_server import serve_app
 from pocl.node.interfaces import RpcNode
+from pocl.node.rpc.body_guard import BodyGuard
 from pocl.node.rpc.chain import ChainApi
+from pocl.node.rpc.connection_gate import ConnectionGate
 from pocl.node.rpc.errors import ApiError, error_response
+from pocl.node.rpc.limits import LINGER_S, RpcCounters, RpcLimits, RpcLimitsCollector
 from pocl.node.rpc.openapi import openapi_document
 from pocl.node.rpc.routes import CORE_ROUTES, UNSAFE_ROUTES, Handler, Route
 from pocl.node.rpc.status import StatusApi
 from pocl.node.rpc.txs import TxApi
 from pocl.node.rpc.unsafe import PeerAdminApi
 from pocl.node.rpc.websocket import EventStream
+from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("pocl.rpc")
 
@@ -40,10 +48,17 @@ class RpcServer:
         extra_routes: tuple[Route, ...] = (),
         unsafe: bool = False,
         cors_allowed_origins: tuple[str, ...] | list[str] = (),
+        limits: RpcLimits | None = None,
     ) -> None:
+        """`limits` (from `[rpc]`) bound what clients can make it hold; without it the defaults apply with
+        `max_body_bytes`."""
         self.cors_allowed_origins = frozenset(cors_allowed_origins)
         self.listen_addr = listen_addr
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits if limits is not None else RpcLimits(max_body_bytes=max_body_bytes)
+        self.max_body_bytes = self.limits.max_body_bytes
+        self.counters = RpcCounters()
+        self.gate = ConnectionGate(self.limits, self.counters)
+        self.body_guard = BodyGuard(self.limits, self.gate)
         self.routes = CORE_ROUTES + extra_routes + (UNSAFE_ROUTES if unsafe else ())
         self.events = EventStream(node, max_ws_clients)
         self._handlers: dict[str, Handler] = {
@@ -58,13 +73,23 @@ class RpcServer:
         self.port = 0
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._cors, self._errors])
+        app = web.Application(
+            client_max_size=self.max_body_bytes,
+            middlewares=[self._cors, self.body_guard.middleware, self._errors],
+        )
         for r in self.routes:
             app.router.add_route(r.method, r.path, r.handler or self._handlers[r.handler_name])
         return app
 
     async def start(self) -> None:
-        self._runner, self.port = await serve_app(self.app(), self.listen_addr, what="rpc")
+        self._runner, self.port = await serve_app(
+            self.app(),
+            self.listen_addr,
+            what="rpc",
+            gate=self.gate,
+            keepalive_timeout=self.limits.keepalive_timeout_s,
+            lingering_time=LINGER_S,
+        )
         self.events.start()
         log.info("rpc listening on http://%s:%d", parse_host_port(self.listen_addr)[0], self.port)
 
@@ -72,6 +97,10 @@ class RpcServer:
         self.events.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Export the `pocl_rpc_*` connection, timeout and body counters on a metrics registry."""
+        registry.register(RpcLimitsCollector(self.counters))
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.routes))

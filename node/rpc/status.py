@@ -18,6 +18,7 @@ from pocl.node.rpc.types import (
     OwnValidator,
     PeersView,
     PeerView,
+    ReadyView,
     StatusView,
 )
 from pocl.p2p.addrbook import format_hostport
@@ -32,6 +33,7 @@ class StatusApi:
         return {
             "status": self.status,
             "health": self.health,
+            "ready": self.ready,
             "peers": self.peers,
             "net_info": self.net_info,
             "genesis": self.genesis,
@@ -67,6 +69,7 @@ class StatusApi:
             "node_id": hexstr(node.node_key.pubkey),
             "moniker": node.config.node.moniker,
             "height": chain.height,
+            "earliest_block_height": chain.store.earliest_height,
             "latest_block_hash": hexstr(head.hash) if head else "",
             "latest_block_time_ms": head.header.time_ms if head else node.genesis.genesis_time_ms,
             "state_root": hexstr(chain.state.state_root()),
@@ -77,8 +80,27 @@ class StatusApi:
             "validator": self._validator_json(),
             "p2p": str(node.host.listen_addr) if node.host else "",
             "uptime_s": round(time.time() - node.started_at, 1),
+            "readiness": self._ready_view(),
         }
         return web.json_response(view)
+
+    def _ready_view(self) -> ReadyView:
+        r = self.node.readiness()
+        return {
+            "ready": r.ready,
+            "reasons": list(r.reasons),
+            "detail": list(r.detail),
+            "height": require_chain(self.node).height,
+            "best_peer_height": r.best_peer_height,
+            "lag_blocks": r.lag_blocks,
+            "seconds_since_block": r.seconds_since_block,
+            "disk_free_bytes": r.disk_free_bytes,
+        }
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        """Readiness (`/health` is liveness): 503 with the reasons when not ready."""
+        view = self._ready_view()
+        return web.json_response(view, status=200 if view["ready"] else 503)
 
     async def health(self, _request: web.Request) -> web.Response:
         view: HealthView = {"ok": True, "height": require_chain(self.node).height}

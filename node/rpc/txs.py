@@ -20,7 +20,7 @@ from pocl.node.events import BlockCommitted, NodeEvent
 from pocl.node.interfaces import EventSource, TxNode
 from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.json_view import hexstr, located_tx_json, tx_json
-from pocl.node.rpc.request import block_at, parse_uint, require_chain
+from pocl.node.rpc.request import block_at, parse_uint, pruned_hint, require_chain
 from pocl.node.rpc.routes import Handler
 from pocl.node.rpc.types import LocatedTxView, MempoolView, SubmitView, TxSearchView
 
@@ -88,7 +88,7 @@ class TxApi:
         if pending is not None:
             view: LocatedTxView = {**tx_json(pending), "status": "pending"}  # type: ignore[typeddict-item]
             return web.json_response(view)
-        raise ApiError(404, "tx_not_found", f"transaction {text} is not known")
+        raise ApiError(404, "tx_not_found", f"transaction {text} is not known{pruned_hint(chain)}")
 
     async def submit_tx(self, request: web.Request) -> web.Response:
         require_chain(self.node)  # 503 until the node (and its mempool) is up
@@ -171,7 +171,8 @@ class TxApi:
             raise ApiError(400, "bad_address", str(exc)) from None
         to_height = min(_query_uint(request, "to_height", chain.height), chain.height)
         from_height = _query_uint(request, "from_height", max(1, to_height - MAX_SEARCH_BLOCKS + 1))
-        from_height = max(1, from_height, to_height - MAX_SEARCH_BLOCKS + 1)
+        earliest = chain.store.earliest_height  # pruned blocks are not searched
+        from_height = max(earliest, from_height, to_height - MAX_SEARCH_BLOCKS + 1)
         limit = _query_uint(request, "limit", DEFAULT_SEARCH_LIMIT)
         if not 0 < limit <= MAX_SEARCH_LIMIT:
             raise ApiError(400, "bad_limit", f"limit must be 1..{MAX_SEARCH_LIMIT}")
@@ -192,7 +193,7 @@ class TxApi:
             "to_height": to_height,
             "count": len(found),
             "txs": found,
-            "next_to_height": oldest - 1 if oldest > 1 else None,
+            "next_to_height": oldest - 1 if oldest > earliest else None,
         }
         return web.json_response(view)
 

@@ -36,12 +36,26 @@ class OwnValidator(TypedDict):
     active: bool
 
 
+class ReadyView(TypedDict):
+    """`GET /ready` (200 ready, 503 not) and `/status`'s `readiness`: see node/readiness.py."""
+
+    ready: bool
+    reasons: list[str]  # catching_up | consensus_stalled | disk_low | store_failed
+    detail: list[str]  # one sentence per reason
+    height: int
+    best_peer_height: int  # highest height a peer reported to block sync (0: none known)
+    lag_blocks: int
+    seconds_since_block: float
+    disk_free_bytes: int | None
+
+
 class StatusView(TypedDict):
     chain_id: str
     genesis_hash: str
     node_id: str
     moniker: str
     height: int
+    earliest_block_height: int  # lowest height whose block this node still has (1 unless pruned)
     latest_block_hash: str
     latest_block_time_ms: int
     state_root: str
@@ -52,6 +66,7 @@ class StatusView(TypedDict):
     validator: OwnValidator | None
     p2p: str
     uptime_s: float
+    readiness: ReadyView
 
 
 class HealthView(TypedDict):

@@ -121,11 +121,12 @@ def test_parse_host_port() -> None:
         (
             "[rpc]\nlisten_adr = 1\n",
             "config rpc.listen_adr: unknown key (known: enabled, listen_addr, max_body_bytes, "
-            "max_ws_clients, unsafe, cors_allowed_origins)",
+            "max_ws_clients, max_connections, max_connections_per_source, header_timeout_s, "
+            "body_timeout_s, keepalive_timeout_s, max_buffered_body_bytes, unsafe, cors_allowed_origins)",
         ),
         (
             "[rcp]\n",
-            "config: unknown section [rcp] (known: node, p2p, rpc, consensus, mempool, mining, storage, metrics, faucet)",
+            "config: unknown section [rcp] (known: node, p2p, rpc, consensus, mempool, mining, storage, pruning, metrics, faucet, statesync)",
         ),
         ('rpc = "x"\n', "config rpc: must be a table [rpc]"),
     ],

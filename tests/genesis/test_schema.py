@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pocl.genesis.schema import (
+    HASHED_ONLY_IF_SET,
     LOCALNET_VALIDATOR_COUNT,
     MAP_MARKER,
     GenesisError,
@@ -65,9 +66,30 @@ def test_canonical_encoding_layout() -> None:
     # [address, balance, stake, pubkey, consensus_pubkey, miner]
     assert [V0.address, 7, 5000, V0.pubkey, C0.pubkey, True] in accounts
     assert [A0.address, 42, 0, None, None, False] in accounts
-    assert params == [[k, v] for k, v in sorted(ChainParams().to_json().items())]
+    # defaults filled in, except params added after version 2 (hashed only when set: see the next test)
+    assert params == [[k, v] for k, v in sorted(ChainParams().to_json().items()) if k not in HASHED_ONLY_IF_SET]
     assert pocl == [MAP_MARKER, [["model", "cnn"], ["rounds", [MAP_MARKER, [["commit_blocks", 3]]]]]]
     assert g.hash == tagged_hash(TAG_GENESIS, g.canonical_bytes())
+
+
+def test_later_params_keep_old_genesis_hashes_until_set() -> None:
+    """The PBTS params came after encoding version 2: a genesis without them (every file written before
+    them, the golden vector above) keeps its hash; spelled out at their defaults too; set, they count."""
+    doc = valid_doc()
+    without = copy.deepcopy(doc)
+    for key in HASHED_ONLY_IF_SET:
+        without["params"].pop(key, None)
+    base = parse_genesis(without).hash
+    assert base.hex() == GOLDEN_HASH
+    explicit = copy.deepcopy(without)
+    explicit["params"] |= {k: getattr(ChainParams(), k) for k in HASHED_ONLY_IF_SET}
+    assert parse_genesis(explicit).hash == base
+    for key in HASHED_ONLY_IF_SET:
+        changed = copy.deepcopy(without)
+        changed["params"][key] = getattr(ChainParams(), key) + 1
+        g = parse_genesis(changed)
+        assert g.hash != base
+        assert [key, getattr(ChainParams(), key) + 1] in decode(g.canonical_bytes())[4]
 
 
 def test_hash_ignores_layout_but_not_content() -> None:

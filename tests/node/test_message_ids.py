@@ -16,6 +16,7 @@ RANGE_OF = {
     message_ids.BLOCK_SYNC: message_ids.NETWORK_TYPE_IDS,
     message_ids.CONSENSUS: message_ids.NODE_TYPE_IDS,
     message_ids.TX_GOSSIP: message_ids.NODE_TYPE_IDS,
+    message_ids.STATE_SYNC: message_ids.NODE_TYPE_IDS,
 }
 
 
@@ -39,6 +40,11 @@ def test_wire_ids_are_unchanged() -> None:
         "get_status": 20, "status": 21, "get_blocks": 22, "blocks": 23,
         "proposal": 64, "vote": 65, "get_proposal_block": 66, "proposal_block": 67,
         "tx": 68, "tx_batch": 70,
+        "compact_proposal": 71, "get_block_txs": 72, "block_txs": 73,
+        "tx_announce": 74, "get_tx": 75, "tx_body": 76,
+        "get_snapshots": 80, "snapshots": 81, "get_snapshot_manifest": 82, "snapshot_manifest": 83,
+        "get_snapshot_chunk": 84, "snapshot_chunk": 85, "get_headers": 86, "headers": 87,
+        "get_model": 88, "model": 89,
     }  # fmt: skip
 
 

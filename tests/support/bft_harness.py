@@ -4,6 +4,10 @@ Each `SimNode` wraps a `ConsensusMachine`; `SimNetwork` delivers broadcasts FIFO
 (optionally filtered, to model partitions and Byzantine behaviour), fires timeouts in virtual time,
 serves `FetchBlock` from any node that has the block, and restarts a height after `Decide`.
 
+With `pbts=True` every node has a clock (`clock_ms(name)`: virtual time plus `clock_skew_ms[name]`): its
+blocks carry that time, and a new proposal is judged `is_timely` on the receiver's clock at delivery, as
+`node/consensus_driver.py` does.
+
 The nodes' keys are consensus keys (they sign proposals and votes); `validator_accounts` gives the
 ledger accounts of their operators, for tests that judge the network's evidence against chain state.
 """
@@ -34,7 +38,8 @@ from pocl.consensus.bft.machine import (
     TimeoutFired,
     VoteReceived,
 )
-from pocl.consensus.bft.messages import Proposal, ProposalMessage, VoteMessage, make_vote
+from pocl.consensus.bft.messages import NO_POL_ROUND, Proposal, ProposalMessage, VoteMessage, make_vote
+from pocl.consensus.bft.timely import is_timely
 from pocl.consensus.bft.votes import ValidatorSet
 from pocl.consensus.signing_state import SigningGuard
 from pocl.ledger.block import Block, Header, Vote, txs_root
@@ -43,6 +48,7 @@ from pocl.ledger.params import ChainParams, GenesisAccount
 
 CHAIN_ID = "pocl-test"
 PARAMS = ChainParams()
+SIM_EPOCH_MS = 1_700_000_000_000  # wall-clock time at virtual time 0 (pbts mode)
 
 
 class MemorySigner:
@@ -64,9 +70,10 @@ class MemorySigner:
         return Proposal.create(self.key, self.chain_id, height, round_, block_hash, pol_round)
 
 
-def make_block(height: int, proposer_addr: bytes, tag: str) -> Block:
+def make_block(height: int, proposer_addr: bytes, tag: str, time_ms: int | None = None) -> Block:
     txs = [tag.encode()]
-    header = Header(height, 1_000 * height, b"", proposer_addr, txs_root(txs), bytes(32), b"", b"")
+    t = 1_000 * height if time_ms is None else time_ms
+    header = Header(height, t, b"", proposer_addr, txs_root(txs), bytes(32), b"", b"")
     return Block(header, txs, None)
 
 
@@ -123,6 +130,7 @@ class SimNetwork:
         params: ChainParams = PARAMS,
         latency_ms: int = 10,
         jitter_seed: int | None = None,
+        pbts: bool = False,
     ) -> None:
         self.keys = keys(n)
         self.validators = validator_set(self.keys, powers)
@@ -140,6 +148,8 @@ class SimNetwork:
         self.rng = random.Random(jitter_seed) if jitter_seed is not None else None
         # (src, dst, message) -> delivery delay in ms; overrides FIFO/jitter when set
         self.delay: Callable[[str, str, object], int] | None = None
+        self.pbts = pbts
+        self.clock_skew_ms: dict[str, int] = {}  # pbts mode: a node's clock minus true (virtual) time
         for i, k in enumerate(self.keys):
             self.add_node(f"v{i}", k)
         for j in range(observers):
@@ -159,7 +169,8 @@ class SimNetwork:
             if custom is not None:
                 return custom(height, round_)
             assert key is not None
-            return make_block(height, key.address, f"{_name}/h{height}/r{round_}")
+            t = self.clock_ms(_name) if self.pbts else None
+            return make_block(height, key.address, f"{_name}/h{height}/r{round_}", t)
 
         def valid(block: Block, _invalid: set[bytes] = invalid) -> bool:
             return block.hash not in _invalid
@@ -183,10 +194,18 @@ class SimNetwork:
         for name in self.nodes:
             self.deliver(name, NewHeight(height, self.validators))
 
+    def clock_ms(self, name: str) -> int:
+        """Node `name`'s wall clock (pbts mode)."""
+        return SIM_EPOCH_MS + self.now + self.clock_skew_ms.get(name, 0)
+
     def deliver(self, name: str, event: Event) -> None:
         node = self.nodes[name]
         if node.down:
             return
+        if self.pbts and isinstance(event, ProposalReceived) and event.message.proposal.pol_round == NO_POL_ROUND:
+            p, block = event.message.proposal, event.message.block
+            timely = is_timely(block.header.time_ms, self.clock_ms(name), self.params, p.round)
+            event = dataclasses.replace(event, timely=timely)
         for action in node.machine.handle(event):
             self._apply(node, action)
 
