@@ -33,15 +33,20 @@ def block_at(chain: Chain, height: int) -> Block:
     pruned history, 404 `block_not_found` otherwise."""
     block = chain.store.block(height)
     if block is None:
-        earliest = chain.store.earliest_height
-        if 1 <= height < earliest:
-            raise ApiError(
-                410,
-                "block_pruned",
-                f"block {height} is pruned on this node: the earliest available height is {earliest}",
-            )
+        require_not_pruned(chain, height)
         raise ApiError(404, "block_not_found", f"no block at height {height}")
     return block
+
+
+def require_not_pruned(chain: Chain, height: int) -> None:
+    """410 `block_pruned`, naming the earliest height, for a height below the node's pruned history."""
+    earliest = chain.store.earliest_height
+    if 1 <= height < earliest:
+        raise ApiError(
+            410,
+            "block_pruned",
+            f"block {height} is pruned on this node: the earliest available height is {earliest}",
+        )
 
 
 def pruned_hint(chain: Chain) -> str:

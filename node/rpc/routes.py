@@ -168,9 +168,11 @@ CORE_ROUTES: tuple[Route, ...] = (
         query=(
             (
                 "from_height",
-                "first replay every stored block from this height, then continue live (no gaps)",
+                "first replay every stored block from this height, then continue live (no gaps); "
+                "410 below a pruned node's earliest height",
             ),
         ),
+        errors=(410,),
     ),
     Route("GET", "/openapi.json", "openapi", "This API's OpenAPI 3 document"),
 )

@@ -16,7 +16,7 @@ from pocl.node.events import NodeEvent
 from pocl.node.interfaces import StreamNode
 from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.json_view import replayed_block_messages, stream_messages
-from pocl.node.rpc.request import parse_uint, require_chain
+from pocl.node.rpc.request import parse_uint, require_chain, require_not_pruned
 from pocl.node.rpc.routes import Handler
 
 WS_QUEUE_SIZE = 1024  # events buffered per subscriber; beyond that it is told "lagged" and closed
@@ -77,10 +77,12 @@ class EventStream:
         from_height = None
         if "from_height" in request.query:
             from_height = max(1, parse_uint(request.query["from_height"], "bad_height", "from_height"))
+        chain = require_chain(self.node)
+        if from_height is not None:
+            require_not_pruned(chain, from_height)  # a replay that silently starts later would lose blocks
         ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MSG_BYTES)
         if not ws.can_prepare(request).ok:
             raise ApiError(400, "websocket_required", "GET /events needs a WebSocket upgrade")
-        chain = require_chain(self.node)
         await ws.prepare(request)
         # Subscribe before replaying so nothing committed meanwhile is missed; duplicates are skipped.
         sub = Subscriber()

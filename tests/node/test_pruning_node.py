@@ -153,7 +153,12 @@ async def test_pruning_validator_keeps_finalising_and_tells_what_it_pruned(
             api = Api(session, f"http://127.0.0.1:{validator.rpc.port}")
             status, body = await api.get("/status")
             assert status == 200 and body["earliest_block_height"] >= earliest
-            for path in ("/blocks/1", f"/blocks/{tx_height}/commit", f"/blocks/{tx_height}/txs"):
+            for path in (
+                "/blocks/1",
+                f"/blocks/{tx_height}/commit",
+                f"/blocks/{tx_height}/txs",
+                "/events?from_height=1",  # a replay must not silently start at the earliest height
+            ):
                 status, body = await api.get(path)
                 assert status == 410 and body["error"]["code"] == "block_pruned", (path, body)
                 assert "earliest available height is" in body["error"]["message"]
