@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+from pocl.consensus.bft import commit as bft_commit
 from pocl.consensus.bft.commit import CommitError, verify_commit
 from pocl.consensus.bft.votes import ValidatorSet
 from pocl.ledger.block import Commit, Header
@@ -57,28 +58,12 @@ def check_header_chain(headers: Sequence[Header], top_hash: bytes, bottom_hash: 
 def verify_commit_trusting(
     chain_id: str, commit: Commit, trusted: ValidatorSet, block_hash: bytes, height: int
 ) -> None:
-    """More than 1/3 of `trusted`'s power signed valid precommits for `block_hash` at `height`.
-
-    Signers outside `trusted` are skipped (the set may have changed since); each trusted signature is
-    verified. Raises UntrustedHeader."""
-    if commit.block_hash != block_hash or commit.height != height:
-        raise UntrustedHeader("commit is for another block")
-    seen: set[bytes] = set()
-    power = 0
-    for vote in commit.votes(chain_id):
-        if vote.validator in seen:
-            raise UntrustedHeader("duplicate signer in commit")
-        seen.add(vote.validator)
-        p = trusted.power_of(vote.validator)
-        if p == 0:
-            continue
-        if not vote.verify_signature():
-            raise UntrustedHeader("bad precommit signature in commit")
-        power += p
-    if 3 * power <= trusted.total_power:
-        raise UntrustedHeader(
-            f"trusted validators signed {power} of {trusted.total_power} power, not more than 1/3"
-        )
+    """More than 1/3 of `trusted`'s power signed valid precommits for `block_hash` at `height`
+    (`consensus.bft.commit.verify_commit_trusting`). Raises UntrustedHeader."""
+    try:
+        bft_commit.verify_commit_trusting(chain_id, commit, trusted, block_hash, height)
+    except CommitError as exc:
+        raise UntrustedHeader(exc.reason) from None
 
 
 def verify_commit_full(
