@@ -110,6 +110,9 @@ class NodeProcess:
         self.home = spec.home
         self.extra_args = list(extra_args)
         self.env = env
+        # argv run before the node's own (it must exec it, so `proc` is the node): `ip netns exec NS`,
+        # `prlimit --nofile=S:H --` (tests/perturb/)
+        self.command_prefix: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.home / "node.log"
         self.starts = 0
@@ -129,6 +132,7 @@ class NodeProcess:
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
         cmd = [
+            *self.command_prefix,
             sys.executable,
             "-m",
             "pocl.node.cli",

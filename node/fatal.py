@@ -121,6 +121,12 @@ class FatalStop:
 
     def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
+        if _accept_retried(context):
+            # one line, no traceback (the logging setup rate-limits it: a client can cause it at will)
+            logging.getLogger("asyncio").warning(
+                "socket.accept() out of system resource: %s; accepting again shortly", exc
+            )
+            return
         if isinstance(exc, Exception):
             if self.check(exc, "event loop"):
                 return
@@ -132,6 +138,13 @@ class FatalStop:
             self._previous(loop, context)
         else:
             loop.default_exception_handler(context)
+
+
+def _accept_retried(context: dict[str, Any]) -> bool:
+    """asyncio's server ran out of descriptors in `accept()` (a client flood): it stops accepting for a
+    moment and retries by itself, so this is the RPC's or P2P's load to shed (rate-limited in the log),
+    not a fault of the node's own writes."""
+    return "socket" in context and context.get("message") == "socket.accept() out of system resource"
 
 
 def _hard_exit() -> None:

@@ -35,6 +35,14 @@ class FdLimit:
         return self.after < RECOMMENDED_NOFILE
 
 
+def open_file_limit() -> int | None:
+    """The soft `RLIMIT_NOFILE` now (None where there is none, or it is unlimited)."""
+    if resource is None:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 def raise_nofile_limit(recommended: int = RECOMMENDED_NOFILE) -> FdLimit | None:
     """Soft `RLIMIT_NOFILE` := hard (capped at 2^20); a WARNING if the result is below `recommended`.
     None where the platform has no such limit."""

@@ -35,6 +35,7 @@ from pocl.node.consensus_driver import ConsensusDriver, DecidedBlock
 from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener, pocl_events
 from pocl.node.fatal import FatalStop
 from pocl.node.faucet import Faucet, FaucetSettings, FaucetSetupError
+from pocl.node.fdlimit import open_file_limit
 from pocl.node.home import VALIDATOR_STATE_FILE
 from pocl.node.mempool import AddResult, Mempool, MempoolConfig
 from pocl.node.metrics import NodeMetrics
@@ -193,6 +194,19 @@ class Node:
             round_info=self.pocl.round_info,
         )
 
+    def _rpc_limits(self) -> RpcLimits:
+        limits = RpcLimits.from_section(self.config.rpc)
+        capped = limits.within_fd_limit(open_file_limit())
+        if capped.max_connections != limits.max_connections:
+            log.warning(
+                "[rpc] max_connections %s lowered to %d: a quarter of the open-file limit, so RPC clients "
+                "cannot take the descriptors P2P, LevelDB and the signing state need (raise the limit "
+                "to allow more)",
+                limits.max_connections or "unlimited",
+                capped.max_connections,
+            )
+        return capped
+
     def _host_config(self) -> HostConfig:
         p2p = self.config.p2p
         host, port = parse_host_port(p2p.listen_addr)
@@ -305,7 +319,7 @@ class Node:
             self.rpc = RpcServer(
                 self,
                 self.config.rpc.listen_addr,
-                limits=RpcLimits.from_section(self.config.rpc),
+                limits=self._rpc_limits(),
                 max_ws_clients=self.config.rpc.max_ws_clients,
                 unsafe=self.config.rpc.unsafe,
                 cors_allowed_origins=self.config.rpc.cors_allowed_origins,

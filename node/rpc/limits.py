@@ -27,6 +27,11 @@ DEFAULT_MAX_BUFFERED_BODY_BYTES = 4 * DEFAULT_MAX_BODY_BYTES
 # client can read its answer (413/503) instead of a connection reset; bounded time, no memory.
 LINGER_S = 2.0
 
+# The RPC may hold at most this share of the process's open-file limit: the rest is for P2P, LevelDB
+# and the signing state, so no burst of clients can make the validator fail to persist what it signed.
+RPC_FD_SHARE_DIVISOR = 4
+MIN_RPC_CONNECTIONS = 8
+
 # label values of the counters
 REFUSED_TOTAL = "max_connections"
 REFUSED_PER_SOURCE = "max_connections_per_source"
@@ -52,6 +57,16 @@ class RpcLimits:
     def from_section(cls, rpc: Any) -> RpcLimits:
         """From the `[rpc]` config section (`node.config.RPCSection`)."""
         return cls(**{f.name: getattr(rpc, f.name) for f in dataclasses.fields(cls)})
+
+    def within_fd_limit(self, open_file_limit: int | None) -> RpcLimits:
+        """`max_connections` lowered to a quarter of the open-file limit when it is above that (or
+        unlimited); unchanged where the platform has no such limit."""
+        if open_file_limit is None:
+            return self
+        cap = max(MIN_RPC_CONNECTIONS, open_file_limit // RPC_FD_SHARE_DIVISOR)
+        if self.max_connections and self.max_connections <= cap:
+            return self
+        return dataclasses.replace(self, max_connections=cap)
 
     @property
     def body_budget_bytes(self) -> int:

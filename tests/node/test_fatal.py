@@ -62,6 +62,11 @@ async def test_any_exception_escaping_a_callback_stops_but_other_loop_errors_pas
         loop.call_exception_handler({"message": "socket.accept() out of system resource",
                                      "exception": OSError(errno.ECONNABORTED, "aborted")})  # fmt: skip
         assert fatal.fault is None and len(seen) == 1  # not ours: the previous handler has it
+        # a client flood exhausting descriptors in accept(): asyncio retries by itself, the node goes on
+        loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                     "exception": OSError(errno.EMFILE, "Too many open files"),
+                                     "socket": object()})  # fmt: skip
+        assert fatal.fault is None and not stopped.is_set()
 
         def buggy() -> None:
             raise KeyError("half-finished height")

@@ -357,3 +357,16 @@ def test_failed_accepts_under_emfile_log_one_line_per_interval(tmp_path: Path) -
         child.kill()
     accept_lines = [line for line in err.splitlines() if "socket.accept() out of system resource" in line]
     assert len(clients) > 64 and 1 <= len(accept_lines) <= 2, err[-2000:]  # unfiltered: ~100 lines/s
+
+
+def test_the_rpc_never_holds_more_than_a_quarter_of_the_open_file_limit() -> None:
+    """With a hard limit of 128 and the default 256 connections, a flood made the validator fail its
+    own writes with EMFILE; the cap keeps the rest of the descriptors for P2P, LevelDB and signing."""
+    from pocl.node.rpc.limits import MIN_RPC_CONNECTIONS, RpcLimits
+
+    limits = RpcLimits(max_connections=256)
+    assert limits.within_fd_limit(128).max_connections == 32
+    assert limits.within_fd_limit(1 << 20).max_connections == 256  # a roomy limit changes nothing
+    assert limits.within_fd_limit(None) is limits  # no such limit on this platform
+    assert RpcLimits(max_connections=0).within_fd_limit(4096).max_connections == 1024  # 0 = unlimited
+    assert limits.within_fd_limit(16).max_connections == MIN_RPC_CONNECTIONS

@@ -17,14 +17,24 @@ Layout (nothing is created or changed in the root namespace):
   on every link, and the server still sees the client's real address. Only TCP is delayed (the
   project's P2P and RPC are TCP); ICMP and UDP see only the loss.
 
+- Faults (tests/perturb/): `set_loss(N)` changes every host's loss rule; `drop(src, dst)` drops what
+  `src` sends to `dst` only (a one-way partition); `black_hole(host)` drops everything in and out of
+  `host` without a RST or an ICMP error, as a dead link or a stateful firewall does; `throttle(host,
+  kB/s)` drops what arrives at `host` beyond a rate; `heal()` lifts them all. They live in the table's `fault_in`/`fault_out` chains, made on first use. `pause(proc)` and
+  `resume(proc)` stop and continue a process group (SIGSTOP/SIGCONT).
+
 Use `netns_network(hosts)` as a context manager (teardown in `finally`, also when the test fails):
-`host.run([...])`, `host.popen([...])` (env, cwd; the process is ended at teardown), `host.ip`.
+`host.run([...])`, `host.popen([...])` (env, cwd; the process is ended at teardown), `host.ip`, and
+`host.call(fn, ...)`, which runs `fn` on a thread of the test process that entered the host's namespace
+(sockets it opens live there: an HTTP client reaches the host's loopback without a subprocess).
 `require_netns()` skips the test with the reason where this machine cannot make namespaces.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -36,9 +46,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pytest
 
@@ -54,6 +64,9 @@ RELAY_MARK = 0x2A51  # SO_MARK of the relay's own upstream sockets: not redirect
 RELAY_READY_TIMEOUT_S = 20.0
 COMMAND_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+CLONE_NEWNET = 0x40000000  # setns(2): join a network namespace (this thread only)
+FAULT_CHAINS = {"fault_in": ("input", "iifname"), "fault_out": ("output", "oifname")}
+T = TypeVar("T")
 _NAME = re.compile(rf"^{PREFIX}-(\d+)-")
 
 
@@ -140,6 +153,21 @@ class Host:
     name: str  # the namespace
     ip: str
     _processes: list[subprocess.Popen[Any]]
+    _thread: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` on a thread of this process that joined this host's network namespace
+        (setns applies to the calling thread only), so the sockets it opens are the host's."""
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=self.name, initializer=_enter_netns, initargs=(self.name,)
+            )
+        return self._thread.submit(fn, *args, **kwargs).result()
+
+    def close_thread(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            self._thread = None
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *map(str, argv)]
@@ -219,15 +247,62 @@ class Network:
         counter: a nat rule sees only a connection's first packet)."""
         return self._counts("redirect")
 
-    def _counts(self, verdict: str) -> dict[str, int]:
+    def _counts(self, verdict: str, faults: bool = False) -> dict[str, int]:
+        """Per host, the packets counted by the rules with `verdict`: the fault rules', or the others'."""
         out = {}
         for host in self.hosts:
             data = json.loads(host.run(["nft", "-j", "list", "table", "ip", NFT_TABLE]).stdout)
-            out[host.name] = sum(_rule_counter(item, verdict) for item in data["nftables"])
+            out[host.name] = sum(
+                _rule_counter(item, verdict)
+                for item in data["nftables"]
+                if (item.get("rule", {}).get("chain") in FAULT_CHAINS) == faults
+            )
         return out
+
+    # ------------------------------------------------------------------ faults (tests/perturb/)
+
+    def set_loss(self, percent: int) -> None:
+        """Every host now drops `percent` % of the packets arriving from the subnet."""
+        for host in self.hosts:
+            host.run(["nft", "flush", "chain", "ip", NFT_TABLE, "loss"])
+            rule = f'iifname "{HOST_IFACE}" ip saddr {self.subnet} numgen random mod 100 < {percent} counter drop'
+            host.run(["nft", "add", "rule", "ip", NFT_TABLE, "loss", *rule.split()])
+
+    def drop(self, src: Host, dst: Host) -> None:
+        """A one-way partition: every packet `src` sends to `dst` is dropped on arrival; `dst` -> `src`
+        still flows (so TCP's replies and ACKs from `src` are lost, its data from `dst` arrives)."""
+        _fault_chains(dst)
+        _fault_rule(dst, "fault_in", f'iifname "{HOST_IFACE}" ip saddr {src.ip} counter drop')
+
+    def black_hole(self, host: Host) -> None:
+        """Everything in and out of `host` on the bridge is dropped silently (no RST, no ICMP)."""
+        _fault_chains(host)
+        _fault_rule(host, "fault_in", f'iifname "{HOST_IFACE}" counter drop')
+        _fault_rule(host, "fault_out", f'oifname "{HOST_IFACE}" counter drop')
+
+    def throttle(self, host: Host, kbytes_per_s: int) -> None:
+        """What arrives at `host` beyond `kbytes_per_s` is dropped (a slow, congested link: TCP backs off)."""
+        _fault_chains(host)
+        _fault_rule(
+            host,
+            "fault_in",
+            f'iifname "{HOST_IFACE}" limit rate over {kbytes_per_s} kbytes/second counter drop',
+        )
+
+    def heal(self) -> None:
+        """Lift every `drop`, `black_hole` and `throttle` (the loss and delay stay)."""
+        for host in self.hosts:
+            for chain in FAULT_CHAINS:
+                host.run(["nft", "flush", "chain", "ip", NFT_TABLE, chain], check=False)
+
+    def fault_drops(self) -> dict[str, int]:
+        """Packets the `drop`, `black_hole` and `throttle` rules have dropped so far, per host."""
+        return self._counts("drop", faults=True)
 
     def close(self) -> None:
         """End every process started in the namespaces, then delete the namespaces (and so the veths)."""
+        for host in self.hosts:
+            host.close_thread()
         for proc in reversed(self._processes):
             _stop_group(proc)
         self._processes.clear()
@@ -243,6 +318,39 @@ def _rule_counter(item: dict[str, Any], verdict: str) -> int:
     if not rule or not any(verdict in expr for expr in rule["expr"]):
         return 0
     return sum(expr["counter"]["packets"] for expr in rule["expr"] if "counter" in expr)
+
+
+def _enter_netns(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _fault_chains(host: Host) -> None:
+    """The filter chains the fault rules go into (`nft add` leaves existing ones as they are); they run
+    before the loss chain, and drop regardless of the relay's mark."""
+    for chain, (hook, _) in FAULT_CHAINS.items():
+        spec = f"{{ type filter hook {hook} priority -10; policy accept; }}"
+        host.run(["nft", "add", "chain", "ip", NFT_TABLE, chain, spec])
+
+
+def _fault_rule(host: Host, chain: str, rule: str) -> None:
+    host.run(["nft", "add", "rule", "ip", NFT_TABLE, chain, *rule.split()])
+
+
+def pause(proc: subprocess.Popen[Any]) -> None:
+    """SIGSTOP the process's group: it holds its sockets and state but runs nothing (a VM paused, a
+    stop-the-world GC, a laptop lid closed)."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+
+
+def resume(proc: subprocess.Popen[Any]) -> None:
+    os.killpg(proc.pid, signal.SIGCONT)
 
 
 def _stop_group(proc: subprocess.Popen[Any]) -> None:
