@@ -1,11 +1,19 @@
 """Prometheus metrics of one node (DESIGN §7), served at `http://[metrics] listen_addr/metrics`.
 
+Names follow CometBFT's `namespace_subsystem_name`: `pocl_consensus_*` (BFT: height, the BFT round of
+the height being decided, block interval, missed blocks), `pocl_p2p_*`, `pocl_mempool_*`,
+`pocl_blocksync_*`, `pocl_learning_*` (the PoCL round: phase, participants, winners, rewards, slashes,
+so a PoCL round is never mistaken for a BFT round), `pocl_rpc_*` (`node/rpc/limits.py`), and the
+standard `process_*` / `python_*` collectors. `docs/grafana/pocl-dashboard.json` charts them.
+
 Each node owns its own `CollectorRegistry` (never the process-global one), so tests can run several
 nodes in one process. Live values (height, peers, mempool, sync) are read at scrape time through
 callbacks; history (block interval, rounds per height, missed blocks, PoCL outcomes) is fed by the
 node's typed events (`node.events`) through `observe_event`, which other components may also call,
-and they may register their own collectors on `NodeMetrics.registry`. The node is seen through the
-narrow `interfaces.MetricsNode`.
+and they may register their own collectors on `NodeMetrics.registry`. Labelled series whose values are
+known in advance (phases, reward roles, penalty kinds, validators) are created at zero, so a dashboard
+shows 0 rather than "no data" before the first event. The node is seen through the narrow
+`interfaces.MetricsNode`.
 """
 
 from __future__ import annotations
@@ -14,8 +22,8 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
-from pocl.consensus.pocl.events import PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
-from pocl.consensus.pocl.records import PHASE_DONE, PHASE_NAMES
+from pocl.consensus.pocl.events import Jailed, PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
+from pocl.consensus.pocl.records import PENALTY_SEVERITY, PHASE_DONE, PHASE_NAMES, ROLE_VOTER, ROLE_WINNER
 from pocl.ledger import roles
 from pocl.ledger.events import Event
 from pocl.ledger.keys import address_of, format_address
@@ -24,16 +32,27 @@ from pocl.node.config import parse_host_port
 from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener
 from pocl.node.http_server import serve_app
 from pocl.node.interfaces import MetricsNode
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger("pocl.metrics")
 
 NAMESPACE = "pocl"
+CONSENSUS, P2P, MEMPOOL, BLOCKSYNC, LEARNING = "consensus", "p2p", "mempool", "blocksync", "learning"
 BLOCK_INTERVAL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 ROUNDS_BUCKETS = (1, 2, 3, 4, 6, 8, 16)
-PHASES = tuple(PHASE_NAMES.values())  # the round_phase gauge's labels (1 for the current one)
+PHASES = tuple(PHASE_NAMES.values())  # the learning phase gauge's labels (1 for the current one)
 DONE = PHASE_NAMES[PHASE_DONE]
+REWARD_ROLES = (ROLE_WINNER, ROLE_VOTER)
+VOID = ("false", "true")  # the rounds-finalized counter's `void` label
 
 
 class NodeMetrics:
@@ -41,24 +60,56 @@ class NodeMetrics:
         self.node = node
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, process_cpu_...
+        PlatformCollector(registry=r)  # python_info
+        GCCollector(registry=r)  # python_gc_*
 
-        def gauge(name: str, doc: str, fn: Callable[[], float]) -> Gauge:
-            g = Gauge(name, doc, namespace=NAMESPACE, registry=r)
+        def gauge(subsystem: str, name: str, doc: str, fn: Callable[[], float]) -> Gauge:
+            g = Gauge(name, doc, namespace=NAMESPACE, subsystem=subsystem, registry=r)
             g.set_function(fn)
             return g
 
-        gauge("height", "Height of the latest committed block", self._height)
-        gauge("peers", "Connected P2P peers", self._peers)
-        gauge("mempool_txs", "Transactions waiting in the mempool", self._mempool_txs)
-        gauge("mempool_bytes", "Bytes of the transactions in the mempool", self._mempool_bytes)
-        gauge("syncing", "1 while the node catches up by block sync before joining consensus", self._syncing)
-        gauge("consensus_round", "BFT round of the height being decided", self._consensus_round)
-        self.blocks = Counter("blocks", "Blocks committed by this node", namespace=NAMESPACE, registry=r)
-        self.txs = Counter("txs_committed", "Transactions committed", namespace=NAMESPACE, registry=r)
+        # ---- consensus (BFT)
+        gauge(CONSENSUS, "height", "Height of the latest committed block", self._height)
+        gauge(
+            CONSENSUS,
+            "rounds",
+            "BFT round of the height being decided (0 = its first round; not the PoCL round)",
+            self._consensus_round,
+        )
+        self.validators = Gauge(
+            "validators",
+            "Validators that signed the latest block's height (the current BFT validator set)",
+            namespace=NAMESPACE,
+            subsystem=CONSENSUS,
+            registry=r,
+        )
+        self.validators_power = Gauge(
+            "validators_power",
+            "Total voting power of the current BFT validator set",
+            namespace=NAMESPACE,
+            subsystem=CONSENSUS,
+            registry=r,
+        )
+        self.blocks = Counter(
+            "blocks",
+            "Blocks committed by this node (decided or block-synced)",
+            namespace=NAMESPACE,
+            subsystem=CONSENSUS,
+            registry=r,
+        )
+        self.txs = Counter(
+            "txs",
+            "Transactions in the blocks committed by this node",
+            namespace=NAMESPACE,
+            subsystem=CONSENSUS,
+            registry=r,
+        )
         self.block_interval = Histogram(
             "block_interval_seconds",
             "Time between consecutive block headers",
             namespace=NAMESPACE,
+            subsystem=CONSENSUS,
             registry=r,
             buckets=BLOCK_INTERVAL_BUCKETS,
         )
@@ -66,6 +117,7 @@ class NodeMetrics:
             "rounds_per_height",
             "BFT rounds needed to decide a height (1 = decided in round 0)",
             namespace=NAMESPACE,
+            subsystem=CONSENSUS,
             registry=r,
             buckets=ROUNDS_BUCKETS,
         )
@@ -74,40 +126,93 @@ class NodeMetrics:
             "Blocks whose commit lacks this validator's signature",
             ["validator"],
             namespace=NAMESPACE,
+            subsystem=CONSENSUS,
             registry=r,
         )
-        self.pocl_round = Gauge("round", "Current PoCL round", namespace=NAMESPACE, registry=r)
+        # ---- p2p, mempool, sync
+        gauge(P2P, "peers", "Connected P2P peers", self._peers)
+        gauge(MEMPOOL, "size", "Transactions waiting in the mempool", self._mempool_txs)
+        gauge(MEMPOOL, "size_bytes", "Bytes of the transactions waiting in the mempool", self._mempool_bytes)
+        gauge(
+            BLOCKSYNC,
+            "syncing",
+            "1 while the node catches up (state sync, then block sync) before joining consensus",
+            self._syncing,
+        )
+        # ---- PoCL learning rounds (not BFT rounds)
+        self.pocl_round = Gauge(
+            "round",
+            "Current PoCL (learning) round number",
+            namespace=NAMESPACE,
+            subsystem=LEARNING,
+            registry=r,
+        )
         self.pocl_phase = Gauge(
-            "round_phase",
-            "1 for the PoCL round's current phase",
+            "phase",
+            "1 for the current phase of the PoCL (learning) round, 0 for the others",
             ["phase"],
             namespace=NAMESPACE,
+            subsystem=LEARNING,
             registry=r,
         )
         self.pocl_participants = Gauge(
             "round_participants",
-            "Miners eligible in the current PoCL round",
+            "Miners eligible in the current PoCL (learning) round",
             namespace=NAMESPACE,
+            subsystem=LEARNING,
             registry=r,
         )
         self.pocl_winners = Gauge(
-            "round_winners", "Winners of the last finalized PoCL round", namespace=NAMESPACE, registry=r
+            "round_winners",
+            "Winners of the last finalized PoCL (learning) round",
+            namespace=NAMESPACE,
+            subsystem=LEARNING,
+            registry=r,
         )
         self.pocl_rounds = Counter(
-            "rounds_finalized", "PoCL rounds finalized", ["void"], namespace=NAMESPACE, registry=r
+            "rounds_finalized",
+            "PoCL (learning) rounds finalized, void (model unchanged) or not",
+            ["void"],
+            namespace=NAMESPACE,
+            subsystem=LEARNING,
+            registry=r,
         )
         self.pocl_slashes = Counter(
-            "slashes", "PoCL penalties applied", ["kind"], namespace=NAMESPACE, registry=r
+            "slashes",
+            "PoCL penalties applied (stake burned and jailed), by penalty kind",
+            ["kind"],
+            namespace=NAMESPACE,
+            subsystem=LEARNING,
+            registry=r,
+        )
+        self.pocl_jails = Counter(
+            "jails",
+            "PoCL miners jailed for downtime (missed COMMIT in consecutive rounds; no stake burned)",
+            namespace=NAMESPACE,
+            subsystem=LEARNING,
+            registry=r,
         )
         self.pocl_rewards = Counter(
-            "rewards", "PoCL reward amount paid", ["role"], namespace=NAMESPACE, registry=r
+            "rewards",
+            "PoCL reward amount minted, by role (winner or voter)",
+            ["role"],
+            namespace=NAMESPACE,
+            subsystem=LEARNING,
+            registry=r,
         )
         self.pocl_round_blocks = Gauge(
             "round_duration_blocks",
-            "Blocks the last finalized PoCL round took from opening to finalization",
+            "Blocks the last finalized PoCL (learning) round took from opening to finalization",
             namespace=NAMESPACE,
+            subsystem=LEARNING,
             registry=r,
         )
+        for void in VOID:
+            self.pocl_rounds.labels(void)
+        for kind in PENALTY_SEVERITY:
+            self.pocl_slashes.labels(kind)
+        for role in REWARD_ROLES:
+            self.pocl_rewards.labels(role)
         for phase in PHASES:
             self.pocl_phase.labels(phase).set(0)
         self._handlers: list[NodeEventListener] = []
@@ -165,6 +270,8 @@ class NodeMetrics:
         # Labelled by the operator account (the address its owner knows); the consensus address when
         # no validator record names one.
         out = {pk: roles.operator_of(chain.state, address_of(pk)) or address_of(pk) for pk, _power in vals}
+        self.validators.set(len(vals))
+        self.validators_power.set(sum(power for _pk, power in vals))
         for addr in out.values():
             self.missed.labels(format_address(addr))  # export zeros for every validator
         return out
@@ -229,6 +336,8 @@ class NodeMetrics:
                     self.pocl_round_blocks.set(max(0, height - opened + 1))
             case Slashed():
                 self.pocl_slashes.labels(event.kind).inc()
+            case Jailed():
+                self.pocl_jails.inc()
             case RewardPaid():
                 self.pocl_rewards.labels(event.role).inc(event.amount)
 

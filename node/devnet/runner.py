@@ -16,7 +16,7 @@ block interval, peers, round, phase, participants, winners with scores, and the 
 the held-out test split, which the devnet computes itself from `/models/global?format=npz` with canonical
 inference (and the loss from its exact logits; `report` describes report.json, `plot` the annotated plot). It stops after `--rounds` rounds (or `--blocks`/`--duration`, or Ctrl-C), writes `report.json`,
 `accuracy.png` and `logs/nodeN.log` into the output directory (`--out`, else a new temp dir; printed
-first), removes the node homes in it unless `--keep` (or a node died: its home and log stay), and stops
+first, then node0's web explorer URL), removes the node homes in it unless `--keep` (or a node died: its home and log stay), and stops
 every process it started (also on Ctrl-C and errors). A node that dies is reported as one line: its last
 error line and its log path.
 
@@ -50,6 +50,7 @@ from pocl.node.devnet.network import (
 from pocl.node.devnet.params import DevnetError, DevnetParams, build_parser, parse_params
 from pocl.node.devnet.plot import write_plot
 from pocl.node.devnet.report import build_report, mining_seed, to_json_text, write_report
+from pocl.node.explorer import explorer_url
 from pocl.node.logging import QUIET_LIBRARIES
 
 HEIGHT_LINE_EVERY = 10  # plain mode: a progress line every this many blocks
@@ -105,6 +106,11 @@ def run_devnet(params: DevnetParams) -> int:
         behaviours=params.behaviours,
         epochs=params.epochs,
         batch_size=params.batch_size,
+    )
+    # printed in live mode too: the web explorer is where the rounds can be looked at while they run
+    tell(
+        f"devnet: explorer {explorer_url(cluster.nodes[0].rpc_url)} (node0, while the devnet runs)",
+        flush=True,
     )
     pids: list[int] = []
     stopped_by = "error"

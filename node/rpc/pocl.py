@@ -17,6 +17,12 @@ Routes (passed to `RpcServer(extra_routes=pocl_routes(node))`, so they appear in
                                 POST only from this machine (`node.rpc.local_only`)
     GET /miners/{address}       any account as a miner: registration, eligibility (open and next
                                 round), stake, jail, missed rounds, last reward and penalty
+    GET /rounds                 the newest rounds in a line each (winners, paid, slashed, accuracies)
+    GET /miners                 leaderboard over the newest final rounds: wins, rewards, slashes, scores
+    GET /accounts/{address}/rounds
+                                an account's wins, rewards and slashes in the newest final rounds
+
+The last three read at most `MAX_LIST_ROUNDS` round records per request (what the explorer shows).
 
 Round and phase events reach the WebSocket stream as node events (`node.events.pocl_events`).
 """
@@ -31,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from pocl.consensus.pocl.records import RoundRecord
 from pocl.ledger.keys import KeyFormatError, format_address, parse_address
 from pocl.ledger.state import State
 from pocl.ledger.storage.store import PRUNED_MODEL
@@ -42,16 +49,28 @@ from pocl.node.rpc.errors import ApiError
 from pocl.node.rpc.local_only import require_local
 from pocl.node.rpc.miner_status import miner_status
 from pocl.node.rpc.model_npz import model_arrays, npz_bytes
-from pocl.node.rpc.pocl_views import round_json
+from pocl.node.rpc.pocl_views import account_rounds, leaderboard, round_json, round_summary
 from pocl.node.rpc.request import parse_uint, require_chain
 from pocl.node.rpc.routes import ADDRESS, ROUND_REF, UINT, Route
-from pocl.node.rpc.types import MinerView, MiningStateView, ModelView, PredictView, RoundView
+from pocl.node.rpc.types import (
+    AccountRoundsView,
+    LeaderboardView,
+    MinerView,
+    MiningStateView,
+    ModelView,
+    PredictView,
+    RoundsView,
+    RoundView,
+)
 
 NPZ_CONTENT_TYPE = "application/x-npz"
 # A prediction request: at most this many samples and body bytes (the RPC's own body limit applies too);
 # one prediction runs at a time, in a worker thread (the event loop keeps serving).
 MAX_PREDICT_SAMPLES = 1024
 MAX_PREDICT_BODY_BYTES = 4 * 1024 * 1024
+# `/rounds`, `/miners`, `/accounts/{address}/rounds`: round records read per request (default, at most).
+DEFAULT_LIST_ROUNDS = 50
+MAX_LIST_ROUNDS = 256
 
 
 def require_stored(state: State, round_: int, model_hash: bytes) -> None:
@@ -94,6 +113,67 @@ class PoclApi:
         if head is not None:
             out["next_round_start"] = head.next_start if head.round == n + 1 else 0
         return out
+
+    def _recent(self, state: State, request: web.Request, name: str) -> list[RoundRecord]:
+        """The newest `?{name}=K` round records this node keeps (bounded by MAX_LIST_ROUNDS), newest first;
+        empty before round 1."""
+        k = DEFAULT_LIST_ROUNDS
+        if name in request.query:
+            k = parse_uint(request.query[name], f"bad_{name}", name)
+            if not 1 <= k <= MAX_LIST_ROUNDS:
+                raise ApiError(400, f"bad_{name}", f"{name} must be 1..{MAX_LIST_ROUNDS}")
+        try:
+            latest = self.latest_round_number(state)
+        except ApiError:
+            return []
+        records = (self.node.pocl.record(state, r) for r in range(latest, max(0, latest - k), -1))
+        return [rec for rec in records if rec is not None]
+
+    async def rounds_list(self, request: web.Request) -> web.Response:
+        state = self._state()
+        records = self._recent(state, request, "limit")
+        head = self.node.pocl.head(state)
+        open_rec = records[0] if records and records[0].outcome is None else None
+        model_round, model_hash = self.model_at(state, None)
+        view: RoundsView = {
+            "height": state.height,
+            "open_round": open_rec.round if open_rec is not None else 0,
+            "phase": open_rec.phase_name if open_rec is not None else "",
+            "next_round_start": head.next_start
+            if head is not None
+            else self.node.pocl.params.first_round_height,
+            "model_round": model_round,
+            "model_hash": model_hash.hex(),
+            "rounds": [round_summary(rec) for rec in records],
+        }
+        return web.json_response(view)
+
+    async def miners_board(self, request: web.Request) -> web.Response:
+        records = [rec for rec in self._recent(self._state(), request, "rounds") if rec.outcome is not None]
+        view: LeaderboardView = {
+            "from_round": records[-1].round if records else 0,
+            "to_round": records[0].round if records else 0,
+            "rounds": len(records),
+            "miners": leaderboard(records),
+        }
+        return web.json_response(view)
+
+    async def account_rounds(self, request: web.Request) -> web.Response:
+        try:
+            address = parse_address(request.match_info["address"])
+        except KeyFormatError as exc:
+            raise ApiError(400, "bad_address", str(exc)) from None
+        records = [rec for rec in self._recent(self._state(), request, "rounds") if rec.outcome is not None]
+        wins, rewards, slashes = account_rounds(records, address)
+        view: AccountRoundsView = {
+            "address": format_address(address),
+            "from_round": records[-1].round if records else 0,
+            "to_round": records[0].round if records else 0,
+            "wins": wins,
+            "rewards": rewards,
+            "slashes": slashes,
+        }
+        return web.json_response(view)
 
     async def rounds_latest(self, _request: web.Request) -> web.Response:
         state = self._state()
@@ -305,6 +385,18 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
         ),
         Route(
             "GET",
+            "/rounds",
+            "rounds_list",
+            "The newest PoCL rounds, newest first, one line each: counts, winners, reward paid, slashes and "
+            "accuracies (G_{r-1}'s median baseline, the candidates' scores)",
+            handler=api.rounds_list,
+            query=(
+                ("limit", f"at most this many rounds (default {DEFAULT_LIST_ROUNDS}, max {MAX_LIST_ROUNDS})"),
+            ),
+            response=RoundsView,
+        ),
+        Route(
+            "GET",
             "/rounds/{n}",
             "round",
             "A PoCL round: phase, heights, participants, score matrix, winners, rewards, slashes",
@@ -391,5 +483,35 @@ def pocl_routes(node: PoclReader) -> tuple[Route, ...]:
             (("address", "0x address", ADDRESS),),
             handler=api.miner_by_address,
             response=MinerView,
+        ),
+        Route(
+            "GET",
+            "/miners",
+            "miners_board",
+            "Leaderboard of the miners over the newest final rounds: eligibility, commits, wins, rewards, "
+            "slashes and scores, most rewarded first",
+            handler=api.miners_board,
+            query=(
+                (
+                    "rounds",
+                    f"count the newest this many rounds (default {DEFAULT_LIST_ROUNDS}, max {MAX_LIST_ROUNDS})",
+                ),
+            ),
+            response=LeaderboardView,
+        ),
+        Route(
+            "GET",
+            "/accounts/{address}/rounds",
+            "account_rounds",
+            "An account's PoCL wins, rewards and slashes (with evidence) in the newest final rounds",
+            (("address", "0x address", ADDRESS),),
+            handler=api.account_rounds,
+            query=(
+                (
+                    "rounds",
+                    f"look back this many rounds (default {DEFAULT_LIST_ROUNDS}, max {MAX_LIST_ROUNDS})",
+                ),
+            ),
+            response=AccountRoundsView,
         ),
     )

@@ -174,6 +174,15 @@ CORE_ROUTES: tuple[Route, ...] = (
         ),
         errors=(410,),
     ),
+    Route(
+        "GET",
+        "/search",
+        "search",
+        "What a height, round (round 3), block or tx hash, or address names on this node (the explorer's "
+        "search box); always 200, kind none when nothing",
+        query=(("q", "the text searched (at most 100 characters)", {"type": "string"}),),
+        response=t.SearchView,
+    ),
     Route("GET", "/openapi.json", "openapi", "This API's OpenAPI 3 document"),
 )
 

@@ -2,7 +2,8 @@
 
 Core routes (`routes.CORE_ROUTES`) are served by the handler areas (status, chain, txs, the event
 stream); extension routes (PoCL rounds and models, tx batches) are passed in as `Route`s carrying their
-handler, so they appear in `/openapi.json` like the core ones.
+handler, so they appear in `/openapi.json` like the core ones. The web explorer's page and assets (`/explorer`,
+`/` redirects there) are mounted beside them, outside the OpenAPI document (`pocl.node.explorer`).
 
 What a client can make the server hold is bounded by `RpcLimits` (`[rpc]` in config.toml): connections
 in all and per source IP and the time to send headers (`connection_gate`), body size, time and the
@@ -15,6 +16,8 @@ import logging
 
 from aiohttp import web
 from pocl.node.config import parse_host_port
+from pocl.node.explorer.search import SearchApi
+from pocl.node.explorer.web import mount_explorer
 from pocl.node.http_server import serve_app
 from pocl.node.interfaces import RpcNode
 from pocl.node.rpc.body_guard import BodyGuard
@@ -66,6 +69,7 @@ class RpcServer:
             **ChainApi(node).handlers(),
             **TxApi(node, node).handlers(),
             **self.events.handlers(),
+            **SearchApi(node).handlers(),
             **(PeerAdminApi(node).handlers() if unsafe else {}),
             "openapi": self.openapi,
         }
@@ -79,6 +83,7 @@ class RpcServer:
         )
         for r in self.routes:
             app.router.add_route(r.method, r.path, r.handler or self._handlers[r.handler_name])
+        mount_explorer(app)  # the web page and its assets: not JSON API routes, not in /openapi.json
         return app
 
     async def start(self) -> None:

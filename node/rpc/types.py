@@ -351,6 +351,93 @@ class MinerView(TypedDict):
     height: int
 
 
+class RoundSummaryView(TypedDict):
+    """One round in `/rounds`: its phase and outcome in a line, and the accuracies the chart plots."""
+
+    round: int
+    phase: str
+    final: bool
+    void: bool | None
+    start_height: int
+    end_height: int
+    eligible: int
+    committers: int
+    predictors: int
+    voters: int
+    winners: list[str]
+    total_reward: int
+    slashes: int
+    global_model_hash: str
+    baseline_median_bps: int | None  # G_{r-1}'s accuracy, median over the valid voters' shards
+    score_median_bps: int | None  # the candidates' median scores, median over candidates
+    best_score_bps: int | None
+
+
+class RoundsView(TypedDict):
+    """`/rounds`: the newest rounds this node keeps, newest first, and where the protocol stands."""
+
+    height: int
+    open_round: int  # 0 when none is open
+    phase: str  # the open round's phase ("" when none is open)
+    next_round_start: int  # first height of the next round when none is open (0 otherwise)
+    model_round: int  # r of the current global model G_r (0 = genesis)
+    model_hash: str
+    rounds: list[RoundSummaryView]
+
+
+class LeaderView(TypedDict):
+    address: str
+    eligible: int  # rounds (of those counted) it was eligible in
+    committed: int
+    wins: int
+    rewards: int  # total paid to it
+    rewarded_rounds: int
+    slashes: int
+    slash_kinds: list[str]
+    mean_score_bps: int | None  # over the rounds it was scored in
+    best_score_bps: int | None
+    last_score_bps: int | None  # in the newest round it was scored in
+
+
+class LeaderboardView(TypedDict):
+    """`/miners`: every miner seen in the newest final rounds, most rewarded first."""
+
+    from_round: int
+    to_round: int
+    rounds: int  # final rounds counted
+    miners: list[LeaderView]
+
+
+class AccountSlashView(TypedDict):
+    round: int
+    kind: str
+    slash_bps: int
+    jail_rounds: int
+    evidence: Any
+
+
+class AccountRoundsView(TypedDict):
+    """`/accounts/{address}/rounds`: an account's rewards, wins and slashes in the newest final rounds."""
+
+    address: str
+    from_round: int
+    to_round: int
+    wins: list[int]
+    rewards: list[MinerRewardView]
+    slashes: list[AccountSlashView]
+
+
+class SearchView(TypedDict):
+    """`/search`: what a height, hash or address names on this node (`kind` none when nothing)."""
+
+    query: str
+    kind: str  # block | tx | account | round | none
+    height: NotRequired[int]  # the block's height (block, committed tx) or the round number (round)
+    hash: NotRequired[str]
+    address: NotRequired[str]
+    message: str
+
+
 class Preprocessing(TypedDict):
     input_shape: list[int]
     layout: str

@@ -118,7 +118,7 @@ class NodeProcess:
         return {m.group(1) + (m.group(2) or ""): float(m.group(3)) for m in _METRIC.finditer(text)}
 
     def height(self) -> int:
-        return int(self.metrics().get("pocl_height", 0))
+        return int(self.metrics().get("pocl_consensus_height", 0))
 
     def wait_height(self, height: int, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout

@@ -29,7 +29,7 @@ def scrape_metrics(port: int) -> str:
 
 def missed(text: str, address: str) -> float:
     for line in text.splitlines():
-        if line.startswith(f'pocl_missed_blocks_total{{validator="{address}"}}'):
+        if line.startswith(f'pocl_consensus_missed_blocks_total{{validator="{address}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -143,7 +143,7 @@ def test_cli_against_a_four_node_cluster(make_cluster, capsys, tmp_path: Path) -
     text = scrape_metrics(n0.spec.ports.metrics)
     gap3, gap0 = missed(text, m3.spec.address) - base3, missed(text, n0.spec.address) - base0
     assert gap3 >= 3 and gap3 > gap0, (gap3, gap0)
-    assert "pocl_peers 2.0" in text or "pocl_peers 3.0" in text
+    assert "pocl_p2p_peers 2.0" in text or "pocl_p2p_peers 3.0" in text
 
     n2_height = n2.height()
     cluster.wait_for_height(n2_height + 1, [n2])

@@ -5,7 +5,6 @@ for: `/net_info`, `/genesis`, `POST /txs?wait=commit`, txs by account and by hei
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from jsonschema import ValidationError
@@ -15,26 +14,13 @@ from pocl.node.node import Node
 from pocl.node.rpc.openapi import openapi_document
 from pocl.node.rpc.routes import CORE_ROUTES
 
+from tests.support.openapi_check import check
 from tests.support.rpc_node import FAUCET, Api
 
 openapi_schema_validator = pytest.importorskip("openapi_schema_validator")
 
 CHAIN = "rpc-test"
 CAROL = PrivateKey.from_seed_text("rpc-carol")
-
-
-def response_schema(doc: dict, path: str, method: str, status: int) -> dict[str, Any]:
-    op = doc["paths"][path][method]
-    resp = op["responses"][str(status)]
-    if "$ref" in resp:
-        resp = doc["components"]["responses"][resp["$ref"].rsplit("/", 1)[-1]]
-    return resp["content"]["application/json"]["schema"]
-
-
-def check(doc: dict, path: str, method: str, status: int, body: Any) -> None:
-    """Validate a response body against the documented schema of (path, method, status)."""
-    schema = {**response_schema(doc, path, method, status), "components": doc["components"]}
-    openapi_schema_validator.OAS30Validator(schema).validate(body)
 
 
 def test_response_schemas_are_typed_and_strict() -> None:
