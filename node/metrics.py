@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from pocl.consensus.pocl.events import Jailed, PhaseStarted, RewardPaid, RoundFinalized, RoundOpened, Slashed
@@ -64,8 +65,12 @@ class NodeMetrics:
         PlatformCollector(registry=r)  # python_info
         GCCollector(registry=r)  # python_gc_*
 
+        def under(subsystem: str) -> dict[str, Any]:
+            """Where a metric lives: `pocl_<subsystem>_<name>` on this node's registry."""
+            return {"namespace": NAMESPACE, "subsystem": subsystem, "registry": r}
+
         def gauge(subsystem: str, name: str, doc: str, fn: Callable[[], float]) -> Gauge:
-            g = Gauge(name, doc, namespace=NAMESPACE, subsystem=subsystem, registry=r)
+            g = Gauge(name, doc, **under(subsystem))
             g.set_function(fn)
             return g
 
@@ -80,54 +85,40 @@ class NodeMetrics:
         self.validators = Gauge(
             "validators",
             "Validators that signed the latest block's height (the current BFT validator set)",
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
         )
         self.validators_power = Gauge(
             "validators_power",
             "Total voting power of the current BFT validator set",
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
         )
         self.blocks = Counter(
             "blocks",
             "Blocks committed by this node (decided or block-synced)",
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
         )
         self.txs = Counter(
             "txs",
             "Transactions in the blocks committed by this node",
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
         )
         self.block_interval = Histogram(
             "block_interval_seconds",
             "Time between consecutive block headers",
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
             buckets=BLOCK_INTERVAL_BUCKETS,
         )
         self.rounds = Histogram(
             "rounds_per_height",
             "BFT rounds needed to decide a height (1 = decided in round 0)",
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
             buckets=ROUNDS_BUCKETS,
         )
         self.missed = Counter(
             "missed_blocks",
             "Blocks whose commit lacks this validator's signature",
             ["validator"],
-            namespace=NAMESPACE,
-            subsystem=CONSENSUS,
-            registry=r,
+            **under(CONSENSUS),
         )
         # ---- p2p, mempool, sync
         gauge(P2P, "peers", "Connected P2P peers", self._peers)
@@ -143,69 +134,51 @@ class NodeMetrics:
         self.pocl_round = Gauge(
             "round",
             "Current PoCL (learning) round number",
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_phase = Gauge(
             "phase",
             "1 for the current phase of the PoCL (learning) round, 0 for the others",
             ["phase"],
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_participants = Gauge(
             "round_participants",
             "Miners eligible in the current PoCL (learning) round",
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_winners = Gauge(
             "round_winners",
             "Winners of the last finalized PoCL (learning) round",
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_rounds = Counter(
             "rounds_finalized",
             "PoCL (learning) rounds finalized, void (model unchanged) or not",
             ["void"],
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_slashes = Counter(
             "slashes",
             "PoCL penalties applied (stake burned and jailed), by penalty kind",
             ["kind"],
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_jails = Counter(
             "jails",
             "PoCL miners jailed for downtime (missed COMMIT in consecutive rounds; no stake burned)",
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_rewards = Counter(
             "rewards",
             "PoCL reward amount minted, by role (winner or voter)",
             ["role"],
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         self.pocl_round_blocks = Gauge(
             "round_duration_blocks",
             "Blocks the last finalized PoCL (learning) round took from opening to finalization",
-            namespace=NAMESPACE,
-            subsystem=LEARNING,
-            registry=r,
+            **under(LEARNING),
         )
         for void in VOID:
             self.pocl_rounds.labels(void)

@@ -68,7 +68,7 @@ from pocl.node.miner_payloads import (
     shard_payload,
     vote_payload,
 )
-from pocl.node.miner_store import MinerStore, MinerStoreError, RoundSecrets
+from pocl.node.miner_store import KEEP_ROUNDS, MinerStore, MinerStoreError, RoundSecrets
 
 log = logging.getLogger("pocl.miner")
 
@@ -200,6 +200,7 @@ class Miner:
         self._no_fresh_shard: set[tuple[int, bytes]] = set()  # (round, G_{r-1} hash): sits it out
         self._submitted: dict[tuple[int, str], tuple[bytes, int]] = {}
         self._said: set[tuple[int, str]] = set()  # (round, message) logged once
+        self._kept_from = 0  # rounds below this are forgotten (`_forget_before`)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
@@ -401,6 +402,7 @@ class Miner:
         if head is None:
             return
         rec = pocl.open_record(state)
+        self._forget_before(max(head.round, rec.round if rec is not None else 0) - KEEP_ROUNDS + 1)
         if rec is None:  # between rounds: prepare the next one from the final G_{r-1}
             if self.committing and self._may_be_eligible(state, head.round):
                 self._ensure_training(head.round, head.model_hash)
@@ -426,6 +428,20 @@ class Miner:
                 self._predict(rec, state)
         elif rec.phase == PHASE_VOTE and self.address in rec.revealed and self.address not in rec.voters:
             self._vote(rec, state)
+
+    def _forget_before(self, round_: int) -> None:
+        """Drop what this miner holds for rounds before `round_`: a round's secrets carry its weights and
+        test shard (~150 KB with cnn-digits) and a devnet runs a round every few blocks, so keeping them
+        grew RSS by MBs per 1,000 blocks (issue 16 soak). Safe: a closed round takes no more txs from us,
+        and the last KEEP_ROUNDS rounds stay (as on disk, `MinerStore.prune`)."""
+        if round_ <= self._kept_from:
+            return
+        self._kept_from = round_
+        for r in [r for r in self._secrets if r < round_]:
+            del self._secrets[r]
+        self._submitted = {k: v for k, v in self._submitted.items() if k[0] >= round_}
+        self._said = {k for k in self._said if k[0] >= round_}
+        self._no_fresh_shard = {k for k in self._no_fresh_shard if k[0] >= round_}
 
     def _may_be_eligible(self, state: Any, round_: int) -> bool:
         """Stake and jail as the state says now (the eligible set itself is fixed at s_r)."""

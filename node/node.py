@@ -36,6 +36,7 @@ from pocl.node.events import BlockCommitted, NodeEvent, NodeEventListener, pocl_
 from pocl.node.fatal import FatalStop
 from pocl.node.faucet import Faucet, FaucetSettings, FaucetSetupError
 from pocl.node.fdlimit import open_file_limit
+from pocl.node.heap_trim import trim_periodically
 from pocl.node.home import VALIDATOR_STATE_FILE
 from pocl.node.mempool import AddResult, Mempool, MempoolConfig
 from pocl.node.metrics import NodeMetrics
@@ -237,6 +238,7 @@ class Node:
         self.fatal.install(asyncio.get_running_loop())
         limit_blas_threads()
         keep_large_buffers_in_heap()
+        self._tasks.append(asyncio.create_task(trim_periodically(), name="heap-trim"))
         self.faucet = self._make_faucet()  # a bad [faucet] section fails before anything starts
         self.chain = chain = self._open_chain()
         self.mempool = Mempool(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from pocl.ledger.codec import Struct
 from pocl.ledger.hashing import tagged_hash
 
@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 TAG_GOSSIP = b"pocl/p2p-gossip"
 
 DEFAULT_SEEN_SIZE = 100_000
+# How long a gossip message id is remembered. Copies of a message arrive over the other paths within
+# seconds, so two minutes (libp2p gossipsub's seen TTL) still drops them all; without an age limit the
+# cache only stopped growing at DEFAULT_SEEN_SIZE ids (~25 MB, hours of blocks: the soak's RSS slope).
+# A copy arriving later is validated again (a vote or tx already applied is a harmless no-op) and
+# relayed once more, which is what the consensus reactor's rebroadcast of a stalled height wants anyway.
+DEFAULT_SEEN_TTL_S = 120.0
 DEFAULT_RATE_MSGS = 2_000.0  # messages per second per peer, sustained
 DEFAULT_BURST_MSGS = 10_000.0
 DEFAULT_RATE_BYTES = 16 * 1024 * 1024.0  # bytes per second per peer, sustained
@@ -53,13 +59,24 @@ def _message_id_raw(type_id: int, raw_body: bytes) -> bytes:
 
 
 class SeenCache:
-    """Bounded set of message ids with least-recently-seen eviction (a cachetools LRU cache)."""
+    """Bounded set of message ids with least-recently-seen eviction (a cachetools LRU cache); with
+    `ttl_s`, an id is also forgotten `ttl_s` seconds after it was last added (a TTL cache), so the
+    memory follows the message rate, not the run's length."""
 
-    def __init__(self, max_size: int = DEFAULT_SEEN_SIZE) -> None:
+    def __init__(
+        self,
+        max_size: int = DEFAULT_SEEN_SIZE,
+        ttl_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_size <= 0:
             raise ValueError("max_size must be positive")
+        if ttl_s is not None and ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
         self.max_size = max_size
-        self._ids: LRUCache[bytes, None] = LRUCache(max_size)
+        self._ids: LRUCache[bytes, None] | TTLCache[bytes, None] = (
+            LRUCache(max_size) if ttl_s is None else TTLCache(max_size, ttl_s, timer=clock)
+        )
 
     def __contains__(self, mid: object) -> bool:
         return mid in self._ids
@@ -69,10 +86,10 @@ class SeenCache:
 
     def add(self, mid: bytes) -> bool:
         """Record `mid`; returns False if it was already there (and refreshes it)."""
-        if mid in self._ids:  # `in` leaves the order alone; a lookup makes it the most recent
-            self._ids[mid]
+        if mid in self._ids:  # `in` leaves the order alone; setting again makes it the most recent
+            self._ids[mid] = None  # (and, with a TTL, restarts its clock)
             return False
-        self._ids[mid] = None  # evicts the least recently seen one past max_size
+        self._ids[mid] = None  # evicts the least recently seen one past max_size (and expired ones)
         return True
 
     def discard(self, mid: bytes) -> None:
@@ -131,6 +148,7 @@ class Gossip:
         host: Host,
         *,
         seen_size: int = DEFAULT_SEEN_SIZE,
+        seen_ttl_s: float = DEFAULT_SEEN_TTL_S,
         rate_msgs: float = DEFAULT_RATE_MSGS,
         burst_msgs: float = DEFAULT_BURST_MSGS,
         rate_bytes: float = DEFAULT_RATE_BYTES,
@@ -139,7 +157,7 @@ class Gossip:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
-        self.seen = SeenCache(seen_size)
+        self.seen = SeenCache(seen_size, seen_ttl_s, clock)
         self.stats = GossipStats()
         self.invalid_penalty = invalid_penalty
         self._rates = (rate_msgs, burst_msgs, rate_bytes, burst_bytes)

@@ -29,8 +29,8 @@ of that block. Txs update the record and write their entry. `end_block` applies 
 on FINALIZE it runs `finalize_round`, pays rewards (new issuance), slashes (burns) and jails, counts
 missed COMMITs and jails miners absent `max_missed_rounds` rounds in a row (`schedule.downtime`), stores
 G_r, remembers the round's revealed weights hashes (so a copied model is not new for `memory_rounds`
-rounds, like a replayed shard), prunes the round's weight-carrying predict entries (the txs stay in the
-blocks) and schedules round r+1 at `end + 1 + round_gap_blocks`.
+rounds, like a replayed shard), deletes the round's per-miner entries (the txs stay in the blocks; the
+record keeps the outcome) and schedules round r+1 at `end + 1 + round_gap_blocks`.
 """
 
 from __future__ import annotations
@@ -441,14 +441,27 @@ class PoclExecution:
         self._remember(state, rec.round, sorted({e.weights_hash for e in data.predictions.values()}))
         if rec.round > self.params.memory_rounds:
             self._forget(state, rec.round - self.params.memory_rounds)
-        for m in rec.predictors:  # weights are bulky and live on in the block's txs
-            state.delete_raw(NS_POCL, predict_key(rec.round, m))
+        self._forget_entries(state, rec)
         done = schedule.mark_finalized(rec, ctx.height, out)
         self._put(state, round_key(rec.round), done)
         nxt = schedule.next_round_start(done, self.params)
         self._put(state, HEAD_KEY, dataclasses.replace(head, round=rec.round + 1, next_start=nxt))
         ctx.events.append(RoundFinalized(rec.round, out.void, tuple(out.winners), out.model_hash, nxt))
         return result
+
+    @staticmethod
+    def _forget_entries(state: State, rec: RoundRecord) -> None:
+        """Delete a final round's per-miner entries: nothing reads them once the outcome is recorded (the
+        txs stay in the blocks, what is not new stays in the fingerprint index), and keeping them grew
+        state, which every node holds in memory, by the round's shards, labels and weights each round."""
+        for key_fn, miners in (
+            (commit_key, rec.committers),
+            (shard_key, rec.shard_owners),
+            (predict_key, rec.predictors),
+            (vote_key, rec.voters),
+        ):
+            for m in miners:
+                state.delete_raw(NS_POCL, key_fn(rec.round, m))
 
     def _downtime(self, state: State, ctx: BlockContext, rec: RoundRecord) -> None:
         """Count the round's missed COMMITs and jail miners absent `max_missed_rounds` rounds in a row."""

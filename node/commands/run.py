@@ -21,6 +21,7 @@ from pocl.node.errors import UserError
 from pocl.node.fatal import WATCHDOG_S
 from pocl.node.fdlimit import raise_nofile_limit
 from pocl.node.home import ACCOUNT_KEY, CONSENSUS_KEY, NodeHome
+from pocl.node.memtrace import MemoryTrace
 from pocl.node.pidfile import pid_file_path, remove_pid_file, write_pid_file
 
 HELP = "run the node (validator if its consensus key is in the validator set)"
@@ -74,11 +75,15 @@ async def _serve(node: Any) -> None:
         loop.add_signal_handler(sig, shutdown.request_stop, sig.name)
     loop.add_signal_handler(FORCE_SIGNAL, lambda: shutdown.request_stop(FORCE_SIGNAL.name, force=True))
     pid_path = pid_file_path(NodeHome.at(node.home).data_dir)
+    trace = MemoryTrace.from_env()  # debug only: off unless POCL_MEMTRACE is set
+    trace_task = asyncio.create_task(trace.run()) if trace is not None else None
     try:
         await node.start()
         write_pid_file(pid_path)
         await shutdown.stopping.wait()
     finally:
+        if trace_task is not None:
+            trace_task.cancel()
         await node.stop()
         remove_pid_file(pid_path)
 

@@ -21,5 +21,4 @@
     limits.py      RpcLimits ([rpc] bounds), their counters and the pocl_rpc_* metrics
     connection_gate.py  connection caps at accept, the header-read timeout
     body_guard.py  bodies: 413 by Content-Length, the in-flight budget (503 rpc_busy), the body timeout
-    heap_trim.py   gc + malloc_trim after a burst of large bodies
 """

@@ -20,9 +20,9 @@ import asyncio
 import logging
 
 from aiohttp import web
+from pocl.node.heap_trim import HeapTrimmer
 from pocl.node.rpc.connection_gate import ConnectionGate, GuardedConnection
 from pocl.node.rpc.errors import error_response
-from pocl.node.rpc.heap_trim import HeapTrimmer
 from pocl.node.rpc.limits import BODY_BUSY, BODY_TOO_LARGE, TIMEOUT_BODY, RpcLimits
 from pocl.node.rpc.routes import Handler
 

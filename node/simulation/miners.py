@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pocl.consensus.pocl import schedule
@@ -25,6 +26,8 @@ from pocl.consensus.pocl.txs import (
     KIND_POCL_VOTE,
     SALT_LEN,
     PredictPayload,
+    ShardPayload,
+    VotePayload,
 )
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.tx import SignedTx
@@ -197,37 +200,51 @@ def public_shard_inputs(chain: InProcessChain, rec: RoundRecord) -> dict[bytes, 
     return {a: e.test_x.to_numpy(1 << 30) for a, e in sorted(data.shards.items())}
 
 
-def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, bytes]]:
-    """(address, weights) revealed in round `round_` (finalized), the outcome's ranking first, then the
-    other revealers by address: read from the round's pocl.predict txs in its blocks, as a node's miner
-    reads them over RPC (the chain prunes revealed weights from state once a round is final)."""
+def _final_round_txs(
+    chain: InProcessChain, round_: int, kind: str
+) -> tuple[RoundRecord | None, dict[bytes, Any]]:
+    """Round `round_`'s record if final, and the payloads of its `kind` txs by sender, read from the
+    round's blocks (as a node's miner reads them over RPC: a final round's entries are deleted from state)."""
     rec = chain.pocl.record(chain.state, round_) if round_ >= 1 else None
     if rec is None or rec.outcome is None:
-        return []
-    weights: dict[bytes, bytes] = {}
+        return None, {}
+    payload_type = {
+        KIND_POCL_PREDICT: PredictPayload,
+        KIND_POCL_SHARD: ShardPayload,
+        KIND_POCL_VOTE: VotePayload,
+    }
+    out: dict[bytes, Any] = {}
     for block in chain.blocks:
         if rec.start_height <= block.height <= rec.end_height:
             for raw in block.txs:
                 stx = SignedTx.decode(raw)
-                if stx.tx.kind == KIND_POCL_PREDICT:
-                    payload = PredictPayload.from_list(stx.tx.payload)
+                if stx.tx.kind == kind:
+                    payload = payload_type[kind].from_list(stx.tx.payload)
                     if payload.round == round_:
-                        weights[stx.sender_address] = payload.weights
+                        out[stx.sender_address] = payload
+    return rec, out
+
+
+def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, bytes]]:
+    """(address, weights) revealed in round `round_` (finalized), the outcome's ranking first, then the
+    other revealers by address, from the round's pocl.predict txs."""
+    rec, predicts = _final_round_txs(chain, round_, KIND_POCL_PREDICT)
+    if rec is None or rec.outcome is None:
+        return []
     order = rec.outcome.ranking + sorted(a for a in rec.revealed if a not in rec.outcome.ranking)
-    return [(a, weights[a]) for a in order if a in weights]
+    return [(a, predicts[a].weights) for a in order if a in predicts]
 
 
 def revealed_shards(chain: InProcessChain, round_: int) -> list[tuple[bytes, np.ndarray, np.ndarray]]:
-    """(address, test inputs, revealed labels) of round `round_`'s committers whose labels opened their
-    commitment, by address: public in state (shard and vote entries) once the round's VOTE is over."""
-    rec = chain.pocl.record(chain.state, round_) if round_ >= 1 else None
+    """(address, test inputs, revealed labels) of round `round_`'s voters whose labels opened their
+    commitment (the outcome's accuracy columns), by address, from the round's shard and vote txs."""
+    rec, shards = _final_round_txs(chain, round_, KIND_POCL_SHARD)
+    _, votes = _final_round_txs(chain, round_, KIND_POCL_VOTE)
     if rec is None or rec.outcome is None:
         return []
-    data = chain.pocl.round_data(chain.state, rec)
     max_bytes = 1 << 30
-    out = []
-    for a in sorted(data.votes):
-        vote, shard = data.votes[a], data.shards.get(a)
-        if vote.labels_ok and shard is not None:
-            out.append((a, shard.test_x.to_numpy(max_bytes), vote.labels.to_numpy(max_bytes)))
-    return out
+    return [
+        (a, shards[a].test_x.to_numpy(max_bytes), votes[a].labels.to_numpy(max_bytes))
+        for a in rec.outcome.voters
+        if a in shards and a in votes
+    ]

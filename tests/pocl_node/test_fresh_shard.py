@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pocl.consensus.pocl.txs import KIND_POCL_COMMIT
+from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_SHARD, ShardPayload
 from pocl.ledger.tx import SignedTx
 from pocl.ml.adversary import Behaviour
 from pocl.ml.shards import MinerData
@@ -43,8 +43,13 @@ def one_round() -> Simulation:
 
 
 def opened_shard(sim: Simulation, i: int) -> np.ndarray:
-    data = sim.chain.pocl.round_data(sim.chain.state, sim.chain.pocl.record(sim.chain.state, 1))
-    return data.shards[sim.miners[i].address].test_x.to_numpy(1 << 30)
+    """Miner i's round-1 shard as its `pocl.shard` tx opened it (a final round's entries are deleted)."""
+    for blk in sim.chain.blocks:
+        for raw in blk.txs:
+            stx = SignedTx.decode(raw)
+            if stx.tx.kind == KIND_POCL_SHARD and stx.sender_address == sim.miners[i].address:
+                return ShardPayload.from_list(stx.tx.payload).test_x.to_numpy(1 << 30)
+    raise AssertionError(f"miner {i} opened no shard")
 
 
 def with_slot_replaced(data: MinerData, round_: int, x: np.ndarray) -> MinerData:

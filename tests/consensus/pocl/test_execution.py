@@ -18,6 +18,7 @@ from pocl.consensus.pocl.records import (
 from pocl.consensus.pocl.rewards import split_proportional
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT, KIND_POCL_PREDICT, KIND_POCL_SHARD, KIND_POCL_VOTE
 from pocl.consensus.pocl.validate import E_NO_ROUND, E_NOT_ELIGIBLE, E_WRONG_PHASE
+from pocl.ledger.state import full_key
 from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
 from pocl.ml.model.weights import decode_weights
 
@@ -62,8 +63,10 @@ def test_round_runs_on_chain(chain: Chain) -> None:
     assert chain.state.global_model_hash == out.model_hash != out.prev_model_hash
     weights = decode_weights(chain.s.params.model_spec(), chain.state.get_model(out.model_hash))
     assert len(weights) == len(chain.s.global_weights)
-    # predict entries (with weights) are pruned once final
+    # once final, the round's per-miner entries (commits, shards, weights, labels) are deleted: state
+    # keeps one record per round, not every miner's data (issue 16: it is held in memory)
     assert all(chain.state.get_raw(NS_POCL, predict_key(1, m)) is None for m in rec1.predictors)
+    assert round_entry_keys(chain, 1) == []
     finals = [e for e in chain.events if isinstance(e, RoundFinalized)]
     assert finals and finals[0].round == 1 and finals[0].next_round_start == 6
     phases = [(e.round, e.phase, e.start_height) for e in chain.events if isinstance(e, PhaseStarted)]
@@ -221,3 +224,10 @@ def test_second_round_builds_on_the_first(chain: Chain) -> None:
     assert rec2.outcome.penalties == [] and len(rec2.outcome.winners) == 2
     assert chain.state.global_model_hash == rec2.outcome.model_hash != g1
     assert chain.pocl.head(chain.state).model_round == 2
+    assert round_entry_keys(chain, 1) == round_entry_keys(chain, 2) == []
+
+
+def round_entry_keys(chain: Chain, round_: int) -> list[bytes]:
+    """The state keys of round `round_`'s commit, shard, predict and vote entries."""
+    prefixes = [full_key(NS_POCL, p + round_.to_bytes(8, "big")) for p in (b"c", b"s", b"p", b"v")]
+    return [k for k in chain.state.entries_snapshot() if any(k.startswith(p) for p in prefixes)]

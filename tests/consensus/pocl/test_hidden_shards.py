@@ -237,12 +237,13 @@ def test_an_unopened_shard_is_withholding(attempt: str) -> None:
     assert rec.predictors == honest
     data = c.pocl.round_data(c.state, rec)
     assert all(len(data.predictions[a].predictions) == len(honest) - 1 for a in honest)
+    commit_tx = CommitEntry.decode(c.state.get_raw(NS_POCL, commit_key(1, m3.address))).tx_hash
     drive(c, in_phase(c, 1, PHASE_DONE))
+    assert c.state.get_raw(NS_POCL, commit_key(1, m3.address)) is None  # final: entries deleted
     rec = record(c, 1)
     out = rec.outcome
     assert m3.address not in out.predictors and m3.address not in out.voters
     assert out.predictors == out.voters == honest and all(len(row) == len(honest) for row in out.accuracy)
-    commit_tx = CommitEntry.decode(c.state.get_raw(NS_POCL, commit_key(1, m3.address))).tx_hash
     assert withhold_penalties(c, 1) == {m3.address: [PENALTY_WITHHOLD, 1, commit_tx, b"shard"]}
     slashed = [e for e in c.events if isinstance(e, Slashed)]
     expected = STAKE * c.s.params.slash_withhold_bps // 10_000
