@@ -4,7 +4,7 @@ follows the `/events` WebSocket for live updates. See docs/explorer.md.
 
     web.py       the page and its assets: routes outside the OpenAPI document, content types, CSP
     search.py    `GET /search?q=`: what a height, hash or address names (a JSON route of the RPC)
-    static/      index.html, app.js, style.css, favicon.svg
+    index.html, app.js, style.css, favicon.svg   the page (served under /explorer/static/)
 """
 
 from pocl.node.explorer.web import EXPLORER_PATH, explorer_url, mount_explorer

@@ -59,9 +59,9 @@ class Asset:
 
 
 def load_assets() -> dict[str, Asset]:
-    """The files under static/ of the installed package, by name."""
+    """The page files of the installed package (html, js, css, svg beside this module), by name."""
     out: dict[str, Asset] = {}
-    for entry in resources.files(__package__).joinpath("static").iterdir():
+    for entry in resources.files(__package__).iterdir():
         suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
         if entry.is_file() and suffix in CONTENT_TYPES:
             out[entry.name] = Asset(entry.read_bytes(), CONTENT_TYPES[suffix])

@@ -95,7 +95,9 @@ def test_non_editable_install_in_a_fresh_venv_runs_devnet(tmp_path: Path) -> Non
     source = tmp_path / "checkout"
     shutil.copytree(ROOT, source, ignore=COPY_IGNORE)
     venv = tmp_path / "venv"
-    _ok(_run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, 120))  # pip, setuptools: the .pth below
+    _ok(
+        _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, 120)
+    )  # pip, setuptools: the .pth below
     python = venv / "bin" / "python"
     fresh_site = Path(
         _ok(
@@ -105,21 +107,30 @@ def test_non_editable_install_in_a_fresh_venv_runs_devnet(tmp_path: Path) -> Non
         ).strip()
     )
     (fresh_site / "repo_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheels = tmp_path / "wheels"
+    build = _run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "wheel",
+            "--no-index",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        tmp_path,
+        300,
+    )
+    _ok(build)
+    # the build is clean: no setuptools warning (a licence table, a data folder taken for a package, ...)
+    assert "check.warn" not in build.stderr and "Deprecat" not in build.stderr, build.stderr
+    (wheel,) = wheels.glob("pocl-*.whl")
     _ok(
         _run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-index",
-                "--no-deps",
-                "--no-build-isolation",
-                str(source),
-            ],
-            tmp_path,
-            300,
+            [str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(wheel)], tmp_path, 300
         )
     )
     elsewhere = tmp_path / "elsewhere"
@@ -138,6 +149,18 @@ def test_non_editable_install_in_a_fresh_venv_runs_devnet(tmp_path: Path) -> Non
         )
     )
     assert where[0] == [str(fresh_site / "pocl")] and where[1].startswith(str(fresh_site / "pocl" / "node"))
+    assets = _ok(
+        _run(
+            [
+                str(python),
+                "-c",
+                "from pocl.node.explorer.web import load_assets; print(sorted(load_assets()))",
+            ],
+            elsewhere,
+            60,
+        )
+    )
+    assert assets.strip() == "['app.js', 'favicon.svg', 'index.html', 'style.css']"  # the explorer ships
     for bare in ("ledger", "node", "ml", "p2p", "consensus", "genesis", "scripts", "tests"):
         proc = _run([str(python), "-c", f"import {bare}"], elsewhere, 60)
         assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr, f"import {bare} works: {proc}"
