@@ -55,15 +55,15 @@ TRANSFER_AMOUNT = 1
 START_TIMEOUT_S = 180.0
 MEMTRACE_FILE = "memtrace.txt"
 MEMTRACE_PERIOD_S = 60
-# A round every ~100 blocks (about a minute at devnet speed, like miners that train for a minute): every
-# round leaves ~26 KB of consensus state per 4 miners in memory (opened shards, votes, commits), so back
-# to back rounds (every ~5 blocks) would measure the chain's state, not the node's leaks.
+# A round every ~100 blocks (about a minute at devnet speed, like miners that train for a minute). Each
+# final round leaves its record in state (~1.2 KB with 4 miners; state is held in memory), so back to
+# back rounds (every ~5 blocks) would add ~0.25 MB per 1,000 blocks of chain state that is not a leak.
 DEFAULT_ROUND_GAP_BLOCKS = 100
 # Bounded structures take this long to reach their caps at devnet speed (~175 blocks a minute): the
 # gossip seen-ids (2 minutes of messages), LevelDB's block and table caches (8 MiB, filled as the store
 # grows), the mempool's verified-signature cache and the allocator's free lists. Measured: RSS rises
-# ~15 MB over the first ~1,000 blocks and then runs level; a fit from block 300 counts part of that
-# filling as growth (docs/benchmarks.md).
+# ~12 MB over the first ~1,000 blocks, then moves in a band; a fit from block 300 counts part of that
+# filling as growth (docs/benchmarks/soak.md).
 DEFAULT_WARMUP_BLOCKS = 1_000
 
 
@@ -328,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--validators", type=int, default=4)
     ap.add_argument("--rate", type=float, default=5.0, help="faucet transfers per second (open loop)")
-    ap.add_argument("--warmup-blocks", type=int, default=DEFAULT_WARMUP_BLOCKS, help="blocks left out of the fit")
+    ap.add_argument(
+        "--warmup-blocks", type=int, default=DEFAULT_WARMUP_BLOCKS, help="blocks left out of the fit"
+    )
     ap.add_argument("--sample-s", type=float, default=5.0, help="seconds between samples")
     ap.add_argument(
         "--round-gap-blocks",
