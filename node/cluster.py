@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 from pocl.node.config import Config
 from pocl.node.rpc.client import http_client, os_reason
+from pocl.node.shutdown import DRAIN_SIGNAL, FORCE_SIGNAL
 from pocl.node.testnet import Testnet, TestnetNode, generate_testnet
 
 DEFAULT_WAIT_S = 60.0
@@ -149,12 +149,13 @@ class NodeProcess:
         )
         log.close()
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """Graceful stop (SIGTERM), escalating to SIGKILL after `timeout`."""
+    def stop(self, timeout: float = 20.0, *, force: bool = False) -> int | None:
+        """Graceful stop (SIGTERM: a miner first finishes a round it committed to; with `force`, SIGQUIT:
+        stop now), escalating to SIGKILL after `timeout`."""
         if self.proc is None:
             return None
+        self.signal_stop(force=force)
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -163,6 +164,11 @@ class NodeProcess:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    def signal_stop(self, *, force: bool = False) -> None:
+        """Ask the process to stop (see `stop`) without waiting."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(FORCE_SIGNAL if force else DRAIN_SIGNAL)
 
     def kill(self) -> None:
         """SIGKILL: no chance to flush or clean up (crash tests)."""
@@ -299,10 +305,16 @@ class LocalCluster:
                 if not node.running:
                     raise ClusterError(node.failure("at start"))
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, force: bool = False) -> None:
+        """Stop every node, one after the other: a miner draining its round needs the others' quorum to
+        finish it. With `force` (no drain) all are signalled at once first."""
+        if force:
+            for node in self.nodes:
+                with contextlib.suppress(Exception):
+                    node.signal_stop(force=True)
         for node in self.nodes:
             with contextlib.suppress(Exception):
-                node.stop()
+                node.stop(force=force)
 
     def running(self) -> list[NodeProcess]:
         return [n for n in self.nodes if n.running]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -24,6 +25,8 @@ from pocl.node.miner_duty import OpenDuty, WithholdCost
 log = logging.getLogger("pocl.node")
 
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
+DRAIN_SIGNAL = signal.SIGTERM  # finish a committed PoCL round first (SIGINT too); a second one: stop now
+FORCE_SIGNAL = signal.SIGQUIT  # stop now (`pocl-node stop --force`)
 POLL_S = 1.0  # re-check the duty this often even without a new block (a stalled chain)
 
 

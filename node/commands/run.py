@@ -23,6 +23,7 @@ from pocl.node.fdlimit import raise_nofile_limit
 from pocl.node.home import ACCOUNT_KEY, CONSENSUS_KEY, NodeHome
 from pocl.node.memtrace import MemoryTrace
 from pocl.node.pidfile import pid_file_path, remove_pid_file, write_pid_file
+from pocl.node.shutdown import DRAIN_SIGNAL, FORCE_SIGNAL
 
 HELP = "run the node (validator if its consensus key is in the validator set)"
 USER_ERRORS: tuple[type[Exception], ...] = (StoreError,)
@@ -62,8 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # drain a committed PoCL round first; again: stop now
-FORCE_SIGNAL = signal.SIGQUIT  # stop now (`pocl-node stop --force`)
+STOP_SIGNALS = (signal.SIGINT, DRAIN_SIGNAL)  # drain a committed PoCL round first; again: stop now
 
 
 async def _serve(node: Any) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import time
 from typing import Any
 
 from pocl.node.commands._common import add_command_parser, emit, home_of
 from pocl.node.errors import UserError
+from pocl.node.shutdown import DRAIN_SIGNAL, FORCE_SIGNAL
 
 HELP = "stop the node running on this home (a miner finishes the round it committed to, unless --force)"
 DESCRIPTION = """\
@@ -31,8 +31,6 @@ examples:
   pocl-node stop --home ~/.pocl --force
 """
 
-DRAIN_SIGNAL = signal.SIGTERM
-FORCE_SIGNAL = signal.SIGQUIT  # node.commands.run.FORCE_SIGNAL
 EXTRA_WAIT_S = 30.0  # beyond the drain: the node's own shutdown (miner, P2P, database)
 POLL_S = 0.2
 RPC_TIMEOUT_S = 2.0

@@ -12,7 +12,7 @@ from typing import Any
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.txs import KIND_POCL_COMMIT
 from pocl.ledger.keys import PrivateKey
-from pocl.node.heap_trim import trim_periodically
+from pocl.node.heap_trim import FOLLOW_UP_S, HeapTrimmer, trim_periodically
 from pocl.node.miner import Miner, MinerSettings
 from pocl.node.miner_store import KEEP_ROUNDS
 from pocl.p2p.gossip import DEFAULT_SEEN_TTL_S, Gossip, SeenCache
@@ -92,3 +92,16 @@ async def test_the_heap_is_trimmed_periodically() -> None:
 
 async def test_a_running_node_trims_its_heap(node: Any) -> None:
     assert any(t.get_name() == "heap-trim" and not t.done() for t in node._tasks)
+
+
+async def test_a_burst_of_bodies_is_trimmed_then_trimmed_again_for_late_releases() -> None:
+    trimmer = HeapTrimmer(trim_after_bytes=10, delay_s=0.01)
+    calls: list[int] = []
+    trimmer._malloc_trim = lambda pad: calls.append(pad) or 1
+    trimmer.freed(6, idle=False)
+    trimmer.freed(6, idle=True)  # 12 bytes freed, nothing in flight: a trim soon, and one follow-up
+    async with asyncio.timeout(FOLLOW_UP_S + 3):
+        while trimmer.trims < 2:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(FOLLOW_UP_S + 0.2)  # no third trim: the follow-up does not schedule another
+    assert calls == [0, 0] and trimmer._pending is None

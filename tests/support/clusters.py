@@ -31,4 +31,4 @@ def stop_clusters(clusters: list[LocalCluster], request: pytest.FixtureRequest, 
     for cluster in clusters:
         if failed:
             print(f"\n===== cluster logs ({cluster.testnet.out}) =====\n{cluster.logs(log_lines)}")
-        cluster.stop_all()
+        cluster.stop_all(force=True)  # no miner drains a round at teardown
