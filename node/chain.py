@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping
 
 from cachetools import FIFOCache
 from pocl.consensus.bft.commit import CommitError, verify_commit
 from pocl.consensus.bft.votes import ValidatorSet
+from pocl.consensus.pocl.execution import PoclExecution, build_executor
+from pocl.consensus.pocl.params import PoclParams
+from pocl.genesis.schema import Genesis
 from pocl.ledger.block import Block, Commit
 from pocl.ledger.block_builder import build_block, no_round_info
 from pocl.ledger.errors import BlockError
@@ -214,3 +218,21 @@ class Chain:
         self.head_time_ms = block.header.time_ms
         self._checked.clear()  # every other candidate was built on the old head
         return result
+
+
+def open_genesis_chain(path: str | os.PathLike[str], genesis: Genesis) -> tuple[Chain, PoclExecution]:
+    """A `Chain` on the store at `path` (initialised from `genesis` when new) with the executor and PoCL
+    hooks a node wires: for benchmarks and tests that drive a chain without a node around it."""
+    store = Store.open(path)
+    if not store.initialized:
+        store.init_genesis(genesis.initial_state(), genesis.hash)
+    pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
+    chain = Chain(
+        store,
+        store.load_state(genesis.params),
+        build_executor(pocl),
+        genesis.params,
+        genesis.genesis_time_ms,
+        round_info=pocl.round_info,
+    )
+    return chain, pocl

@@ -152,15 +152,18 @@ class NodeProcess:
     def stop(self, timeout: float = 20.0, *, force: bool = False) -> int | None:
         """Graceful stop (SIGTERM: a miner first finishes a round it committed to; with `force`, SIGQUIT:
         stop now), escalating to SIGKILL after `timeout`."""
+        self.signal_stop(force=force)
+        return self.wait_stopped(timeout)
+
+    def wait_stopped(self, timeout: float = 20.0) -> int | None:
+        """Wait for a signalled process to exit (SIGKILL after `timeout`); its exit code."""
         if self.proc is None:
             return None
-        self.signal_stop(force=force)
-        if self.proc.poll() is None:
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         code = self.proc.returncode
         self.proc = None
         return code
@@ -308,13 +311,17 @@ class LocalCluster:
     def stop_all(self, *, force: bool = False) -> None:
         """Stop every node, one after the other: a miner draining its round needs the others' quorum to
         finish it. With `force` (no drain) all are signalled at once first."""
-        if force:
+        if not force:
             for node in self.nodes:
                 with contextlib.suppress(Exception):
-                    node.signal_stop(force=True)
+                    node.stop()
+            return
         for node in self.nodes:
             with contextlib.suppress(Exception):
-                node.stop(force=force)
+                node.signal_stop(force=True)
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.wait_stopped()
 
     def running(self) -> list[NodeProcess]:
         return [n for n in self.nodes if n.running]

@@ -200,35 +200,40 @@ def public_shard_inputs(chain: InProcessChain, rec: RoundRecord) -> dict[bytes, 
     return {a: e.test_x.to_numpy(1 << 30) for a, e in sorted(data.shards.items())}
 
 
+_ROUND_PAYLOADS = {
+    KIND_POCL_PREDICT: PredictPayload,
+    KIND_POCL_SHARD: ShardPayload,
+    KIND_POCL_VOTE: VotePayload,
+}
+
+
 def _final_round_txs(
-    chain: InProcessChain, round_: int, kind: str
-) -> tuple[RoundRecord | None, dict[bytes, Any]]:
-    """Round `round_`'s record if final, and the payloads of its `kind` txs by sender, read from the
-    round's blocks (as a node's miner reads them over RPC: a final round's entries are deleted from state)."""
+    chain: InProcessChain, round_: int
+) -> tuple[RoundRecord | None, dict[str, dict[bytes, Any]]]:
+    """Round `round_`'s record if final, and the payloads of its predict, shard and vote txs by kind, then
+    by sender, read in one pass over the round's blocks (as a node's miner reads them over RPC: a final
+    round's entries are deleted from state)."""
     rec = chain.pocl.record(chain.state, round_) if round_ >= 1 else None
+    out: dict[str, dict[bytes, Any]] = {kind: {} for kind in _ROUND_PAYLOADS}
     if rec is None or rec.outcome is None:
-        return None, {}
-    payload_type = {
-        KIND_POCL_PREDICT: PredictPayload,
-        KIND_POCL_SHARD: ShardPayload,
-        KIND_POCL_VOTE: VotePayload,
-    }
-    out: dict[bytes, Any] = {}
+        return None, out
     for block in chain.blocks:
         if rec.start_height <= block.height <= rec.end_height:
             for raw in block.txs:
                 stx = SignedTx.decode(raw)
-                if stx.tx.kind == kind:
-                    payload = payload_type[kind].from_list(stx.tx.payload)
+                payload_type = _ROUND_PAYLOADS.get(stx.tx.kind)
+                if payload_type is not None:
+                    payload = payload_type.from_list(stx.tx.payload)
                     if payload.round == round_:
-                        out[stx.sender_address] = payload
+                        out[stx.tx.kind][stx.sender_address] = payload
     return rec, out
 
 
 def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, bytes]]:
     """(address, weights) revealed in round `round_` (finalized), the outcome's ranking first, then the
     other revealers by address, from the round's pocl.predict txs."""
-    rec, predicts = _final_round_txs(chain, round_, KIND_POCL_PREDICT)
+    rec, txs = _final_round_txs(chain, round_)
+    predicts = txs[KIND_POCL_PREDICT]
     if rec is None or rec.outcome is None:
         return []
     order = rec.outcome.ranking + sorted(a for a in rec.revealed if a not in rec.outcome.ranking)
@@ -238,8 +243,8 @@ def revealed_models(chain: InProcessChain, round_: int) -> list[tuple[bytes, byt
 def revealed_shards(chain: InProcessChain, round_: int) -> list[tuple[bytes, np.ndarray, np.ndarray]]:
     """(address, test inputs, revealed labels) of round `round_`'s voters whose labels opened their
     commitment (the outcome's accuracy columns), by address, from the round's shard and vote txs."""
-    rec, shards = _final_round_txs(chain, round_, KIND_POCL_SHARD)
-    _, votes = _final_round_txs(chain, round_, KIND_POCL_VOTE)
+    rec, txs = _final_round_txs(chain, round_)
+    shards, votes = txs[KIND_POCL_SHARD], txs[KIND_POCL_VOTE]
     if rec is None or rec.outcome is None:
         return []
     max_bytes = 1 << 30

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 from pocl.consensus.bft.messages import make_vote
-from pocl.consensus.pocl.execution import PoclExecution, build_executor
+from pocl.consensus.pocl.execution import PoclExecution
 from pocl.consensus.pocl.params import PoclParams
 from pocl.consensus.pocl.records import PHASE_DONE
 from pocl.consensus.pocl.txs import KIND_POCL_PREDICT
@@ -55,12 +55,11 @@ from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig
 from pocl.ledger.codec import Struct
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import GenesisAccount
-from pocl.ledger.storage.store import Store
 from pocl.ledger.tx import TX_VERSION, SignedTx, Tx, sign_tx
 from pocl.ml.adversary import LAZY_NOISE, Behaviour
 from pocl.ml.datasets import load_dataset
 from pocl.ml.shards import miner_data
-from pocl.node.chain import Chain
+from pocl.node.chain import Chain, open_genesis_chain
 from pocl.node.config import Config
 from pocl.node.devnet.params import devnet_chain
 from pocl.node.node import Node
@@ -173,23 +172,6 @@ def make_genesis(model: str, miners: list[SimMiner], round_gap: int) -> Genesis:
     )
 
 
-def open_chain(path: Path, genesis: Genesis) -> tuple[Chain, PoclExecution]:
-    """The chain on a store at `path`, wired as a node wires it."""
-    store = Store.open(path)
-    if not store.initialized:
-        store.init_genesis(genesis.initial_state(), genesis.hash)
-    pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
-    chain = Chain(
-        store,
-        store.load_state(genesis.params),
-        build_executor(pocl),
-        genesis.params,
-        genesis.genesis_time_ms,
-        round_info=pocl.round_info,
-    )
-    return chain, pocl
-
-
 def sign_commit(block: Block) -> Commit:
     sigs = [
         CommitSig(k.pubkey, make_vote(k, CHAIN_ID, VOTE_PRECOMMIT, block.height, 0, block.hash).signature)
@@ -227,7 +209,7 @@ def build_chain(
     ]
     genesis = make_genesis(model, sims, round_gap)
     workdir.mkdir(parents=True, exist_ok=True)
-    chain, pocl = open_chain(workdir / "chain.db", genesis)
+    chain, pocl = open_genesis_chain(workdir / "chain.db", genesis)
     snapshots = {lag: SnapshotDir(workdir / f"snapshots-lag-{lag}") for lag in snapshot_lags}
     view = _ChainView(chain, pocl, CHAIN_ID)
     rounds = tx_bytes = predict_bytes = 0

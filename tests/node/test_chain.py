@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 from pocl.consensus.bft.messages import make_vote
-from pocl.consensus.pocl.execution import PoclExecution, build_executor
-from pocl.consensus.pocl.params import PoclParams
 from pocl.genesis.schema import Genesis, GenesisValidator, build_genesis
 from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig, Header, txs_root
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
-from pocl.ledger.storage.store import Store
 from pocl.ledger.tx import make_transfer
-from pocl.node.chain import Chain, InvalidBlock
+from pocl.node.chain import Chain, InvalidBlock, open_genesis_chain
 from pocl.node.config import Config
 from pocl.node.node import Node
 from pocl.p2p.host import Host, HostConfig
@@ -45,17 +42,7 @@ def make_genesis() -> Genesis:
 
 
 def open_chain(path: Path, genesis: Genesis) -> Chain:
-    store = Store.open(path)
-    store.init_genesis(genesis.initial_state(), genesis.hash)
-    pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
-    return Chain(
-        store,
-        store.load_state(genesis.params),
-        build_executor(pocl),
-        genesis.params,
-        genesis.genesis_time_ms,
-        round_info=pocl.round_info,
-    )
+    return open_genesis_chain(path, genesis)[0]
 
 
 def sign_commit(block: Block, signers: list[PrivateKey], round_: int = 0) -> Commit:

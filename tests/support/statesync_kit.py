@@ -9,15 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pocl.consensus.bft.messages import make_vote
-from pocl.consensus.pocl.execution import PoclExecution, build_executor
-from pocl.consensus.pocl.params import PoclParams
 from pocl.genesis.schema import Genesis, GenesisValidator, build_genesis
 from pocl.ledger.block import VOTE_PRECOMMIT, Block, Commit, CommitSig
 from pocl.ledger.keys import PrivateKey
 from pocl.ledger.params import ChainParams
-from pocl.ledger.storage.store import Store
 from pocl.ledger.tx import make_transfer
-from pocl.node.chain import Chain
+from pocl.node.chain import Chain, open_genesis_chain
 from pocl.node.reactors.statesync import StateSyncReactor
 from pocl.node.snapshots import SnapshotDir, write_snapshot
 from pocl.p2p.host import Host, HostConfig
@@ -44,18 +41,7 @@ def make_genesis() -> Genesis:
 
 
 def open_chain(path: Path, genesis: Genesis) -> Chain:
-    store = Store.open(path)
-    if not store.initialized:
-        store.init_genesis(genesis.initial_state(), genesis.hash)
-    pocl = PoclExecution(PoclParams.from_json(genesis.pocl), genesis.params)
-    return Chain(
-        store,
-        store.load_state(genesis.params),
-        build_executor(pocl),
-        genesis.params,
-        genesis.genesis_time_ms,
-        round_info=pocl.round_info,
-    )
+    return open_genesis_chain(path, genesis)[0]
 
 
 def sign_commit(block: Block, signers: list[PrivateKey], chain_id: str = CHAIN_ID) -> Commit:
